@@ -1,0 +1,1 @@
+"""The Glassbox data plane: the explainer and predictor model servers."""

@@ -1,0 +1,1 @@
+"""Glassbox: explainable models served with KServe."""

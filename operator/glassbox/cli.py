@@ -1,0 +1,86 @@
+"""The `glassbox` command: `glassbox operator` runs the operator, `glassbox crd` prints the CRD."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from glassbox.operator import handlers  # noqa: F401  (registers the handlers)
+    from glassbox.operator.builders import OperatorConfig
+    from glassbox.operator.kube import KubeApi, load_api_client
+    from glassbox.operator.reconcile import Reconciler
+
+    config = OperatorConfig(
+        explainer_image=args.explainer_image,
+        predictor_image=args.predictor_image,
+        cluster_domain=args.cluster_domain,
+    )
+    reconciler = Reconciler(KubeApi(load_api_client()), config, handlers.utc_now, handlers.post_warning)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=True,
+        liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
+        memo=kopf.Memo(reconciler=reconciler),
+    )
+    return 0
+
+
+def _crd(_: argparse.Namespace) -> int:
+    from glassbox.operator.crd import render_crd
+
+    sys.stdout.write(render_crd())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from glassbox.operator.builders import OperatorConfig
+
+    defaults = OperatorConfig()
+    parser = argparse.ArgumentParser(prog="glassbox", description="Glassbox: explainable models on KServe.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    operator = commands.add_parser("operator", help="run the ExplainedModel operator (all namespaces unless --namespace)")
+    operator.add_argument(
+        "--namespace", action="append", default=[], metavar="NS",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    operator.add_argument(
+        "--explainer-image", default=os.environ.get("GLASSBOX_EXPLAINER_IMAGE", defaults.explainer_image),
+        help="image of the explainer server (env GLASSBOX_EXPLAINER_IMAGE)",
+    )
+    operator.add_argument(
+        "--predictor-image", default=os.environ.get("GLASSBOX_PREDICTOR_IMAGE", defaults.predictor_image),
+        help="image of the PyTorch predictor server (env GLASSBOX_PREDICTOR_IMAGE)",
+    )
+    operator.add_argument(
+        "--cluster-domain", default=os.environ.get("GLASSBOX_CLUSTER_DOMAIN", defaults.cluster_domain),
+        help="the cluster's DNS domain, for in-cluster URLs (env GLASSBOX_CLUSTER_DOMAIN)",
+    )
+    operator.add_argument(
+        "--health-address", default=os.environ.get("GLASSBOX_HEALTH_ADDRESS", ""), metavar="HOST:PORT",
+        help="serve liveness and readiness at http://HOST:PORT/healthz (env GLASSBOX_HEALTH_ADDRESS)",
+    )
+    operator.add_argument("--verbose", action="store_true", help="log every API call kopf makes")
+    operator.set_defaults(run=_operator)
+
+    crd = commands.add_parser("crd", help="print the ExplainedModel CustomResourceDefinition (YAML)")
+    crd.set_defaults(run=_crd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""The ExplainedModel API (group glassbox.dev, version v1alpha1).
+
+These pydantic models are the single source of the API: the CRD in `crds/` is
+generated from them (`glassbox crd`), the operator parses every object through
+them, and the explainer server reads its method parameters from them.
+
+Field names are camelCase on the wire, as in every Kubernetes API; Python code
+uses snake_case attributes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "glassbox.dev"
+VERSION = "v1alpha1"
+KIND = "ExplainedModel"
+PLURAL = "explainedmodels"
+SINGULAR = "explainedmodel"
+SHORT_NAMES = ["xm"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# A Kubernetes quantity: `cpu: 1`, `cpu: 500m`, `memory: 2Gi`.
+Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+
+# --------------------------------------------------------------------------- predictor
+
+
+class Protocol(str, enum.Enum):
+    v1 = "v1"
+    v2 = "v2"
+
+
+class ScaleMetric(str, enum.Enum):
+    """KServe's autoscaling metrics (`scaleMetric` on a component)."""
+
+    concurrency = "concurrency"
+    rps = "rps"
+    cpu = "cpu"
+    memory = "memory"
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration, passed through to the pods so GPU nodes with taints can host them."""
+
+    key: str | None = Field(None, description="Taint key the toleration applies to; empty matches all keys.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (default Equal).")
+    value: str | None = Field(None, description="Taint value to match when operator is Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class ComputeResources(ApiModel):
+    """CPU and memory for each replica. Requests are what the scheduler and the cluster autoscaler plan with."""
+
+    cpu_request: Quantity = Field("1", description="CPU requested per replica, for example 500m or 2.")
+    memory_request: Quantity = Field("2Gi", description="Memory requested per replica, for example 512Mi or 4Gi.")
+    cpu_limit: Quantity | None = Field(None, description="CPU limit per replica; defaults to the request.")
+    memory_limit: Quantity | None = Field(None, description="Memory limit per replica; defaults to the request.")
+
+
+class Autoscaling(ApiModel):
+    """Replica bounds and the metric KServe scales on."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas; 0 lets KServe scale to zero (serverless mode).")
+    max_replicas: int = Field(1, ge=1, description="Most replicas; must be at least minReplicas.")
+    scale_metric: ScaleMetric = Field(
+        ScaleMetric.concurrency, description="Metric KServe's autoscaler targets: concurrency, rps, cpu or memory."
+    )
+    scale_target: int | None = Field(
+        None, ge=1, description="Target value of the metric per replica (requests in flight, requests per second, or percent)."
+    )
+
+
+class DynamicBatching(ApiModel):
+    """Coalesce concurrent requests into one forward pass: explanations send many perturbed rows at once."""
+
+    max_batch_size: int = Field(256, ge=1, description="Most rows in one forward pass.")
+    max_latency_ms: int = Field(5, ge=0, description="Longest a request waits for others to join its batch, in milliseconds.")
+
+
+class PredictorSpec(ApiModel):
+    """The model to explain: either a model the operator deploys (storageUri and modelFormat) or an existing InferenceService (inferenceServiceName), never both."""
+
+    inference_service_name: str | None = Field(
+        None,
+        description="Name of an InferenceService that already exists in this namespace. Glassbox explains it and never changes or deletes it.",
+    )
+    model_format: str | None = Field(
+        None,
+        description="Format of the model artifact to deploy. 'pytorch' (TorchScript or torch.export) is served by Glassbox's GPU predictor; any other format is served by the KServe ServingRuntime that supports it.",
+    )
+    storage_uri: str | None = Field(
+        None, description="Where the model artifact lives: s3://, gs://, pvc://, https:// or any URI KServe's storage initializer reads."
+    )
+    runtime: str | None = Field(
+        None, description="Name of a KServe ServingRuntime to use instead of Glassbox's predictor (optional)."
+    )
+    protocol: Protocol = Field(Protocol.v2, description="Inference protocol the predictor speaks: v1 or v2 (Open Inference Protocol).")
+    gpus: int = Field(0, ge=0, description="NVIDIA GPUs per replica (nvidia.com/gpu limit).")
+    resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the predictor.")
+    batching: DynamicBatching | None = Field(
+        None, description="Dynamic batching of concurrent requests; recommended when explanations call this predictor."
+    )
+    node_selector: dict[str, str] | None = Field(
+        None, description="Node labels the pods require, for example a GPU node pool."
+    )
+    tolerations: list[Toleration] | None = Field(None, description="Taints the pods tolerate, for example on GPU nodes.")
+
+    @property
+    def deploys_model(self) -> bool:
+        return self.inference_service_name is None
+
+
+# --------------------------------------------------------------------------- methods
+
+
+class MethodType(str, enum.Enum):
+    AnchorTabular = "AnchorTabular"
+    AnchorText = "AnchorText"
+    AnchorImage = "AnchorImage"
+    KernelShap = "KernelShap"
+    Counterfactual = "Counterfactual"
+    IntegratedGradients = "IntegratedGradients"
+    TrainingDataInfluence = "TrainingDataInfluence"
+
+
+# Methods that need the model's weights and gradients: they run beside the model.
+WHITE_BOX_METHODS = frozenset({MethodType.IntegratedGradients, MethodType.TrainingDataInfluence})
+# Methods that need reference data (training or background rows) to be fitted.
+METHODS_NEEDING_REFERENCE_DATA = frozenset(
+    {MethodType.AnchorTabular, MethodType.KernelShap, MethodType.Counterfactual, MethodType.TrainingDataInfluence}
+)
+
+
+class DataFormat(str, enum.Enum):
+    csv = "csv"
+    npy = "npy"
+    parquet = "parquet"
+
+
+class ReferenceData(ApiModel):
+    """Training or background data a method is fitted on, and how to read it."""
+
+    uri: str = Field(description="Storage URI or local path of the data: CSV, NPY or Parquet.")
+    format: DataFormat | None = Field(None, description="csv, npy or parquet; inferred from the file extension when omitted.")
+    labels_uri: str | None = Field(
+        None, description="Storage URI of the training labels (needed by TrainingDataInfluence)."
+    )
+    target_column: str | None = Field(
+        None, description="Column of a CSV or Parquet file that holds labels; it is dropped from the features."
+    )
+    feature_names: list[str] | None = Field(
+        None, description="Names of the features, in column order; read from the file's header when omitted."
+    )
+    categorical_names: dict[str, list[str]] | None = Field(
+        None,
+        description="Categorical features: column index (as a string) to the names of its integer-coded values.",
+    )
+    max_rows: int | None = Field(None, ge=1, description="Use at most this many rows (a seeded sample).")
+
+
+class AnchorTabularParameters(ApiModel):
+    """alibi AnchorTabular: an IF-THEN rule that holds the prediction with high precision."""
+
+    threshold: float = Field(0.95, gt=0, le=1, description="Minimum precision of the anchor.")
+    delta: float = Field(0.1, gt=0, lt=1, description="Significance level of the precision bound.")
+    tau: float = Field(0.15, gt=0, lt=1, description="Margin between lower confidence bound and threshold.")
+    batch_size: int = Field(100, ge=1, description="Samples drawn per candidate anchor per round.")
+    coverage_samples: int = Field(10000, ge=1, description="Samples used to estimate coverage.")
+    beam_size: int = Field(1, ge=1, description="Candidate anchors kept per round.")
+    max_anchor_size: int | None = Field(None, ge=1, description="Most predicates in an anchor; unbounded when omitted.")
+    disc_perc: list[int] = Field(default_factory=lambda: [25, 50, 75], description="Percentiles that discretise numerical features.")
+    seed: int = Field(0, description="Random seed: the same seed gives the same anchor.")
+
+
+class AnchorTextParameters(ApiModel):
+    """alibi AnchorText with the unknown-token perturbation: words are replaced by a placeholder."""
+
+    threshold: float = Field(0.95, gt=0, le=1, description="Minimum precision of the anchor.")
+    sample_proba: float = Field(0.5, gt=0, lt=1, description="Probability that a word is replaced by the placeholder.")
+    placeholder: str = Field("UNK", min_length=1, description="Token that replaces words in perturbed sentences.")
+    batch_size: int = Field(100, ge=1, description="Perturbed sentences per candidate anchor per round.")
+    seed: int = Field(0, description="Random seed.")
+
+
+class Segmentation(str, enum.Enum):
+    slic = "slic"
+    quickshift = "quickshift"
+    felzenszwalb = "felzenszwalb"
+
+
+class AnchorImageParameters(ApiModel):
+    """alibi AnchorImage: the superpixels that anchor the prediction."""
+
+    segmentation: Segmentation = Field(Segmentation.slic, description="Superpixel algorithm.")
+    n_segments: int = Field(15, ge=2, description="Approximate number of superpixels (slic).")
+    threshold: float = Field(0.95, gt=0, le=1, description="Minimum precision of the anchor.")
+    p_sample: float = Field(0.5, gt=0, lt=1, description="Probability that a superpixel is perturbed.")
+    image_shape: list[int] | None = Field(None, description="Height, width and channels of the input images.")
+    seed: int = Field(0, description="Random seed.")
+
+
+class LinkFunction(str, enum.Enum):
+    identity = "identity"
+    logit = "logit"
+
+
+class KernelShapParameters(ApiModel):
+    """alibi KernelShap: additive feature attributions from a weighted linear model over coalitions."""
+
+    nsamples: int | None = Field(None, ge=1, description="Coalitions sampled per explanation; alibi's 'auto' (2M+2048) when omitted.")
+    background_size: int = Field(100, ge=1, description="Background rows the reference data is summarised to.")
+    link: LinkFunction = Field(LinkFunction.identity, description="identity for probabilities, logit for log-odds.")
+    l1_reg: str = Field("auto", description="Feature selection before the fit: auto, aic, bic, num_features(N) or false.")
+    seed: int = Field(0, description="Random seed.")
+
+
+class CounterfactualParameters(ApiModel):
+    """Counterfactuals by reinforcement learning (alibi CFRL, PyTorch backend): black-box, in-distribution."""
+
+    train_steps: int = Field(2000, ge=1, description="Training steps of the counterfactual generator at load time.")
+    latent_dim: int = Field(8, ge=1, description="Size of the autoencoder's latent space.")
+    coeff_sparsity: float = Field(0.5, ge=0, description="Weight of the sparsity loss: fewer changed features.")
+    coeff_consistency: float = Field(0.5, ge=0, description="Weight of the consistency loss: stay in the data distribution.")
+    immutable_features: list[str] | None = Field(None, description="Features a counterfactual must not change.")
+    seed: int = Field(0, description="Random seed.")
+
+
+class IntegrationMethod(str, enum.Enum):
+    gausslegendre = "gausslegendre"
+    riemann_left = "riemann_left"
+    riemann_right = "riemann_right"
+    riemann_middle = "riemann_middle"
+    riemann_trapezoid = "riemann_trapezoid"
+
+
+class IntegratedGradientsParameters(ApiModel):
+    """Integrated Gradients (white-box): path integral of gradients from a baseline to the input."""
+
+    n_steps: int = Field(50, ge=2, description="Steps of the path integral.")
+    method: IntegrationMethod = Field(IntegrationMethod.gausslegendre, description="Integration rule.")
+    baseline: Literal["zeros", "mean"] = Field("zeros", description="Baseline input: zeros, or the mean of the reference data.")
+    internal_batch_size: int = Field(100, ge=1, description="Rows per forward/backward pass.")
+
+
+class Similarity(str, enum.Enum):
+    grad_dot = "grad_dot"
+    grad_cos = "grad_cos"
+    grad_asym_dot = "grad_asym_dot"
+
+
+class TrainingDataInfluenceParameters(ApiModel):
+    """Training-data influence (white-box, alibi GradientSimilarity): the training rows that mattered most."""
+
+    top_k: int = Field(5, ge=1, description="Most influential training instances returned.")
+    similarity: Similarity = Field(Similarity.grad_cos, description="Similarity between gradients.")
+    loss: Literal["cross_entropy", "mse"] = Field("cross_entropy", description="Loss whose gradients are compared.")
+
+
+class MethodSpec(ApiModel):
+    """One explanation method. Set `type`, and optionally the parameter block of that same type."""
+
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=40,
+        description="Name of the method in URLs and responses; the type in lower case when omitted.",
+    )
+    type: MethodType = Field(description="The method: AnchorTabular, AnchorText, AnchorImage, KernelShap, Counterfactual, IntegratedGradients or TrainingDataInfluence.")
+    reference_data: ReferenceData | None = Field(
+        None, description="Reference data for this method; overrides the explainer's referenceData."
+    )
+    anchor_tabular: AnchorTabularParameters | None = None
+    anchor_text: AnchorTextParameters | None = None
+    anchor_image: AnchorImageParameters | None = None
+    kernel_shap: KernelShapParameters | None = None
+    counterfactual: CounterfactualParameters | None = None
+    integrated_gradients: IntegratedGradientsParameters | None = None
+    training_data_influence: TrainingDataInfluenceParameters | None = None
+
+    @property
+    def effective_name(self) -> str:
+        return self.name or self.type.value.lower()
+
+    @property
+    def is_white_box(self) -> bool:
+        return self.type in WHITE_BOX_METHODS
+
+
+# The parameter block of each method type, by attribute name.
+PARAMETER_FIELD_OF: dict[MethodType, str] = {
+    MethodType.AnchorTabular: "anchor_tabular",
+    MethodType.AnchorText: "anchor_text",
+    MethodType.AnchorImage: "anchor_image",
+    MethodType.KernelShap: "kernel_shap",
+    MethodType.Counterfactual: "counterfactual",
+    MethodType.IntegratedGradients: "integrated_gradients",
+    MethodType.TrainingDataInfluence: "training_data_influence",
+}
+
+
+# --------------------------------------------------------------------------- explainer and graph
+
+
+class ExplainerSpec(ApiModel):
+    """How the explainer runs: its methods, data, and its own scaling, independent of the predictor."""
+
+    methods: list[MethodSpec] = Field(min_length=1, description="The explanation methods to serve (at least one).")
+    reference_data: ReferenceData | None = Field(
+        None, description="Reference data shared by every method that needs it."
+    )
+    model_storage_uri: str | None = Field(
+        None,
+        description="Model artifact for white-box methods when the predictor is an existing InferenceService; defaults to predictor.storageUri.",
+    )
+    gpus: int = Field(0, ge=0, description="NVIDIA GPUs per explainer replica, for white-box methods.")
+    resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the explainer.")
+    timeout_seconds: int = Field(60, ge=1, description="Longest one explanation may take before the explainer answers 504.")
+    node_selector: dict[str, str] | None = Field(None, description="Node labels the explainer pods require.")
+    tolerations: list[Toleration] | None = Field(None, description="Taints the explainer pods tolerate.")
+
+
+class Route(str, enum.Enum):
+    predict = "predict"
+    explain = "explain"
+    predict_and_explain = "predictAndExplain"
+
+
+class GraphSpec(ApiModel):
+    """The KServe InferenceGraph that wires predictor and explainer together."""
+
+    enabled: bool = Field(True, description="Create the InferenceGraph; false serves predictor and explainer only.")
+    routes: list[Route] = Field(
+        default_factory=lambda: [Route.predict, Route.explain, Route.predict_and_explain],
+        min_length=1,
+        description="Routes the graph offers: predict, explain and predictAndExplain (one call returns both).",
+    )
+    min_replicas: int | None = Field(None, ge=0, description="Fewest replicas of the graph router.")
+    max_replicas: int | None = Field(None, ge=1, description="Most replicas of the graph router.")
+
+
+class ExplainedModelSpec(ApiModel):
+    """A model served with KServe, explained in production."""
+
+    predictor: PredictorSpec = Field(description="The model to explain: one to deploy, or an existing InferenceService.")
+    explainer: ExplainerSpec = Field(description="The explanation methods and how the explainer runs.")
+    graph: GraphSpec = Field(default_factory=GraphSpec, description="The InferenceGraph routes.")
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(description="Ready, PredictorReady, ExplainerReady, GraphReady or SpecValid.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="One CamelCase word saying why.")
+    message: str = Field("", description="What is wrong and what would be right, for a person.")
+    last_transition_time: str | None = Field(None, description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="The generation of the spec this condition describes.")
+
+
+class StatusUrls(ApiModel):
+    predict: str | None = Field(None, description="URL that answers predictions.")
+    explain: str | None = Field(None, description="URL that answers explanations (the method name is a query parameter).")
+    graph: str | None = Field(None, description="URL of the InferenceGraph.")
+
+
+class Children(ApiModel):
+    predictor: str | None = Field(None, description="Name of the predictor InferenceService (owned, or the existing one).")
+    explainer: str | None = Field(None, description="Name of the explainer InferenceService.")
+    graph: str | None = Field(None, description="Name of the InferenceGraph.")
+
+
+class ExplainedModelStatus(ApiModel):
+    observed_generation: int | None = Field(None, description="The generation of the spec this status describes.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, GraphReady, SpecValid.")
+    urls: StatusUrls = Field(default_factory=StatusUrls, description="The URLs to call.")
+    children: Children = Field(default_factory=Children, description="The objects this ExplainedModel made or uses.")
+    methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")

@@ -1,0 +1,107 @@
+"""The kopf handlers. Each one is thin: it hands the object to the Reconciler
+and turns the outcome into kopf's terms (retry later, or wait for a new spec).
+
+The Reconciler lives in kopf's operator-wide `memo`, set by `glassbox operator`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+import kopf
+
+from glassbox.operator.api import GROUP, PLURAL, VERSION
+from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
+from glassbox.operator.kube import KubeError
+from glassbox.operator.reconcile import Outcome, Reconciler
+from glassbox.operator.status import describe_problems
+
+# Retry soon after transient failures; KServe's CRDs may take a while to appear.
+RETRY_DELAY_SECONDS = 15
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def post_warning(body: dict[str, Any], reason: str, message: str) -> None:
+    kopf.warn(body, reason=reason, message=message)
+
+
+def _reconciler(memo: kopf.Memo) -> Reconciler:
+    return memo["reconciler"]  # type: ignore[no-any-return]
+
+
+def _raise_for(outcome: Outcome) -> None:
+    if outcome.problems:
+        raise kopf.PermanentError(f"invalid spec, waiting for it to change: {describe_problems(outcome.problems)}")
+    if outcome.retry_reason:
+        raise kopf.TemporaryError(outcome.retry_reason, delay=RETRY_DELAY_SECONDS)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and the last-handled spec live in annotations under our own
+    # prefix, so nothing of kopf's leaks into the status API.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 16
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        outcome = _reconciler(memo).reconcile(dict(body))
+    except KubeError as error:
+        raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from error
+    _raise_for(outcome)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=120, initial_delay=60, idle=30)
+def resync_explained_model(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """The periodic check: recreates deleted children and follows an existing InferenceService's status."""
+    try:
+        _reconciler(memo).reconcile(dict(body))
+    except KubeError as error:
+        logger.warning("periodic reconcile failed, will try again: %s", error)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def forget_explained_model(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Children are garbage-collected through owner references; only the lock is ours to drop."""
+    _reconciler(memo).forget(namespace, name)
+
+
+def _on_child_event(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    """A child changed (KServe reported status) or vanished: reconcile its parent."""
+    meta = body.get("metadata") or {}
+    parents = [ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == "ExplainedModel" and ref.get("controller")]
+    if not parents or event.get("type") is None:
+        return  # the initial listing: resume handlers cover it
+    try:
+        _reconciler(memo).reconcile_named(meta["namespace"], parents[0]["name"])
+    except KubeError as error:
+        logger.warning("reconcile after a change of %s failed, the periodic check will retry: %s", meta.get("name"), error)
+
+
+@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels={MANAGED_BY_LABEL: MANAGED_BY})
+def inference_service_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    _on_child_event(body, event, memo, logger)
+
+
+@kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
+def inference_graph_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    _on_child_event(body, event, memo, logger)
+
+
+@kopf.on.probe(id="reconciler")
+def reconciler_ready(memo: kopf.Memo, **_: Any) -> bool:
+    return "reconciler" in memo

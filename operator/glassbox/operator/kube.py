@@ -1,0 +1,174 @@
+"""The one module that talks to the Kubernetes API server.
+
+It maps HTTP answers to meaning: 404 on a read is "absent"; 404 for a whole
+resource type means the CRD is not installed; 403 names the missing RBAC rule;
+409 and 5xx are worth retrying; 422 means the server's schema rejected an
+object, with the server's own words.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from glassbox.operator.api import GROUP, PLURAL, VERSION
+
+FIELD_MANAGER = "glassbox-operator"
+
+# apiVersion/kind -> plural, for the kinds the operator reads and writes.
+PLURALS = {
+    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
+    ("serving.kserve.io/v1alpha1", "InferenceGraph"): "inferencegraphs",
+    (f"{GROUP}/{VERSION}", "ExplainedModel"): PLURAL,
+}
+
+
+class KubeError(Exception):
+    """A failed API call, with a message a person can act on."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class ResourceTypeMissing(KubeError):
+    """The API server does not serve this kind: its CRD is not installed."""
+
+
+class Rejected(KubeError):
+    """The API server refused the object as invalid (422) or forbidden (403)."""
+
+
+class Transient(KubeError):
+    """Worth retrying: conflicts, timeouts, server errors, connection failures."""
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    # Sync handlers run in a thread pool; let every thread keep a connection.
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+def _split(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def _server_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body).get("message") or error.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(error.reason)
+
+
+class KubeApi:
+    """Reads, server-side applies and deletes namespaced custom objects."""
+
+    def __init__(self, api_client: client.ApiClient):
+        self._objects = client.CustomObjectsApi(api_client)
+
+    def _fail(self, error: ApiException, action: str, api_version: str, kind: str, name: str | None) -> KubeError:
+        what = f"{kind} '{name}'" if name else f"{kind} objects"
+        message = _server_message(error)
+        if error.status == 404:
+            return ResourceTypeMissing(
+                f"the API server does not serve {kind} ({api_version}): install its CustomResourceDefinition "
+                f"(for KServe kinds, install KServe) and Glassbox will proceed on its own",
+                404,
+            )
+        if error.status == 403:
+            return Rejected(
+                f"forbidden to {action} {what}: the operator's ServiceAccount needs RBAC for "
+                f"{kind} in {api_version} ({message})",
+                403,
+            )
+        if error.status in (400, 422):
+            return Rejected(f"the API server rejected {what}: {message}", error.status)
+        return Transient(f"could not {action} {what}: {error.status} {message}", error.status)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        group, version = _split(api_version)
+        try:
+            return self._objects.get_namespaced_custom_object(group, version, namespace, PLURALS[(api_version, kind)], name)  # type: ignore[no-any-return]
+        except ApiException as error:
+            if error.status == 404 and _server_message(error) != "the server could not find the requested resource":
+                return None
+            raise self._fail(error, "read", api_version, kind, name) from error
+        except Exception as error:  # connection refused, timeouts
+            raise Transient(f"could not read {kind} '{name}': {error}") from error
+
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        group, version = _split(api_version)
+        try:
+            answer = self._objects.list_namespaced_custom_object(
+                group, version, namespace, PLURALS[(api_version, kind)], label_selector=label_selector
+            )
+        except ApiException as error:
+            raise self._fail(error, "list", api_version, kind, None) from error
+        except Exception as error:
+            raise Transient(f"could not list {kind}: {error}") from error
+        return list(answer.get("items") or [])
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager; the server's copy comes back."""
+        api_version, kind = body["apiVersion"], body["kind"]
+        group, version = _split(api_version)
+        meta = body["metadata"]
+        try:
+            return self._objects.patch_namespaced_custom_object(  # type: ignore[no-any-return]
+                group,
+                version,
+                meta["namespace"],
+                PLURALS[(api_version, kind)],
+                meta["name"],
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+        except ApiException as error:
+            raise self._fail(error, "apply", api_version, kind, meta["name"]) from error
+        except Exception as error:
+            raise Transient(f"could not apply {kind} '{meta['name']}': {error}") from error
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete one object, only if it is still the one with this uid."""
+        group, version = _split(api_version)
+        try:
+            self._objects.delete_namespaced_custom_object(
+                group,
+                version,
+                namespace,
+                PLURALS[(api_version, kind)],
+                name,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"),
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return  # gone already, or replaced by a newer object that is not ours to delete
+            raise self._fail(error, "delete", api_version, kind, name) from error
+        except Exception as error:
+            raise Transient(f"could not delete {kind} '{name}': {error}") from error
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the ExplainedModel's status subresource."""
+        try:
+            self._objects.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return  # deleted meanwhile
+            raise self._fail(error, "update the status of", f"{GROUP}/{VERSION}", "ExplainedModel", name) from error
+        except Exception as error:
+            raise Transient(f"could not update the status of ExplainedModel '{name}': {error}") from error

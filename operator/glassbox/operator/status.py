@@ -1,0 +1,212 @@
+"""Status as an API: conditions, URLs and children, computed from what the cluster reports.
+
+Everything here is pure: the live KServe objects, the spec's problems and the
+current time go in; the status to write comes out. A condition keeps its
+lastTransitionTime while its status does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from glassbox.operator.api import ExplainedModelSpec
+from glassbox.operator.builders import (
+    explain_path,
+    explainer_name,
+    graph_name,
+    predict_path,
+    predictor_name,
+)
+from glassbox.operator.validation import SpecProblem
+
+READY = "Ready"
+PREDICTOR_READY = "PredictorReady"
+EXPLAINER_READY = "ExplainerReady"
+GRAPH_READY = "GraphReady"
+SPEC_VALID = "SpecValid"
+CONDITION_TYPES = (READY, PREDICTOR_READY, EXPLAINER_READY, GRAPH_READY, SPEC_VALID)
+# How many problems one condition message lists before it says how many more.
+MAX_PROBLEMS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class ConditionState:
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ChildReport:
+    """What the operator learned about one child in this reconcile."""
+
+    kind: str
+    name: str
+    live: dict[str, Any] | None = None
+    # Set when the child could not be written or read: (reason, message).
+    failure: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything status is computed from."""
+
+    generation: int | None
+    spec: ExplainedModelSpec | None
+    problems: list[SpecProblem] = field(default_factory=list)
+    predictor: ChildReport | None = None
+    explainer: ChildReport | None = None
+    graph: ChildReport | None = None
+    graph_enabled: bool = True
+    # Set when something blocks the whole reconcile (KServe not installed): (reason, message).
+    blocked: tuple[str, str] | None = None
+
+
+def describe_problems(problems: list[SpecProblem]) -> str:
+    shown = "; ".join(str(problem) for problem in problems[:MAX_PROBLEMS_SHOWN])
+    hidden = len(problems) - MAX_PROBLEMS_SHOWN
+    return shown + (f"; and {hidden} more" if hidden > 0 else "")
+
+
+def kserve_readiness(report: ChildReport) -> ConditionState:
+    """Readiness of a KServe object, in KServe's own words."""
+    if report.failure is not None:
+        return ConditionState("False", *report.failure)
+    if report.live is None:
+        return ConditionState("False", "NotFound", f"{report.kind} '{report.name}' does not exist")
+    conditions = (report.live.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is None:
+        return ConditionState("Unknown", "Pending", f"waiting for KServe to report on {report.kind} '{report.name}'")
+    if ready.get("status") == "True":
+        return ConditionState("True", "Ready", f"{report.kind} '{report.name}' is ready")
+    detail = ready.get("message") or ready.get("reason") or "not ready"
+    return ConditionState(
+        "False" if ready.get("status") == "False" else "Unknown",
+        ready.get("reason") or "NotReady",
+        f"{report.kind} '{report.name}': {detail}",
+    )
+
+
+def _url_of(report: ChildReport | None) -> str | None:
+    if report is None or report.live is None:
+        return None
+    url = (report.live.get("status") or {}).get("url")
+    return url.rstrip("/") if isinstance(url, str) and url else None
+
+
+def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
+    """The state of every condition type, before transition times."""
+    states: dict[str, ConditionState] = {}
+    if observation.problems:
+        states[SPEC_VALID] = ConditionState("False", "InvalidSpec", describe_problems(observation.problems))
+    else:
+        states[SPEC_VALID] = ConditionState("True", "Valid", "the spec is valid")
+
+    def child_state(report: ChildReport | None, what: str) -> ConditionState:
+        if observation.blocked is not None:
+            return ConditionState("Unknown", *observation.blocked)
+        if report is None:
+            return ConditionState("Unknown", "NotReconciled", f"the {what} is not reconciled while the spec is invalid")
+        return kserve_readiness(report)
+
+    states[PREDICTOR_READY] = child_state(observation.predictor, "predictor")
+    states[EXPLAINER_READY] = child_state(observation.explainer, "explainer")
+    if not observation.graph_enabled:
+        states[GRAPH_READY] = ConditionState("True", "GraphDisabled", "spec.graph.enabled is false: no InferenceGraph")
+    else:
+        states[GRAPH_READY] = child_state(observation.graph, "graph")
+
+    if observation.blocked is not None:
+        states[READY] = ConditionState("False", *observation.blocked)
+    elif observation.problems:
+        states[READY] = ConditionState("False", "InvalidSpec", states[SPEC_VALID].message)
+    else:
+        waiting = [
+            f"{kind}: {states[kind].message}"
+            for kind in (PREDICTOR_READY, EXPLAINER_READY, GRAPH_READY)
+            if states[kind].status != "True"
+        ]
+        if waiting:
+            states[READY] = ConditionState("False", "ChildrenNotReady", "; ".join(waiting))
+        else:
+            states[READY] = ConditionState("True", "Ready", "predictor, explainer and graph are ready")
+    return states
+
+
+def merge_conditions(
+    previous: list[dict[str, Any]], states: dict[str, ConditionState], generation: int | None, now: str
+) -> list[dict[str, Any]]:
+    """Conditions in a fixed order, keeping lastTransitionTime where the status did not change."""
+    before = {c.get("type"): c for c in previous}
+    merged = []
+    for kind in CONDITION_TYPES:
+        state = states[kind]
+        old = before.get(kind)
+        unchanged = old is not None and old.get("status") == state.status and old.get("lastTransitionTime")
+        merged.append(
+            {
+                "type": kind,
+                "status": state.status,
+                "reason": state.reason,
+                "message": state.message,
+                "lastTransitionTime": old["lastTransitionTime"] if unchanged and old else now,
+                "observedGeneration": generation,
+            }
+        )
+    return merged
+
+
+def compute_status(observation: Observation, previous_status: dict[str, Any] | None, parent_name: str, now: str) -> dict[str, Any]:
+    """The whole status subresource to write."""
+    previous_status = previous_status or {}
+    states = desired_conditions(observation)
+    conditions = merge_conditions(previous_status.get("conditions") or [], states, observation.generation, now)
+    status: dict[str, Any] = {
+        "observedGeneration": observation.generation,
+        "conditions": conditions,
+        "urls": {},
+        "children": {},
+    }
+    spec = observation.spec
+    if spec is not None:
+        model = predictor_name(parent_name, spec)
+        status["children"] = {
+            "predictor": model,
+            "explainer": explainer_name(parent_name),
+            "graph": graph_name(parent_name) if observation.graph_enabled else None,
+        }
+        status["methods"] = ",".join(method.effective_name for method in spec.explainer.methods)
+        predictor_url = _url_of(observation.predictor)
+        explainer_url = _url_of(observation.explainer)
+        status["urls"] = {
+            "predict": predictor_url + predict_path(model, spec.predictor.protocol) if predictor_url else None,
+            "explain": explainer_url + explain_path(model) if explainer_url else None,
+            "graph": _url_of(observation.graph),
+        }
+    else:
+        # Keep what the last valid spec produced: the children still exist.
+        status["children"] = previous_status.get("children") or {}
+        status["urls"] = previous_status.get("urls") or {}
+        if previous_status.get("methods"):
+            status["methods"] = previous_status["methods"]
+    status["urls"] = {k: v for k, v in status["urls"].items() if v}
+    status["children"] = {k: v for k, v in status["children"].items() if v}
+    return status
+
+
+def status_changed(previous: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether writing `new` would change anything a reader sees."""
+    return {k: v for k, v in (previous or {}).items() if k in new} != new
+
+
+def status_patch(previous: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch that turns `previous` into `new`, removing keys that are gone (null deletes)."""
+    patch: dict[str, Any] = dict(new)
+    for key, old_value in (previous or {}).items():
+        if key not in new:
+            patch[key] = None
+        elif isinstance(old_value, dict) and isinstance(new.get(key), dict):
+            patch[key] = {**{k: None for k in old_value if k not in new[key]}, **new[key]}
+    return patch

@@ -1,0 +1,247 @@
+"""Rules between fields that a CRD schema cannot express.
+
+`find_spec_problems` is pure: it takes the object's name and its raw spec and
+returns every problem, each naming the field path a user must change and what
+would be right. The operator reports the first problems in the `SpecValid`
+condition and an Event, and does not retry until the spec changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from glassbox.operator.api import (
+    METHODS_NEEDING_REFERENCE_DATA,
+    PARAMETER_FIELD_OF,
+    Autoscaling,
+    ComputeResources,
+    ExplainedModelSpec,
+    MethodType,
+    ScaleMetric,
+)
+
+# The longest ExplainedModel name whose children's Service names
+# (`<name>-explainer-predictor`) still fit a 63-character DNS label.
+MAX_NAME_LENGTH = 45
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?\d+))?$")
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One invalid field: its path as a user writes it, and what would be right."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _path_of(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def parse_spec(spec: dict[str, Any]) -> tuple[ExplainedModelSpec | None, list[SpecProblem]]:
+    """Parse a raw spec into the API model; schema errors become problems with field paths."""
+    try:
+        return ExplainedModelSpec.model_validate(spec), []
+    except ValidationError as error:
+        problems = [
+            SpecProblem(_path_of(tuple(e["loc"])), e["msg"])
+            for e in error.errors(include_url=False)
+        ]
+        return None, problems
+
+
+def find_spec_problems(name: str, spec: dict[str, Any]) -> tuple[ExplainedModelSpec | None, list[SpecProblem]]:
+    """Every problem with this ExplainedModel, schema and cross-field alike."""
+    problems: list[SpecProblem] = []
+    if len(name) > MAX_NAME_LENGTH or not _DNS_1035.match(name):
+        problems.append(
+            SpecProblem(
+                "metadata.name",
+                f"'{name}' must be at most {MAX_NAME_LENGTH} characters, start with a lower-case letter and "
+                "hold only lower-case letters, digits and '-', because KServe derives DNS names from it",
+            )
+        )
+    parsed, schema_problems = parse_spec(spec)
+    problems.extend(schema_problems)
+    if parsed is not None:
+        problems.extend(_cross_field_problems(parsed))
+    return (parsed if not problems else None), problems
+
+
+def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    predictor = spec.predictor
+    if predictor.inference_service_name and predictor.storage_uri:
+        problems.append(
+            SpecProblem(
+                "spec.predictor.storageUri",
+                f"set either storageUri (deploy a model) or inferenceServiceName (explain the existing "
+                f"InferenceService '{predictor.inference_service_name}'), not both",
+            )
+        )
+    elif not predictor.inference_service_name and not predictor.storage_uri:
+        problems.append(
+            SpecProblem(
+                "spec.predictor",
+                "set storageUri and modelFormat to deploy a model, or inferenceServiceName to explain an existing InferenceService",
+            )
+        )
+    if predictor.inference_service_name:
+        for attr in ("model_format", "runtime", "batching"):
+            if getattr(predictor, attr) is not None:
+                problems.append(
+                    SpecProblem(
+                        f"spec.predictor.{_camel(attr)}",
+                        f"only applies to a model Glassbox deploys; remove it when inferenceServiceName "
+                        f"('{predictor.inference_service_name}') names an existing InferenceService",
+                    )
+                )
+        if predictor.gpus:
+            problems.append(
+                SpecProblem(
+                    "spec.predictor.gpus",
+                    "only applies to a model Glassbox deploys; set GPUs on the existing InferenceService itself",
+                )
+            )
+    elif predictor.storage_uri and not predictor.model_format:
+        problems.append(
+            SpecProblem(
+                "spec.predictor.modelFormat",
+                "is required with storageUri: 'pytorch' for Glassbox's GPU predictor, or a format a KServe ServingRuntime serves (sklearn, xgboost, onnx, ...)",
+            )
+        )
+
+    problems.extend(_autoscaling_problems("spec.predictor.autoscaling", predictor.autoscaling))
+    problems.extend(_resource_problems("spec.predictor.resources", predictor.resources))
+    explainer = spec.explainer
+    problems.extend(_autoscaling_problems("spec.explainer.autoscaling", explainer.autoscaling))
+    problems.extend(_resource_problems("spec.explainer.resources", explainer.resources))
+
+    seen_names: dict[str, int] = {}
+    for index, method in enumerate(explainer.methods):
+        path = f"spec.explainer.methods[{index}]"
+        own_field = PARAMETER_FIELD_OF[method.type]
+        for method_type, field in PARAMETER_FIELD_OF.items():
+            if field != own_field and getattr(method, field) is not None:
+                problems.append(
+                    SpecProblem(
+                        f"{path}.{_camel(field)}",
+                        f"parameters for {method_type.value} on a method of type {method.type.value}; "
+                        f"use {_camel(own_field)} instead, or change type",
+                    )
+                )
+        name = method.effective_name
+        if name in seen_names:
+            problems.append(
+                SpecProblem(
+                    f"{path}.name",
+                    f"'{name}' is already the name of methods[{seen_names[name]}]; give each method a distinct name",
+                )
+            )
+        seen_names.setdefault(name, index)
+        if (
+            method.type in METHODS_NEEDING_REFERENCE_DATA
+            and method.reference_data is None
+            and explainer.reference_data is None
+        ):
+            problems.append(
+                SpecProblem(
+                    f"{path}.referenceData",
+                    f"{method.type.value} is fitted on reference data: set referenceData on this method or on spec.explainer",
+                )
+            )
+        if method.type is MethodType.TrainingDataInfluence:
+            data = method.reference_data or explainer.reference_data
+            if data is not None and not (data.labels_uri or data.target_column):
+                problems.append(
+                    SpecProblem(
+                        f"{path}.referenceData.labelsUri",
+                        "TrainingDataInfluence needs the training labels: set labelsUri or targetColumn",
+                    )
+                )
+        if method.is_white_box and not (explainer.model_storage_uri or predictor.storage_uri):
+            problems.append(
+                SpecProblem(
+                    "spec.explainer.modelStorageUri",
+                    f"{method.type.value} needs the model's weights: set modelStorageUri to the artifact of "
+                    f"the existing InferenceService '{predictor.inference_service_name}'",
+                )
+            )
+        if method.type is MethodType.AnchorImage and method.anchor_image and method.anchor_image.image_shape:
+            if len(method.anchor_image.image_shape) != 3:
+                problems.append(
+                    SpecProblem(
+                        f"{path}.anchorImage.imageShape",
+                        f"must be [height, width, channels], got {method.anchor_image.image_shape}",
+                    )
+                )
+    if explainer.gpus and not any(method.is_white_box for method in explainer.methods):
+        problems.append(
+            SpecProblem(
+                "spec.explainer.gpus",
+                "a GPU helps only white-box methods (IntegratedGradients, TrainingDataInfluence); black-box "
+                "methods call the predictor, so set gpus to 0",
+            )
+        )
+
+    graph = spec.graph
+    if len(set(graph.routes)) != len(graph.routes):
+        problems.append(SpecProblem("spec.graph.routes", "lists a route more than once; list each route once"))
+    if graph.min_replicas is not None and graph.max_replicas is not None and graph.max_replicas < graph.min_replicas:
+        problems.append(
+            SpecProblem(
+                "spec.graph.maxReplicas",
+                f"is {graph.max_replicas}, below minReplicas {graph.min_replicas}; it must be at least minReplicas",
+            )
+        )
+    return problems
+
+
+def _autoscaling_problems(path: str, autoscaling: Autoscaling) -> list[SpecProblem]:
+    problems = []
+    if autoscaling.max_replicas < autoscaling.min_replicas:
+        problems.append(
+            SpecProblem(
+                f"{path}.maxReplicas",
+                f"is {autoscaling.max_replicas}, below minReplicas {autoscaling.min_replicas}; it must be at least minReplicas",
+            )
+        )
+    if autoscaling.min_replicas == 0 and autoscaling.scale_metric in (ScaleMetric.cpu, ScaleMetric.memory):
+        problems.append(
+            SpecProblem(
+                f"{path}.scaleMetric",
+                f"{autoscaling.scale_metric.value} cannot scale from zero replicas; use concurrency or rps, or set minReplicas to 1",
+            )
+        )
+    return problems
+
+
+def _resource_problems(path: str, resources: ComputeResources) -> list[SpecProblem]:
+    problems = []
+    for attr in ("cpu_request", "memory_request", "cpu_limit", "memory_limit"):
+        value = getattr(resources, attr)
+        if value is not None and not _QUANTITY.match(str(value)):
+            problems.append(
+                SpecProblem(
+                    f"{path}.{_camel(attr)}",
+                    f"'{value}' is not a Kubernetes quantity; write for example 500m or 2 (CPU), 512Mi or 4Gi (memory)",
+                )
+            )
+    return problems
