@@ -42,12 +42,12 @@ class ApiModel(BaseModel):
 # --------------------------------------------------------------------------- predictor
 
 
-class Protocol(str, enum.Enum):
+class Protocol(enum.StrEnum):
     v1 = "v1"
     v2 = "v2"
 
 
-class ScaleMetric(str, enum.Enum):
+class ScaleMetric(enum.StrEnum):
     """KServe's autoscaling metrics (`scaleMetric` on a component)."""
 
     concurrency = "concurrency"
@@ -136,7 +136,7 @@ class PredictorSpec(ApiModel):
 # --------------------------------------------------------------------------- methods
 
 
-class MethodType(str, enum.Enum):
+class MethodType(enum.StrEnum):
     AnchorTabular = "AnchorTabular"
     AnchorText = "AnchorText"
     AnchorImage = "AnchorImage"
@@ -154,7 +154,7 @@ METHODS_NEEDING_REFERENCE_DATA = frozenset(
 )
 
 
-class DataFormat(str, enum.Enum):
+class DataFormat(enum.StrEnum):
     csv = "csv"
     npy = "npy"
     parquet = "parquet"
@@ -199,13 +199,16 @@ class AnchorTextParameters(ApiModel):
     """alibi AnchorText with the unknown-token perturbation: words are replaced by a placeholder."""
 
     threshold: float = Field(0.95, gt=0, le=1, description="Minimum precision of the anchor.")
+    sampling_strategy: Literal["unknown"] = Field(
+        "unknown", description="How words are perturbed: 'unknown' replaces them with the placeholder (no language model needed)."
+    )
     sample_proba: float = Field(0.5, gt=0, lt=1, description="Probability that a word is replaced by the placeholder.")
     placeholder: str = Field("UNK", min_length=1, description="Token that replaces words in perturbed sentences.")
     batch_size: int = Field(100, ge=1, description="Perturbed sentences per candidate anchor per round.")
     seed: int = Field(0, description="Random seed.")
 
 
-class Segmentation(str, enum.Enum):
+class Segmentation(enum.StrEnum):
     slic = "slic"
     quickshift = "quickshift"
     felzenszwalb = "felzenszwalb"
@@ -222,7 +225,7 @@ class AnchorImageParameters(ApiModel):
     seed: int = Field(0, description="Random seed.")
 
 
-class LinkFunction(str, enum.Enum):
+class LinkFunction(enum.StrEnum):
     identity = "identity"
     logit = "logit"
 
@@ -248,7 +251,7 @@ class CounterfactualParameters(ApiModel):
     seed: int = Field(0, description="Random seed.")
 
 
-class IntegrationMethod(str, enum.Enum):
+class IntegrationMethod(enum.StrEnum):
     gausslegendre = "gausslegendre"
     riemann_left = "riemann_left"
     riemann_right = "riemann_right"
@@ -265,7 +268,7 @@ class IntegratedGradientsParameters(ApiModel):
     internal_batch_size: int = Field(100, ge=1, description="Rows per forward/backward pass.")
 
 
-class Similarity(str, enum.Enum):
+class Similarity(enum.StrEnum):
     grad_dot = "grad_dot"
     grad_cos = "grad_cos"
     grad_asym_dot = "grad_asym_dot"
@@ -343,7 +346,7 @@ class ExplainerSpec(ApiModel):
     tolerations: list[Toleration] | None = Field(None, description="Taints the explainer pods tolerate.")
 
 
-class Route(str, enum.Enum):
+class Route(enum.StrEnum):
     predict = "predict"
     explain = "explain"
     predict_and_explain = "predictAndExplain"

@@ -61,7 +61,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     for keyword in _KEPT_KEYWORDS:
         if keyword in node:
             out[keyword] = node[keyword]
-    if "default" in out and (out["default"] is None or isinstance(out["default"], dict)):
+    # No null, object or empty-string defaults: 1.20 servers read `default: ""` as null and reject it.
+    if "default" in out and (out["default"] in (None, "") or isinstance(out["default"], dict)):
         del out["default"]
     for bound, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if bound in node:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -23,11 +23,11 @@ RETRY_DELAY_SECONDS = 15
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def post_warning(body: dict[str, Any], reason: str, message: str) -> None:
-    kopf.warn(body, reason=reason, message=message)
+    kopf.warn(cast(kopf.Body, body), reason=reason, message=message)
 
 
 def _reconciler(memo: kopf.Memo) -> Reconciler:
@@ -75,31 +75,48 @@ def resync_explained_model(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def forget_explained_model(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+def forget_explained_model(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Children are garbage-collected through owner references; only the lock is ours to drop."""
-    _reconciler(memo).forget(namespace, name)
+    _reconciler(memo).forget(namespace or "", name)
 
 
-def _on_child_event(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger) -> None:
-    """A child changed (KServe reported status) or vanished: reconcile its parent."""
+@kopf.index(GROUP, VERSION, PLURAL)
+def explained_models_by_existing_predictor(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str | None, str], str] | None:
+    """(namespace, InferenceService name) -> the ExplainedModels that explain that existing InferenceService."""
+    existing = (spec.get("predictor") or {}).get("inferenceServiceName")
+    return {(namespace, existing): name} if existing else None
+
+
+def _parents_of(body: kopf.Body, index: kopf.Index[tuple[str | None, str], str]) -> list[str]:
     meta = body.get("metadata") or {}
-    parents = [ref for ref in meta.get("ownerReferences") or [] if ref.get("kind") == "ExplainedModel" and ref.get("controller")]
-    if not parents or event.get("type") is None:
+    owners = [
+        ref["name"] for ref in meta.get("ownerReferences") or []
+        if ref.get("kind") == "ExplainedModel" and ref.get("apiVersion", "").startswith(f"{GROUP}/")
+    ]
+    key = (meta.get("namespace"), str(meta.get("name")))
+    return owners + [name for name in index.get(key, []) if name not in owners]
+
+
+def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str], memo: kopf.Memo, logger: kopf.Logger) -> None:
+    """A child or an explained InferenceService changed (KServe reported status) or vanished: reconcile its parents."""
+    if event.get("type") is None:
         return  # the initial listing: resume handlers cover it
-    try:
-        _reconciler(memo).reconcile_named(meta["namespace"], parents[0]["name"])
-    except KubeError as error:
-        logger.warning("reconcile after a change of %s failed, the periodic check will retry: %s", meta.get("name"), error)
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    for parent in parents:
+        try:
+            _reconciler(memo).reconcile_named(namespace, parent)
+        except KubeError as error:
+            logger.warning("reconcile of ExplainedModel %s failed, the periodic check will retry: %s", parent, error)
 
 
-@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices", labels={MANAGED_BY_LABEL: MANAGED_BY})
-def inference_service_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    _on_child_event(body, event, memo, logger)
-
-
+@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices")
 @kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
-def inference_graph_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    _on_child_event(body, event, memo, logger)
+def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Our children, and InferenceServices that ExplainedModels name as existing."""
+    index: kopf.Index[tuple[str | None, str], str] = kwargs["explained_models_by_existing_predictor"]
+    parents = _parents_of(body, index)
+    if parents:
+        _reconcile_parents(body, event, parents, memo, logger)
 
 
 @kopf.on.probe(id="reconciler")

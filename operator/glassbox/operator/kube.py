@@ -9,7 +9,7 @@ object, with the server's own words.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -49,9 +49,9 @@ class Transient(KubeError):
 def load_api_client() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     # Sync handlers run in a thread pool; let every thread keep a connection.
     configuration.connection_pool_maxsize = 32
@@ -65,7 +65,7 @@ def _split(api_version: str) -> tuple[str, str]:
 
 def _server_message(error: ApiException) -> str:
     try:
-        return str(json.loads(error.body).get("message") or error.reason)
+        return str(json.loads(error.body or "").get("message") or error.reason)
     except (TypeError, ValueError, AttributeError):
         return str(error.reason)
 
@@ -98,7 +98,8 @@ class KubeApi:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         group, version = _split(api_version)
         try:
-            return self._objects.get_namespaced_custom_object(group, version, namespace, PLURALS[(api_version, kind)], name)  # type: ignore[no-any-return]
+            found = self._objects.get_namespaced_custom_object(group, version, namespace, PLURALS[(api_version, kind)], name)
+            return cast(dict[str, Any], found)
         except ApiException as error:
             if error.status == 404 and _server_message(error) != "the server could not find the requested resource":
                 return None
@@ -116,7 +117,7 @@ class KubeApi:
             raise self._fail(error, "list", api_version, kind, None) from error
         except Exception as error:
             raise Transient(f"could not list {kind}: {error}") from error
-        return list(answer.get("items") or [])
+        return list(answer.get("items") or [])  # type: ignore[attr-defined]
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager; the server's copy comes back."""
@@ -124,7 +125,7 @@ class KubeApi:
         group, version = _split(api_version)
         meta = body["metadata"]
         try:
-            return self._objects.patch_namespaced_custom_object(  # type: ignore[no-any-return]
+            applied = self._objects.patch_namespaced_custom_object(
                 group,
                 version,
                 meta["namespace"],
@@ -135,6 +136,7 @@ class KubeApi:
                 force=True,
                 _content_type="application/apply-patch+yaml",
             )
+            return cast(dict[str, Any], applied)
         except ApiException as error:
             raise self._fail(error, "apply", api_version, kind, meta["name"]) from error
         except Exception as error:

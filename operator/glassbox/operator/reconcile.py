@@ -141,7 +141,12 @@ class Reconciler:
             return Outcome(ready=False, problems=[], retry_reason=str(missing))
         status = self._write_status(parent, previous_status, observation)
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
-        failures = [r.failure[1] for r in (observation.predictor, observation.explainer, observation.graph) if r and r.failure]
+        # Only API failures are worth a retry; a missing existing InferenceService is
+        # noticed by its watch when it appears.
+        failures = [
+            r.failure[1] for r in (observation.predictor, observation.explainer, observation.graph)
+            if r and r.failure and r.failure[0] == "ApiError"
+        ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
 
     def _converge_children(
@@ -166,6 +171,7 @@ class Reconciler:
             predictor = converge(desired.predictor)
         else:
             existing = predictor_name(parent.name, spec)
+            failure: tuple[str, str] | None
             try:
                 live = self.api.get(ISVC_API_VERSION, "InferenceService", parent.namespace, existing)
             except ResourceTypeMissing:

@@ -1,0 +1,303 @@
+"""The operator against a real API server with KServe's real CRDs, as users run it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO, Cluster, RunningOperator, wait_for
+from kubernetes import client
+
+pytestmark = pytest.mark.e2e
+
+SAMPLES = sorted((REPO / "crds" / "samples").glob("*.yaml"))
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+GRAPHS = ("serving.kserve.io", "v1alpha1", "inferencegraphs")
+XM = ("glassbox.dev", "v1alpha1", "explainedmodels")
+
+
+def load(path: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def sample(name: str) -> dict[str, Any]:
+    return load(REPO / "crds" / "samples" / f"{name}.yaml")
+
+
+def get(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(cluster.objects.get_namespaced_custom_object(*kind[:2], namespace, kind[2], name))
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    for entry in ((body or {}).get("status") or {}).get("conditions") or []:
+        if entry["type"] == kind:
+            return dict(entry)
+    return {}
+
+
+def apply_manifest(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def set_ready(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name: str, url: str) -> None:
+    """Play KServe's part: report the object Ready with a URL on its status subresource."""
+    status = {
+        "url": url,
+        "address": {"url": url},
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }
+    cluster.objects.patch_namespaced_custom_object_status(*kind[:2], namespace, kind[2], name, {"status": status})
+
+
+# --------------------------------------------------------------------------- the API as users meet it
+
+
+def test_kubectl_explain_teaches_the_api(cluster: Cluster, installed_chart: None) -> None:
+    out = cluster.kubectl("explain", "explainedmodel.spec.explainer.methods").stdout
+    assert "AnchorTabular" in out and "KernelShap" in out
+    out = cluster.kubectl("explain", "xm.spec.predictor.inferenceServiceName").stdout
+    assert "never changes or deletes it" in out
+
+
+INVALID_BY_SCHEMA = [
+    ("protocol v3", lambda m: m["spec"]["predictor"].__setitem__("protocol", "v3"), "spec.predictor.protocol"),
+    ("negative GPUs", lambda m: m["spec"]["predictor"].__setitem__("gpus", -1), "spec.predictor.gpus"),
+    ("unknown method", lambda m: m["spec"]["explainer"]["methods"][0].__setitem__("type", "Lime"), "type"),
+    ("no methods", lambda m: m["spec"]["explainer"].__setitem__("methods", []), "spec.explainer.methods"),
+    ("no explainer", lambda m: m["spec"].pop("explainer"), "spec.explainer"),
+    ("threshold above 1", lambda m: m["spec"]["explainer"]["methods"][0].__setitem__("anchorTabular", {"threshold": 1.5}), "threshold"),
+]
+
+
+@pytest.mark.parametrize("case,mutate,field", INVALID_BY_SCHEMA, ids=[c[0] for c in INVALID_BY_SCHEMA])
+def test_schema_rejects_invalid_manifests_before_the_operator_sees_them(
+    cluster: Cluster, installed_chart: None, namespace: str, case: str, mutate: Any, field: str
+) -> None:
+    manifest = sample("tabular-pytorch-gpu")
+    mutate(manifest)
+    # kubectl validates against the published schema first...
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert result.returncode != 0, f"{case} was accepted"
+    assert field.rsplit(".", 1)[-1] in result.stderr, result.stderr
+    # ...and the API server's own structural schema rejects it when the client does not.
+    result = cluster.kubectl("apply", "--validate=false", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert result.returncode != 0, f"{case} was accepted by the server"
+    assert field in result.stderr, result.stderr
+    assert get(cluster, XM, namespace, "credit-risk") is None
+
+
+# --------------------------------------------------------------------------- children
+
+
+def test_rbac_is_least_privilege(cluster: Cluster, operator: RunningOperator) -> None:
+    def can(*args: str) -> bool:
+        result = cluster.kubectl("auth", "can-i", *args, "--as=system:serviceaccount:glassbox-system:glassbox-operator", check=False)
+        return result.stdout.strip() == "yes"
+
+    assert can("patch", "inferenceservices.serving.kserve.io", "-n", "default")
+    assert can("watch", "explainedmodels.glassbox.dev", "--all-namespaces")
+    for verb, resource in [
+        ("get", "secrets"), ("create", "deployments.apps"), ("delete", "explainedmodels.glassbox.dev"),
+        ("create", "explainedmodels.glassbox.dev"), ("update", "servingruntimes.serving.kserve.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "pods"),
+    ]:
+        assert not can(verb, resource, "-n", "default"), f"the operator may {verb} {resource}"
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_each_sample_produces_children_that_kserve_schemas_accept(
+    cluster: Cluster, operator: RunningOperator, namespace: str, path: Path
+) -> None:
+    manifest = load(path)
+    name = manifest["metadata"]["name"]
+    spec = manifest["spec"]
+    cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+
+    explainer = wait_for("the explainer InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-explainer"))
+    container = explainer["spec"]["predictor"]["containers"][0]
+    target = spec["predictor"].get("inferenceServiceName", name)
+    assert f"--predictor_host={target}-predictor.{namespace}.svc.cluster.local" in container["args"]
+    assert f"--predictor_protocol={spec['predictor'].get('protocol', 'v2')}" in container["args"]
+    assert container["resources"]["requests"]["cpu"]
+    assert explainer["metadata"]["ownerReferences"][0]["kind"] == "ExplainedModel"
+
+    if "inferenceServiceName" in spec["predictor"]:
+        assert get(cluster, KSERVE, namespace, name) is None, "an existing predictor must not be created"
+    else:
+        predictor = wait_for("the predictor InferenceService", lambda: get(cluster, KSERVE, namespace, name))
+        component = predictor["spec"]["predictor"]
+        resources = (component.get("containers") or [component.get("model")])[0]["resources"]
+        assert resources["limits"].get("nvidia.com/gpu") == (str(spec["predictor"]["gpus"]) if spec["predictor"].get("gpus") else None)
+        assert component.get("nodeSelector") == spec["predictor"].get("nodeSelector")
+        assert component.get("tolerations") == spec["predictor"].get("tolerations")
+
+    graph_wanted = (spec.get("graph") or {}).get("enabled", True)
+    if graph_wanted:
+        graph = wait_for("the InferenceGraph", lambda: get(cluster, GRAPHS, namespace, f"{name}-graph"))
+        root_steps = graph["spec"]["nodes"]["root"]["steps"]
+        routes = (spec.get("graph") or {}).get("routes", ["predict", "explain", "predictAndExplain"])
+        assert len(root_steps) == len(routes)
+        if "explain" in routes:
+            assert graph["spec"]["nodes"]["explain"]["steps"][0]["serviceUrl"].endswith(f"/v1/models/{target}:explain")
+    else:
+        assert get(cluster, GRAPHS, namespace, f"{name}-graph") is None
+
+    body = wait_for("status.observedGeneration", lambda: (b := get(cluster, XM, namespace, name)) and (b.get("status") or {}).get("observedGeneration") and b)
+    assert condition(body, "SpecValid")["status"] == "True"
+    assert body["status"]["children"]["explainer"] == f"{name}-explainer"
+
+
+def test_a_changed_spec_converges_including_removed_fields(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    manifest = sample("tabular-pytorch-gpu")
+    apply_manifest(cluster, namespace, manifest)
+    wait_for("the predictor", lambda: get(cluster, KSERVE, namespace, "credit-risk"))
+
+    changed = copy.deepcopy(manifest)
+    changed["spec"]["predictor"]["gpus"] = 2
+    changed["spec"]["predictor"]["autoscaling"]["maxReplicas"] = 8
+    del changed["spec"]["predictor"]["nodeSelector"]
+    changed["spec"]["explainer"]["autoscaling"]["maxReplicas"] = 20
+    changed["spec"]["graph"]["routes"] = ["predict", "explain"]
+    apply_manifest(cluster, namespace, changed)
+
+    def converged() -> bool:
+        predictor = get(cluster, KSERVE, namespace, "credit-risk") or {}
+        component = predictor.get("spec", {}).get("predictor", {})
+        explainer = get(cluster, KSERVE, namespace, "credit-risk-explainer") or {}
+        graph = get(cluster, GRAPHS, namespace, "credit-risk-graph") or {}
+        return bool(
+            component.get("maxReplicas") == 8
+            and component["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+            and "nodeSelector" not in component
+            and explainer["spec"]["predictor"]["maxReplicas"] == 20
+            and "predict-and-explain" not in graph["spec"]["nodes"]
+        )
+
+    wait_for("the children to follow the new spec", converged)
+    body = wait_for("observedGeneration 2", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and b["status"].get("observedGeneration") == 2 and b)
+    assert body["metadata"]["generation"] == 2
+
+
+def test_switching_to_an_existing_predictor_deletes_the_owned_one(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    manifest = sample("tabular-pytorch-gpu")
+    apply_manifest(cluster, namespace, manifest)
+    wait_for("the predictor", lambda: get(cluster, KSERVE, namespace, "credit-risk"))
+    changed = copy.deepcopy(manifest)
+    changed["spec"]["predictor"] = {"inferenceServiceName": "credit-risk-v2", "protocol": "v2"}
+    changed["spec"]["explainer"]["modelStorageUri"] = "s3://models/credit-risk/v2/model.pt"
+    cluster.kubectl("replace", "-n", namespace, "-f", "-", input=yaml.safe_dump(changed))
+    wait_for("the owned predictor to be deleted", lambda: get(cluster, KSERVE, namespace, "credit-risk") is None)
+    explainer = get(cluster, KSERVE, namespace, "credit-risk-explainer") or {}
+    assert "--predictor_host=credit-risk-v2-predictor." in " ".join(explainer["spec"]["predictor"]["containers"][0]["args"])
+
+
+def test_a_deleted_child_is_recreated(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    apply_manifest(cluster, namespace, sample("tabular-pytorch-gpu"))
+    first = wait_for("the explainer", lambda: get(cluster, KSERVE, namespace, "credit-risk-explainer"))
+    cluster.objects.delete_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], "credit-risk-explainer")
+    again = wait_for(
+        "a new explainer",
+        lambda: (b := get(cluster, KSERVE, namespace, "credit-risk-explainer")) and b["metadata"]["uid"] != first["metadata"]["uid"] and b,
+    )
+    assert again["spec"] == first["spec"]
+
+
+def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    apply_manifest(cluster, namespace, sample("tabular-pytorch-gpu"))
+    for kind, name in [(KSERVE, "credit-risk"), (KSERVE, "credit-risk-explainer"), (GRAPHS, "credit-risk-graph")]:
+        wait_for(name, lambda k=kind, n=name: get(cluster, k, namespace, n))
+    body = get(cluster, XM, namespace, "credit-risk")
+    assert condition(body, "Ready").get("status") != "True"
+
+    set_ready(cluster, KSERVE, namespace, "credit-risk", f"http://credit-risk.{namespace}.example.com")
+    set_ready(cluster, KSERVE, namespace, "credit-risk-explainer", f"http://credit-risk-explainer.{namespace}.example.com")
+    partly = wait_for("PredictorReady", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "PredictorReady").get("status") == "True")
+    assert partly
+    assert condition(get(cluster, XM, namespace, "credit-risk"), "Ready")["reason"] == "ChildrenNotReady"
+
+    set_ready(cluster, GRAPHS, namespace, "credit-risk-graph", f"http://credit-risk-graph.{namespace}.example.com")
+    body = wait_for("Ready", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "Ready").get("status") == "True" and b)
+    assert body["status"]["urls"] == {
+        "predict": f"http://credit-risk.{namespace}.example.com/v2/models/credit-risk/infer",
+        "explain": f"http://credit-risk-explainer.{namespace}.example.com/v1/models/credit-risk:explain",
+        "graph": f"http://credit-risk-graph.{namespace}.example.com",
+    }
+    table = cluster.kubectl("get", "xm", "-n", namespace).stdout
+    assert "True" in table and "anchortabular,kernelshap,ig" in table
+
+
+def test_deleting_the_explained_model_collects_children_but_never_an_existing_service(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
+    existing = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "loan-approval-sklearn", "namespace": namespace},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://models/loans"}}},
+    }
+    cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], existing)
+    before = get(cluster, KSERVE, namespace, "loan-approval-sklearn") or {}
+
+    apply_manifest(cluster, namespace, sample("existing-inferenceservice"))
+    wait_for("the explainer", lambda: get(cluster, KSERVE, namespace, "loan-approval-explainer"))
+    wait_for("the graph", lambda: get(cluster, GRAPHS, namespace, "loan-approval-graph"))
+    # KServe reports the existing service ready: the ExplainedModel notices without a timer.
+    set_ready(cluster, KSERVE, namespace, "loan-approval-sklearn", f"http://loan-approval-sklearn.{namespace}.example.com")
+    body = wait_for(
+        "PredictorReady from the existing service",
+        lambda: (b := get(cluster, XM, namespace, "loan-approval")) and condition(b, "PredictorReady").get("status") == "True" and b,
+    )
+    assert body["status"]["urls"]["predict"].endswith("/v1/models/loan-approval-sklearn:predict")
+
+    cluster.kubectl("delete", "xm", "loan-approval", "-n", namespace)
+    wait_for("the explainer to be collected", lambda: get(cluster, KSERVE, namespace, "loan-approval-explainer") is None)
+    wait_for("the graph to be collected", lambda: get(cluster, GRAPHS, namespace, "loan-approval-graph") is None)
+    after = get(cluster, KSERVE, namespace, "loan-approval-sklearn") or {}
+    assert after["spec"] == before["spec"]
+    assert not after["metadata"].get("ownerReferences")
+    managers = {entry["manager"] for entry in after["metadata"].get("managedFields") or []}
+    assert "glassbox-operator" not in managers
+
+
+# --------------------------------------------------------------------------- bad specs
+
+
+def test_a_cross_field_error_names_the_field_in_status_and_one_event(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    manifest = sample("tabular-pytorch-gpu")
+    manifest["spec"]["predictor"]["inferenceServiceName"] = "also-existing"  # both storageUri and an existing service
+    apply_manifest(cluster, namespace, manifest)
+    body = wait_for("SpecValid=False", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "SpecValid").get("status") == "False" and b)
+    message = condition(body, "SpecValid")["message"]
+    assert message.startswith("spec.predictor.storageUri:") and "not both" in message
+    assert condition(body, "Ready") == {**condition(body, "Ready"), "status": "False", "reason": "InvalidSpec"}
+
+    def warnings() -> list[Any]:
+        events = cluster.core.list_namespaced_event(namespace, field_selector="involvedObject.name=credit-risk").items
+        return [e for e in events if e.reason == "InvalidSpec"]
+
+    events = wait_for("an InvalidSpec event", warnings)
+    assert "spec.predictor.storageUri" in events[0].message
+    assert get(cluster, KSERVE, namespace, "credit-risk") is None
+    assert get(cluster, KSERVE, namespace, "credit-risk-explainer") is None
+
+    # No hot loop: the object is not rewritten and no new events pile up.
+    version = body["metadata"]["resourceVersion"]
+    import time
+
+    time.sleep(5)
+    assert (get(cluster, XM, namespace, "credit-risk") or {})["metadata"]["resourceVersion"] == version
+    assert sum(e.count or 1 for e in warnings()) == 1
+
+    # Fixing the spec recovers.
+    del manifest["spec"]["predictor"]["inferenceServiceName"]
+    cluster.kubectl("replace", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+    wait_for("the predictor after the fix", lambda: get(cluster, KSERVE, namespace, "credit-risk"))
+    wait_for("SpecValid=True", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "SpecValid").get("status") == "True")
