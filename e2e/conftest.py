@@ -61,7 +61,7 @@ class Cluster:
         return client.CoreV1Api(self.api)
 
 
-def _api_client(kubeconfig: Path) -> client.ApiClient:
+def api_client_for(kubeconfig: Path) -> client.ApiClient:
     return config.new_client_from_config(config_file=str(kubeconfig))
 
 
@@ -70,7 +70,7 @@ def cluster() -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")
     if external:
         path = Path(external)
-        api = _api_client(path)
+        api = api_client_for(path)
         crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
         if not any(crd.metadata.name == "inferenceservices.serving.kserve.io" for crd in crds):
             localcluster.install_kserve_crds(path)
@@ -80,7 +80,7 @@ def cluster() -> Iterator[Cluster]:
     already_running = local.running() is not None
     info = local.up()
     try:
-        yield Cluster(kubeconfig=info.kubeconfig, local=True, api=_api_client(info.kubeconfig))
+        yield Cluster(kubeconfig=info.kubeconfig, local=True, api=api_client_for(info.kubeconfig))
     finally:
         if not already_running:
             local.down(quiet=True)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, Cluster, RunningOperator, wait_for
 from kubernetes import client
+
+from conftest import REPO, Cluster, RunningOperator, api_client_for, start_operator, stop_operator, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -301,3 +302,39 @@ def test_a_cross_field_error_names_the_field_in_status_and_one_event(cluster: Cl
     cluster.kubectl("replace", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
     wait_for("the predictor after the fix", lambda: get(cluster, KSERVE, namespace, "credit-risk"))
     wait_for("SpecValid=True", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "SpecValid").get("status") == "True")
+
+
+# --------------------------------------------------------------------------- KServe missing
+
+
+def test_without_kserve_a_clear_condition_then_recovery_once_installed(cluster: Cluster, tmp_path: Path) -> None:
+    """A second control plane without KServe's CRDs: the operator says so, then proceeds once they are installed."""
+    if not cluster.local:
+        pytest.skip("needs a control plane of its own; KServe's CRDs cannot be removed from a shared cluster")
+    import localcluster
+
+    bare = localcluster.LocalCluster(tmp_path / "bare-cluster")
+    info = bare.up(with_kserve=False)
+    try:
+        bare_cluster = Cluster(kubeconfig=info.kubeconfig, local=True, api=api_client_for(info.kubeconfig))
+        bare_cluster.kubectl("apply", "-f", str(REPO / "crds"))
+        localcluster.wait_established(["explainedmodels.glassbox.dev"], info.kubeconfig)
+        running = start_operator(info.kubeconfig, tmp_path / "operator.log")
+        try:
+            bare_cluster.kubectl("apply", "-n", "default", "-f", str(REPO / "crds" / "samples" / "tabular-pytorch-gpu.yaml"))
+            body = wait_for(
+                "Ready=False with reason KServeNotInstalled",
+                lambda: (b := get(bare_cluster, XM, "default", "credit-risk")) and condition(b, "Ready").get("reason") == "KServeNotInstalled" and b,
+            )
+            assert "InferenceService" in condition(body, "Ready")["message"] and "install" in condition(body, "Ready")["message"]
+
+            localcluster.install_kserve_crds(info.kubeconfig)
+            wait_for("the children once KServe is installed", lambda: get(bare_cluster, GRAPHS, "default", "credit-risk-graph"), timeout=90)
+            wait_for(
+                "the condition to clear",
+                lambda: condition(get(bare_cluster, XM, "default", "credit-risk"), "Ready").get("reason") == "ChildrenNotReady",
+            )
+        finally:
+            stop_operator(running)
+    finally:
+        bare.down(quiet=True)

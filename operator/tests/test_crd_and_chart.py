@@ -1,0 +1,103 @@
+"""The CRD is generated from the API and checked in twice; the chart lints and renders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glassbox.operator.crd import build_crd, render_crd
+
+from conftest import REPO
+
+CHECKED_IN = [REPO / "crds" / "explainedmodels.glassbox.dev.yaml", REPO / "charts" / "glassbox-operator" / "crds" / "explainedmodels.glassbox.dev.yaml"]
+CHART = REPO / "charts" / "glassbox-operator"
+
+
+@pytest.mark.parametrize("path", CHECKED_IN, ids=["crds", "chart"])
+def test_checked_in_crd_matches_the_api(path: Path) -> None:
+    assert path.read_text() == render_crd(), f"{path} drifted from glassbox.operator.api: run `make crds` and commit"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)]
+    for key, child in (node.get("properties") or {}).items():
+        found += _walk(child, f"{path}.{key}")
+    if isinstance(node.get("items"), dict):
+        found += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += _walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def test_the_schema_is_structural_and_documented() -> None:
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema["properties"]["spec"], "spec"):
+        assert not {"$ref", "anyOf", "oneOf", "allOf", "additionalProperties"} & set(node) or isinstance(node.get("additionalProperties"), dict), path
+        assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{path} has no type"
+        assert node.get("description") or path.endswith("[]") or path.endswith("{}"), f"{path} has no description"
+
+
+def test_the_cli_prints_the_crd() -> None:
+    out = subprocess.run([sys.executable, "-m", "glassbox.cli", "crd"], capture_output=True, text=True, check=True).stdout
+    assert yaml.safe_load(out)["metadata"]["name"] == "explainedmodels.glassbox.dev"
+
+
+def _helm(*args: str) -> subprocess.CompletedProcess[str]:
+    sys.path.insert(0, str(REPO / "e2e" / "cluster"))
+    import localcluster
+
+    return subprocess.run([localcluster.tool("helm"), *args], capture_output=True, text=True)
+
+
+def test_helm_lint() -> None:
+    result = _helm("lint", "--strict", str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_helm_rejects_values_outside_the_schema() -> None:
+    result = _helm("template", "x", str(CHART), "--set", "replicas=3")
+    assert result.returncode != 0 and "replicas" in result.stderr
+
+
+def _rendered(*sets: str) -> list[dict[str, Any]]:
+    result = _helm("template", "glassbox-operator", str(CHART), "--namespace", "glassbox-system", *[f"--set={s}" for s in sets])
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_deployment_is_locked_down() -> None:
+    deployment = next(d for d in _rendered() if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False, "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_rbac_is_cluster_wide_by_default_and_one_namespace_on_request() -> None:
+    kinds = [(d["kind"], d["metadata"].get("namespace")) for d in _rendered() if d["kind"].startswith(("Role", "Cluster"))]
+    assert ("ClusterRole", None) in kinds and not any(k == "Role" for k, _ in kinds)
+    scoped = _rendered("watchNamespace=ml")
+    assert ("Role", "ml") in [(d["kind"], d["metadata"].get("namespace")) for d in scoped]
+    deployment = next(d for d in scoped if d["kind"] == "Deployment")
+    assert "--namespace=ml" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    roles = [d for d in scoped if d["kind"] == "ClusterRole"]
+    assert [r["metadata"]["name"] for r in roles] == ["glassbox-operator-crd-reader"]
+    assert roles[0]["rules"] == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_no_rule_grants_wildcards_or_secrets() -> None:
+    for document in _rendered():
+        for rule in document.get("rules") or []:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+            assert "secrets" not in rule["resources"]

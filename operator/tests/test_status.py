@@ -1,0 +1,99 @@
+"""Status computed from what KServe reports: conditions, transitions, URLs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glassbox.operator.api import ExplainedModelSpec
+from glassbox.operator.status import (
+    ChildReport,
+    Observation,
+    compute_status,
+    status_changed,
+    status_patch,
+)
+from glassbox.operator.validation import SpecProblem
+
+
+def ready(url: str) -> dict[str, Any]:
+    return {"status": {"url": url, "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def observation(spec: ExplainedModelSpec, predictor: dict[str, Any] | None, explainer: dict[str, Any] | None, graph: dict[str, Any] | None) -> Observation:
+    return Observation(
+        generation=3,
+        spec=spec,
+        predictor=ChildReport("InferenceService", "credit-risk", predictor),
+        explainer=ChildReport("InferenceService", "credit-risk-explainer", explainer),
+        graph=ChildReport("InferenceGraph", "credit-risk-graph", graph),
+    )
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_ready_only_when_every_child_is_ready(credit_risk: dict[str, Any]) -> None:
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    status = compute_status(observation(spec, ready("http://p"), {"status": {}}, None), None, "credit-risk", "t0")
+    by_type = conditions(status)
+    assert by_type["PredictorReady"]["status"] == "True"
+    assert by_type["ExplainerReady"]["status"] == "Unknown"
+    assert by_type["GraphReady"]["reason"] == "NotFound"
+    assert by_type["Ready"]["status"] == "False" and "ExplainerReady" in by_type["Ready"]["message"]
+    assert status["urls"] == {"predict": "http://p/v2/models/credit-risk/infer"}
+
+    status = compute_status(observation(spec, ready("http://p/"), ready("http://e"), ready("http://g")), status, "credit-risk", "t1")
+    assert conditions(status)["Ready"]["status"] == "True"
+    assert status["urls"] == {
+        "predict": "http://p/v2/models/credit-risk/infer",
+        "explain": "http://e/v1/models/credit-risk:explain",
+        "graph": "http://g",
+    }
+    assert status["observedGeneration"] == 3
+    assert status["children"] == {"predictor": "credit-risk", "explainer": "credit-risk-explainer", "graph": "credit-risk-graph"}
+    assert status["methods"] == "anchortabular,kernelshap,ig"
+
+
+def test_transition_time_moves_only_when_status_changes(credit_risk: dict[str, Any]) -> None:
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    first = compute_status(observation(spec, ready("http://p"), None, None), None, "credit-risk", "t0")
+    second = compute_status(observation(spec, ready("http://p"), None, None), first, "credit-risk", "t1")
+    assert not status_changed(first, second)
+    third = compute_status(observation(spec, ready("http://p"), ready("http://e"), None), second, "credit-risk", "t2")
+    assert conditions(third)["ExplainerReady"]["lastTransitionTime"] == "t2"
+    assert conditions(third)["PredictorReady"]["lastTransitionTime"] == "t0"
+
+
+def test_kserve_reasons_are_passed_on(credit_risk: dict[str, Any]) -> None:
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    failing = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": "no GPU node"}]}}
+    status = compute_status(observation(spec, failing, None, None), None, "credit-risk", "t0")
+    predictor = conditions(status)["PredictorReady"]
+    assert (predictor["status"], predictor["reason"]) == ("False", "RevisionMissing")
+    assert "no GPU node" in predictor["message"]
+
+
+def test_an_invalid_spec_keeps_the_last_children_and_names_the_field() -> None:
+    previous = {"children": {"predictor": "credit-risk"}, "urls": {"predict": "http://p"}, "methods": "anchortabular"}
+    problems = [SpecProblem("spec.predictor.storageUri", "set either ... not both")]
+    status = compute_status(Observation(generation=4, spec=None, problems=problems), previous, "credit-risk", "t0")
+    by_type = conditions(status)
+    assert by_type["SpecValid"] == {**by_type["SpecValid"], "status": "False", "reason": "InvalidSpec"}
+    assert by_type["SpecValid"]["message"].startswith("spec.predictor.storageUri:")
+    assert by_type["Ready"]["reason"] == "InvalidSpec"
+    assert status["children"] == previous["children"] and status["urls"] == previous["urls"]
+
+
+def test_kserve_missing_blocks_with_one_clear_reason(credit_risk: dict[str, Any]) -> None:
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    blocked = Observation(generation=1, spec=spec, blocked=("KServeNotInstalled", "install KServe"))
+    status = compute_status(blocked, None, "credit-risk", "t0")
+    assert conditions(status)["Ready"]["reason"] == "KServeNotInstalled"
+    assert conditions(status)["PredictorReady"]["status"] == "Unknown"
+
+
+def test_status_patch_removes_keys_that_are_gone() -> None:
+    previous = {"urls": {"predict": "a", "graph": "g"}, "methods": "x", "conditions": []}
+    new = {"urls": {"predict": "a"}, "conditions": []}
+    assert status_patch(previous, new) == {"urls": {"graph": None, "predict": "a"}, "methods": None, "conditions": []}

@@ -1,0 +1,93 @@
+"""Rules between fields: each names the field to change and what would be right."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from glassbox.operator.validation import find_spec_problems
+
+from conftest import SAMPLES, load_sample
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_every_sample_is_valid(path: Any) -> None:
+    manifest = load_sample(path.stem)
+    spec, problems = find_spec_problems(manifest["metadata"]["name"], manifest["spec"])
+    assert problems == [] and spec is not None
+
+
+def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        node = spec
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return mutate
+
+
+def _delete(path: list[Any]) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        node = spec
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return mutate
+
+
+CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
+    ("both storageUri and an existing service", _set(["predictor", "inferenceServiceName"], "other"), "spec.predictor.storageUri", "not both"),
+    ("neither storageUri nor an existing service", _delete(["predictor", "storageUri"]), "spec.predictor", "inferenceServiceName"),
+    ("storageUri without modelFormat", _delete(["predictor", "modelFormat"]), "spec.predictor.modelFormat", "pytorch"),
+    ("maxReplicas below minReplicas", _set(["predictor", "autoscaling", "minReplicas"], 5), "spec.predictor.autoscaling.maxReplicas", "at least minReplicas"),
+    ("cpu metric from zero", _set(["explainer", "autoscaling"], {"minReplicas": 0, "maxReplicas": 2, "scaleMetric": "cpu"}), "spec.explainer.autoscaling.scaleMetric", "concurrency or rps"),
+    ("bad quantity", _set(["predictor", "resources", "memoryRequest"], "8 gigs"), "spec.predictor.resources.memoryRequest", "quantity"),
+    ("parameters of another type", _set(["explainer", "methods", 0, "kernelShap"], {"nsamples": 10}), "spec.explainer.methods[0].kernelShap", "anchorTabular"),
+    ("duplicate method names", _set(["explainer", "methods", 1, "name"], "anchortabular"), "spec.explainer.methods[1].name", "distinct"),
+    ("no reference data", _delete(["explainer", "referenceData"]), "spec.explainer.methods[0].referenceData", "AnchorTabular is fitted"),
+    ("explainer GPU without white-box", _set(["explainer", "gpus"], 1), "spec.explainer.gpus", "white-box"),
+    ("duplicate routes", _set(["graph", "routes"], ["predict", "predict"]), "spec.graph.routes", "once"),
+    ("unknown field", _set(["predictor", "gpu"], 1), "spec.predictor.gpu", "Extra inputs"),
+    ("wrong type", _set(["predictor", "gpus"], "one"), "spec.predictor.gpus", "integer"),
+]
+
+
+@pytest.mark.parametrize("case,mutate,field,hint", CASES, ids=[c[0] for c in CASES])
+def test_a_broken_rule_names_the_field(credit_risk: dict[str, Any], case: str, mutate: Any, field: str, hint: str) -> None:
+    spec = credit_risk["spec"]
+    spec["explainer"]["methods"] = spec["explainer"]["methods"][:2]  # black-box only: AnchorTabular, KernelShap
+    mutate(spec)
+    parsed, problems = find_spec_problems("credit-risk", spec)
+    assert parsed is None
+    assert any(p.field == field and hint in p.message for p in problems), [str(p) for p in problems]
+
+
+def test_white_box_on_an_existing_service_needs_the_artifact() -> None:
+    manifest = load_sample("training-data-influence")
+    del manifest["spec"]["explainer"]["modelStorageUri"]
+    _, problems = find_spec_problems("fraud-detector", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.explainer.modelStorageUri"] * 2
+    assert "fraud-detector-torch" in problems[0].message
+
+
+def test_deploy_only_fields_are_refused_for_an_existing_service() -> None:
+    manifest = load_sample("existing-inferenceservice")
+    manifest["spec"]["predictor"]["batching"] = {"maxBatchSize": 8}
+    manifest["spec"]["predictor"]["gpus"] = 1
+    _, problems = find_spec_problems("loan-approval", manifest["spec"])
+    assert {p.field for p in problems} == {"spec.predictor.batching", "spec.predictor.gpus"}
+
+
+@pytest.mark.parametrize("name", ["Credit", "1credit", "a" * 46, "credit_risk"])
+def test_names_kserve_cannot_use_are_refused(credit_risk: dict[str, Any], name: str) -> None:
+    _, problems = find_spec_problems(name, credit_risk["spec"])
+    assert [p.field for p in problems] == ["metadata.name"]
+
+
+def test_influence_needs_labels() -> None:
+    manifest = load_sample("training-data-influence")
+    del manifest["spec"]["explainer"]["referenceData"]["labelsUri"]
+    _, problems = find_spec_problems("fraud-detector", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.explainer.methods[0].referenceData.labelsUri"]
