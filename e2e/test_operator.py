@@ -10,7 +10,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import REPO, Cluster, RunningOperator, api_client_for, start_operator, stop_operator, wait_for
+from cluster_harness import REPO, Cluster, api_client_for, wait_for
+from operator_process import RunningOperator, start_operator, stop_operator
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from glassbox.operator.builders import (
     build_children,
 )
 
-from conftest import SAMPLES
+from sample_manifests import SAMPLES
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIG = OperatorConfig()
@@ -125,7 +125,7 @@ def test_graph_routes_switch_on_the_route_field(credit_risk: dict[str, Any]) -> 
 
 
 def test_an_existing_inference_service_is_referenced_never_built() -> None:
-    from conftest import load_sample
+    from sample_manifests import load_sample
 
     manifest = load_sample("existing-inferenceservice")
     children = children_of(manifest)

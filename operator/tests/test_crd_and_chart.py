@@ -12,7 +12,7 @@ import yaml
 
 from glassbox.operator.crd import build_crd, render_crd
 
-from conftest import REPO
+from sample_manifests import REPO
 
 CHECKED_IN = [REPO / "crds" / "explainedmodels.glassbox.dev.yaml", REPO / "charts" / "glassbox-operator" / "crds" / "explainedmodels.glassbox.dev.yaml"]
 CHART = REPO / "charts" / "glassbox-operator"
@@ -48,7 +48,6 @@ def test_the_cli_prints_the_crd() -> None:
 
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
-    sys.path.insert(0, str(REPO / "e2e" / "cluster"))
     import localcluster
 
     return subprocess.run([localcluster.tool("helm"), *args], capture_output=True, text=True)

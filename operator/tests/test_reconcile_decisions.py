@@ -9,7 +9,7 @@ from glassbox.operator.api import ExplainedModelSpec
 from glassbox.operator.builders import OperatorConfig, Parent, build_children
 from glassbox.operator.reconcile import is_subset, needs_apply
 
-from conftest import load_sample
+from sample_manifests import load_sample
 
 
 def desired_explainer() -> dict[str, Any]:

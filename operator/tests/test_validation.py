@@ -9,7 +9,7 @@ import pytest
 
 from glassbox.operator.validation import find_spec_problems
 
-from conftest import SAMPLES, load_sample
+from sample_manifests import SAMPLES, load_sample
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])

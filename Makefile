@@ -1,0 +1,56 @@
+# Glassbox: everything a newcomer needs is a target here.
+#   make demo   the control plane at work on a local Kubernetes API server
+#   make test   lint, unit and end-to-end tests (builds what it needs first)
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo images clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with glassbox and its development tools
+
+cluster-tools: $(STAMP) ## install etcd, build kube-apiserver 1.20 once (cached in ~/.cache/glassbox), fetch kubectl and helm
+	PYTHON=$(PY) bash e2e/cluster/install-tools.sh
+
+cluster-up: cluster-tools ## start the local control plane; prints the KUBECONFIG to export
+	$(PY) e2e/cluster/localcluster.py up
+
+cluster-down: ## stop the local control plane and delete its state
+	$(PY) e2e/cluster/localcluster.py down
+
+crds: $(STAMP) ## regenerate the CRD from the pydantic API (crds/ and the chart)
+	$(VENV)/bin/glassbox crd > crds/explainedmodels.glassbox.dev.yaml
+	cp crds/explainedmodels.glassbox.dev.yaml charts/glassbox-operator/crds/explainedmodels.glassbox.dev.yaml
+
+lint: $(STAMP) ## ruff and strict mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) cluster-tools ## tests that need no cluster (helm renders the chart)
+	$(PY) -m pytest operator/tests
+
+e2e: $(STAMP) cluster-tools ## end-to-end tests on the local control plane, or on KUBECONFIG's cluster when set
+	$(PY) -m pytest e2e
+
+test: $(STAMP) cluster-tools lint ## everything: lint, unit and end-to-end tests
+	$(PY) -m pytest
+
+demo: $(STAMP) cluster-tools ## start the local API server, apply a sample, print what the operator created
+	$(PY) e2e/demo_control_plane.py $(ARGS)
+
+images: ## build the container images (needs a Docker engine; not part of the tests)
+	docker build -f operator/Dockerfile -t ghcr.io/glassbox-dev/glassbox-operator:0.1.0 .
+
+clean: cluster-down
+	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""`make demo` (control plane): start the local API server, install the CRD,
+run the operator, apply a sample and print the KServe objects it created.
+
+    python e2e/demo_control_plane.py [SAMPLE.yaml] [--keep]
+
+With --keep the control plane and the operator keep running for you to explore
+with kubectl; otherwise everything stops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "cluster"))
+import localcluster  # noqa: E402
+from operator_process import start_operator, stop_operator  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sample", nargs="?", default=str(REPO / "crds" / "samples" / "tabular-pytorch-gpu.yaml"))
+    parser.add_argument("--keep", action="store_true", help="leave the control plane and the operator running")
+    args = parser.parse_args()
+
+    cluster = localcluster.LocalCluster()
+    started_here = cluster.running() is None
+    print("1. starting the local Kubernetes 1.20 control plane (etcd, kube-apiserver, kube-controller-manager)")
+    info = cluster.up()
+    kubeconfig = info.kubeconfig
+
+    def kubectl(*argv: str) -> str:
+        return localcluster.kubectl(list(argv), kubeconfig=kubeconfig).stdout
+
+    print("2. kubectl apply -f crds/")
+    print("   " + kubectl("apply", "-f", str(REPO / "crds")).strip())
+    localcluster.wait_established(["explainedmodels.glassbox.dev"], kubeconfig)
+    log = REPO / ".glassbox" / "demo-operator.log"
+    print(f"3. glassbox operator (log: {log})")
+    operator = start_operator(kubeconfig, log)
+    try:
+        sample = Path(args.sample)
+        print(f"4. kubectl apply -f {sample.relative_to(REPO) if sample.is_relative_to(REPO) else sample}")
+        print("   " + kubectl("apply", "-n", "default", "-f", str(sample)).strip())
+        name = str(yaml.safe_load(sample.read_text())["metadata"]["name"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
+            if status.get("observedGeneration"):
+                break
+            time.sleep(0.5)
+        print("\n5. what the operator created:\n")
+        print(kubectl("get", "explainedmodels,inferenceservices,inferencegraphs", "-n", "default", "-o", "wide"))
+        print(f"6. kubectl get inferencegraph {name}-graph -o yaml (spec):\n")
+        graph = json.loads(kubectl("get", "inferencegraph", f"{name}-graph", "-n", "default", "-o", "json"))
+        print(yaml.safe_dump({"spec": graph["spec"]}, sort_keys=False))
+        print("7. the ExplainedModel's conditions (no KServe controller runs here, so children stay Pending):\n")
+        for condition in status.get("conditions") or []:
+            print(f"   {condition['type']:<15} {condition['status']:<8} {condition['reason']}: {condition['message'][:110]}")
+    finally:
+        if args.keep:
+            print(f"\nstill running: export KUBECONFIG={kubeconfig}; stop with `make cluster-down` and kill {operator.process.pid}")
+        else:
+            stop_operator(operator)
+            if started_here:
+                cluster.down(quiet=True)
+                print("\nstopped the operator and the control plane (`make demo ARGS=--keep` leaves them running)")
+            else:
+                print("\nstopped the operator; the control plane you started is still running")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
