@@ -1,4 +1,4 @@
-"""The `glassbox` command: `glassbox operator` runs the operator, `glassbox crd` prints the CRD."""
+"""The `glassbox` command: the operator, the CRD, local mode and the demo."""
 
 from __future__ import annotations
 
@@ -40,6 +40,26 @@ def _crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from glassbox.explainers.local import LocalModeError, run_up
+
+    try:
+        return run_up(Path(args.manifest), args.predictor_url)
+    except LocalModeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from glassbox.explainers.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from glassbox.operator.builders import OperatorConfig
 
@@ -73,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the ExplainedModel CustomResourceDefinition (YAML)")
     crd.set_defaults(run=_crd)
+
+    up = commands.add_parser("up", help="run an ExplainedModel's predictor and explainer locally, on loopback")
+    up.add_argument("manifest", help="an ExplainedModel manifest (YAML); relative paths in it are read from its folder")
+    up.add_argument("--predictor-url", default=None, help="an already running predictor, for spec.predictor.inferenceServiceName")
+    up.set_defaults(run=_up)
+
+    demo = commands.add_parser("demo", help="train a model, serve and explain it locally, print the explanations and write PNGs")
+    demo.add_argument("--out", default=".glassbox/demo", help="where the model, data, manifest and pictures go")
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -200,10 +200,9 @@ class AnchorTextParameters(ApiModel):
 
     threshold: float = Field(0.95, gt=0, le=1, description="Minimum precision of the anchor.")
     sampling_strategy: Literal["unknown"] = Field(
-        "unknown", description="How words are perturbed: 'unknown' replaces them with the placeholder (no language model needed)."
+        "unknown", description="How words are perturbed: 'unknown' replaces them with alibi's placeholder token UNK (no language model needed)."
     )
     sample_proba: float = Field(0.5, gt=0, lt=1, description="Probability that a word is replaced by the placeholder.")
-    placeholder: str = Field("UNK", min_length=1, description="Token that replaces words in perturbed sentences.")
     batch_size: int = Field(100, ge=1, description="Perturbed sentences per candidate anchor per round.")
     seed: int = Field(0, description="Random seed.")
 

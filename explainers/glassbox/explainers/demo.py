@@ -1,0 +1,100 @@
+"""`make demo`: train a model on scikit-learn's breast cancer data, serve and explain it locally.
+
+It writes the model (TorchScript), the training data (CSV) and an
+ExplainedModel manifest, starts local mode (the same servers and arguments as
+in a cluster), asks for a prediction and for explanations by five methods over
+HTTP, prints them, and writes a PNG per method.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+
+from glassbox.explainers.examples import tabular_classifier
+from glassbox.explainers.local import LocalDeployment
+
+METHODS = [
+    {"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"threshold": 0.95, "seed": 0}},
+    {"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 500, "backgroundSize": 50, "seed": 0}},
+    {"name": "counterfactual", "type": "Counterfactual", "counterfactual": {"trainSteps": 1000, "seed": 0}},
+    {"name": "ig", "type": "IntegratedGradients", "integratedGradients": {"baseline": "mean"}},
+    {"name": "influence", "type": "TrainingDataInfluence", "trainingDataInfluence": {"topK": 3}},
+]
+
+
+def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
+    """The model, data and manifest; returns the manifest and a few held-out rows."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    X_train, X_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.2, random_state=0, stratify=data.target)
+    tabular_classifier(X_train, y_train, out / "model")
+    frame = pd.DataFrame(X_train, columns=names)
+    frame["malignant_or_benign"] = y_train
+    frame.to_csv(out / "train.csv", index=False)
+    manifest = {
+        "apiVersion": "glassbox.dev/v1alpha1",
+        "kind": "ExplainedModel",
+        "metadata": {"name": "breast-cancer"},
+        "spec": {
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 1024, "maxLatencyMs": 2}},
+            "explainer": {"referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"}, "methods": METHODS, "timeoutSeconds": 120},
+        },
+    }
+    path = out / "explainedmodel.yaml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    # Three held-out patients, both diagnoses among them.
+    rows = np.concatenate([X_test[y_test == 0][:2], X_test[y_test == 1][:1]])
+    return path, rows, names
+
+
+def _print_explanation(method: str, answer: dict[str, Any], seconds: float) -> None:
+    print(f"\n{method} ({answer['meta']['name']}, {seconds:.1f} s):")
+    for line in answer["summary"]:
+        print(f"  {line}")
+
+
+def run_demo(out: Path) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    started = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"1. training a PyTorch classifier on scikit-learn's breast cancer data (569 rows, 30 features) -> {out}/model/model.pt")
+    manifest, rows, names = prepare(out)
+    print(f"2. glassbox up {manifest}: the predictor and the explainer start on loopback (the explainer fits 5 methods)")
+    with LocalDeployment(manifest, log_dir=out / "logs") as deployment:
+        urls = deployment.urls()
+        print(f"   predict: {urls['predict']}\n   explain: {urls['explain']}")
+        client = httpx.Client(timeout=300)
+        body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.reshape(-1).tolist()}]}
+        prediction = client.post(urls["predict"], json=body).raise_for_status().json()
+        probabilities = np.asarray(prediction["outputs"][0]["data"]).reshape(prediction["outputs"][0]["shape"])
+        print("\n3. prediction (v2 Open Inference Protocol), P(benign) for three held-out patients:", ", ".join(f"{p:.3f}" for p in probabilities[:, 1]))
+        print("\n4. explanations of the first patient, each through the explainer's HTTP endpoint:")
+        pictures = out / "pictures"
+        pictures.mkdir(exist_ok=True)
+        for method in METHODS:
+            began = time.monotonic()
+            response = client.post(urls["explain"], json={"instances": rows[:1].tolist(), "method": method["name"], "picture": True})
+            if response.status_code != 200:
+                print(f"\n{method['name']}: {response.status_code} {response.text[:300]}")
+                return 1
+            answer = response.json()
+            _print_explanation(method["name"], answer, time.monotonic() - began)
+            png = pictures / f"{method['name']}.png"
+            png.write_bytes(base64.b64decode(answer["picture"]["base64"]))
+            print(f"  picture: {png}")
+        (out / "last-anchor.json").write_text(json.dumps(client.post(urls["explain"], json={"instances": rows[:1].tolist(), "method": "anchors"}).json()["data"]["anchor"]))
+    print(f"\ndone in {time.monotonic() - started:.0f} s; the servers are stopped. To run them yourself: glassbox up {manifest}")
+    return 0

@@ -1,0 +1,252 @@
+"""Glassbox's explainer: a `kserve.Model` server hosting one or more methods for one model.
+
+    python -m glassbox.explainers.explainer_server --model_name credit-risk \
+        --predictor_host credit-risk-predictor.ml.svc.cluster.local --predictor_protocol v2 \
+        [--model_dir /mnt/models] [--explain_timeout_seconds 60] [kserve's own flags]
+
+The methods and their reference data come from the ExplainerSpec in
+$GLASSBOX_EXPLAINER_SPEC (JSON), which the operator writes from the
+ExplainedModel. Call it with
+
+    POST /v1/models/NAME:explain  {"instances": [...], "method": "anchortabular", "picture": true}
+
+or the v2 `infer` endpoint with `method` and `picture` in `parameters`. The
+answer is alibi's Explanation (`meta`, `data`) with `method`, a human `summary`
+per instance and, when asked, a base64 PNG `picture`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from glassbox.explainers.http_errors import http_error
+from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
+from glassbox.explainers.payloads import InputError, Limits, decode_request
+from glassbox.explainers.predictor_client import ExplanationCancelled, IoLoop, PredictorClient, PredictorError, PredictorSettings
+from glassbox.explainers.reference_data import ReferenceTable, load_reference
+from glassbox.operator.api import ExplainerSpec
+from glassbox.operator.builders import EXPLAINER_SPEC_ENV
+
+log = logging.getLogger(__name__)
+# Set by the worker thread running an explanation; read by the predictor calls it makes.
+_CURRENT = threading.local()
+# A request may carry at most this many values (an image batch, a long table).
+REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        return value.detach().cpu().numpy().tolist()
+    return str(value)  # devices, functions, classes in alibi's meta.params
+
+
+def explanation_json(explanation: Any) -> dict[str, Any]:
+    """alibi's Explanation as plain JSON (`meta`, `data`), whatever its params hold."""
+    answer: dict[str, Any] = json.loads(json.dumps({"meta": explanation.meta, "data": explanation.data}, default=_jsonable))
+    return answer
+
+
+class RoutedPredict:
+    """The blocking predict function alibi calls: the predictor's API, stopped when its explanation is cancelled."""
+
+    def __init__(self, client: PredictorClient, io: IoLoop):
+        self.client = client
+        self.io = io
+
+    def __call__(self, instances: Any) -> np.ndarray:
+        cancelled: threading.Event | None = getattr(_CURRENT, "cancelled", None)
+        if cancelled is not None and cancelled.is_set():
+            raise ExplanationCancelled("the explanation ran past its deadline")
+        if not isinstance(instances, list):
+            instances = np.asarray(instances)
+        return np.asarray(self.io.run(self.client.predict(instances)))
+
+
+class ExplainerModel(kserve.Model):  # type: ignore[misc]
+    def __init__(
+        self,
+        name: str,
+        spec: ExplainerSpec,
+        predictor: PredictorSettings,
+        model_dir: str | None = None,
+        explain_timeout_seconds: float = 60.0,
+        data_dir: Path | None = None,
+        device: str = "auto",
+        workers: int = 4,
+        predictor_wait_seconds: float = 600.0,
+    ):
+        super().__init__(name)
+        self.spec = spec
+        self.predictor_settings = predictor
+        self.model_dir = model_dir
+        self.explain_timeout_seconds = explain_timeout_seconds
+        self.data_dir = data_dir
+        self.requested_device = device
+        self.workers = workers
+        self.predictor_wait_seconds = predictor_wait_seconds
+        self.methods: dict[str, ExplanationMethod] = {}
+
+    # ------------------------------------------------------------------ loading
+
+    def load(self) -> bool:
+        self.io = IoLoop()
+        self.client = PredictorClient(self.predictor_settings)
+        predict = RoutedPredict(self.client, self.io)
+        black_box = [m for m in self.spec.methods if not m.is_white_box]
+        if black_box:
+            log.info("waiting for the predictor at %s", self.client.ready_url)
+            self.io.run(self.client.wait_until_ready(self.predictor_wait_seconds))
+        model, tokenizer, device = self._load_model()
+        tables: dict[str, ReferenceTable] = {}
+        for method_spec in self.spec.methods:
+            data_spec = method_spec.reference_data or self.spec.reference_data
+            reference = None
+            if data_spec is not None:
+                key = data_spec.model_dump_json()
+                if key not in tables:
+                    tables[key] = load_reference(data_spec, self.data_dir)
+                reference = tables[key]
+            method = METHODS[method_spec.type](method_spec, MethodContext(predict, reference, model, device, tokenizer))
+            started = time.monotonic()
+            method.fit()
+            log.info("fitted %s (%s) in %.1f s", method.name, method_spec.type.value, time.monotonic() - started)
+            self.methods[method.name] = method
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="explain")
+        self.ready = True
+        return True
+
+    def _load_model(self) -> tuple[Any, Any, str]:
+        if not any(m.is_white_box for m in self.spec.methods):
+            return None, None, "cpu"
+        from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
+
+        if not self.model_dir:
+            raise RuntimeError("white-box methods need the model artifact: pass --model_dir")
+        device = choose_device(self.requested_device)
+        return load_module(self.model_dir, device), Tokenizer.load(self.model_dir), device
+
+    # ------------------------------------------------------------------ requests
+
+    def _method_for(self, requested: Any) -> ExplanationMethod:
+        if requested is None:
+            if len(self.methods) == 1:
+                return next(iter(self.methods.values()))
+            raise InputError(f"name a method: send \"method\" as one of {sorted(self.methods)}")
+        method = self.methods.get(str(requested).lower())
+        if method is None:
+            raise InputError(f"no method '{requested}' here; the methods are {sorted(self.methods)}", 404)
+        return method
+
+    async def _explain(self, payload: dict[str, Any] | InferRequest) -> dict[str, Any]:
+        if isinstance(payload, InferRequest):
+            parameters = dict(payload.parameters or {})
+            requested, picture = parameters.get("method"), bool(parameters.get("picture", False))
+        elif isinstance(payload, dict):
+            requested, picture = payload.get("method"), bool(payload.get("picture", False))
+        else:
+            raise InputError("the request body must be a JSON object with 'instances'")
+        method = self._method_for(requested)
+        instances = method.check_instances(decode_request(payload, REQUEST_LIMITS).instances)
+
+        cancelled = threading.Event()
+
+        def work() -> dict[str, Any]:
+            _CURRENT.cancelled = cancelled
+            try:
+                explanation = method.explain(instances)
+                answer = explanation_json(explanation)
+                answer["method"] = method.name
+                answer["summary"] = method.summarize(explanation, instances)
+                if picture:
+                    answer["picture"] = {"content_type": "image/png", "base64": base64.b64encode(method.picture(explanation, instances)).decode()}
+                return answer
+            finally:
+                _CURRENT.cancelled = None
+
+        future = asyncio.get_running_loop().run_in_executor(self.pool, work)
+        try:
+            return await asyncio.wait_for(future, self.explain_timeout_seconds)
+        except TimeoutError:
+            cancelled.set()
+            raise http_error(
+                504,
+                f"{method.name} took longer than {self.explain_timeout_seconds:g} s (explainer.timeoutSeconds); "
+                "raise the timeout, or ask for a cheaper explanation (smaller batchSize or nsamples)",
+            ) from None
+
+    async def explain(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        try:
+            return await self._explain(payload)
+        except InputError as error:
+            raise http_error(error.status, str(error)) from None
+        except PredictorError as error:
+            raise http_error(error.status, str(error)) from None
+        except ExplanationCancelled as error:
+            raise http_error(504, str(error)) from None
+        except Exception as error:
+            if getattr(error, "status_code", None):  # already an HTTP error
+                raise
+            log.exception("explanation failed")
+            raise http_error(500, f"the explainer failed: {type(error).__name__}: {error}") from None
+
+    async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+        """v2 has no explain verb: `infer` on the explainer explains, answering the Explanation as a JSON BYTES output."""
+        answer = await self.explain(payload, headers)
+        if not isinstance(payload, InferRequest):
+            return answer
+        output = InferOutput(name="explanation", shape=[1], datatype="BYTES", data=[json.dumps(answer)])
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerSpec JSON (default: ${EXPLAINER_SPEC_ENV})")
+    parser.add_argument("--model_dir", default=None, help="the model artifact, for white-box methods")
+    parser.add_argument("--explain_timeout_seconds", type=float, default=60.0, help="longest one explanation may take (then 504)")
+    parser.add_argument("--predictor_max_batch_size", type=int, default=1024, help="most rows per call to the predictor")
+    parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
+    parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
+    return parser
+
+
+def main() -> None:
+    args, _ = build_parser().parse_known_args()
+    if not args.explainer_spec:
+        raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerSpec (JSON)")
+    spec = ExplainerSpec.model_validate_json(args.explainer_spec)
+    if not args.predictor_host and any(not m.is_white_box for m in spec.methods):
+        raise SystemExit("black-box methods call the predictor: pass --predictor_host HOST[:PORT]")
+    settings = PredictorSettings(
+        host=args.predictor_host or "", model_name=args.model_name, protocol=args.predictor_protocol,
+        timeout_seconds=float(args.predictor_request_timeout_seconds), retries=max(2, int(args.predictor_request_retries)),
+        max_batch_size=args.predictor_max_batch_size, use_ssl=bool(args.predictor_use_ssl),
+    )
+    model = ExplainerModel(
+        args.model_name, spec, settings, model_dir=args.model_dir, explain_timeout_seconds=args.explain_timeout_seconds,
+        data_dir=Path(args.data_dir) if args.data_dir else None, device=args.device, workers=args.explain_workers,
+    )
+    model.load()
+    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Local mode: an ExplainedModel's predictor and explainer as processes on loopback.
+
+The arguments are the ones the operator writes into the InferenceServices (the
+same builders make them); only what differs on one machine is replaced: the
+model directory (a local path instead of /mnt/models), the predictor's host
+(127.0.0.1:PORT) and the ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from glassbox.explainers.storage import resolve
+from glassbox.operator.api import KIND, ExplainedModelSpec
+from glassbox.operator.builders import MODEL_DIR, STORAGE_URI_ENV, OperatorConfig, Parent, build_children, uses_glassbox_predictor
+from glassbox.operator.validation import find_spec_problems
+
+
+class LocalModeError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_manifest(path: Path) -> tuple[str, ExplainedModelSpec]:
+    """The ExplainedModel in a manifest file, validated as the operator would."""
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    models = [d for d in documents if d.get("kind") == KIND]
+    if not models:
+        raise LocalModeError(f"{path} holds no {KIND}")
+    if len(models) > 1:
+        raise LocalModeError(f"{path} holds {len(models)} {KIND}s; local mode runs one")
+    name = (models[0].get("metadata") or {}).get("name") or path.stem
+    spec, problems = find_spec_problems(name, models[0].get("spec") or {})
+    if spec is None:
+        raise LocalModeError(f"{path}: " + "; ".join(str(p) for p in problems))
+    return name, spec
+
+
+def _container(isvc: dict[str, Any]) -> dict[str, Any]:
+    return dict(isvc["spec"]["predictor"]["containers"][0])
+
+
+def _replace_arg(args: list[str], flag: str, value: str) -> list[str]:
+    kept = [a for a in args if not a.startswith(f"{flag}=")]
+    return [*kept, f"{flag}={value}"]
+
+
+@dataclass
+class LocalProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def log_tail(self, characters: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-characters:] if self.log.exists() else ""
+
+
+@dataclass
+class LocalDeployment:
+    """Start with `start()`, stop with `stop()` (or use it as a context manager)."""
+
+    manifest: Path
+    predictor_url: str | None = None  # an already running predictor (for inferenceServiceName)
+    log_dir: Path | None = None
+    ready_timeout: float = 600.0
+    extra_explainer_args: list[str] = field(default_factory=list)
+    processes: list[LocalProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.name, self.spec = read_manifest(self.manifest)
+        self.base = self.manifest.resolve().parent
+        self.log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix=f"glassbox-{self.name}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.children = build_children(Parent(self.name, "local", "local"), self.spec, OperatorConfig())
+        self.model_name = self.spec.predictor.inference_service_name or self.name
+
+    def __enter__(self) -> LocalDeployment:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ what runs
+
+    def _model_path(self) -> Path | None:
+        uri = self.spec.explainer.model_storage_uri or self.spec.predictor.storage_uri
+        return resolve(uri, self.base) if uri else None
+
+    def predictor_command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        if self.children.predictor is None:
+            raise LocalModeError("the predictor is an existing InferenceService: pass its URL (--predictor-url)")
+        if not uses_glassbox_predictor(self.spec.predictor):
+            raise LocalModeError(
+                f"local mode serves PyTorch models with Glassbox's predictor; modelFormat "
+                f"'{self.spec.predictor.model_format}' needs its KServe runtime: run it yourself and pass --predictor-url"
+            )
+        container = _container(self.children.predictor)
+        model_path = resolve(str(self.spec.predictor.storage_uri), self.base)
+        args = _replace_arg(container["args"], "--model_dir", str(model_path))
+        args += [f"--http_port={port}", f"--grpc_port={free_port()}"]
+        env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
+        return [sys.executable, "-m", "glassbox.explainers.predictor_server", *args], env
+
+    def explainer_command(self, port: int, predictor_host: str) -> tuple[list[str], dict[str, str]]:
+        container = _container(self.children.explainer)
+        args = _replace_arg(container["args"], "--predictor_host", predictor_host)
+        if f"--model_dir={MODEL_DIR}" in args:
+            args = _replace_arg(args, "--model_dir", str(self._model_path()))
+        args += [f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}", *self.extra_explainer_args]
+        env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
+        return [sys.executable, "-m", "glassbox.explainers.explainer_server", *args], env
+
+    # ------------------------------------------------------------------ running
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str], url: str) -> LocalProcess:
+        assert self.log_dir is not None
+        log = self.log_dir / f"{name}.log"
+        with open(log, "wb") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+        started = LocalProcess(name, process, log, url)
+        self.processes.append(started)
+        return started
+
+    def _wait_ready(self, started: LocalProcess, ready_path: str) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if started.process.poll() is not None:
+                raise LocalModeError(f"the {started.name} exited with {started.process.returncode}; its log ({started.log}) ends:\n{started.log_tail()}")
+            try:
+                if httpx.get(started.url + ready_path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise LocalModeError(f"the {started.name} was not ready within {self.ready_timeout:g} s; see {started.log}")
+
+    def start(self) -> None:
+        try:
+            if self.predictor_url:
+                predictor_host = self.predictor_url.split("://", 1)[-1].rstrip("/")
+            else:
+                port = free_port()
+                command, env = self.predictor_command(port)
+                predictor = self._spawn("predictor", command, env, f"http://127.0.0.1:{port}")
+                self._wait_ready(predictor, f"/v2/models/{self.model_name}/ready")
+                predictor_host = f"127.0.0.1:{port}"
+            port = free_port()
+            command, env = self.explainer_command(port, predictor_host)
+            explainer = self._spawn("explainer", command, env, f"http://127.0.0.1:{port}")
+            self._wait_ready(explainer, f"/v2/models/{self.model_name}/ready")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def predictor_base(self) -> str:
+        if self.predictor_url:
+            return self.predictor_url.rstrip("/")
+        return next(p.url for p in self.processes if p.name == "predictor")
+
+    @property
+    def explainer_base(self) -> str:
+        return next(p.url for p in self.processes if p.name == "explainer")
+
+    def urls(self) -> dict[str, str]:
+        protocol = self.spec.predictor.protocol.value
+        predict = f"/v2/models/{self.model_name}/infer" if protocol == "v2" else f"/v1/models/{self.model_name}:predict"
+        return {
+            "predict": self.predictor_base + predict,
+            "explain": f"{self.explainer_base}/v1/models/{self.model_name}:explain",
+        }
+
+    def stop(self) -> None:
+        for started in reversed(self.processes):
+            if started.process.poll() is None:
+                os.killpg(started.process.pid, signal.SIGTERM)
+        for started in self.processes:
+            try:
+                started.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(started.process.pid, signal.SIGKILL)
+                started.process.wait()
+        self.processes.clear()
+
+
+def run_up(manifest: Path, predictor_url: str | None) -> int:
+    """`glassbox up`: start, print the URLs, wait for Ctrl-C."""
+    deployment = LocalDeployment(manifest, predictor_url=predictor_url)
+    print(f"starting {deployment.name} (logs in {deployment.log_dir}) ...", flush=True)
+    with deployment:
+        urls = deployment.urls()
+        print(f"predict: POST {urls['predict']}")
+        print(f"explain: POST {urls['explain']}  {{\"instances\": [...], \"method\": one of {[m.effective_name for m in deployment.spec.explainer.methods]}}}")
+        print("Ctrl-C stops both.", flush=True)
+        try:
+            while all(p.process.poll() is None for p in deployment.processes):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\nstopping")
+            return 0
+        gone = [p for p in deployment.processes if p.process.poll() is not None]
+        print(f"the {gone[0].name} exited; its log ends:\n{gone[0].log_tail()}", file=sys.stderr)
+        return 1

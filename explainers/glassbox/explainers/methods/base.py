@@ -1,0 +1,119 @@
+"""What every explanation method is: fitted at load time, then asked to explain.
+
+Methods are blocking (alibi's code is): the server runs them in worker threads.
+Black-box methods see the model only through `context.predict`, which calls
+the predictor's API; white-box methods get the model's weights in
+`context.model`.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from glassbox.explainers.payloads import InputError
+from glassbox.explainers.reference_data import ReferenceTable
+from glassbox.operator.api import PARAMETER_FIELD_OF, MethodSpec, MethodType
+
+Predict = Callable[[Any], np.ndarray]
+Instances = np.ndarray | list[str]
+
+# alibi and shap draw from numpy's global random state. Seeding it and
+# explaining must not interleave with another explanation, or the same seed
+# would not give the same answer.
+GLOBAL_RANDOM_STATE = threading.Lock()
+
+
+@dataclass
+class MethodContext:
+    """What a method may use: the predictor's API, reference data, and (white-box) the model."""
+
+    predict: Predict
+    reference: ReferenceTable | None = None
+    model: Any = None  # a torch module, for white-box methods
+    device: str = "cpu"
+    tokenizer: Any = None  # glassbox.explainers.torch_artifacts.Tokenizer, for text models
+
+
+class ExplanationMethod(ABC):
+    method_type: ClassVar[MethodType]
+    # Most instances one request may ask to explain.
+    max_instances: ClassVar[int] = 64
+    takes_text: ClassVar[bool] = False
+    white_box: ClassVar[bool] = False
+
+    def __init__(self, spec: MethodSpec, context: MethodContext):
+        self.spec = spec
+        self.context = context
+        field = PARAMETER_FIELD_OF[self.method_type]
+        block = getattr(spec, field)
+        # The method's parameter model, with its defaults when the spec gives none.
+        self.params: Any = block if block is not None else type(spec).model_fields[field].annotation.__args__[0]()  # type: ignore[union-attr]
+
+    @property
+    def name(self) -> str:
+        return self.spec.effective_name
+
+    @property
+    def reference(self) -> ReferenceTable:
+        if self.context.reference is None:
+            raise RuntimeError(f"{self.method_type.value} needs reference data")
+        return self.context.reference
+
+    @abstractmethod
+    def fit(self) -> None:
+        """Load-time work: fit on reference data, precompute what can be."""
+
+    @abstractmethod
+    def explain(self, instances: Instances) -> Any:
+        """An alibi `Explanation` for these instances (blocking)."""
+
+    @abstractmethod
+    def summarize(self, explanation: Any, instances: Instances) -> list[str]:
+        """One sentence per instance, for people."""
+
+    @abstractmethod
+    def picture(self, explanation: Any, instances: Instances) -> bytes:
+        """A PNG of the explanation."""
+
+    # ------------------------------------------------------------------ input checks
+
+    def check_instances(self, instances: Instances) -> Instances:
+        """The instances this method can explain, or an InputError naming what is wrong."""
+        if len(instances) > self.max_instances:
+            raise InputError(
+                f"{self.name} explains at most {self.max_instances} instance{'s' if self.max_instances > 1 else ''} "
+                f"per request; got {len(instances)}: send them in separate requests", 413,
+            )
+        if self.takes_text:
+            if not isinstance(instances, list):
+                raise InputError(f"{self.name} explains text: send instances as strings")
+            return instances
+        if isinstance(instances, list):
+            raise InputError(f"{self.name} explains numeric instances, not strings")
+        if self.context.reference is not None and instances.ndim == 2 and instances.shape[1] != self.reference.width:
+            names = ", ".join(self.reference.feature_names[:6]) + (", ..." if self.reference.width > 6 else "")
+            raise InputError(f"each instance must have {self.reference.width} features ({names}); got {instances.shape[1]}")
+        if self.context.reference is not None and instances.ndim != 2:
+            raise InputError(f"instances must be rows of {self.reference.width} numbers; got shape {list(instances.shape)}")
+        return instances
+
+    def predicted_classes(self, instances: Instances) -> np.ndarray:
+        """The predictor's class for each instance (argmax of its scores)."""
+        scores = np.asarray(self.context.predict(instances))
+        return scores.argmax(axis=1) if scores.ndim == 2 else scores.astype(int)
+
+
+def describe_value(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def top_contributions(names: list[str], values: np.ndarray, count: int = 3) -> str:
+    """'f0 +0.31, f4 -0.12, f2 +0.05': the largest contributions by size."""
+    order = np.argsort(-np.abs(values))[:count]
+    return ", ".join(f"{names[i]} {values[i]:+.3g}" for i in order)

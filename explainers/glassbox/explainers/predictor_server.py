@@ -1,0 +1,102 @@
+"""Glassbox's PyTorch predictor: a `kserve.Model` server with dynamic batching.
+
+    python -m glassbox.explainers.predictor_server --model_name credit-risk --model_dir /mnt/models \
+        [--device auto|cuda|cpu] [--max_batch_size 256] [--max_batch_latency_ms 5] [kserve's own flags]
+
+Serves KServe v1 (`/v1/models/NAME:predict`) and v2 (`/v2/models/NAME/infer`)
+over REST, and v2 over gRPC. Runs on CUDA when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import kserve
+import numpy as np
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from glassbox.explainers.batching import DynamicBatcher
+from glassbox.explainers.http_errors import http_error
+from glassbox.explainers.payloads import InputError, decode_request, encode_predictions
+from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
+
+log = logging.getLogger(__name__)
+
+
+class ShapeMismatch(InputError):
+    pass
+
+
+class TorchPredictor(kserve.Model):  # type: ignore[misc]
+    def __init__(self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 5.0):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.requested_device = device
+        self.max_batch_size = max_batch_size
+        self.max_batch_latency_ms = max_batch_latency_ms
+        self.device = "cpu"
+        self.module: Any = None
+        self.tokenizer: Tokenizer | None = None
+        self.batcher: DynamicBatcher | None = None
+
+    def load(self) -> bool:
+        self.device = choose_device(self.requested_device)
+        self.module = load_module(self.model_dir, self.device)
+        self.tokenizer = Tokenizer.load(self.model_dir)
+        self.batcher = DynamicBatcher(self.forward, self.max_batch_size, self.max_batch_latency_ms)
+        log.info("loaded %s on %s (batches of up to %d rows, %s ms)", self.model_dir, self.device, self.max_batch_size, self.max_batch_latency_ms)
+        self.ready = True
+        return True
+
+    def forward(self, rows: np.ndarray) -> np.ndarray:
+        """One forward pass, blocking: the batcher runs it in a worker thread."""
+        import torch
+
+        with torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(self.device)
+            try:
+                output = self.module(tensor)
+            except RuntimeError as error:
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise ShapeMismatch(f"the model cannot take instances of shape {list(rows.shape[1:])}: {first_line}") from None
+            if isinstance(output, tuple | list):
+                output = output[0]
+            return np.asarray(output.detach().float().cpu().numpy())
+
+    async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+        assert self.batcher is not None, "load() first"
+        try:
+            request = decode_request(payload)
+            if isinstance(request.instances, list):
+                if self.tokenizer is None:
+                    raise InputError("this model takes numeric instances, not strings (it ships no tokenizer.json)")
+                rows = self.tokenizer.encode(request.instances)
+            else:
+                rows = request.instances
+            outputs = await self.batcher.predict(rows)
+        except InputError as error:
+            raise http_error(error.status, str(error)) from None
+        request_id = (headers or {}).get("x-request-id")
+        return encode_predictions(outputs, request, self.name, request_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__)
+    parser.add_argument("--model_dir", required=True, help="folder (or file) holding model.pt or model.pt2")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where the forward pass runs")
+    parser.add_argument("--max_batch_size", type=int, default=256, help="most rows in one forward pass")
+    parser.add_argument("--max_batch_latency_ms", type=float, default=5.0, help="longest a request waits for others to join its batch")
+    return parser
+
+
+def main() -> None:
+    args, _ = build_parser().parse_known_args()
+    model = TorchPredictor(args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms)
+    model.load()
+    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
+
+
+if __name__ == "__main__":
+    main()
