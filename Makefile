@@ -1,5 +1,5 @@
 # Glassbox: everything a newcomer needs is a target here.
-#   make demo   the control plane at work on a local Kubernetes API server
+#   make demo   a model served and explained locally, over real HTTP
 #   make test   lint, unit and end-to-end tests (builds what it needs first)
 
 PYTHON_BOOTSTRAP ?= python3
@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo images clean
+.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-cluster images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -15,7 +15,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[explainers,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with glassbox and its development tools
@@ -37,8 +37,8 @@ lint: $(STAMP) ## ruff and strict mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) cluster-tools ## tests that need no cluster (helm renders the chart)
-	$(PY) -m pytest operator/tests
+unit: $(STAMP) cluster-tools ## tests that need no cluster (helm renders the chart; the data plane runs on loopback)
+	$(PY) -m pytest operator/tests explainers/tests
 
 e2e: $(STAMP) cluster-tools ## end-to-end tests on the local control plane, or on KUBECONFIG's cluster when set
 	$(PY) -m pytest e2e
@@ -46,11 +46,16 @@ e2e: $(STAMP) cluster-tools ## end-to-end tests on the local control plane, or o
 test: $(STAMP) cluster-tools lint ## everything: lint, unit and end-to-end tests
 	$(PY) -m pytest
 
-demo: $(STAMP) cluster-tools ## start the local API server, apply a sample, print what the operator created
+demo: $(STAMP) ## train a model, serve and explain it locally over HTTP, print explanations, write PNGs
+	$(VENV)/bin/glassbox demo
+
+demo-cluster: $(STAMP) cluster-tools ## start the local API server, apply a sample, print what the operator created
 	$(PY) e2e/demo_control_plane.py $(ARGS)
 
 images: ## build the container images (needs a Docker engine; not part of the tests)
 	docker build -f operator/Dockerfile -t ghcr.io/glassbox-dev/glassbox-operator:0.1.0 .
+	docker build -f explainers/Dockerfile.explainer -t ghcr.io/glassbox-dev/glassbox-explainer:0.1.0 .
+	docker build -f explainers/Dockerfile.predictor -t ghcr.io/glassbox-dev/glassbox-predictor:0.1.0 .
 
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache

@@ -38,10 +38,12 @@ from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContex
 from glassbox.explainers.payloads import InputError, Limits, decode_request
 from glassbox.explainers.predictor_client import ExplanationCancelled, IoLoop, PredictorClient, PredictorError, PredictorSettings
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
+from glassbox.explainers.server_logging import configure_logging
 from glassbox.operator.api import ExplainerSpec
 from glassbox.operator.builders import EXPLAINER_SPEC_ENV
 
-log = logging.getLogger(__name__)
+# Named explicitly: run with `python -m`, __name__ is "__main__".
+log = logging.getLogger("glassbox.explainers.explainer_server")
 # Set by the worker thread running an explanation; read by the predictor calls it makes.
 _CURRENT = threading.local()
 # A request may carry at most this many values (an image batch, a long table).
@@ -230,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args, _ = build_parser().parse_known_args()
+    # Load-time fitting logs what it does; alibi's progress bars would flood the log.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    configure_logging(args.log_config_file)
     if not args.explainer_spec:
         raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerSpec (JSON)")
     spec = ExplainerSpec.model_validate_json(args.explainer_spec)

@@ -116,7 +116,8 @@ class LocalDeployment:
         container = _container(self.children.predictor)
         model_path = resolve(str(self.spec.predictor.storage_uri), self.base)
         args = _replace_arg(container["args"], "--model_dir", str(model_path))
-        args += [f"--http_port={port}", f"--grpc_port={free_port()}"]
+        self.predictor_grpc_port = free_port()
+        args += [f"--http_port={port}", f"--grpc_port={self.predictor_grpc_port}"]
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
         return [sys.executable, "-m", "glassbox.explainers.predictor_server", *args], env
 
@@ -153,20 +154,25 @@ class LocalDeployment:
             time.sleep(0.3)
         raise LocalModeError(f"the {started.name} was not ready within {self.ready_timeout:g} s; see {started.log}")
 
+    def start_predictor(self) -> str:
+        """Start the predictor (unless one runs already) and return the host:port the explainer calls."""
+        if self.predictor_url:
+            return self.predictor_url.split("://", 1)[-1].rstrip("/")
+        port = free_port()
+        command, env = self.predictor_command(port)
+        predictor = self._spawn("predictor", command, env, f"http://127.0.0.1:{port}")
+        self._wait_ready(predictor, f"/v2/models/{self.model_name}/ready")
+        return f"127.0.0.1:{port}"
+
+    def start_explainer(self, predictor_host: str) -> None:
+        port = free_port()
+        command, env = self.explainer_command(port, predictor_host)
+        explainer = self._spawn("explainer", command, env, f"http://127.0.0.1:{port}")
+        self._wait_ready(explainer, f"/v2/models/{self.model_name}/ready")
+
     def start(self) -> None:
         try:
-            if self.predictor_url:
-                predictor_host = self.predictor_url.split("://", 1)[-1].rstrip("/")
-            else:
-                port = free_port()
-                command, env = self.predictor_command(port)
-                predictor = self._spawn("predictor", command, env, f"http://127.0.0.1:{port}")
-                self._wait_ready(predictor, f"/v2/models/{self.model_name}/ready")
-                predictor_host = f"127.0.0.1:{port}"
-            port = free_port()
-            command, env = self.explainer_command(port, predictor_host)
-            explainer = self._spawn("explainer", command, env, f"http://127.0.0.1:{port}")
-            self._wait_ready(explainer, f"/v2/models/{self.model_name}/ready")
+            self.start_explainer(self.start_predictor())
         except BaseException:
             self.stop()
             raise

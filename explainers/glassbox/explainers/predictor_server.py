@@ -20,9 +20,10 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from glassbox.explainers.batching import DynamicBatcher
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.payloads import InputError, decode_request, encode_predictions
+from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("glassbox.explainers.predictor_server")
 
 
 class ShapeMismatch(InputError):
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args, _ = build_parser().parse_known_args()
+    configure_logging(args.log_config_file)
     model = TorchPredictor(args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms)
     model.load()
     kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])

@@ -73,6 +73,7 @@ def load_reference(spec: ReferenceData, base: Path | None = None) -> ReferenceTa
     features = np.asarray(array, dtype=np.float64)
     if features.ndim == 1:
         features = features.reshape(-1, 1)
+    images = features.ndim > 2  # (rows, height, width, channels): background images
     if not np.isfinite(features).all():
         raise ReferenceDataError(f"{spec.uri}: holds NaN or infinite values; impute or drop them before serving")
     if spec.labels_uri is not None:
@@ -81,8 +82,8 @@ def load_reference(spec: ReferenceData, base: Path | None = None) -> ReferenceTa
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(features):
             raise ReferenceDataError(f"{spec.labels_uri}: {len(labels)} labels for {len(features)} rows of {spec.uri}")
-    names = list(spec.feature_names) if spec.feature_names else (columns or [f"f{i}" for i in range(features.shape[1])])
-    if features.ndim == 2 and len(names) != features.shape[1]:
+    names = list(spec.feature_names) if spec.feature_names else (columns or ([] if images else [f"f{i}" for i in range(features.shape[1])]))
+    if not images and len(names) != features.shape[1]:
         raise ReferenceDataError(f"featureNames has {len(names)} names for {features.shape[1]} columns of {spec.uri}")
     if spec.max_rows is not None and len(features) > spec.max_rows:
         chosen = np.sort(np.random.default_rng(0).choice(len(features), spec.max_rows, replace=False))

@@ -214,7 +214,11 @@ class Segmentation(enum.StrEnum):
 
 
 class AnchorImageParameters(ApiModel):
-    """alibi AnchorImage: the superpixels that anchor the prediction."""
+    """alibi AnchorImage: the superpixels that anchor the prediction.
+
+    With referenceData (an NPY of images), perturbed superpixels take their
+    pixels from those images; without it, each is filled with its own mean colour.
+    """
 
     segmentation: Segmentation = Field(Segmentation.slic, description="Superpixel algorithm.")
     n_segments: int = Field(15, ge=2, description="Approximate number of superpixels (slic).")

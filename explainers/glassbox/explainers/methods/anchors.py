@@ -19,6 +19,12 @@ def _prediction(explanation: Any) -> int:
     return int(np.asarray(explanation.data["raw"]["prediction"]).reshape(-1)[0])
 
 
+def _scores(explanation: Any) -> str:
+    precision = float(np.asarray(explanation.precision).reshape(-1)[0])
+    coverage = float(np.asarray(explanation.coverage).reshape(-1)[0])
+    return f"precision {precision:.2f}, coverage {coverage:.2f}"
+
+
 class AnchorTabularMethod(ExplanationMethod):
     method_type = MethodType.AnchorTabular
     max_instances = 1
@@ -47,14 +53,14 @@ class AnchorTabularMethod(ExplanationMethod):
 
     def summarize(self, explanation: Any, instances: Instances) -> list[str]:
         rule = " AND ".join(explanation.anchor) or "(any input)"
-        return [f"IF {rule} THEN class {_prediction(explanation)}, precision {explanation.precision:.2f}, coverage {explanation.coverage:.2f}"]
+        return [f"IF {rule} THEN class {_prediction(explanation)}, {_scores(explanation)}"]
 
     def picture(self, explanation: Any, instances: Instances) -> bytes:
         return pictures.rule_card(
             title=f"Anchor for class {_prediction(explanation)}",
             conditions=list(explanation.anchor),
-            precision=float(explanation.precision),
-            coverage=float(explanation.coverage),
+            precision=float(np.asarray(explanation.precision).reshape(-1)[0]),
+            coverage=float(np.asarray(explanation.coverage).reshape(-1)[0]),
         )
 
 
@@ -83,7 +89,7 @@ class AnchorTextMethod(ExplanationMethod):
 
     def summarize(self, explanation: Any, instances: Instances) -> list[str]:
         words = " AND ".join(f"'{w}'" for w in explanation.anchor) or "(any text)"
-        return [f"IF the text contains {words} THEN class {_prediction(explanation)}, precision {explanation.precision:.2f}, coverage {explanation.coverage:.2f}"]
+        return [f"IF the text contains {words} THEN class {_prediction(explanation)}, {_scores(explanation)}"]
 
     def picture(self, explanation: Any, instances: Instances) -> bytes:
         text = str(instances[0])
@@ -107,8 +113,12 @@ class AnchorImageMethod(ExplanationMethod):
             raise InputError(f"images must have shape {list(expected)} (anchorImage.imageShape); got {list(shape)}")
         if self.explainer is None or self.explainer.image_shape != shape:
             kwargs = {"n_segments": p.n_segments, "compactness": 10, "sigma": 0.5} if p.segmentation.value == "slic" else {}
+            # Perturbed superpixels take their pixels from the reference images when there are
+            # some; without them alibi fills each superpixel with its own mean colour.
+            background = self.context.reference.features if self.context.reference is not None else None
             self.explainer = AnchorImage(
-                self.context.predict, image_shape=shape, segmentation_fn=p.segmentation.value, segmentation_kwargs=kwargs, seed=p.seed
+                self.context.predict, image_shape=shape, segmentation_fn=p.segmentation.value, segmentation_kwargs=kwargs,
+                images_background=background, seed=p.seed,
             )
         return self.explainer
 
@@ -135,8 +145,7 @@ class AnchorImageMethod(ExplanationMethod):
         segments = self.anchored_segments(explanation)
         share = float(np.isin(np.asarray(explanation.segments), segments).mean())
         return [
-            f"superpixels {segments} ({share:.0%} of the image) anchor class {_prediction(explanation)}, "
-            f"precision {explanation.precision:.2f}, coverage {explanation.coverage:.2f}"
+            f"superpixels {segments} ({share:.0%} of the image) anchor class {_prediction(explanation)}, {_scores(explanation)}"
         ]
 
     def picture(self, explanation: Any, instances: Instances) -> bytes:

@@ -96,11 +96,17 @@ class ExplanationMethod(ABC):
             return instances
         if isinstance(instances, list):
             raise InputError(f"{self.name} explains numeric instances, not strings")
-        if self.context.reference is not None and instances.ndim == 2 and instances.shape[1] != self.reference.width:
-            names = ", ".join(self.reference.feature_names[:6]) + (", ..." if self.reference.width > 6 else "")
-            raise InputError(f"each instance must have {self.reference.width} features ({names}); got {instances.shape[1]}")
-        if self.context.reference is not None and instances.ndim != 2:
-            raise InputError(f"instances must be rows of {self.reference.width} numbers; got shape {list(instances.shape)}")
+        if self.context.reference is None:
+            return instances
+        expected = self.reference.features.shape[1:]
+        if len(expected) == 1:
+            if instances.ndim != 2:
+                raise InputError(f"instances must be rows of {self.reference.width} numbers; got shape {list(instances.shape)}")
+            if instances.shape[1] != self.reference.width:
+                names = ", ".join(self.reference.feature_names[:6]) + (", ..." if self.reference.width > 6 else "")
+                raise InputError(f"each instance must have {self.reference.width} features ({names}); got {instances.shape[1]}")
+        elif instances.shape[1:] != expected:
+            raise InputError(f"each instance must have shape {list(expected)} like the reference data; got {list(instances.shape[1:])}")
         return instances
 
     def predicted_classes(self, instances: Instances) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""Real servers on loopback: each deployment is `glassbox up` of a model trained here on data with a known answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dataplane_support import FaultProxy, build_image, build_tabular, build_text
+
+from glassbox.explainers.local import LocalDeployment
+
+
+@pytest.fixture(scope="session")
+def tabular_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tabular")
+    build_tabular(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tabular(tabular_folder: Path) -> Iterator[tuple[LocalDeployment, FaultProxy]]:
+    """Predictor and explainer for the synthetic tabular model, with a fault proxy between them."""
+    deployment = LocalDeployment(
+        tabular_folder / "synthetic.yaml",
+        log_dir=tabular_folder / "logs",
+        extra_explainer_args=["--predictor_request_timeout_seconds=2", "--predictor_request_retries=2"],
+    )
+    proxy: FaultProxy | None = None
+    try:
+        predictor_host = deployment.start_predictor()
+        proxy = FaultProxy(f"http://{predictor_host}")
+        deployment.start_explainer(proxy.url.split("://")[1])
+        yield deployment, proxy
+    finally:
+        deployment.stop()
+        if proxy is not None:
+            proxy.close()
+
+
+@pytest.fixture
+def proxy(tabular: tuple[LocalDeployment, FaultProxy]) -> Iterator[FaultProxy]:
+    """The fault proxy, back to passing requests after the test."""
+    yield tabular[1]
+    tabular[1].mode = "pass"
+
+
+@pytest.fixture(scope="session")
+def text(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    folder = tmp_path_factory.mktemp("text")
+    with LocalDeployment(build_text(folder), log_dir=folder / "logs") as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    folder = tmp_path_factory.mktemp("image")
+    with LocalDeployment(build_image(folder), log_dir=folder / "logs") as deployment:
+        yield deployment
