@@ -22,7 +22,7 @@ import yaml
 from glassbox.explainers.examples import tabular_classifier
 from glassbox.explainers.local import LocalDeployment
 
-METHODS = [
+METHODS: list[dict[str, Any]] = [
     {"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"threshold": 0.95, "seed": 0}},
     {"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 500, "backgroundSize": 50, "seed": 0}},
     {"name": "counterfactual", "type": "Counterfactual", "counterfactual": {"trainSteps": 1000, "seed": 0}},

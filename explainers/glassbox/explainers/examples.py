@@ -27,7 +27,7 @@ def _modules() -> Any:
             self.net = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, classes))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.net((x - self.mean) / self.scale), dim=-1)
+            return torch.softmax(self.net((x - self.mean) / self.scale), dim=-1)  # type: ignore[operator]
 
     class ImageClassifier(torch.nn.Module):
         """Images as (batch, height, width, channels), like the v1 JSON users send."""
@@ -55,7 +55,7 @@ def _train(model: Any, X: np.ndarray, y: np.ndarray, epochs: int, seed: int, lr:
         # gradients vanish and gradient-based explanations (influence, IG) turn to noise.
         loss = 0.9 * torch.nn.functional.nll_loss(log_probabilities, targets) - 0.1 * log_probabilities.mean()
         optimiser.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
     return model.eval()
 
