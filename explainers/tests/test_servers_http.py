@@ -1,0 +1,180 @@
+"""Both servers over real loopback HTTP (and gRPC): protocols, KServe's own clients, bad input, predictor faults."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from dataplane_support import FEATURES, FaultProxy, explain, pretty, tabular_data
+from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+from glassbox.explainers.local import LocalDeployment
+
+Tabular = tuple[LocalDeployment, FaultProxy]
+ROWS = [[0.9, 0.2, 0.5, 0.7, 0.1], [0.1, 0.8, 0.3, 0.2, 0.9]]
+
+
+def expected_probabilities(deployment: LocalDeployment, rows: list[list[float]]) -> np.ndarray:
+    model = torch.jit.load(str(deployment.base / "model" / "model.pt"))
+    with torch.no_grad():
+        return np.asarray(model(torch.tensor(rows, dtype=torch.float32)).numpy())
+
+
+# --------------------------------------------------------------------------- the predictor
+
+
+def test_predictor_v1_and_v2_rest(tabular: Tabular) -> None:
+    deployment = tabular[0]
+    expected = expected_probabilities(deployment, ROWS)
+    v1 = httpx.post(f"{deployment.predictor_base}/v1/models/synthetic:predict", json={"instances": ROWS})
+    assert v1.status_code == 200, v1.text
+    np.testing.assert_allclose(v1.json()["predictions"], expected, rtol=1e-5)
+    body = {"inputs": [{"name": "x", "shape": [2, 5], "datatype": "FP32", "data": np.ravel(ROWS).tolist()}]}
+    v2 = httpx.post(deployment.urls()["predict"], json=body)
+    assert v2.status_code == 200, v2.text
+    output = v2.json()["outputs"][0]
+    assert output["shape"] == [2, 2]
+    np.testing.assert_allclose(np.reshape(output["data"], (2, 2)), expected, rtol=1e-5)
+
+
+async def test_kserve_clients_call_the_predictor_with_both_protocols(tabular: Tabular) -> None:
+    deployment = tabular[0]
+    expected = expected_probabilities(deployment, ROWS)
+    v1 = InferenceRESTClient(RESTConfig(protocol="v1"))
+    answer = await v1.infer(deployment.predictor_base, {"instances": ROWS}, model_name="synthetic")
+    np.testing.assert_allclose(answer["predictions"], expected, rtol=1e-5)
+
+    request = InferRequest(model_name="synthetic", infer_inputs=[InferInput("x", [2, 5], "FP32", np.ravel(ROWS).tolist())])
+    v2 = InferenceRESTClient(RESTConfig(protocol="v2"))
+    response = await v2.infer(deployment.predictor_base, request, model_name="synthetic")
+    np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(2, 2), expected, rtol=1e-5)
+
+    grpc = InferenceGRPCClient(f"127.0.0.1:{deployment.predictor_grpc_port}")
+    tensor = InferInput("x", [2, 5], "FP32")
+    tensor.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32), binary_data=False)
+    response = await grpc.infer(InferRequest(model_name="synthetic", infer_inputs=[tensor]))
+    np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(2, 2), expected, rtol=1e-5)
+    await grpc.close()
+
+
+PREDICTOR_BAD_INPUTS = [
+    ("wrong feature count", {"instances": [[1.0, 2.0, 3.0]]}, 400, "cannot take instances of shape [3]"),
+    ("not a number", {"instances": [[1.0, "high", 3.0, 4.0, 5.0]]}, 400, "not a number"),
+    ("ragged rows", {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0], [1.0]]}, 400, "different lengths"),
+    ("text for a numeric model", {"instances": ["hello"]}, 400, "numeric instances"),
+    ("no instances", {"rows": [[1, 2, 3, 4, 5]]}, 400, "no 'instances'"),
+    ("too many rows", {"instances": [[0.5] * 5] * 10_001}, 413, "at most 10000"),
+]
+
+
+@pytest.mark.parametrize("case,body,status,words", PREDICTOR_BAD_INPUTS, ids=[c[0] for c in PREDICTOR_BAD_INPUTS])
+def test_predictor_bad_input_gets_a_clear_4xx(tabular: Tabular, case: str, body: dict[str, object], status: int, words: str) -> None:
+    response = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", json=body, timeout=30)
+    assert response.status_code == status, pretty(response)
+    assert words in response.text
+
+
+def test_predictor_refuses_nan(tabular: Tabular) -> None:
+    content = json.dumps({"instances": [[float("nan"), 0.1, 0.2, 0.3, 0.4]]})  # Python writes NaN, as some clients do
+    response = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", content=content, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, pretty(response)
+    assert "NaN" in response.text or "JSON" in response.text or "json" in response.text
+    healthy = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", json={"instances": ROWS})
+    assert healthy.status_code == 200
+
+
+# --------------------------------------------------------------------------- the explainer
+
+
+async def test_kserve_clients_call_the_explainer_with_both_protocols(tabular: Tabular) -> None:
+    deployment = tabular[0]
+    v1 = InferenceRESTClient(RESTConfig(protocol="v1"))
+    answer = await v1.explain(deployment.explainer_base, model_name="synthetic", data={"instances": ROWS[:1], "method": "shap"})
+    assert answer["meta"]["name"] == "KernelShap" and answer["method"] == "shap"
+
+    tensor = InferInput("x", [1, 5], "FP64", ROWS[0])
+    request = InferRequest(model_name="synthetic", infer_inputs=[tensor], parameters={"method": "ig"})
+    v2 = InferenceRESTClient(RESTConfig(protocol="v2"))
+    response = await v2.infer(deployment.explainer_base, request, model_name="synthetic")
+    explanation = json.loads(response.outputs[0].as_numpy()[0])
+    assert explanation["meta"]["name"] == "IntegratedGradients"
+    assert explanation["summary"][0].startswith("class 1")
+
+
+def test_same_anchor_over_http_as_alibi_in_process(tabular: Tabular) -> None:
+    """For a fixed seed, the server's anchor against the predictor equals alibi's against the model itself."""
+    from alibi.explainers import AnchorTabular
+
+    deployment = tabular[0]
+    model = torch.jit.load(str(deployment.base / "model" / "model.pt"))
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.asarray(model(torch.tensor(X, dtype=torch.float32)).numpy())
+
+    X, _ = tabular_data()
+    for row in ([0.9, 0.2, 0.5, 0.7, 0.1], [0.3, 0.3, 0.9, 0.1, 0.6]):
+        in_process = AnchorTabular(predict, feature_names=FEATURES, seed=0)
+        in_process.fit(X, disc_perc=(25, 50, 75))
+        np.random.seed(0)
+        local = in_process.explain(np.asarray(row), threshold=0.95, delta=0.1, tau=0.15, batch_size=100, coverage_samples=10000, beam_size=1)
+        for _ in range(2):  # and the server gives it again: no state leaks between requests
+            remote = explain(deployment.urls()["explain"], [row], "anchors").json()["data"]
+            assert remote["anchor"] == local.anchor
+            assert remote["precision"] == pytest.approx(float(local.precision))
+            assert remote["coverage"] == pytest.approx(float(local.coverage))
+
+
+def test_pictures_are_pngs(tabular: Tabular) -> None:
+    import base64
+
+    for method in ("anchors", "shap", "counterfactual", "ig", "influence"):
+        answer = explain(tabular[0].urls()["explain"], ROWS[:1], method, picture=True).json()
+        png = base64.b64decode(answer["picture"]["base64"])
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000, method
+
+
+EXPLAINER_BAD_INPUTS = [
+    ("wrong feature count", {"instances": [[0.1, 0.2, 0.3]], "method": "shap"}, 400, "each instance must have 5 features (f0, f1, f2, f3, f4); got 3"),
+    ("not a number", {"instances": [[0.1, "x", 0.3, 0.4, 0.5]], "method": "shap"}, 400, "not a number"),
+    ("unknown method", {"instances": ROWS, "method": "lime"}, 404, "the methods are ['anchors', 'counterfactual', 'ig', 'influence', 'shap']"),
+    ("no method named", {"instances": ROWS}, 400, "name a method"),
+    ("two instances for an anchor", {"instances": ROWS, "method": "anchors"}, 413, "at most 1 instance per request"),
+    ("too many instances", {"instances": [[0.5] * 5] * 300, "method": "shap"}, 413, "at most 256"),
+    ("text for a tabular model", {"instances": ["a sentence"], "method": "shap"}, 400, "numeric instances"),
+    ("empty instances", {"instances": [], "method": "shap"}, 400, "empty"),
+]
+
+
+@pytest.mark.parametrize("case,body,status,words", EXPLAINER_BAD_INPUTS, ids=[c[0] for c in EXPLAINER_BAD_INPUTS])
+def test_explainer_bad_input_gets_a_clear_4xx(tabular: Tabular, case: str, body: dict[str, object], status: int, words: str) -> None:
+    response = httpx.post(tabular[0].urls()["explain"], json=body, timeout=60)
+    assert response.status_code == status, pretty(response)
+    assert words in response.text, response.text
+
+
+def test_explainer_refuses_nan(tabular: Tabular) -> None:
+    content = json.dumps({"instances": [[float("nan"), 0.1, 0.2, 0.3, 0.4]], "method": "shap"})
+    response = httpx.post(tabular[0].urls()["explain"], content=content, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, pretty(response)
+
+
+@pytest.mark.parametrize(
+    "mode,status,words",
+    [("unavailable", 502, "answered 503"), ("garbage", 502, "answered garbage"), ("slow", 504, "did not answer within 2 s")],
+)
+def test_a_faulty_predictor_gets_a_clear_5xx_naming_it_and_nothing_crashes(
+    tabular: Tabular, proxy: FaultProxy, mode: str, status: int, words: str
+) -> None:
+    proxy.mode = mode
+    response = explain(tabular[0].urls()["explain"], ROWS[:1], "shap")
+    assert response.status_code == status, pretty(response)
+    assert f"the predictor at {proxy.url}/v2/models/synthetic/infer" in response.text
+    assert words in response.text
+    proxy.mode = "pass"
+    again = explain(tabular[0].urls()["explain"], ROWS[:1], "shap")
+    assert again.status_code == 200, pretty(again)

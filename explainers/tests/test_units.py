@@ -1,0 +1,223 @@
+"""The data plane's pure parts: payloads, batching, reference data, artifacts, local mode's manifest checks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from glassbox.explainers.batching import DynamicBatcher
+from glassbox.explainers.local import LocalDeployment, LocalModeError, read_manifest
+from glassbox.explainers.methods.kernel_shap import l1_regularisation
+from glassbox.explainers.payloads import (
+    InputError,
+    Limits,
+    decode_request,
+    numeric_array,
+    predictions_from_v1,
+    predictions_from_v2,
+)
+from glassbox.explainers.reference_data import ReferenceDataError, load_reference
+from glassbox.explainers.storage import StorageError, resolve
+from glassbox.explainers.torch_artifacts import ArtifactError, Tokenizer, find_artifact, load_module
+from glassbox.operator.api import ReferenceData
+
+# --------------------------------------------------------------------------- payloads
+
+
+@pytest.mark.parametrize(
+    "values,words",
+    [
+        ([[1, 2], [3]], "different lengths"),
+        ([[1, "a"]], "not a number"),
+        ([[1, float("nan")]], "NaN or infinity at index [0, 1]"),
+        ([[1, float("inf")]], "NaN or infinity"),
+        ([], "empty"),
+        ("1,2,3", "must be a list"),
+    ],
+)
+def test_numeric_arrays_refuse_bad_values(values: object, words: str) -> None:
+    with pytest.raises(InputError, match=r".*") as caught:
+        numeric_array(values, "instances")
+    assert words in str(caught.value)
+
+
+def test_size_limits_answer_413() -> None:
+    with pytest.raises(InputError) as caught:
+        numeric_array([[0.0] * 3] * 11, "instances", Limits(max_instances=10))
+    assert caught.value.status == 413
+    with pytest.raises(InputError) as caught:
+        numeric_array([[0.0] * 30] * 2, "instances", Limits(max_elements=50))
+    assert caught.value.status == 413
+
+
+def test_text_and_numbers_are_told_apart() -> None:
+    assert decode_request({"instances": ["a b", "c"]}).instances == ["a b", "c"]
+    assert decode_request({"instances": [["a b"]]}).instances == ["a b"]
+    assert decode_request({"inputs": [[1, 2]]}).instances.shape == (1, 2)
+
+
+def test_predictor_answers_are_checked() -> None:
+    assert predictions_from_v1({"predictions": [[0.1, 0.9]]}, 1).shape == (1, 2)
+    assert predictions_from_v2({"outputs": [{"shape": [2, 2], "data": [0.1, 0.9, 0.8, 0.2]}]}, 2).shape == (2, 2)
+    for body, rows in (({"predictions": [[0.1, 0.9]]}, 2), ({"oops": 1}, 1), ({"predictions": [[float("nan")]]}, 1)):
+        with pytest.raises(ValueError):
+            predictions_from_v1(body, rows)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+async def test_concurrent_requests_share_forward_passes() -> None:
+    calls: list[int] = []
+
+    def forward(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        time.sleep(0.01)
+        return rows.sum(axis=1, keepdims=True)
+
+    batcher = DynamicBatcher(forward, max_batch_size=64, max_latency_ms=20)
+    requests = [np.full((4, 3), i, dtype=float) for i in range(10)]
+    answers = await asyncio.gather(*(batcher.predict(r) for r in requests))
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer, np.full((4, 1), 3.0 * i))  # each request gets its own rows back
+    assert sum(calls) == 40
+    assert len(calls) < 10, calls  # coalesced
+    assert max(calls) <= 64
+
+
+async def test_a_large_request_is_split_to_the_batch_limit() -> None:
+    sizes: list[int] = []
+
+    def forward(rows: np.ndarray) -> np.ndarray:
+        sizes.append(len(rows))
+        return rows * 2
+
+    batcher = DynamicBatcher(forward, max_batch_size=100, max_latency_ms=1)
+    rows = np.arange(250, dtype=float).reshape(-1, 1)
+    np.testing.assert_array_equal(await batcher.predict(rows), rows * 2)
+    assert max(sizes) <= 100 and sum(sizes) == 250
+
+
+async def test_a_failing_forward_pass_fails_its_requests_not_the_batcher() -> None:
+    def forward(rows: np.ndarray) -> np.ndarray:
+        if (rows < 0).any():
+            raise RuntimeError("negative input")
+        return rows
+
+    batcher = DynamicBatcher(forward, max_batch_size=8, max_latency_ms=1)
+    with pytest.raises(RuntimeError, match="negative"):
+        await batcher.predict(np.array([[-1.0]]))
+    np.testing.assert_array_equal(await batcher.predict(np.array([[2.0]])), [[2.0]])
+
+
+# --------------------------------------------------------------------------- reference data and storage
+
+
+def test_reference_data_in_three_formats(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["y"] = np.arange(20) % 2
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet")
+    np.save(tmp_path / "d.npy", X)
+    np.save(tmp_path / "labels.npy", frame["y"].to_numpy())
+    for uri in ("d.csv", "d.parquet"):
+        table = load_reference(ReferenceData(uri=uri, target_column="y"), base=tmp_path)
+        assert table.feature_names == ["a", "b", "c"]
+        np.testing.assert_allclose(table.features, X)
+        np.testing.assert_array_equal(table.labels, frame["y"])
+    table = load_reference(ReferenceData(uri=f"file://{tmp_path}/d.npy", labels_uri="labels.npy", max_rows=5), base=tmp_path)
+    assert table.feature_names == ["f0", "f1", "f2"] and len(table.features) == 5 and len(table.labels) == 5
+
+
+@pytest.mark.parametrize(
+    "spec,words",
+    [
+        (ReferenceData(uri="d.csv", target_column="label"), "no column 'label'"),
+        (ReferenceData(uri="d.csv", feature_names=["x"]), "featureNames has 1 names for 4 columns"),
+        (ReferenceData(uri="t.csv"), "not numeric"),
+        (ReferenceData(uri="d.txt"), "cannot tell the format"),
+        (ReferenceData(uri="d.csv", categorical_names={"9": ["a"]}), "names column 9"),
+    ],
+)
+def test_reference_data_errors_name_the_problem(tmp_path: Path, spec: ReferenceData, words: str) -> None:
+    pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0], "y": [0]}).to_csv(tmp_path / "d.csv", index=False)
+    pd.DataFrame({"a": [1.0], "colour": ["red"]}).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "d.txt").write_text("1 2 3")
+    with pytest.raises(ReferenceDataError) as caught:
+        load_reference(spec, base=tmp_path)
+    assert words in str(caught.value)
+
+
+def test_storage_names_what_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no such file"):
+        resolve("missing.csv", tmp_path)
+    with pytest.raises(StorageError, match="storage extra"):
+        resolve("s3://bucket/data.csv")
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def test_torch_export_artifacts_load_like_torchscript(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(dim=-1)).eval()
+    example = torch.randn(3, 4)
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(exported, str(tmp_path / "model.pt2"))
+    loaded = load_module(tmp_path, "cpu")
+    torch.testing.assert_close(loaded(torch.randn(5, 4)).sum(dim=1), torch.ones(5))
+    assert find_artifact(tmp_path).name == "model.pt2"
+
+
+def test_a_missing_artifact_says_what_was_expected(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"expected model.pt or model.pt2 .* found \['weights.bin'\]"):
+        find_artifact(tmp_path)
+
+
+def test_tokenizer_counts_known_words(tmp_path: Path) -> None:
+    tokenizer = Tokenizer({"good": 0, "bad": 1})
+    tokenizer.save(tmp_path)
+    loaded = Tokenizer.load(tmp_path)
+    assert loaded is not None
+    np.testing.assert_array_equal(loaded.encode(["Good, good! not BAD", "unknown"]), [[2, 1], [0, 0]])
+
+
+def test_l1_regularisation_choices() -> None:
+    assert l1_regularisation("False") is False
+    assert l1_regularisation("num_features(5)") == "num_features(5)"
+    with pytest.raises(ValueError, match="not one of"):
+        l1_regularisation("lasso")
+
+
+# --------------------------------------------------------------------------- local mode
+
+
+def test_local_mode_refuses_an_invalid_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("apiVersion: glassbox.dev/v1alpha1\nkind: ExplainedModel\nmetadata: {name: x}\nspec:\n  predictor: {storageUri: m, inferenceServiceName: y}\n  explainer: {methods: [{type: AnchorText}]}\n")
+    with pytest.raises(LocalModeError, match="spec.predictor.storageUri: set either storageUri"):
+        read_manifest(path)
+
+
+def test_local_mode_runs_the_operators_arguments(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "kind: ExplainedModel\nmetadata: {name: credit}\nspec:\n"
+        "  predictor: {modelFormat: pytorch, storageUri: model, gpus: 1, batching: {maxBatchSize: 64}}\n"
+        "  explainer: {methods: [{type: AnchorText}]}\n"
+    )
+    deployment = LocalDeployment(path)
+    predictor, _ = deployment.predictor_command(8000)
+    assert f"--model_dir={tmp_path / 'model'}" in predictor and "--device=cuda" in predictor and "--max_batch_size=64" in predictor
+    explainer, env = deployment.explainer_command(8001, "127.0.0.1:8000")
+    assert "--predictor_host=127.0.0.1:8000" in explainer and "--predictor_protocol=v2" in explainer
+    assert "AnchorText" in env["GLASSBOX_EXPLAINER_SPEC"]
