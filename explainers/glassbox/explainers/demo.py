@@ -9,7 +9,6 @@ HTTP, prints them, and writes a PNG per method.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from pathlib import Path
@@ -95,6 +94,5 @@ def run_demo(out: Path) -> int:
             png = pictures / f"{method['name']}.png"
             png.write_bytes(base64.b64decode(answer["picture"]["base64"]))
             print(f"  picture: {png}")
-        (out / "last-anchor.json").write_text(json.dumps(client.post(urls["explain"], json={"instances": rows[:1].tolist(), "method": "anchors"}).json()["data"]["anchor"]))
     print(f"\ndone in {time.monotonic() - started:.0f} s; the servers are stopped. To run them yourself: glassbox up {manifest}")
     return 0
