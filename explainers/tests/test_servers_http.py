@@ -178,3 +178,32 @@ def test_a_faulty_predictor_gets_a_clear_5xx_naming_it_and_nothing_crashes(
     proxy.mode = "pass"
     again = explain(tabular[0].urls()["explain"], ROWS[:1], "shap")
     assert again.status_code == 200, pretty(again)
+
+
+async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(tabular: Tabular) -> None:
+    """The explainer model itself, in process, against the running predictor, with a deadline no explanation meets."""
+    from fastapi import HTTPException
+
+    from glassbox.explainers.explainer_server import ExplainerModel
+    from glassbox.explainers.predictor_client import PredictorSettings
+    from glassbox.operator.api import ExplainerSpec
+
+    deployment = tabular[0]
+    spec = ExplainerSpec.model_validate(
+        {"referenceData": {"uri": "train.csv", "targetColumn": "label"}, "methods": [{"name": "anchors", "type": "AnchorTabular"}]}
+    )
+    host = deployment.predictor_base.split("://")[1]
+    model = ExplainerModel("synthetic", spec, PredictorSettings(host=host, model_name="synthetic", protocol="v2"),
+                           explain_timeout_seconds=0.05, data_dir=deployment.base)
+    model.load()
+    try:
+        with pytest.raises(HTTPException) as caught:
+            await model.explain({"instances": [ROWS[0]], "method": "anchors"})
+        assert caught.value.status_code == 504
+        assert "took longer than 0.05 s (explainer.timeoutSeconds)" in str(caught.value.detail)
+        model.explain_timeout_seconds = 60
+        answer = await model.explain({"instances": [ROWS[0]], "method": "anchors"})
+        assert answer["data"]["anchor"]
+    finally:
+        model.pool.shutdown(wait=True)
+        model.io.stop()

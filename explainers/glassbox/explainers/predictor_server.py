@@ -21,6 +21,7 @@ from glassbox.explainers.batching import DynamicBatcher
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.payloads import InputError, decode_request, encode_predictions
 from glassbox.explainers.server_logging import configure_logging
+from glassbox.explainers.storage import resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
 log = logging.getLogger("glassbox.explainers.predictor_server")
@@ -44,8 +45,9 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         self.device = choose_device(self.requested_device)
-        self.module = load_module(self.model_dir, self.device)
-        self.tokenizer = Tokenizer.load(self.model_dir)
+        model_dir = resolve(self.model_dir)  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
+        self.module = load_module(model_dir, self.device)
+        self.tokenizer = Tokenizer.load(model_dir)
         self.batcher = DynamicBatcher(self.forward, self.max_batch_size, self.max_batch_latency_ms)
         log.info("loaded %s on %s (batches of up to %d rows, %s ms)", self.model_dir, self.device, self.max_batch_size, self.max_batch_latency_ms)
         self.ready = True

@@ -244,7 +244,12 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         f"--predictor_host={service_host(target, parent.namespace, config)}",
         f"--predictor_protocol={spec.predictor.protocol.value}",
         f"--explain_timeout_seconds={explainer.timeout_seconds}",
+        # One perturbation call should take seconds, not kserve's default of ten minutes.
+        f"--predictor_request_timeout_seconds={min(30, explainer.timeout_seconds)}",
     ]
+    if spec.predictor.batching is not None:
+        # Perturbation batches are split to what the predictor takes in one forward pass.
+        args.append(f"--predictor_max_batch_size={spec.predictor.batching.max_batch_size}")
     env = [
         {"name": PROTOCOL_ENV, "value": "v1"},
         {
