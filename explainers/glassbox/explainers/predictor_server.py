@@ -16,6 +16,7 @@ from typing import Any
 import kserve
 import numpy as np
 from kserve.protocol.infer_type import InferRequest, InferResponse
+from prometheus_client import Counter
 
 from glassbox.explainers.batching import DynamicBatcher
 from glassbox.explainers.http_errors import http_error
@@ -25,6 +26,11 @@ from glassbox.explainers.storage import resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
 log = logging.getLogger("glassbox.explainers.predictor_server")
+
+# On kserve's /metrics: what the predictor was asked, counted where it is served.
+REQUESTS = Counter("glassbox_predictor_requests", "Prediction requests answered", ["model"])
+ROWS = Counter("glassbox_predictor_rows", "Rows scored", ["model"])
+FORWARD_PASSES = Counter("glassbox_predictor_forward_passes", "Forward passes (dynamic batches) run", ["model"])
 
 
 class ShapeMismatch(InputError):
@@ -57,6 +63,7 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
         """One forward pass, blocking: the batcher runs it in a worker thread."""
         import torch
 
+        FORWARD_PASSES.labels(self.name).inc()
         with torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(self.device)
             try:
@@ -79,6 +86,8 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
             else:
                 rows = request.instances
             outputs = await self.batcher.predict(rows)
+            REQUESTS.labels(self.name).inc()
+            ROWS.labels(self.name).inc(len(rows))
         except InputError as error:
             raise http_error(error.status, str(error)) from None
         request_id = (headers or {}).get("x-request-id")

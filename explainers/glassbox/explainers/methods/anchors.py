@@ -42,8 +42,10 @@ class AnchorTabularMethod(ExplanationMethod):
         self.explainer.fit(reference.features, disc_perc=tuple(self.params.disc_perc))
 
     def explain(self, instances: Instances) -> Any:
+        from glassbox.explainers.methods.anchor_rounds import round_batched_search
+
         p = self.params
-        with GLOBAL_RANDOM_STATE:
+        with GLOBAL_RANDOM_STATE, round_batched_search():
             np.random.seed(p.seed)
             return self.explainer.explain(
                 np.asarray(instances)[0],
