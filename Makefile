@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-cluster images clean
+.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-cluster bench images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -59,3 +59,6 @@ images: ## build the container images (needs a Docker engine; not part of the te
 
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(STAMP) ## the benchmark: in-process alibi vs Glassbox over HTTP (vs MLServer when installable); writes bench/results/
+	$(PY) bench/run.py $(BENCH_ARGS)

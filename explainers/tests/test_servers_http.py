@@ -203,7 +203,7 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
         assert "took longer than 0.05 s (explainer.timeoutSeconds)" in str(caught.value.detail)
         model.explain_timeout_seconds = 60
         answer = await model.explain({"instances": [ROWS[0]], "method": "anchors"})
-        assert answer["data"]["anchor"]
+        assert answer["data"]["anchor"], answer
     finally:
         model.pool.shutdown(wait=True)
         model.io.stop()

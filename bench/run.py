@@ -1,0 +1,357 @@
+"""`make bench`: the same explanations, in process and over HTTP, side by side.
+
+    python bench/run.py [--quick] [--out bench/results]
+
+(a) alibi in process, calling the model directly: the floor.
+(b) Glassbox: the explainer server calling the predictor server over loopback HTTP
+    (local mode: the same servers and arguments as in a cluster).
+(c) MLServer's alibi-explain runtime, when it can be installed into its own
+    virtual environment; otherwise the output says why.
+
+Predictor calls and rows for (b) are counted on the predictor's side (its
+/metrics), not from alibi's `num_preds`. Writes latest.md, latest.json and
+latest.png to the output folder. Speed goals live here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from glassbox.explainers.examples import tabular_classifier, text_classifier
+from glassbox.explainers.local import LocalDeployment
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))
+from dataplane_support import text_data  # noqa: E402
+
+SEED = 0
+
+
+# --------------------------------------------------------------------------- models and servers
+
+
+def prepare(folder: Path) -> dict[str, Any]:
+    """Wine (13 features, 3 classes) and a bag-of-words sentiment model, with manifests."""
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    names = [n.replace("/", "_") for n in data.feature_names]
+    X, y = data.data, data.target
+    tabular_classifier(X, y, folder / "tabular" / "model", epochs=300)
+    frame = pd.DataFrame(X, columns=names)
+    frame["class"] = y
+    frame.to_csv(folder / "tabular" / "train.csv", index=False)
+    tabular_manifest = {
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "wine"},
+        "spec": {
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 1}},
+            "explainer": {
+                "referenceData": {"uri": "train.csv", "targetColumn": "class"},
+                "timeoutSeconds": 300,
+                "methods": [
+                    {"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"seed": SEED}},
+                    {"name": "shap", "type": "KernelShap", "kernelShap": {"backgroundSize": 50, "seed": SEED}},
+                ],
+            },
+        },
+    }
+    (folder / "tabular" / "wine.yaml").write_text(yaml.safe_dump(tabular_manifest, sort_keys=False))
+    texts, labels = text_data(rows=300, seed=SEED)
+    text_classifier(texts, labels, folder / "text" / "model")
+    text_manifest = {
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "sentiment"},
+        "spec": {
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 1}},
+            "explainer": {"methods": [{"name": "anchors", "type": "AnchorText", "anchorText": {"seed": SEED}}]},
+        },
+    }
+    (folder / "text" / "sentiment.yaml").write_text(yaml.safe_dump(text_manifest, sort_keys=False))
+    rng = np.random.default_rng(SEED)
+    return {
+        "X": X, "names": names, "tabular_rows": X[rng.choice(len(X), 5, replace=False)],
+        "texts": [t for t, label in zip(texts, labels, strict=True) if label == 1][:3] + [t for t, label in zip(texts, labels, strict=True) if label == 0][:2],
+    }
+
+
+def in_process_predictor(model_path: Path) -> Any:
+    model = torch.jit.load(str(model_path))
+    calls = {"calls": 0, "rows": 0}
+
+    def predict(X: Any) -> np.ndarray:
+        calls["calls"] += 1
+        calls["rows"] += len(X)
+        with torch.no_grad():
+            return np.asarray(model(torch.tensor(np.asarray(X), dtype=torch.float32)).numpy())
+
+    return predict, calls
+
+
+def in_process_text_predictor(model_dir: Path) -> Any:
+    from glassbox.explainers.torch_artifacts import Tokenizer
+
+    tokenizer = Tokenizer.load(model_dir)
+    assert tokenizer is not None
+    tensor_predict, calls = in_process_predictor(model_dir / "model.pt")
+    return (lambda texts: tensor_predict(tokenizer.encode(list(texts)))), calls
+
+
+def predictor_counters(deployment: LocalDeployment, model: str) -> dict[str, float]:
+    counters = {"requests": 0.0, "rows": 0.0}
+    for line in httpx.get(f"{deployment.predictor_base}/metrics").text.splitlines():
+        for name in counters:
+            if line.startswith(f"glassbox_predictor_{name}_total{{") and f'model="{model}"' in line:
+                counters[name] = float(line.rsplit(" ", 1)[1])
+    return counters
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def summarise(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {"median_s": statistics.median(ordered), "p95_s": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))], "runs": len(ordered)}
+
+
+def run_in_process(method: str, bench: dict[str, Any], folder: Path, repeats: int) -> dict[str, Any]:
+    from alibi.explainers import AnchorTabular, AnchorText, KernelShap
+
+    if method == "AnchorText":
+        import spacy
+
+        predict, calls = in_process_text_predictor(folder / "text" / "model")
+        explainer = AnchorText(predict, sampling_strategy="unknown", nlp=spacy.blank("en"), seed=SEED)
+        inputs: list[Any] = bench["texts"]
+
+        def explain_one(item: Any) -> Any:
+            np.random.seed(SEED)
+            return explainer.explain(item, threshold=0.95, batch_size=100, sample_proba=0.5)
+    else:
+        predict, calls = in_process_predictor(folder / "tabular" / "model" / "model.pt")
+        inputs = list(bench["tabular_rows"])
+        if method == "AnchorTabular":
+            explainer = AnchorTabular(predict, feature_names=bench["names"], seed=SEED)
+            explainer.fit(bench["X"], disc_perc=(25, 50, 75))
+
+            def explain_one(item: Any) -> Any:
+                np.random.seed(SEED)
+                return explainer.explain(item, threshold=0.95)
+        else:
+            explainer = KernelShap(predict, feature_names=bench["names"], seed=SEED)
+            np.random.seed(SEED)
+            explainer.fit(bench["X"], summarise_background=True, n_background_samples=50)
+
+            def explain_one(item: Any) -> Any:
+                np.random.seed(SEED)
+                return explainer.explain(np.asarray(item)[None], silent=True)
+
+    latencies, answers = [], []
+    calls["calls"] = calls["rows"] = 0
+    for _ in range(repeats):
+        for item in inputs:
+            began = time.perf_counter()
+            answers.append(explain_one(item))
+            latencies.append(time.perf_counter() - began)
+    explanations = repeats * len(inputs)
+    return {**summarise(latencies), "calls_per_explanation": calls["calls"] / explanations, "rows_per_explanation": calls["rows"] / explanations,
+            "anchors": [list(a.anchor) for a in answers[: len(inputs)]] if method.startswith("Anchor") else None}
+
+
+def run_glassbox(method: str, deployment: LocalDeployment, model: str, inputs: list[Any], name: str, repeats: int) -> dict[str, Any]:
+    url = deployment.urls()["explain"]
+    client = httpx.Client(timeout=600)
+    before = predictor_counters(deployment, model)
+    latencies, answers = [], []
+    for _ in range(repeats):
+        for item in inputs:
+            began = time.perf_counter()
+            response = client.post(url, json={"instances": [item if isinstance(item, str) else list(map(float, item))], "method": name})
+            latencies.append(time.perf_counter() - began)
+            response.raise_for_status()
+            answers.append(response.json())
+    after = predictor_counters(deployment, model)
+    explanations = repeats * len(inputs)
+    return {**summarise(latencies), "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
+            "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
+            "anchors": [a["data"]["anchor"] for a in answers[: len(inputs)]] if method.startswith("Anchor") else None}
+
+
+def throughput(deployment: LocalDeployment, inputs: list[Any], name: str, clients: int, per_client: int) -> float:
+    url = deployment.urls()["explain"]
+
+    def client_loop(offset: int) -> None:
+        with httpx.Client(timeout=600) as client:
+            for index in range(per_client):
+                item = inputs[(offset + index) % len(inputs)]
+                client.post(url, json={"instances": [list(map(float, item))], "method": name}).raise_for_status()
+
+    began = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client_loop, range(clients)))
+    return clients * per_client / (time.perf_counter() - began)
+
+
+def predictor_standalone_rows_per_second(deployment: LocalDeployment, width: int) -> float:
+    rows = np.random.default_rng(0).uniform(0, 1, size=(4096, width)).tolist()
+    body = {"inputs": [{"name": "x", "shape": [4096, width], "datatype": "FP64", "data": np.ravel(rows).tolist()}]}
+    client = httpx.Client(timeout=60)
+    url = deployment.urls()["predict"]
+    client.post(url, json=body).raise_for_status()
+    began, total = time.perf_counter(), 0
+    while time.perf_counter() - began < 3:
+        client.post(url, json=body).raise_for_status()
+        total += 4096
+    return total / (time.perf_counter() - began)
+
+
+# --------------------------------------------------------------------------- MLServer
+
+
+def mlserver_status(venv: Path) -> str | None:
+    """None when MLServer's alibi-explain runtime is usable; else why not."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        return (f"not measured: no MLServer environment at {venv} "
+                f"(python3 -m venv {venv} && {venv}/bin/pip install mlserver mlserver-alibi-explain mlserver-sklearn)")
+    probe = subprocess.run([str(python), "-c", "import mlserver, mlserver_alibi_explain, mlserver_sklearn"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"MLServer's runtime does not import in {venv}: {probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else 'unknown error'}"
+    return "not measured: the environment imports, but MLServer runs are not wired into this benchmark yet"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Glassbox benchmark ({results['when']})",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        "| method | runner | median s | p95 s | predictor calls / explanation | rows / explanation | (b)/(a) median |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for method, cells in results["latency"].items():
+        floor = cells["a_in_process"]["median_s"]
+        for runner, cell in cells.items():
+            ratio = f"{cell['median_s'] / floor:.2f}" if runner == "b_glassbox_http" else ""
+            lines.append(
+                f"| {method} | {runner} | {cell['median_s']:.3f} | {cell['p95_s']:.3f} | {cell['calls_per_explanation']:.1f} | {cell['rows_per_explanation']:.0f} | {ratio} |"
+            )
+    same = ", ".join(f"{m} {'yes' if v['anchors_equal'] else 'NO'}" for m, v in results.get("same_answers", {}).items())
+    lines += ["", f"Same anchors over HTTP as in process (fixed seed): {same}.", "", f"MLServer alibi-explain (c): {results['mlserver']}", "", "| concurrent clients | explanations / s (AnchorTabular, one explainer process) |", "| ---: | ---: |"]
+    for clients, rate in results["throughput"].items():
+        lines.append(f"| {clients} | {rate:.2f} |")
+    lines += [
+        "",
+        f"Explainer peak resident memory: {results['explainer_peak_rss_mb']:.0f} MB.",
+        f"Predictor standalone: {results['predictor_standalone_rows_per_s']:.0f} rows/s; during KernelSHAP over HTTP: "
+        f"{results['predictor_rows_per_s_during_kernelshap']:.0f} rows/s ({results['predictor_share_during_kernelshap']:.0%} of standalone).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results["latency"])
+    runners = sorted({r for cells in results["latency"].values() for r in cells})
+    figure, axes = plt.subplots(figsize=(8, 4), dpi=110)
+    width = 0.8 / len(runners)
+    for index, runner in enumerate(runners):
+        values = [results["latency"][m].get(runner, {}).get("median_s", 0) for m in methods]
+        axes.bar(np.arange(len(methods)) + index * width, values, width, label=runner)
+    axes.set_xticks(np.arange(len(methods)) + width * (len(runners) - 1) / 2, methods)
+    axes.set_ylabel("median seconds per explanation")
+    axes.set_yscale("log")
+    axes.legend()
+    axes.set_title("Explanation latency (lower is better)")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--mlserver-venv", default=str(HERE / ".venv-mlserver"))
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    repeats = 1 if args.quick else 3
+    out = Path(args.out)
+    work = out / "work"
+    out.mkdir(parents=True, exist_ok=True)
+    bench = prepare(work)
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Python {platform.python_version()}, torch {torch.__version__}",
+        "command": "make bench" + (" BENCH_ARGS=--quick" if args.quick else ""),
+        "latency": {},
+    }
+    with LocalDeployment(work / "tabular" / "wine.yaml", log_dir=work / "logs-tabular") as tabular:
+        rows = list(bench["tabular_rows"])
+        for method, name in (("AnchorTabular", "anchors"), ("KernelShap", "shap")):
+            print(f"{method}: in process, then over HTTP", flush=True)
+            results["latency"][method] = {
+                "a_in_process": run_in_process(method, bench, work, repeats),
+                "b_glassbox_http": run_glassbox(method, tabular, "wine", rows, name, repeats),
+            }
+        print("throughput at 1, 4, 16 clients", flush=True)
+        per_client = 2 if args.quick else 4
+        results["throughput"] = {str(c): throughput(tabular, rows, "anchors", c, per_client) for c in (1, 4, 16)}
+        explainer_pid = next(p.process.pid for p in tabular.processes if p.name == "explainer")
+        results["explainer_peak_rss_mb"] = peak_rss_mb(explainer_pid)
+        standalone = predictor_standalone_rows_per_second(tabular, len(bench["names"]))
+        cell = results["latency"]["KernelShap"]["b_glassbox_http"]
+        during = cell["rows_per_explanation"] / cell["median_s"]
+        results.update(predictor_standalone_rows_per_s=standalone, predictor_rows_per_s_during_kernelshap=during,
+                       predictor_share_during_kernelshap=during / standalone)
+    with LocalDeployment(work / "text" / "sentiment.yaml", log_dir=work / "logs-text") as text:
+        print("AnchorText: in process, then over HTTP", flush=True)
+        results["latency"]["AnchorText"] = {
+            "a_in_process": run_in_process("AnchorText", bench, work, repeats),
+            "b_glassbox_http": run_glassbox("AnchorText", text, "sentiment", bench["texts"], "anchors", repeats),
+        }
+    results["mlserver"] = mlserver_status(Path(args.mlserver_venv))
+    results["same_answers"] = {
+        method: {"anchors_equal": cells["a_in_process"]["anchors"] == cells["b_glassbox_http"]["anchors"]}
+        for method, cells in results["latency"].items()
+        if cells["a_in_process"]["anchors"] is not None
+    }
+    report = render(results)
+    (out / "latest.md").write_text(report)
+    (out / "latest.json").write_text(json.dumps(results, indent=1, default=str))
+    chart(results, out / "latest.png")
+    print(report)
+    print(f"wrote {out / 'latest.md'}, {out / 'latest.json'}, {out / 'latest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
