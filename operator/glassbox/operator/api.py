@@ -315,7 +315,16 @@ class MethodSpec(ApiModel):
         return self.type in WHITE_BOX_METHODS
 
 
-# The parameter block of each method type, by attribute name.
+# The parameter model of each method type, and its attribute name on MethodSpec.
+PARAMETER_MODEL_OF: dict[MethodType, type[ApiModel]] = {
+    MethodType.AnchorTabular: AnchorTabularParameters,
+    MethodType.AnchorText: AnchorTextParameters,
+    MethodType.AnchorImage: AnchorImageParameters,
+    MethodType.KernelShap: KernelShapParameters,
+    MethodType.Counterfactual: CounterfactualParameters,
+    MethodType.IntegratedGradients: IntegratedGradientsParameters,
+    MethodType.TrainingDataInfluence: TrainingDataInfluenceParameters,
+}
 PARAMETER_FIELD_OF: dict[MethodType, str] = {
     MethodType.AnchorTabular: "anchor_tabular",
     MethodType.AnchorText: "anchor_text",

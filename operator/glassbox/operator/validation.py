@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel as _camel
 
 from glassbox.operator.api import (
     METHODS_NEEDING_REFERENCE_DATA,
@@ -41,11 +42,6 @@ class SpecProblem:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 def _path_of(loc: tuple[int | str, ...]) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from glassbox.explainers.payloads import InputError
 from glassbox.explainers.reference_data import ReferenceTable
-from glassbox.operator.api import PARAMETER_FIELD_OF, MethodSpec, MethodType
+from glassbox.operator.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, MethodSpec, MethodType
 
 Predict = Callable[[Any], np.ndarray]
 Instances = np.ndarray | list[str]
@@ -50,10 +50,9 @@ class ExplanationMethod(ABC):
     def __init__(self, spec: MethodSpec, context: MethodContext):
         self.spec = spec
         self.context = context
-        field = PARAMETER_FIELD_OF[self.method_type]
-        block = getattr(spec, field)
-        # The method's parameter model, with its defaults when the spec gives none.
-        self.params: Any = block if block is not None else type(spec).model_fields[field].annotation.__args__[0]()  # type: ignore[union-attr]
+        block = getattr(spec, PARAMETER_FIELD_OF[self.method_type])
+        # The method's parameters, with their defaults when the spec gives none.
+        self.params: Any = block if block is not None else PARAMETER_MODEL_OF[self.method_type]()
 
     @property
     def name(self) -> str:
