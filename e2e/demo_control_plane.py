@@ -1,4 +1,4 @@
-"""`make demo` (control plane): start the local API server, install the CRD,
+"""`make demo-cluster`: start the local API server, install the CRD,
 run the operator, apply a sample and print the KServe objects it created.
 
     python e2e/demo_control_plane.py [SAMPLE.yaml] [--keep]
@@ -72,7 +72,7 @@ def main() -> int:
             stop_operator(operator)
             if started_here:
                 cluster.down(quiet=True)
-                print("\nstopped the operator and the control plane (`make demo ARGS=--keep` leaves them running)")
+                print("\nstopped the operator and the control plane (`make demo-cluster ARGS=--keep` leaves them running)")
             else:
                 print("\nstopped the operator; the control plane you started is still running")
     return 0
