@@ -180,8 +180,8 @@ def test_a_faulty_predictor_gets_a_clear_5xx_naming_it_and_nothing_crashes(
     assert again.status_code == 200, pretty(again)
 
 
-async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(tabular: Tabular) -> None:
-    """The explainer model itself, in process, against the running predictor, with a deadline no explanation meets."""
+async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(tabular: Tabular, proxy: FaultProxy) -> None:
+    """The explainer model itself, in process, against the predictor through the proxy; the proxy turns slow."""
     from fastapi import HTTPException
 
     from glassbox.explainers.explainer_server import ExplainerModel
@@ -192,18 +192,20 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
     spec = ExplainerSpec.model_validate(
         {"referenceData": {"uri": "train.csv", "targetColumn": "label"}, "methods": [{"name": "anchors", "type": "AnchorTabular"}]}
     )
-    host = deployment.predictor_base.split("://")[1]
-    model = ExplainerModel("synthetic", spec, PredictorSettings(host=host, model_name="synthetic", protocol="v2"),
-                           explain_timeout_seconds=0.05, data_dir=deployment.base)
+    settings = PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2")
+    model = ExplainerModel("synthetic", spec, settings, explain_timeout_seconds=1.0, data_dir=deployment.base)
     model.load()
     try:
+        proxy.mode = "slow"  # every predictor call now takes longer than the explanation may
         with pytest.raises(HTTPException) as caught:
             await model.explain({"instances": [ROWS[0]], "method": "anchors"})
         assert caught.value.status_code == 504
-        assert "took longer than 0.05 s (explainer.timeoutSeconds)" in str(caught.value.detail)
+        assert "took longer than 1 s (explainer.timeoutSeconds)" in str(caught.value.detail)
+        proxy.mode = "pass"
         model.explain_timeout_seconds = 60
         answer = await model.explain({"instances": [ROWS[0]], "method": "anchors"})
         assert answer["data"]["anchor"], answer
     finally:
+        proxy.mode = "pass"
         model.pool.shutdown(wait=True)
         model.io.stop()
