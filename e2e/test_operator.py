@@ -290,10 +290,17 @@ def test_a_cross_field_error_names_the_field_in_status_and_one_event(cluster: Cl
     assert get(cluster, KSERVE, namespace, "credit-risk") is None
     assert get(cluster, KSERVE, namespace, "credit-risk-explainer") is None
 
-    # No hot loop: the object is not rewritten and no new events pile up.
-    version = body["metadata"]["resourceVersion"]
+    # No hot loop: once kopf has recorded the failure, the object is not
+    # rewritten and no new events pile up.
     import time
 
+    def settled() -> str | None:
+        before = (get(cluster, XM, namespace, "credit-risk") or {})["metadata"]["resourceVersion"]
+        time.sleep(1)
+        after = (get(cluster, XM, namespace, "credit-risk") or {})["metadata"]["resourceVersion"]
+        return str(after) if after == before else None
+
+    version = wait_for("the ExplainedModel to stop changing", settled)
     time.sleep(5)
     assert (get(cluster, XM, namespace, "credit-risk") or {})["metadata"]["resourceVersion"] == version
     assert sum(e.count or 1 for e in warnings()) == 1

@@ -113,6 +113,8 @@ def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str]
 @kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
 def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Our children, and InferenceServices that ExplainedModels name as existing."""
+    if event.get("type") in ("ADDED", "MODIFIED") and not body.get("status"):
+        return  # our own apply (it writes no status): nothing new to mirror; deletions and KServe's reports pass
     index: kopf.Index[tuple[str | None, str], str] = kwargs["explained_models_by_existing_predictor"]
     parents = _parents_of(body, index)
     if parents:
