@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from glassbox.explainers.examples import image_classifier, tabular_classifier, text_classifier
+from glassbox.explainers.payloads import INFERENCE_HEADER
 
 FEATURES = ["f0", "f1", "f2", "f3", "f4"]
 
@@ -125,7 +126,9 @@ class FaultProxy:
     """A real HTTP server on loopback in front of the predictor.
 
     mode "pass" forwards; "unavailable" answers 503; "slow" waits `delay` seconds
-    first; "garbage" answers 200 with a body no predictor would send.
+    first; "garbage" answers 200 with a body no predictor would send;
+    "json-only" refuses v2 binary tensors with 400, as a server without that
+    extension does.
     """
 
     def __init__(self, upstream: str, delay: float = 5.0):
@@ -142,9 +145,11 @@ class FaultProxy:
             def log_message(self, *_: Any) -> None:
                 pass
 
-            def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            def _answer(self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -157,10 +162,14 @@ class FaultProxy:
                     return self._answer(503, b'{"error": "overloaded"}')
                 if proxy.mode == "garbage":
                     return self._answer(200, b'{"predictions": "not numbers')
+                if proxy.mode == "json-only" and self.headers.get(INFERENCE_HEADER):
+                    return self._answer(400, b'{"error": "binary tensors are not supported"}')
                 if proxy.mode == "slow":
                     time.sleep(proxy.delay)
-                answer = proxy.client.request(method, proxy.upstream + self.path, content=body, headers={"Content-Type": "application/json"})
-                self._answer(answer.status_code, answer.content, answer.headers.get("content-type", "application/json"))
+                forwarded = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", INFERENCE_HEADER)}
+                answer = proxy.client.request(method, proxy.upstream + self.path, content=body, headers=forwarded)
+                extra = {INFERENCE_HEADER: answer.headers[INFERENCE_HEADER]} if INFERENCE_HEADER in answer.headers else {}
+                self._answer(answer.status_code, answer.content, answer.headers.get("content-type", "application/json"), extra)
 
             def do_POST(self) -> None:  # noqa: N802
                 self._forward("POST")

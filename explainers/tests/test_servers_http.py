@@ -13,6 +13,7 @@ from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from glassbox.explainers.local import LocalDeployment
+from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v2_request
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ROWS = [[0.9, 0.2, 0.5, 0.7, 0.1], [0.1, 0.8, 0.3, 0.2, 0.9]]
@@ -53,6 +54,17 @@ async def test_kserve_clients_call_the_predictor_with_both_protocols(tabular: Ta
     response = await v2.infer(deployment.predictor_base, request, model_name="synthetic")
     np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(2, 2), expected, rtol=1e-5)
 
+    # The binary tensor extension, both ways, as kserve's client speaks it.
+    tensor = InferInput("x", [2, 5], "FP32")
+    tensor.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32), binary_data=True)
+    binary = InferRequest(model_name="synthetic", infer_inputs=[tensor], parameters={"binary_data_output": True})
+    response = await v2.infer(deployment.predictor_base, binary, model_name="synthetic")
+    np.testing.assert_allclose(response.outputs[0].as_numpy().reshape(2, 2), expected, rtol=1e-5)
+    content, headers = v2_request(np.asarray(ROWS), binary=True)  # what Glassbox's explainer sends
+    raw = httpx.post(f"{deployment.predictor_base}/v2/models/synthetic/infer", content=content, headers=headers)
+    assert raw.status_code == 200 and INFERENCE_HEADER in raw.headers, pretty(raw)
+    np.testing.assert_allclose(predictions_from_response("v2", raw.content, raw.headers[INFERENCE_HEADER], 2), expected, rtol=1e-5)
+
     grpc = InferenceGRPCClient(f"127.0.0.1:{deployment.predictor_grpc_port}")
     tensor = InferInput("x", [2, 5], "FP32")
     tensor.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32), binary_data=False)
@@ -67,7 +79,7 @@ PREDICTOR_BAD_INPUTS = [
     ("ragged rows", {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0], [1.0]]}, 400, "different lengths"),
     ("text for a numeric model", {"instances": ["hello"]}, 400, "numeric instances"),
     ("no instances", {"rows": [[1, 2, 3, 4, 5]]}, 400, "no 'instances'"),
-    ("too many rows", {"instances": [[0.5] * 5] * 10_001}, 413, "at most 10000"),
+    ("too many rows", {"instances": [[0.5] * 5] * 262_145}, 413, "at most 262144"),
 ]
 
 
@@ -180,6 +192,25 @@ def test_a_faulty_predictor_gets_a_clear_5xx_naming_it_and_nothing_crashes(
     assert again.status_code == 200, pretty(again)
 
 
+def test_binary_tensors_fall_back_to_json_for_a_predictor_without_them(tabular: Tabular, proxy: FaultProxy) -> None:
+    """The explainer behind the proxy talks v2; a server that refuses binary tensors gets JSON from then on."""
+    deployment = tabular[0]
+    binary = explain(deployment.urls()["explain"], ROWS[:1], "shap")
+    assert binary.status_code == 200, pretty(binary)
+    proxy.mode = "json-only"
+    try:
+        # A fresh explainer (its client has not had a binary answer yet) behind a predictor without the extension.
+        from glassbox.explainers.predictor_client import PredictorClient, PredictorSettings
+
+        client = PredictorClient(PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2"))
+        answer = client.predict(np.asarray(ROWS))
+        assert not client.binary and client.stats.calls == 1
+        np.testing.assert_allclose(answer, expected_probabilities(deployment, ROWS), rtol=1e-5)
+        client.close()
+    finally:
+        proxy.mode = "pass"
+
+
 async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(tabular: Tabular, proxy: FaultProxy) -> None:
     """The explainer model itself, in process, against the predictor through the proxy; the proxy turns slow."""
     from fastapi import HTTPException
@@ -208,4 +239,4 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
     finally:
         proxy.mode = "pass"
         model.pool.shutdown(wait=True)
-        model.io.stop()
+        model.client.close()

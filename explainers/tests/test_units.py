@@ -10,17 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from kserve.errors import InvalidInput
 
 from glassbox.explainers.batching import DynamicBatcher
 from glassbox.explainers.local import LocalDeployment, LocalModeError, read_manifest
 from glassbox.explainers.methods.kernel_shap import l1_regularisation
 from glassbox.explainers.payloads import (
+    INFERENCE_HEADER,
     InputError,
     Limits,
     decode_request,
+    encode_predictions,
     numeric_array,
+    predictions_from_response,
     predictions_from_v1,
     predictions_from_v2,
+    request_from_bytes,
+    v2_request,
 )
 from glassbox.explainers.reference_data import ReferenceDataError, load_reference
 from glassbox.explainers.storage import StorageError, resolve
@@ -70,6 +76,26 @@ def test_predictor_answers_are_checked() -> None:
             predictions_from_v1(body, rows)
 
 
+def test_binary_v2_tensors_round_trip() -> None:
+    """What the explainer sends, as the predictor reads it; what the predictor answers, as the explainer reads it."""
+    rows = np.random.default_rng(0).normal(size=(7, 3))
+    content, headers = v2_request(rows, binary=True)
+    request = request_from_bytes(content, int(headers[INFERENCE_HEADER]), "m")
+    decoded = decode_request(request)
+    np.testing.assert_allclose(decoded.instances, rows.astype(np.float32))
+    assert decoded.binary_output
+
+    answer, header_length = encode_predictions(rows[:, :2].astype(np.float32), decoded, "m").to_rest()
+    assert isinstance(answer, bytes) and header_length is not None
+    np.testing.assert_allclose(predictions_from_response("v2", answer, str(header_length), 7), rows[:, :2], rtol=1e-6)
+
+    for short in (content[:-4], content[: int(headers[INFERENCE_HEADER]) - 1]):
+        with pytest.raises(InvalidInput):
+            decode_request(request_from_bytes(short, int(headers[INFERENCE_HEADER]), "m"))
+    with pytest.raises(ValueError, match="binary output should hold"):
+        predictions_from_response("v2", answer[:-4], str(header_length), 7)
+
+
 # --------------------------------------------------------------------------- batching
 
 
@@ -102,6 +128,25 @@ async def test_a_large_request_is_split_to_the_batch_limit() -> None:
     rows = np.arange(250, dtype=float).reshape(-1, 1)
     np.testing.assert_array_equal(await batcher.predict(rows), rows * 2)
     assert max(sizes) <= 100 and sum(sizes) == 250
+
+
+async def test_without_a_wait_a_lone_request_runs_at_once_and_requests_queue_while_the_model_is_busy() -> None:
+    sizes: list[int] = []
+
+    def forward(rows: np.ndarray) -> np.ndarray:
+        sizes.append(len(rows))
+        time.sleep(0.2)
+        return rows
+
+    batcher = DynamicBatcher(forward, max_batch_size=100, max_latency_ms=0)
+    first = asyncio.ensure_future(batcher.predict(np.zeros((1, 1))))
+    await asyncio.sleep(0.05)  # the first forward pass is running
+    rest = [np.full((2, 1), float(i)) for i in range(5)]
+    answers = await asyncio.gather(*(batcher.predict(r) for r in rest))
+    await first
+    assert sizes == [1, 10]  # the five that queued meanwhile shared one pass
+    for r, a in zip(rest, answers, strict=True):
+        np.testing.assert_array_equal(a, r)
 
 
 async def test_a_failing_forward_pass_fails_its_requests_not_the_batcher() -> None:

@@ -36,7 +36,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError, Limits, decode_request
-from glassbox.explainers.predictor_client import ExplanationCancelled, IoLoop, PredictorClient, PredictorError, PredictorSettings
+from glassbox.explainers.predictor_client import ExplanationCancelled, PredictorClient, PredictorError, PredictorSettings
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.operator.api import ExplainerSpec
@@ -69,9 +69,8 @@ def explanation_json(explanation: Any) -> dict[str, Any]:
 class RoutedPredict:
     """The blocking predict function alibi calls: the predictor's API, stopped when its explanation is cancelled."""
 
-    def __init__(self, client: PredictorClient, io: IoLoop):
+    def __init__(self, client: PredictorClient):
         self.client = client
-        self.io = io
 
     def __call__(self, instances: Any) -> np.ndarray:
         cancelled: threading.Event | None = getattr(_CURRENT, "cancelled", None)
@@ -79,7 +78,7 @@ class RoutedPredict:
             raise ExplanationCancelled("the explanation ran past its deadline")
         if not isinstance(instances, list):
             instances = np.asarray(instances)
-        return np.asarray(self.io.run(self.client.predict(instances)))
+        return self.client.predict(instances)
 
 
 class ExplainerModel(kserve.Model):  # type: ignore[misc]
@@ -109,13 +108,12 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
     # ------------------------------------------------------------------ loading
 
     def load(self) -> bool:
-        self.io = IoLoop()
         self.client = PredictorClient(self.predictor_settings)
-        predict = RoutedPredict(self.client, self.io)
+        predict = RoutedPredict(self.client)
         black_box = [m for m in self.spec.methods if not m.is_white_box]
         if black_box:
             log.info("waiting for the predictor at %s", self.client.ready_url)
-            self.io.run(self.client.wait_until_ready(self.predictor_wait_seconds))
+            self.client.wait_until_ready(self.predictor_wait_seconds)
         model, tokenizer, device = self._load_model()
         tables: dict[str, ReferenceTable] = {}
         for method_spec in self.spec.methods:
@@ -223,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerSpec JSON (default: ${EXPLAINER_SPEC_ENV})")
     parser.add_argument("--model_dir", default=None, help="the model artifact, for white-box methods")
     parser.add_argument("--explain_timeout_seconds", type=float, default=60.0, help="longest one explanation may take (then 504)")
-    parser.add_argument("--predictor_max_batch_size", type=int, default=1024, help="most rows per call to the predictor")
+    parser.add_argument(
+        "--predictor_max_request_rows", type=int, default=PredictorSettings.max_request_rows,
+        help="most rows per call to the predictor (larger perturbation batches go in parts, concurrently)",
+    )
     parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
     parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
@@ -243,7 +244,7 @@ def main() -> None:
     settings = PredictorSettings(
         host=args.predictor_host or "", model_name=args.model_name, protocol=args.predictor_protocol,
         timeout_seconds=float(args.predictor_request_timeout_seconds), retries=max(2, int(args.predictor_request_retries)),
-        max_batch_size=args.predictor_max_batch_size, use_ssl=bool(args.predictor_use_ssl),
+        max_request_rows=args.predictor_max_request_rows, use_ssl=bool(args.predictor_use_ssl),
     )
     model = ExplainerModel(
         args.model_name, spec, settings, model_dir=args.model_dir, explain_timeout_seconds=args.explain_timeout_seconds,

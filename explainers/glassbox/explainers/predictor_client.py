@@ -1,23 +1,29 @@
 """The explainer's only way to the model: the predictor's prediction API over HTTP.
 
-Pooled keep-alive connections, a timeout on every call, retries with backoff on
-502/503/504 and connection failures, and perturbation batches split to the
-predictor's batch limit and sent concurrently. Failures become
-`PredictorError`, whose message names the predictor and what it did.
+Blocking, because its callers are alibi's blocking explainers running in
+worker threads: one pooled keep-alive client shared by every thread, a timeout
+on every call, retries with backoff on 502/503/504 and connection failures.
+Numbers travel as v2 binary tensors when the predictor speaks v2 (falling back
+to JSON, once and for good, if it refuses them). A perturbation batch goes in
+one request when it fits `max_request_rows` and `max_request_values`, else in
+parts sent concurrently. Failures become `PredictorError`, whose message
+names the predictor and what it did.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import threading
-from collections.abc import Callable
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import numpy as np
 
-from glassbox.explainers.payloads import predictions_from_v1, predictions_from_v2, v2_request_body
+from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v1_request, v2_request
+
+log = logging.getLogger(__name__)
 
 RETRIED_STATUSES = frozenset({502, 503, 504})
 
@@ -42,9 +48,13 @@ class PredictorSettings:
     timeout_seconds: float = 30.0
     retries: int = 3
     backoff_seconds: float = 0.2
-    max_batch_size: int = 1024
+    # Most rows and values in one request. Glassbox's predictor splits a request
+    # into forward passes itself, so a KernelSHAP explanation is one request.
+    max_request_rows: int = 262_144
+    max_request_values: int = 16_000_000
     max_connections: int = 16
     use_ssl: bool = False
+    binary_tensors: bool = True  # v2 only
 
     @property
     def url(self) -> str:
@@ -53,6 +63,10 @@ class PredictorSettings:
         if self.protocol == "v2":
             return f"{base}/v2/models/{self.model_name}/infer"
         return f"{base}/v1/models/{self.model_name}:predict"
+
+    def request_rows(self, row_values: int) -> int:
+        """Rows per request for rows of `row_values` values each."""
+        return max(1, min(self.max_request_rows, self.max_request_values // max(1, row_values)))
 
 
 @dataclass
@@ -69,23 +83,24 @@ class CallStats:
             self.calls += 1
             self.rows += rows
 
+    def retried(self) -> None:
+        with self._lock:
+            self.retries += 1
+
 
 class PredictorClient:
     def __init__(self, settings: PredictorSettings):
         self.settings = settings
         self.stats = CallStats()
-        self._client: httpx.AsyncClient | None = None
+        self.binary = settings.protocol == "v2" and settings.binary_tensors
+        self._binary_answered = False  # once the predictor has answered a binary request, a 4xx is about the input
+        limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+        self._http = httpx.Client(timeout=settings.timeout_seconds, limits=limits)
+        self._parts = ThreadPoolExecutor(max_workers=settings.max_connections, thread_name_prefix="predictor-part")
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.settings.max_connections, max_keepalive_connections=self.settings.max_connections)
-            self._client = httpx.AsyncClient(timeout=self.settings.timeout_seconds, limits=limits)
-        return self._client
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    def close(self) -> None:
+        self._parts.shutdown(wait=False, cancel_futures=True)
+        self._http.close()
 
     @property
     def ready_url(self) -> str:
@@ -93,41 +108,44 @@ class PredictorClient:
         name = self.settings.model_name
         return f"{base}/models/{name}/ready" if self.settings.protocol == "v2" else f"{base}/models/{name}"
 
-    async def ready(self) -> bool:
+    def ready(self) -> bool:
         """Whether the predictor says its model is ready."""
         try:
-            response = await self._http().get(self.ready_url, timeout=5)
+            response = self._http.get(self.ready_url, timeout=5)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
 
-    async def wait_until_ready(self, timeout_seconds: float) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout_seconds
-        while not await self.ready():
-            if asyncio.get_running_loop().time() > deadline:
+    def wait_until_ready(self, timeout_seconds: float) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while not self.ready():
+            if time.monotonic() > deadline:
                 raise PredictorError(f"the predictor at {self.ready_url} was not ready within {timeout_seconds:g} s", 503)
-            await asyncio.sleep(1.0)
+            time.sleep(1.0)
 
-    async def predict(self, instances: np.ndarray | list[str]) -> np.ndarray:
+    def predict(self, instances: np.ndarray | list[str]) -> np.ndarray:
         """The predictor's outputs for these instances, in order."""
-        size = self.settings.max_batch_size
-        chunks = [instances[i : i + size] for i in range(0, len(instances), size)]
-        if len(chunks) == 1:
-            return await self._predict_chunk(chunks[0])
-        results = await asyncio.gather(*(self._predict_chunk(chunk) for chunk in chunks))
-        return np.concatenate(results, axis=0)
+        row_values = 1 if isinstance(instances, list) else max(1, int(np.prod(np.shape(instances)[1:])))
+        size = self.settings.request_rows(row_values)
+        if len(instances) <= size:
+            return self._predict_part(instances)
+        parts = [instances[i : i + size] for i in range(0, len(instances), size)]
+        return np.concatenate(list(self._parts.map(self._predict_part, parts)), axis=0)
 
-    async def _predict_chunk(self, instances: np.ndarray | list[str]) -> np.ndarray:
+    def _encode(self, instances: np.ndarray | list[str]) -> tuple[bytes, dict[str, str]]:
+        if self.settings.protocol == "v2":
+            return v2_request(instances, self.binary)
+        return v1_request(instances)
+
+    def _predict_part(self, instances: np.ndarray | list[str]) -> np.ndarray:
         settings = self.settings
-        if settings.protocol == "v2":
-            body = v2_request_body(instances if isinstance(instances, list) else np.asarray(instances))
-        else:
-            body = {"instances": instances if isinstance(instances, list) else np.asarray(instances).tolist()}
         rows = len(instances)
         attempt = 0
         while True:
+            binary = self.binary
+            content, headers = self._encode(instances)
             try:
-                response = await self._http().post(settings.url, json=body)
+                response = self._http.post(settings.url, content=content, headers=headers)
             except httpx.TimeoutException:
                 problem, status = f"did not answer within {settings.timeout_seconds:g} s", 504
             except httpx.TransportError as error:
@@ -135,12 +153,18 @@ class PredictorClient:
             else:
                 if response.status_code == 200:
                     self.stats.add(rows)
+                    self._binary_answered = self._binary_answered or binary
                     try:
-                        parse = predictions_from_v2 if settings.protocol == "v2" else predictions_from_v1
-                        return parse(response.json(), rows)
+                        return predictions_from_response(settings.protocol, response.content, response.headers.get(INFERENCE_HEADER), rows)
                     except ValueError as error:
                         raise PredictorError(f"the predictor at {settings.url} answered garbage: {error}") from None
                 detail = response.text[:300]
+                refused_binary = binary and not self._binary_answered and not isinstance(instances, list)
+                if refused_binary and response.status_code in (400, 415, 422):
+                    # A v2 server without the binary tensor extension: JSON from now on.
+                    log.warning("the predictor at %s refused a binary tensor (%s: %s); sending JSON from now on", settings.url, response.status_code, detail)
+                    self.binary = False
+                    continue
                 if response.status_code not in RETRIED_STATUSES:
                     raise PredictorError(
                         f"the predictor at {settings.url} refused {rows} instances with {response.status_code}: {detail}"
@@ -149,40 +173,5 @@ class PredictorClient:
             if attempt >= settings.retries:
                 raise PredictorError(f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status)
             attempt += 1
-            self.stats.retries += 1
-            await asyncio.sleep(settings.backoff_seconds * 2 ** (attempt - 1))
-
-    def blocking_predict_fn(
-        self, loop: asyncio.AbstractEventLoop, cancelled: threading.Event | None = None
-    ) -> Callable[[np.ndarray | list[str]], np.ndarray]:
-        """A blocking `predict(X) -> array` for alibi, run in a worker thread; the calls run on the server's loop."""
-
-        def predict(instances: np.ndarray | list[str]) -> np.ndarray:
-            if cancelled is not None and cancelled.is_set():
-                raise ExplanationCancelled("the explanation ran past its deadline")
-            if not isinstance(instances, list):
-                instances = np.asarray(instances)
-            future = asyncio.run_coroutine_threadsafe(self.predict(instances), loop)
-            return future.result()
-
-        return predict
-
-
-class IoLoop:
-    """An event loop on its own thread for predictor calls.
-
-    alibi's blocking code runs in worker threads and waits on calls scheduled
-    here, so neither the server's loop nor load-time fitting ever blocks on a
-    nested loop.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="predictor-io", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Any, timeout: float | None = None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+            self.stats.retried()
+            time.sleep(settings.backoff_seconds * 2 ** (attempt - 1))

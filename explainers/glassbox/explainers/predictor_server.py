@@ -1,10 +1,12 @@
 """Glassbox's PyTorch predictor: a `kserve.Model` server with dynamic batching.
 
     python -m glassbox.explainers.predictor_server --model_name credit-risk --model_dir /mnt/models \
-        [--device auto|cuda|cpu] [--max_batch_size 256] [--max_batch_latency_ms 5] [kserve's own flags]
+        [--device auto|cuda|cpu] [--max_batch_size 256] [--max_batch_latency_ms 0] \
+        [--max_request_rows 262144] [kserve's own flags]
 
 Serves KServe v1 (`/v1/models/NAME:predict`) and v2 (`/v2/models/NAME/infer`)
-over REST, and v2 over gRPC. Runs on CUDA when a GPU is present.
+over REST, with v2 binary tensors, and v2 over gRPC. Runs on CUDA when a GPU
+is present.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from prometheus_client import Counter
 
 from glassbox.explainers.batching import DynamicBatcher
 from glassbox.explainers.http_errors import http_error
-from glassbox.explainers.payloads import InputError, decode_request, encode_predictions
+from glassbox.explainers.payloads import InputError, Limits, decode_request, encode_predictions, request_from_bytes
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.storage import resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
@@ -38,8 +40,13 @@ class ShapeMismatch(InputError):
 
 
 class TorchPredictor(kserve.Model):  # type: ignore[misc]
-    def __init__(self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 5.0):
+    def __init__(
+        self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 0.0,
+        max_request_rows: int = 262_144,
+    ):
         super().__init__(name)
+        # A whole KernelSHAP perturbation set fits one request; the batcher splits it into forward passes.
+        self.limits = Limits(max_instances=max_request_rows, max_elements=64_000_000)
         self.model_dir = model_dir
         self.requested_device = device
         self.max_batch_size = max_batch_size
@@ -78,7 +85,7 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
     async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
         assert self.batcher is not None, "load() first"
         try:
-            request = decode_request(payload)
+            request = decode_request(payload, self.limits)
             if isinstance(request.instances, list):
                 if self.tokenizer is None:
                     raise InputError("this model takes numeric instances, not strings (it ships no tokenizer.json)")
@@ -99,14 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_dir", required=True, help="folder (or file) holding model.pt or model.pt2")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where the forward pass runs")
     parser.add_argument("--max_batch_size", type=int, default=256, help="most rows in one forward pass")
-    parser.add_argument("--max_batch_latency_ms", type=float, default=5.0, help="longest a request waits for others to join its batch")
+    parser.add_argument(
+        "--max_batch_latency_ms", type=float, default=0.0,
+        help="longest a request waits for others to join its batch; 0 runs a batch as soon as the model is free, "
+        "with every request that queued while it was busy",
+    )
+    parser.add_argument("--max_request_rows", type=int, default=262_144, help="most rows one request may carry")
     return parser
 
 
 def main() -> None:
     args, _ = build_parser().parse_known_args()
     configure_logging(args.log_config_file)
-    model = TorchPredictor(args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms)
+    # Binary v2 tensors reach the model as the bytes they came in (see request_from_bytes).
+    InferRequest.from_bytes = staticmethod(request_from_bytes)
+    model = TorchPredictor(args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows)
     model.load()
     kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
 

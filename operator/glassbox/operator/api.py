@@ -96,7 +96,11 @@ class DynamicBatching(ApiModel):
     """Coalesce concurrent requests into one forward pass: explanations send many perturbed rows at once."""
 
     max_batch_size: int = Field(256, ge=1, description="Most rows in one forward pass.")
-    max_latency_ms: int = Field(5, ge=0, description="Longest a request waits for others to join its batch, in milliseconds.")
+    max_latency_ms: int = Field(
+        0, ge=0,
+        description="Longest a request waits for others to join its batch, in milliseconds. 0 runs a batch as soon as "
+        "the model is free, with every request that queued while it was busy: no added latency, and batches still form under load.",
+    )
 
 
 class PredictorSpec(ApiModel):

@@ -230,7 +230,8 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         if predictor.batching is not None:
             component["batcher"] = {
                 "maxBatchSize": predictor.batching.max_batch_size,
-                "maxLatency": predictor.batching.max_latency_ms,
+                # KServe's batcher agent has no "run when free" mode: 1 ms is its closest.
+                "maxLatency": max(1, predictor.batching.max_latency_ms),
             }
     return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component})
 
@@ -247,9 +248,10 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         # One perturbation call should take seconds, not kserve's default of ten minutes.
         f"--predictor_request_timeout_seconds={min(30, explainer.timeout_seconds)}",
     ]
-    if spec.predictor.batching is not None:
-        # Perturbation batches are split to what the predictor takes in one forward pass.
-        args.append(f"--predictor_max_batch_size={spec.predictor.batching.max_batch_size}")
+    if spec.predictor.batching is not None and not uses_glassbox_predictor(spec.predictor):
+        # Another runtime's batcher may refuse more rows than a batch: send no more per call.
+        # Glassbox's predictor splits a large request into forward passes itself.
+        args.append(f"--predictor_max_request_rows={spec.predictor.batching.max_batch_size}")
     env = [
         {"name": PROTOCOL_ENV, "value": "v1"},
         {
