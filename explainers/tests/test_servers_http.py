@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import numpy as np
@@ -190,6 +192,29 @@ def test_a_faulty_predictor_gets_a_clear_5xx_naming_it_and_nothing_crashes(
     proxy.mode = "pass"
     again = explain(tabular[0].urls()["explain"], ROWS[:1], "shap")
     assert again.status_code == 200, pretty(again)
+
+
+def test_concurrent_explanations_give_the_answers_of_one_at_a_time(tabular: Tabular) -> None:
+    """Each explanation borrows its own fitted explainer and random state: running together changes nothing."""
+    url = tabular[0].urls()["explain"]
+
+    def answer(job: tuple[str, int]) -> Any:
+        response = explain(url, [ROWS[job[1]]], job[0])
+        assert response.status_code == 200, pretty(response)
+        data = response.json()["data"]
+        return (data["anchor"], data["precision"]) if job[0] == "anchors" else data["shap_values"]
+
+    jobs = [(method, row) for method in ("anchors", "shap") for row in (0, 1)]
+    alone = {job: answer(job) for job in jobs}
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(answer, jobs * 2))
+    for job, got in zip(jobs * 2, together, strict=True):
+        if job[0] == "anchors":
+            assert got == alone[job], job
+        else:
+            # The predictor batches concurrent calls together, and a float32 forward pass over a
+            # different batch may differ in the last bits; other coalitions would differ in the first.
+            np.testing.assert_allclose(got, alone[job], rtol=1e-6, atol=1e-9)
 
 
 def test_binary_tensors_fall_back_to_json_for_a_predictor_without_them(tabular: Tabular, proxy: FaultProxy) -> None:

@@ -96,6 +96,25 @@ def test_binary_v2_tensors_round_trip() -> None:
         predictions_from_response("v2", answer[:-4], str(header_length), 7)
 
 
+def test_the_memo_sends_each_row_once_per_explanation() -> None:
+    from glassbox.explainers.predictor_client import PredictionMemo
+
+    sent: list[int] = []
+
+    def predict(rows: np.ndarray | list[str]) -> np.ndarray:
+        sent.append(len(rows))
+        return np.asarray([[float(len(r))] for r in rows]) if isinstance(rows, list) else np.asarray(rows).sum(axis=1, keepdims=True)
+
+    memo = PredictionMemo(max_rows_per_call=10)
+    rows = np.asarray([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(memo.predict(rows, predict), [[3.0], [7.0], [3.0]])
+    np.testing.assert_array_equal(memo.predict(rows[::-1], predict), [[3.0], [7.0], [3.0]])
+    assert sent == [2]  # the repeat inside the call and the whole second call came from the memo
+    assert memo.predict(np.ones((11, 2)), predict).shape == (11, 1) and sent[-1] == 11  # large calls go straight through
+    np.testing.assert_array_equal(memo.predict(["ab", "abc", "ab"], predict), [[2.0], [3.0], [2.0]])
+    assert sent[-1] == 2
+
+
 # --------------------------------------------------------------------------- batching
 
 

@@ -36,7 +36,13 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError, Limits, decode_request
-from glassbox.explainers.predictor_client import ExplanationCancelled, PredictorClient, PredictorError, PredictorSettings
+from glassbox.explainers.predictor_client import (
+    ExplanationCancelled,
+    PredictionMemo,
+    PredictorClient,
+    PredictorError,
+    PredictorSettings,
+)
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.operator.api import ExplainerSpec
@@ -67,7 +73,8 @@ def explanation_json(explanation: Any) -> dict[str, Any]:
 
 
 class RoutedPredict:
-    """The blocking predict function alibi calls: the predictor's API, stopped when its explanation is cancelled."""
+    """The blocking predict function alibi calls: the predictor's API, through the explanation's memo,
+    stopped when its explanation is cancelled."""
 
     def __init__(self, client: PredictorClient):
         self.client = client
@@ -78,7 +85,8 @@ class RoutedPredict:
             raise ExplanationCancelled("the explanation ran past its deadline")
         if not isinstance(instances, list):
             instances = np.asarray(instances)
-        return self.client.predict(instances)
+        memo: PredictionMemo | None = getattr(_CURRENT, "memo", None)
+        return memo.predict(instances, self.client.predict) if memo is not None else self.client.predict(instances)
 
 
 class ExplainerModel(kserve.Model):  # type: ignore[misc]
@@ -170,6 +178,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
 
         def work() -> dict[str, Any]:
             _CURRENT.cancelled = cancelled
+            _CURRENT.memo = PredictionMemo()
             try:
                 explanation = method.explain(instances)
                 answer = explanation_json(explanation)
@@ -179,7 +188,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                     answer["picture"] = {"content_type": "image/png", "base64": base64.b64encode(method.picture(explanation, instances)).decode()}
                 return answer
             finally:
-                _CURRENT.cancelled = None
+                _CURRENT.cancelled = _CURRENT.memo = None
 
         future = asyncio.get_running_loop().run_in_executor(self.pool, work)
         try:

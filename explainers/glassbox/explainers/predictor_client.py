@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -175,3 +176,40 @@ class PredictorClient:
             attempt += 1
             self.stats.retried()
             time.sleep(settings.backoff_seconds * 2 ** (attempt - 1))
+
+
+class PredictionMemo:
+    """Within one explanation, a row already scored is not sent again.
+
+    alibi and shap ask for the explained instance's prediction more than once,
+    anchor samples repeat rows, and text perturbations repeat sentences. Calls
+    larger than `max_rows_per_call` (KernelSHAP's coalitions, all distinct) go
+    straight through: hashing them would cost more than it saves.
+    """
+
+    def __init__(self, max_rows_per_call: int = 4096, max_entries: int = 200_000):
+        self.max_rows_per_call = max_rows_per_call
+        self.max_entries = max_entries
+        self._scores: dict[bytes | str, np.ndarray] = {}
+
+    def predict(self, instances: np.ndarray | list[str], predict: Callable[[np.ndarray | list[str]], np.ndarray]) -> np.ndarray:
+        if len(instances) > self.max_rows_per_call or len(instances) == 0:
+            return predict(instances)
+        if isinstance(instances, list):
+            keys: list[bytes | str] = list(instances)
+        else:
+            instances = np.ascontiguousarray(instances)
+            keys = [row.tobytes() for row in instances]
+        missing: dict[bytes | str, int] = {}
+        for index, key in enumerate(keys):
+            if key not in self._scores and key not in missing:
+                missing[key] = index
+        if missing:
+            wanted = list(missing.values())
+            subset = [instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted]
+            scores = predict(subset)
+            if len(self._scores) + len(missing) > self.max_entries:
+                fresh = dict(zip(missing, scores, strict=True))
+                return np.stack([fresh[k] if k in fresh else self._scores[k] for k in keys])
+            self._scores.update(zip(missing, scores, strict=True))
+        return np.stack([self._scores[k] for k in keys])

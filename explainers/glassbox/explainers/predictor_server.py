@@ -42,9 +42,10 @@ class ShapeMismatch(InputError):
 class TorchPredictor(kserve.Model):  # type: ignore[misc]
     def __init__(
         self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 0.0,
-        max_request_rows: int = 262_144,
+        max_request_rows: int = 262_144, cpu_threads: int = 1,
     ):
         super().__init__(name)
+        self.cpu_threads = cpu_threads
         # A whole KernelSHAP perturbation set fits one request; the batcher splits it into forward passes.
         self.limits = Limits(max_instances=max_request_rows, max_elements=64_000_000)
         self.model_dir = model_dir
@@ -58,6 +59,12 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         self.device = choose_device(self.requested_device)
+        if self.device == "cpu" and self.cpu_threads > 0:
+            import torch
+
+            # torch's default (every core, spinning between passes) starves the processes
+            # beside it, the explainer among them, for no gain on small models.
+            torch.set_num_threads(self.cpu_threads)
         model_dir = resolve(self.model_dir)  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
         self.module = load_module(model_dir, self.device)
         self.tokenizer = Tokenizer.load(model_dir)
@@ -112,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with every request that queued while it was busy",
     )
     parser.add_argument("--max_request_rows", type=int, default=262_144, help="most rows one request may carry")
+    parser.add_argument("--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)")
     return parser
 
 
@@ -120,7 +128,9 @@ def main() -> None:
     configure_logging(args.log_config_file)
     # Binary v2 tensors reach the model as the bytes they came in (see request_from_bytes).
     InferRequest.from_bytes = staticmethod(request_from_bytes)
-    model = TorchPredictor(args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows)
+    model = TorchPredictor(
+        args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows, args.cpu_threads
+    )
     model.load()
     kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
 

@@ -11,6 +11,7 @@ the same as alibi's for the same seed; only the round trips change.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,15 +42,22 @@ class RoundBatchedBeam(AnchorBaseBeam):  # type: ignore[misc]
             del sampler.compare_labels
 
 
+_SWAP = threading.Lock()
+_searches_running = 0
+
+
 @contextmanager
 def round_batched_search() -> Iterator[None]:
-    """AnchorTabular builds its beam by name; swap in the round-batched one for one explanation.
-
-    The caller holds GLOBAL_RANDOM_STATE, so no other explanation runs meanwhile.
-    """
-    original = anchor_tabular.AnchorBaseBeam
-    anchor_tabular.AnchorBaseBeam = RoundBatchedBeam
+    """AnchorTabular builds its beam by name at the start of `explain`: while any
+    explanation is inside this block, the name means the round-batched beam."""
+    global _searches_running
+    with _SWAP:
+        _searches_running += 1
+        anchor_tabular.AnchorBaseBeam = RoundBatchedBeam
     try:
         yield
     finally:
-        anchor_tabular.AnchorBaseBeam = original
+        with _SWAP:
+            _searches_running -= 1
+            if _searches_running == 0:
+                anchor_tabular.AnchorBaseBeam = AnchorBaseBeam

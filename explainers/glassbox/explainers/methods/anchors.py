@@ -5,12 +5,14 @@ Black-box: every sample is scored by the predictor through its API.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 
 from glassbox.explainers import pictures
-from glassbox.explainers.methods.base import GLOBAL_RANDOM_STATE, ExplanationMethod, Instances
+from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances
+from glassbox.explainers.methods.random_state import own_random_state
 from glassbox.explainers.payloads import InputError
 from glassbox.operator.api import MethodType
 
@@ -33,21 +35,22 @@ class AnchorTabularMethod(ExplanationMethod):
         from alibi.explainers import AnchorTabular
 
         reference = self.reference
-        self.explainer = AnchorTabular(
-            self.context.predict,
-            feature_names=reference.feature_names,
-            categorical_names=reference.categorical_names or None,
-            seed=self.params.seed,
-        )
-        self.explainer.fit(reference.features, disc_perc=tuple(self.params.disc_perc))
+        with own_random_state(self.params.seed):
+            explainer = AnchorTabular(
+                self.context.predict,
+                feature_names=reference.feature_names,
+                categorical_names=reference.categorical_names or None,
+                seed=self.params.seed,
+            )
+            explainer.fit(reference.features, disc_perc=tuple(self.params.disc_perc))
+        self.explainers = ExplainerPool(explainer, shared=(self.context.predict,))
 
     def explain(self, instances: Instances) -> Any:
         from glassbox.explainers.methods.anchor_rounds import round_batched_search
 
         p = self.params
-        with GLOBAL_RANDOM_STATE, round_batched_search():
-            np.random.seed(p.seed)
-            return self.explainer.explain(
+        with self.explainers.borrow() as explainer, round_batched_search(), own_random_state(p.seed):
+            return explainer.explain(
                 np.asarray(instances)[0],
                 threshold=p.threshold, delta=p.delta, tau=p.tau, batch_size=p.batch_size,
                 coverage_samples=p.coverage_samples, beam_size=p.beam_size, max_anchor_size=p.max_anchor_size,
@@ -78,16 +81,18 @@ class AnchorTextMethod(ExplanationMethod):
         from alibi.explainers import AnchorText
 
         # A blank English pipeline tokenises without downloading a language model.
-        self.explainer = AnchorText(self.context.predict, sampling_strategy="unknown", nlp=spacy.blank("en"), seed=self.params.seed)
+        nlp = spacy.blank("en")
+        with own_random_state(self.params.seed):
+            explainer = AnchorText(self.context.predict, sampling_strategy="unknown", nlp=nlp, seed=self.params.seed)
+        self.explainers = ExplainerPool(explainer, shared=(self.context.predict, nlp))
 
     def explain(self, instances: Instances) -> Any:
         p = self.params
         text = instances[0]
         if not str(text).strip():
             raise InputError("the text to explain is empty")
-        with GLOBAL_RANDOM_STATE:
-            np.random.seed(p.seed)
-            return self.explainer.explain(text, threshold=p.threshold, batch_size=p.batch_size, sample_proba=p.sample_proba)
+        with self.explainers.borrow() as explainer, own_random_state(p.seed):
+            return explainer.explain(text, threshold=p.threshold, batch_size=p.batch_size, sample_proba=p.sample_proba)
 
     def summarize(self, explanation: Any, instances: Instances) -> list[str]:
         words = " AND ".join(f"'{w}'" for w in explanation.anchor) or "(any text)"
@@ -105,6 +110,7 @@ class AnchorImageMethod(ExplanationMethod):
 
     def fit(self) -> None:
         self.explainer: Any = None  # built for the first image: its shape fixes the explainer's
+        self._one_at_a_time = threading.Lock()
 
     def _explainer_for(self, shape: tuple[int, ...]) -> Any:
         from alibi.explainers import AnchorImage
@@ -134,9 +140,9 @@ class AnchorImageMethod(ExplanationMethod):
     def explain(self, instances: Instances) -> Any:
         p = self.params
         image = np.asarray(instances)[0]
-        explainer = self._explainer_for(tuple(image.shape))
-        with GLOBAL_RANDOM_STATE:
-            np.random.seed(p.seed)
+        # One image explainer per image shape, built on first use: image anchors run one at a time.
+        with self._one_at_a_time, own_random_state(p.seed):
+            explainer = self._explainer_for(tuple(image.shape))
             return explainer.explain(image, p_sample=p.p_sample, threshold=p.threshold)
 
     @staticmethod

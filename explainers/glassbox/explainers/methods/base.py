@@ -8,9 +8,11 @@ the predictor's API; white-box methods get the model's weights in
 
 from __future__ import annotations
 
+import copy
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,10 +25,36 @@ from glassbox.operator.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, Method
 Predict = Callable[[Any], np.ndarray]
 Instances = np.ndarray | list[str]
 
-# alibi and shap draw from numpy's global random state. Seeding it and
-# explaining must not interleave with another explanation, or the same seed
-# would not give the same answer.
-GLOBAL_RANDOM_STATE = threading.Lock()
+
+
+class ExplainerPool:
+    """Fitted alibi explainers keep the explanation in progress on themselves
+    (the instance's label, the beam search, shap's coalition matrix), so two
+    explanations must not share one. Each concurrent explanation borrows its
+    own copy, deep-copied from the fitted original on first need and reused
+    after; the objects in `shared` (the predictor's client, a tokenizer) are
+    shared by all copies, not copied."""
+
+    def __init__(self, fitted: Any, shared: tuple[Any, ...] = ()):
+        self._fitted = fitted  # never lent: copies are made from it
+        self._shared = shared
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self.copies = 0
+
+    @contextmanager
+    def borrow(self) -> Iterator[Any]:
+        with self._lock:
+            explainer = self._idle.pop() if self._idle else None
+        if explainer is None:
+            explainer = copy.deepcopy(self._fitted, memo={id(o): o for o in self._shared})
+            with self._lock:
+                self.copies += 1
+        try:
+            yield explainer
+        finally:
+            with self._lock:
+                self._idle.append(explainer)
 
 
 @dataclass

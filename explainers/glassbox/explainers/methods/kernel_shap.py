@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from glassbox.explainers import pictures
-from glassbox.explainers.methods.base import GLOBAL_RANDOM_STATE, ExplanationMethod, Instances, top_contributions
+from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances, top_contributions
+from glassbox.explainers.methods.random_state import own_random_state
 from glassbox.operator.api import MethodType
 
 
@@ -35,17 +36,17 @@ class KernelShapMethod(ExplanationMethod):
         p = self.params
         reference = self.reference
         self.l1_reg = l1_regularisation(p.l1_reg)
-        self.explainer = KernelShap(self.context.predict, link=p.link.value, feature_names=reference.feature_names, seed=p.seed)
+        explainer = KernelShap(self.context.predict, link=p.link.value, feature_names=reference.feature_names, seed=p.seed)
         summarise = len(reference.features) > p.background_size
-        with GLOBAL_RANDOM_STATE:
-            np.random.seed(p.seed)
-            self.explainer.fit(reference.features, summarise_background=summarise, n_background_samples=p.background_size)
+        with own_random_state(p.seed):
+            # shap scores the background here, once: an explanation then costs two predictor calls.
+            explainer.fit(reference.features, summarise_background=summarise, n_background_samples=p.background_size)
+        self.explainers = ExplainerPool(explainer, shared=(self.context.predict,))
 
     def explain(self, instances: Instances) -> Any:
         p = self.params
-        with GLOBAL_RANDOM_STATE:
-            np.random.seed(p.seed)
-            return self.explainer.explain(np.asarray(instances), nsamples=p.nsamples or "auto", l1_reg=self.l1_reg, silent=True)
+        with self.explainers.borrow() as explainer, own_random_state(p.seed):
+            return explainer.explain(np.asarray(instances), nsamples=p.nsamples or "auto", l1_reg=self.l1_reg, silent=True)
 
     def _per_instance(self, explanation: Any) -> list[tuple[int, np.ndarray]]:
         """(predicted class, its SHAP values) for each instance."""
