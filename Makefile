@@ -60,5 +60,6 @@ images: ## build the container images (needs a Docker engine; not part of the te
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache
 
-bench: $(STAMP) ## the benchmark: in-process alibi vs Glassbox over HTTP (vs MLServer when installable); writes bench/results/
+bench: $(STAMP) cluster-tools ## the benchmark: in-process alibi vs Glassbox over HTTP vs MLServer, and the control plane; writes bench/results/
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/control_plane.py

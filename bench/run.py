@@ -5,11 +5,12 @@
 (a) alibi in process, calling the model directly: the floor.
 (b) Glassbox: the explainer server calling the predictor server over loopback HTTP
     (local mode: the same servers and arguments as in a cluster).
-(c) MLServer's alibi-explain runtime, when it can be installed into its own
-    virtual environment; otherwise the output says why.
+(c) MLServer's alibi-explain runtime calling an MLServer model over v2
+    (bench/mlserver_runner.py installs MLServer into bench/.venv-mlserver on
+    first use; if that fails, the output says why and reports (a) and (b)).
 
-Predictor calls and rows for (b) are counted on the predictor's side (its
-/metrics), not from alibi's `num_preds`. Writes latest.md, latest.json and
+Predictor calls and rows for (b) and (c) are counted on the predictor's side
+(its /metrics), not from alibi's `num_preds`. Writes latest.md, latest.json and
 latest.png to the output folder. Speed goals live here, never in tests.
 """
 
@@ -59,7 +60,7 @@ def prepare(folder: Path) -> dict[str, Any]:
     tabular_manifest = {
         "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "wine"},
         "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 1}},
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0}},
             "explainer": {
                 "referenceData": {"uri": "train.csv", "targetColumn": "class"},
                 "timeoutSeconds": 300,
@@ -76,7 +77,7 @@ def prepare(folder: Path) -> dict[str, Any]:
     text_manifest = {
         "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "sentiment"},
         "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 1}},
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0}},
             "explainer": {"methods": [{"name": "anchors", "type": "AnchorText", "anchorText": {"seed": SEED}}]},
         },
     }
@@ -213,14 +214,16 @@ def throughput(deployment: LocalDeployment, inputs: list[Any], name: str, client
 
 
 def predictor_standalone_rows_per_second(deployment: LocalDeployment, width: int) -> float:
-    rows = np.random.default_rng(0).uniform(0, 1, size=(4096, width)).tolist()
-    body = {"inputs": [{"name": "x", "shape": [4096, width], "datatype": "FP64", "data": np.ravel(rows).tolist()}]}
+    """The predictor's best: 4096-row binary v2 requests, one after another."""
+    from glassbox.explainers.payloads import v2_request
+
+    content, headers = v2_request(np.random.default_rng(0).uniform(0, 1, size=(4096, width)), binary=True)
     client = httpx.Client(timeout=60)
     url = deployment.urls()["predict"]
-    client.post(url, json=body).raise_for_status()
+    client.post(url, content=content, headers=headers).raise_for_status()
     began, total = time.perf_counter(), 0
     while time.perf_counter() - began < 3:
-        client.post(url, json=body).raise_for_status()
+        client.post(url, content=content, headers=headers).raise_for_status()
         total += 4096
     return total / (time.perf_counter() - began)
 
@@ -228,16 +231,47 @@ def predictor_standalone_rows_per_second(deployment: LocalDeployment, width: int
 # --------------------------------------------------------------------------- MLServer
 
 
-def mlserver_status(venv: Path) -> str | None:
-    """None when MLServer's alibi-explain runtime is usable; else why not."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        return (f"not measured: no MLServer environment at {venv} "
-                f"(python3 -m venv {venv} && {venv}/bin/pip install mlserver mlserver-alibi-explain mlserver-sklearn)")
-    probe = subprocess.run([str(python), "-c", "import mlserver, mlserver_alibi_explain, mlserver_sklearn"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"MLServer's runtime does not import in {venv}: {probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else 'unknown error'}"
-    return "not measured: the environment imports, but MLServer runs are not wired into this benchmark yet"
+# The explain parameters (a) and (b) use: alibi's defaults but for these.
+EXPLAIN_PARAMETERS = {
+    "AnchorTabular": ("anchors", "wine", {"threshold": 0.95}),
+    "KernelShap": ("shap", "wine", {"silent": True}),
+    "AnchorText": ("text-anchors", "sentiment", {"threshold": 0.95, "batch_size": 100, "sample_proba": 0.5}),
+}
+
+
+def run_mlserver(method: str, deployment: Any, inputs: list[Any], repeats: int) -> dict[str, Any]:
+    name, model, parameters = EXPLAIN_PARAMETERS[method]
+    before = deployment.counters(model)
+    latencies, answers = [], []
+    for _ in range(repeats):
+        for item in inputs:
+            began = time.perf_counter()
+            answers.append(deployment.explain(name, item, parameters))
+            latencies.append(time.perf_counter() - began)
+    after = deployment.counters(model)
+    explanations = repeats * len(inputs)
+    return {**summarise(latencies), "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
+            "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
+            "anchors": [a["data"]["anchor"] for a in answers[: len(inputs)]] if method.startswith("Anchor") else None}
+
+
+def measure_mlserver(results: dict[str, Any], bench: dict[str, Any], work: Path, venv: Path, repeats: int) -> None:
+    from mlserver_runner import MLServerDeployment, ensure_environment
+
+    problem = ensure_environment(venv, work / "mlserver-install.log")
+    if problem is not None:
+        results["mlserver"] = problem
+        return
+    try:
+        with MLServerDeployment(venv, work) as mlserver:
+            for method in results["latency"]:
+                print(f"{method}: MLServer", flush=True)
+                inputs = bench["texts"] if method == "AnchorText" else list(bench["tabular_rows"])
+                results["latency"][method]["c_mlserver"] = run_mlserver(method, mlserver, inputs, repeats)
+    except (RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as error:
+        results["mlserver"] = f"not measured: {error}"
+        return
+    results["mlserver"] = "measured: MLServer 1.6.1, mlserver-alibi-explain 1.6.1, alibi 0.9.6, in bench/.venv-mlserver"
 
 
 # --------------------------------------------------------------------------- report
@@ -249,15 +283,17 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Machine: {results['machine']}. Command: `{results['command']}`.",
         "",
-        "| method | runner | median s | p95 s | predictor calls / explanation | rows / explanation | (b)/(a) median |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| method | runner | median s | p95 s | predictor calls / explanation | rows / explanation | (b)/(a) median | (c)/(b) median |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for method, cells in results["latency"].items():
-        floor = cells["a_in_process"]["median_s"]
+        floor, glassbox = cells["a_in_process"]["median_s"], cells["b_glassbox_http"]["median_s"]
         for runner, cell in cells.items():
-            ratio = f"{cell['median_s'] / floor:.2f}" if runner == "b_glassbox_http" else ""
+            over_a = f"{cell['median_s'] / floor:.2f}" if runner == "b_glassbox_http" else ""
+            over_b = f"{cell['median_s'] / glassbox:.2f}" if runner == "c_mlserver" else ""
             lines.append(
-                f"| {method} | {runner} | {cell['median_s']:.3f} | {cell['p95_s']:.3f} | {cell['calls_per_explanation']:.1f} | {cell['rows_per_explanation']:.0f} | {ratio} |"
+                f"| {method} | {runner} | {cell['median_s']:.3f} | {cell['p95_s']:.3f} | {cell['calls_per_explanation']:.1f} "
+                f"| {cell['rows_per_explanation']:.0f} | {over_a} | {over_b} |"
             )
     same = ", ".join(f"{m} {'yes' if v['anchors_equal'] else 'NO'}" for m, v in results.get("same_answers", {}).items())
     lines += ["", f"Same anchors over HTTP as in process (fixed seed): {same}.", "", f"MLServer alibi-explain (c): {results['mlserver']}", "", "| concurrent clients | explanations / s (AnchorTabular, one explainer process) |", "| ---: | ---: |"]
@@ -298,7 +334,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--mlserver-venv", default=str(HERE / ".venv-mlserver"))
+    parser.add_argument("--mlserver-venv", default=str(HERE / ".venv-mlserver"), help="MLServer's own environment (created when missing)")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip runner (c)")
     args = parser.parse_args()
     import logging
 
@@ -338,7 +375,10 @@ def main() -> int:
             "a_in_process": run_in_process("AnchorText", bench, work, repeats),
             "b_glassbox_http": run_glassbox("AnchorText", text, "sentiment", bench["texts"], "anchors", repeats),
         }
-    results["mlserver"] = mlserver_status(Path(args.mlserver_venv))
+    if args.no_mlserver:
+        results["mlserver"] = "not measured: --no-mlserver"
+    else:
+        measure_mlserver(results, bench, work, Path(args.mlserver_venv), repeats)
     results["same_answers"] = {
         method: {"anchors_equal": cells["a_in_process"]["anchors"] == cells["b_glassbox_http"]["anchors"]}
         for method, cells in results["latency"].items()

@@ -54,15 +54,24 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 16
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, created: bool) -> None:
     try:
-        outcome = _reconciler(memo).reconcile(dict(body))
+        outcome = _reconciler(memo).reconcile(dict(body), created=created)
     except KubeError as error:
         raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from error
     _raise_for(outcome)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+def create_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    """A new object: its children are written straight away (a retry reads first, like any reconcile)."""
+    _reconcile_for_kopf(body, memo, created=retry == 0)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _reconcile_for_kopf(body, memo, created=False)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=120, initial_delay=60, idle=30)

@@ -105,12 +105,14 @@ class Reconciler:
             return None
         return self.reconcile(body)
 
-    def reconcile(self, body: dict[str, Any]) -> Outcome:
+    def reconcile(self, body: dict[str, Any], created: bool = False) -> Outcome:
+        """`created`: the object was just created, so it has no children yet to read or prune
+        (applying is idempotent, so a child that does exist is still right afterwards)."""
         meta = body["metadata"]
         with self._lock_for(meta["namespace"], meta["name"]):
-            return self._reconcile(body)
+            return self._reconcile(body, created)
 
-    def _reconcile(self, body: dict[str, Any]) -> Outcome:
+    def _reconcile(self, body: dict[str, Any], created: bool = False) -> Outcome:
         meta = body["metadata"]
         parent = Parent(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
         generation = meta.get("generation")
@@ -130,8 +132,9 @@ class Reconciler:
 
         desired = build_children(parent, spec, self.config)
         try:
-            observation = self._converge_children(parent, spec, desired, generation)
-            self._prune(parent, desired)
+            observation = self._converge_children(parent, spec, desired, generation, created)
+            if not created:
+                self._prune(parent, desired)
         except ResourceTypeMissing as missing:
             observation = Observation(
                 generation=generation, spec=spec, graph_enabled=spec.graph.enabled,
@@ -150,12 +153,12 @@ class Reconciler:
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
 
     def _converge_children(
-        self, parent: Parent, spec: ExplainedModelSpec, desired: DesiredChildren, generation: int | None
+        self, parent: Parent, spec: ExplainedModelSpec, desired: DesiredChildren, generation: int | None, created: bool = False
     ) -> Observation:
         def converge(body: dict[str, Any]) -> ChildReport:
             kind, name = body["kind"], body["metadata"]["name"]
             try:
-                live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
+                live = None if created else self.api.get(body["apiVersion"], kind, parent.namespace, name)
                 if needs_apply(body, live):
                     log.info("applying %s %s/%s", kind, parent.namespace, name)
                     live = self.api.apply(body)
