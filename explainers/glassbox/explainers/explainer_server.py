@@ -23,6 +23,7 @@ import base64
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -241,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
+    # alibi's sampling holds the GIL for long stretches; a shorter switch interval hands it
+    # sooner to the threads whose predictor answers have arrived (measured: about 20% more
+    # explanations per second on 2 cores, bench/run.py).
+    sys.setswitchinterval(0.0005)
     args, _ = build_parser().parse_known_args()
     # Load-time fitting logs what it does; alibi's progress bars would flood the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
