@@ -64,8 +64,11 @@ def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, created: bool) -> None
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def create_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    """A new object: its children are written straight away (a retry reads first, like any reconcile)."""
-    _reconcile_for_kopf(body, memo, created=retry == 0)
+    """A new object: its children are written straight away, without reading them first.
+
+    kopf also calls this for an object whose kopf annotations were wiped (`kubectl
+    replace`); only an object that has never had a status is taken as new."""
+    _reconcile_for_kopf(body, memo, created=retry == 0 and not body.get("status"))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
