@@ -54,7 +54,8 @@ def ensure_environment(venv: Path, log: Path) -> str | None:
             _run([str(venv / "bin" / "pip"), "install", "-q", "uv"], log, 300)
             _run([str(venv / "bin" / "uv"), "pip", "install", "--python", str(python), *PINS], log, 1500)
             # pip, not uv: pip takes the CPU build of torch already on disk, uv would fetch CUDA's.
-            _run([str(venv / "bin" / "pip"), "install", "-q", "torch==2.13.0"], log, 900)
+            # torch asks for setuptools; MLServer's tracing still imports pkg_resources (gone in 81).
+            _run([str(venv / "bin" / "pip"), "install", "-q", "torch==2.13.0", "setuptools<81"], log, 900)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
             return f"not measured: installing MLServer failed ({error}); see {log}"
     probe = subprocess.run([str(python), "-c", "import mlserver, mlserver_alibi_explain, torch"], capture_output=True, text=True)
