@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "e2e" / "cluster"))
 sys.path.insert(0, str(REPO / "e2e"))
+from measure import peak_rss_mb  # noqa: E402
+
 import localcluster  # noqa: E402
 from operator_process import start_operator, stop_operator  # noqa: E402
 
@@ -102,13 +104,6 @@ def wait_for(predicate: Any, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> int:

@@ -39,6 +39,7 @@ from glassbox.explainers.local import LocalDeployment
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))
 from dataplane_support import text_data  # noqa: E402
+from measure import peak_rss_mb  # noqa: E402
 
 SEED = 0
 
@@ -118,13 +119,6 @@ def predictor_counters(deployment: LocalDeployment, model: str) -> dict[str, flo
             if line.startswith(f"glassbox_predictor_{name}_total{{") and f'model="{model}"' in line:
                 counters[name] = float(line.rsplit(" ", 1)[1])
     return counters
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # --------------------------------------------------------------------------- measuring
