@@ -187,7 +187,7 @@ class PredictionMemo:
     straight through: hashing them would cost more than it saves.
     """
 
-    def __init__(self, max_rows_per_call: int = 4096, max_entries: int = 200_000):
+    def __init__(self, max_rows_per_call: int = 4096, max_entries: int = 50_000):
         self.max_rows_per_call = max_rows_per_call
         self.max_entries = max_entries
         self._scores: dict[bytes | str, np.ndarray] = {}
