@@ -48,7 +48,7 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
         "kind": "ExplainedModel",
         "metadata": {"name": "breast-cancer"},
         "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 1024, "maxLatencyMs": 2}},
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 1024, "maxLatencyMs": 0}},
             "explainer": {"referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"}, "methods": METHODS, "timeoutSeconds": 120},
         },
     }
