@@ -168,6 +168,21 @@ async def test_without_a_wait_a_lone_request_runs_at_once_and_requests_queue_whi
         np.testing.assert_array_equal(a, r)
 
 
+async def test_small_batches_can_run_in_place_and_large_ones_in_a_worker_thread() -> None:
+    import threading
+
+    threads: list[str] = []
+
+    def forward(rows: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return rows + 1
+
+    batcher = DynamicBatcher(forward, max_batch_size=1000, max_latency_ms=0, inline_max_rows=10)
+    np.testing.assert_array_equal(await batcher.predict(np.zeros((10, 1))), np.ones((10, 1)))
+    np.testing.assert_array_equal(await batcher.predict(np.zeros((11, 1))), np.ones((11, 1)))
+    assert threads[0] == threading.current_thread().name and threads[1] != threads[0]
+
+
 async def test_a_failing_forward_pass_fails_its_requests_not_the_batcher() -> None:
     def forward(rows: np.ndarray) -> np.ndarray:
         if (rows < 0).any():

@@ -3,8 +3,8 @@
 Explanations send many perturbed rows, often from several explanations at
 once. The batcher gathers rows from concurrent requests until it has
 `max_batch_size` rows or the oldest has waited `max_latency_ms`, runs one
-forward pass in a worker thread (the event loop stays free), and hands each
-request its own rows back. A request larger than the batch is split.
+forward pass in a worker thread (the event loop stays free; tiny CPU passes
+may run in place), and hands each request its own rows back. A request larger than the batch is split.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_batch_size: int, max_latency_ms: float):
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_batch_size: int, max_latency_ms: float, inline_max_rows: int = 0):
+        """`inline_max_rows`: batches of at most this many rows run on the event loop itself, skipping
+        the hop to a worker thread (worth it for small CPU forward passes, which take microseconds)."""
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self._forward = forward
+        self.inline_max_rows = inline_max_rows
         self.max_batch_size = max_batch_size
         self.max_latency = max_latency_ms / 1000.0
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -83,7 +86,10 @@ class DynamicBatcher:
             return
         rows = np.concatenate([item.rows for item in live], axis=0)
         try:
-            outputs = await asyncio.to_thread(self._forward, rows)
+            if len(rows) <= self.inline_max_rows:
+                outputs = self._forward(rows)
+            else:
+                outputs = await asyncio.to_thread(self._forward, rows)
         except Exception as error:  # noqa: BLE001  (every waiting request gets the model's error)
             for item in live:
                 if not item.future.done():
