@@ -208,6 +208,10 @@ class PredictionMemo:
             wanted = list(missing.values())
             subset = [instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted]
             scores = predict(subset)
+            if len(missing) == len(keys):  # every row new and distinct: the answer as it came
+                if len(self._scores) + len(missing) <= self.max_entries:
+                    self._scores.update(zip(missing, scores, strict=True))
+                return scores
             if len(self._scores) + len(missing) > self.max_entries:
                 fresh = dict(zip(missing, scores, strict=True))
                 return np.stack([fresh[k] if k in fresh else self._scores[k] for k in keys])
