@@ -115,6 +115,41 @@ def test_the_memo_sends_each_row_once_per_explanation() -> None:
     assert sent[-1] == 2
 
 
+def test_concurrent_calls_share_predictor_calls_and_each_gets_its_own_rows() -> None:
+    import threading
+
+    from glassbox.explainers.predictor_client import CallCoalescer
+
+    sizes: list[int] = []
+
+    def send(rows: np.ndarray | list[str]) -> np.ndarray:
+        sizes.append(len(rows))
+        time.sleep(0.05)
+        array = np.asarray(rows)
+        if (array < 0).any():
+            raise RuntimeError("the predictor refused a negative row")
+        return array * 2
+
+    shared = CallCoalescer(send)
+    answers: dict[int, np.ndarray] = {}
+
+    def explain(index: int) -> None:
+        answers[index] = shared.predict(np.full((index + 1, 3), float(index)))
+
+    threads = [threading.Thread(target=explain, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index, answer in answers.items():
+        np.testing.assert_array_equal(answer, np.full((index + 1, 3), 2.0 * index))
+    assert len(answers) == 8 and len(sizes) < 8 and sum(sizes) == sum(range(1, 9))
+
+    with pytest.raises(RuntimeError, match="negative"):
+        shared.predict(np.full((1, 3), -1.0))
+    np.testing.assert_array_equal(shared.predict(np.ones((1, 3))), [[2.0, 2.0, 2.0]])  # not stuck after an error
+
+
 # --------------------------------------------------------------------------- batching
 
 

@@ -38,6 +38,7 @@ from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError, Limits, decode_request
 from glassbox.explainers.predictor_client import (
+    CallCoalescer,
     ExplanationCancelled,
     PredictionMemo,
     PredictorClient,
@@ -74,11 +75,12 @@ def explanation_json(explanation: Any) -> dict[str, Any]:
 
 
 class RoutedPredict:
-    """The blocking predict function alibi calls: the predictor's API, through the explanation's memo,
-    stopped when its explanation is cancelled."""
+    """The blocking predict function alibi calls: the predictor's API, through the explanation's memo
+    and calls shared with concurrent explanations, stopped when its explanation is cancelled."""
 
     def __init__(self, client: PredictorClient):
         self.client = client
+        self.shared_calls = CallCoalescer(client.predict)
 
     def __call__(self, instances: Any) -> np.ndarray:
         cancelled: threading.Event | None = getattr(_CURRENT, "cancelled", None)
@@ -87,7 +89,8 @@ class RoutedPredict:
         if not isinstance(instances, list):
             instances = np.asarray(instances)
         memo: PredictionMemo | None = getattr(_CURRENT, "memo", None)
-        return memo.predict(instances, self.client.predict) if memo is not None else self.client.predict(instances)
+        send = self.shared_calls.predict
+        return memo.predict(instances, send) if memo is not None else send(instances)
 
 
 class ExplainerModel(kserve.Model):  # type: ignore[misc]

@@ -217,3 +217,71 @@ class PredictionMemo:
                 return np.stack([fresh[k] if k in fresh else self._scores[k] for k in keys])
             self._scores.update(zip(missing, scores, strict=True))
         return np.stack([self._scores[k] for k in keys])
+
+
+@dataclass
+class _Waiting:
+    rows: np.ndarray
+    woken: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+    lead: bool = False  # woken to send the next shared call, not with a result
+
+
+class CallCoalescer:
+    """Concurrent explanations' perturbations share predictor calls.
+
+    While one call is in flight, the calls other explanation threads make
+    queue up; when it returns, the first of them sends everything queued as
+    one request and hands each thread its own rows back. A lone explanation
+    waits for nothing. Text and arrays of another row shape than the first
+    queued go in a later call.
+    """
+
+    def __init__(self, send: Callable[[np.ndarray | list[str]], np.ndarray]):
+        self._send = send
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting] = []
+        self._busy = False
+        self.calls = 0
+
+    def predict(self, instances: np.ndarray | list[str]) -> np.ndarray:
+        if isinstance(instances, list):
+            return self._send(instances)  # text: rare to coincide, and strings do not stack
+        me = _Waiting(np.asarray(instances))
+        with self._lock:
+            self._queue.append(me)
+            me.lead = not self._busy
+            self._busy = True
+        if not me.lead:
+            me.woken.wait()
+        if me.lead:
+            self._send_queued()
+        if me.error is not None:
+            raise me.error
+        assert me.result is not None
+        return me.result
+
+    def _send_queued(self) -> None:
+        with self._lock:
+            shape = self._queue[0].rows.shape[1:]
+            batch = [w for w in self._queue if w.rows.shape[1:] == shape]
+            self._queue = [w for w in self._queue if w.rows.shape[1:] != shape]
+            self.calls += 1
+        try:
+            scores = self._send(np.concatenate([w.rows for w in batch]) if len(batch) > 1 else batch[0].rows)
+            ends = np.cumsum([len(w.rows) for w in batch])
+            for waiting, start, end in zip(batch, [0, *ends[:-1]], ends, strict=True):
+                waiting.result = scores[start:end]
+        except BaseException as error:  # noqa: BLE001  (each waiting explanation gets the predictor's error)
+            for waiting in batch:
+                waiting.error = error
+        with self._lock:
+            if self._queue:
+                self._queue[0].lead = True  # the next call is theirs to send
+                self._queue[0].woken.set()
+            else:
+                self._busy = False
+        for waiting in batch:
+            waiting.lead = False
+            waiting.woken.set()
