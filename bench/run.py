@@ -129,9 +129,18 @@ def summarise(latencies: list[float]) -> dict[str, float]:
     return {"median_s": statistics.median(ordered), "p95_s": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))], "runs": len(ordered)}
 
 
+# The explain parameters of every runner: alibi's defaults but for these (Glassbox's methods have the same defaults).
+EXPLAIN_PARAMETERS = {
+    "AnchorTabular": ("anchors", "wine", {"threshold": 0.95}),
+    "KernelShap": ("shap", "wine", {"silent": True}),
+    "AnchorText": ("text-anchors", "sentiment", {"threshold": 0.95, "batch_size": 100, "sample_proba": 0.5}),
+}
+
+
 def run_in_process(method: str, bench: dict[str, Any], folder: Path, repeats: int) -> dict[str, Any]:
     from alibi.explainers import AnchorTabular, AnchorText, KernelShap
 
+    parameters = EXPLAIN_PARAMETERS[method][2]
     if method == "AnchorText":
         import spacy
 
@@ -141,7 +150,7 @@ def run_in_process(method: str, bench: dict[str, Any], folder: Path, repeats: in
 
         def explain_one(item: Any) -> Any:
             np.random.seed(SEED)
-            return explainer.explain(item, threshold=0.95, batch_size=100, sample_proba=0.5)
+            return explainer.explain(item, **parameters)
     else:
         predict, calls = in_process_predictor(folder / "tabular" / "model" / "model.pt")
         inputs = list(bench["tabular_rows"])
@@ -151,7 +160,7 @@ def run_in_process(method: str, bench: dict[str, Any], folder: Path, repeats: in
 
             def explain_one(item: Any) -> Any:
                 np.random.seed(SEED)
-                return explainer.explain(item, threshold=0.95)
+                return explainer.explain(item, **parameters)
         else:
             explainer = KernelShap(predict, feature_names=bench["names"], seed=SEED)
             np.random.seed(SEED)
@@ -159,7 +168,7 @@ def run_in_process(method: str, bench: dict[str, Any], folder: Path, repeats: in
 
             def explain_one(item: Any) -> Any:
                 np.random.seed(SEED)
-                return explainer.explain(np.asarray(item)[None], silent=True)
+                return explainer.explain(np.asarray(item)[None], **parameters)
 
     latencies, answers = [], []
     calls["calls"] = calls["rows"] = 0
@@ -223,14 +232,6 @@ def predictor_standalone_rows_per_second(deployment: LocalDeployment, width: int
 
 
 # --------------------------------------------------------------------------- MLServer
-
-
-# The explain parameters (a) and (b) use: alibi's defaults but for these.
-EXPLAIN_PARAMETERS = {
-    "AnchorTabular": ("anchors", "wine", {"threshold": 0.95}),
-    "KernelShap": ("shap", "wine", {"silent": True}),
-    "AnchorText": ("text-anchors", "sentiment", {"threshold": 0.95, "batch_size": 100, "sample_proba": 0.5}),
-}
 
 
 def run_mlserver(method: str, deployment: Any, inputs: list[Any], repeats: int) -> dict[str, Any]:

@@ -33,38 +33,40 @@ ROWS = _rows_counter()
 
 class TorchScriptModel(MLModel):  # type: ignore[misc]
     async def load(self) -> bool:
-        folder = self.settings.parameters.uri
-        self.module = torch.jit.load(os.path.join(folder, "model.pt"))
-        self.module.eval()
-        self.tokenizer = Tokenizer.load(folder)
         torch.set_num_threads(1)  # as Glassbox's predictor runs: the explainer shares the cores
+        self.score = TorchScriptPredict(self.settings.parameters.uri)
+        self.score.load()
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         tensor = payload.inputs[0]
         if tensor.datatype == "BYTES":
-            assert self.tokenizer is not None, "this model takes numbers"
-            rows = self.tokenizer.encode([str(t) for t in StringCodec.decode_input(tensor)])
+            rows: np.ndarray | list[str] = [str(t) for t in StringCodec.decode_input(tensor)]
         else:
             rows = np.asarray(NumpyCodec.decode_input(tensor), dtype=np.float32)
-        with torch.inference_mode():
-            scores = self.module(torch.from_numpy(rows)).numpy()
+        scores = self.score(rows)
         ROWS.labels(self.name).inc(len(rows))
         return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output("scores", scores)])
 
 
 class TorchScriptPredict:
-    """The artifact as a plain function, for fitting explainers; picklable (alibi saves what it fits), the module is reloaded on use."""
+    """The artifact as a plain function (text through its tokenizer); picklable, because alibi saves
+    what it fits: the module is loaded again on first use."""
 
     def __init__(self, folder: str):
         self.folder = folder
         self._module: torch.jit.ScriptModule | None = None
         self._tokenizer: Tokenizer | None = None
 
+    def load(self) -> None:
+        self._module = torch.jit.load(os.path.join(self.folder, "model.pt"))
+        self._module.eval()
+        self._tokenizer = Tokenizer.load(self.folder)
+
     def __call__(self, rows: np.ndarray | list[str]) -> np.ndarray:
         if self._module is None:
-            self._module = torch.jit.load(os.path.join(self.folder, "model.pt"))
-            self._tokenizer = Tokenizer.load(self.folder)
+            self.load()
+        assert self._module is not None
         array = self._tokenizer.encode(list(rows)) if self._tokenizer is not None else np.asarray(rows, dtype=np.float32)
         with torch.inference_mode():
             return np.asarray(self._module(torch.from_numpy(array)).numpy())

@@ -4,7 +4,8 @@ Explanations send many perturbed rows, often from several explanations at
 once. The batcher gathers rows from concurrent requests until it has
 `max_batch_size` rows or the oldest has waited `max_latency_ms`, runs one
 forward pass in a worker thread (the event loop stays free; tiny CPU passes
-may run in place), and hands each request its own rows back. A request larger than the batch is split.
+may run in place), and hands each request its own rows back. A request
+larger than the batch is split.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
-from kserve.utils.numpy_codec import from_np_dtype
+from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 
 
 class InputError(ValueError):
@@ -34,10 +34,11 @@ class Limits:
     max_elements: int = 50_000_000
 
 
-# Numbers in v2 binary tensors: the explainer sends FP32 (what the model computes in)
-# and reads what the predictor answers.
-BINARY_DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32}
 INFERENCE_HEADER = "inference-header-content-length"
+JSON_HEADERS = {"content-type": "application/json"}
+# Most rows one prediction request may carry, on both sides: a whole KernelSHAP
+# perturbation set fits, and Glassbox's predictor splits it into forward passes.
+MAX_REQUEST_ROWS = 262_144
 
 
 def _check_size(count: int, elements: int, limits: Limits) -> None:
@@ -185,20 +186,18 @@ def json_body(body: Any) -> bytes:
 
 
 def v1_request(instances: np.ndarray | list[str]) -> tuple[bytes, dict[str, str]]:
-    return json_body({"instances": instances}), {"content-type": "application/json"}
+    return json_body({"instances": instances}), JSON_HEADERS
 
 
 def v2_request(instances: np.ndarray | list[str], binary: bool, input_name: str = "input-0") -> tuple[bytes, dict[str, str]]:
     """A v2 request: numbers as a binary FP32 tensor after a JSON header (KServe's and Triton's binary
     extension), or as JSON; strings always as JSON BYTES."""
     if isinstance(instances, list):
-        return json_body({"inputs": [{"name": input_name, "shape": [len(instances)], "datatype": "BYTES", "data": instances}]}), {
-            "content-type": "application/json"
-        }
+        return json_body({"inputs": [{"name": input_name, "shape": [len(instances)], "datatype": "BYTES", "data": instances}]}), JSON_HEADERS
     array = np.ascontiguousarray(instances, dtype=np.float32)
     if not binary:
         tensor = {"name": input_name, "shape": list(array.shape), "datatype": "FP32", "data": array.reshape(-1)}
-        return json_body({"inputs": [tensor]}), {"content-type": "application/json"}
+        return json_body({"inputs": [tensor]}), JSON_HEADERS
     header = json_body({
         "inputs": [{"name": input_name, "shape": list(array.shape), "datatype": "FP32", "parameters": {"binary_data_size": array.nbytes}}],
         "parameters": {"binary_data_output": True},
@@ -223,8 +222,8 @@ def predictions_from_v2(body: Any, rows: int, binary: bytes = b"") -> np.ndarray
         raise ValueError(f"the first output has no shape: {str(output)[:200]}")
     size = (output.get("parameters") or {}).get("binary_data_size")
     if size is not None:
-        dtype = BINARY_DTYPES.get(str(output.get("datatype")))
-        if dtype is None:
+        dtype = to_np_dtype(output.get("datatype"))
+        if dtype is None or not np.issubdtype(dtype, np.number):
             raise ValueError(f"binary output of datatype {output.get('datatype')} is not numeric")
         if size > len(binary):
             raise ValueError(f"the binary output should hold {size} bytes; the response has {len(binary)}")

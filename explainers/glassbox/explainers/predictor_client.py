@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v1_request, v2_request
+from glassbox.explainers.payloads import INFERENCE_HEADER, MAX_REQUEST_ROWS, predictions_from_response, v1_request, v2_request
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,8 @@ class PredictorSettings:
     timeout_seconds: float = 30.0
     retries: int = 3
     backoff_seconds: float = 0.2
-    # Most rows and values in one request. Glassbox's predictor splits a request
-    # into forward passes itself, so a KernelSHAP explanation is one request.
-    max_request_rows: int = 262_144
+    # Most rows and values in one request (a KernelSHAP explanation is one request).
+    max_request_rows: int = MAX_REQUEST_ROWS
     max_request_values: int = 16_000_000
     max_connections: int = 16
     use_ssl: bool = False
@@ -204,19 +203,16 @@ class PredictionMemo:
         for index, key in enumerate(keys):
             if key not in self._scores and key not in missing:
                 missing[key] = index
-        if missing:
-            wanted = list(missing.values())
-            subset = [instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted]
-            scores = predict(subset)
-            if len(missing) == len(keys):  # every row new and distinct: the answer as it came
-                if len(self._scores) + len(missing) <= self.max_entries:
-                    self._scores.update(zip(missing, scores, strict=True))
-                return scores
-            if len(self._scores) + len(missing) > self.max_entries:
-                fresh = dict(zip(missing, scores, strict=True))
-                return np.stack([fresh[k] if k in fresh else self._scores[k] for k in keys])
-            self._scores.update(zip(missing, scores, strict=True))
-        return np.stack([self._scores[k] for k in keys])
+        if not missing:
+            return np.stack([self._scores[k] for k in keys])
+        wanted = list(missing.values())
+        scores = predict([instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted])
+        fresh = dict(zip(missing, scores, strict=True))
+        if len(self._scores) + len(fresh) <= self.max_entries:
+            self._scores.update(fresh)
+        if len(fresh) == len(keys):  # every row new and distinct: the answer as it came
+            return scores
+        return np.stack([fresh[k] if k in fresh else self._scores[k] for k in keys])
 
 
 @dataclass
@@ -243,7 +239,6 @@ class CallCoalescer:
         self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
         self._busy = False
-        self.calls = 0
 
     def predict(self, instances: np.ndarray | list[str]) -> np.ndarray:
         if isinstance(instances, list):
@@ -267,7 +262,6 @@ class CallCoalescer:
             shape = self._queue[0].rows.shape[1:]
             batch = [w for w in self._queue if w.rows.shape[1:] == shape]
             self._queue = [w for w in self._queue if w.rows.shape[1:] != shape]
-            self.calls += 1
         try:
             scores = self._send(np.concatenate([w.rows for w in batch]) if len(batch) > 1 else batch[0].rows)
             ends = np.cumsum([len(w.rows) for w in batch])
@@ -283,5 +277,4 @@ class CallCoalescer:
             else:
                 self._busy = False
         for waiting in batch:
-            waiting.lead = False
             waiting.woken.set()

@@ -22,7 +22,14 @@ from prometheus_client import Counter
 
 from glassbox.explainers.batching import DynamicBatcher
 from glassbox.explainers.http_errors import http_error
-from glassbox.explainers.payloads import InputError, Limits, decode_request, encode_predictions, request_from_bytes
+from glassbox.explainers.payloads import (
+    MAX_REQUEST_ROWS,
+    InputError,
+    Limits,
+    decode_request,
+    encode_predictions,
+    request_from_bytes,
+)
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.storage import resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
@@ -45,11 +52,10 @@ class ShapeMismatch(InputError):
 class TorchPredictor(kserve.Model):  # type: ignore[misc]
     def __init__(
         self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 0.0,
-        max_request_rows: int = 262_144, cpu_threads: int = 1,
+        max_request_rows: int = MAX_REQUEST_ROWS, cpu_threads: int = 1,
     ):
         super().__init__(name)
         self.cpu_threads = cpu_threads
-        # A whole KernelSHAP perturbation set fits one request; the batcher splits it into forward passes.
         self.limits = Limits(max_instances=max_request_rows, max_elements=64_000_000)
         self.model_dir = model_dir
         self.requested_device = device
@@ -124,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest a request waits for others to join its batch; 0 runs a batch as soon as the model is free, "
         "with every request that queued while it was busy",
     )
-    parser.add_argument("--max_request_rows", type=int, default=262_144, help="most rows one request may carry")
+    parser.add_argument("--max_request_rows", type=int, default=MAX_REQUEST_ROWS, help="most rows one request may carry")
     parser.add_argument("--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)")
     return parser
 

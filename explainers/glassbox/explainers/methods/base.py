@@ -32,7 +32,7 @@ class ExplainerPool:
     (the instance's label, the beam search, shap's coalition matrix), so two
     explanations must not share one. Each concurrent explanation borrows its
     own copy, deep-copied from the fitted original on first need and reused
-    after; the objects in `shared` (the predictor's client, a tokenizer) are
+    after; the objects in `shared` (the predictor's client, a spaCy pipeline) are
     shared by all copies, not copied."""
 
     def __init__(self, fitted: Any, shared: tuple[Any, ...] = ()):
@@ -40,7 +40,6 @@ class ExplainerPool:
         self._shared = shared
         self._idle: list[Any] = []
         self._lock = threading.Lock()
-        self.copies = 0
 
     @contextmanager
     def borrow(self) -> Iterator[Any]:
@@ -48,8 +47,6 @@ class ExplainerPool:
             explainer = self._idle.pop() if self._idle else None
         if explainer is None:
             explainer = copy.deepcopy(self._fitted, memo={id(o): o for o in self._shared})
-            with self._lock:
-                self.copies += 1
         try:
             yield explainer
         finally:
