@@ -99,12 +99,17 @@ def explained_models_by_existing_predictor(namespace: str | None, name: str, spe
     return {(namespace, existing): name} if existing else None
 
 
-def _parents_of(body: kopf.Body, index: kopf.Index[tuple[str | None, str], str]) -> list[str]:
-    meta = body.get("metadata") or {}
-    owners = [
-        ref["name"] for ref in meta.get("ownerReferences") or []
+def _owners_of(body: kopf.Body) -> list[str]:
+    """The ExplainedModels that own this object (it is their child)."""
+    return [
+        ref["name"] for ref in (body.get("metadata") or {}).get("ownerReferences") or []
         if ref.get("kind") == "ExplainedModel" and ref.get("apiVersion", "").startswith(f"{GROUP}/")
     ]
+
+
+def _parents_of(body: kopf.Body, index: kopf.Index[tuple[str | None, str], str]) -> list[str]:
+    meta = body.get("metadata") or {}
+    owners = _owners_of(body)
     key = (meta.get("namespace"), str(meta.get("name")))
     return owners + [name for name in index.get(key, []) if name not in owners]
 
@@ -125,8 +130,10 @@ def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str]
 @kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
 def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Our children, and InferenceServices that ExplainedModels name as existing."""
-    if event.get("type") in ("ADDED", "MODIFIED") and not body.get("status"):
-        return  # our own apply (it writes no status): nothing new to mirror; deletions and KServe's reports pass
+    if event.get("type") in ("ADDED", "MODIFIED") and not body.get("status") and _owners_of(body):
+        # Our own apply to our child (it writes no status): nothing new to mirror. Deletions,
+        # KServe's reports and an existing InferenceService appearing still pass.
+        return
     index: kopf.Index[tuple[str | None, str], str] = kwargs["explained_models_by_existing_predictor"]
     parents = _parents_of(body, index)
     if parents:
