@@ -24,9 +24,6 @@ class RunningOperator:
     log: Path
     kubeconfig: Path
 
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
 
 def start_operator(kubeconfig: Path, log: Path, extra: list[str] | None = None) -> RunningOperator:
     port = _free_port()

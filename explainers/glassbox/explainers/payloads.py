@@ -6,7 +6,6 @@ wrong and what would be right) and never touch the network.
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -251,7 +250,3 @@ def _checked(array: np.ndarray, rows: int) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError("the predictor answered NaN or infinity")
     return array
-
-
-def finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

@@ -133,16 +133,6 @@ class ExplanationMethod(ABC):
             raise InputError(f"each instance must have shape {list(expected)} like the reference data; got {list(instances.shape[1:])}")
         return instances
 
-    def predicted_classes(self, instances: Instances) -> np.ndarray:
-        """The predictor's class for each instance (argmax of its scores)."""
-        scores = np.asarray(self.context.predict(instances))
-        return scores.argmax(axis=1) if scores.ndim == 2 else scores.astype(int)
-
-
-def describe_value(value: float) -> str:
-    return f"{value:.3g}"
-
-
 def top_contributions(names: list[str], values: np.ndarray, count: int = 3) -> str:
     """'f0 +0.31, f4 -0.12, f2 +0.05': the largest contributions by size."""
     order = np.argsort(-np.abs(values))[:count]
