@@ -47,6 +47,7 @@ from glassbox.explainers.predictor_client import (
 )
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging
+from glassbox.explainers.serving import serve
 from glassbox.operator.api import ExplainerSpec
 from glassbox.operator.builders import EXPLAINER_SPEC_ENV
 
@@ -268,7 +269,7 @@ def main() -> None:
         data_dir=Path(args.data_dir) if args.data_dir else None, device=args.device, workers=args.explain_workers,
     )
     model.load()
-    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
+    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging)
 
 
 if __name__ == "__main__":

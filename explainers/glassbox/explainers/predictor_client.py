@@ -1,8 +1,8 @@
 """The explainer's only way to the model: the predictor's prediction API over HTTP.
 
 Blocking, because its callers are alibi's blocking explainers running in
-worker threads: one pooled keep-alive client shared by every thread, a timeout
-on every call, retries with backoff on 502/503/504 and connection failures.
+worker threads: one pool of keep-alive connections shared by every thread
+(see http_connections), a timeout on every call, retries with backoff on 502/503/504 and connection failures.
 Numbers travel as v2 binary tensors when the predictor speaks v2 (falling back
 to JSON, once and for good, if it refuses them). A perturbation batch goes in
 one request when it fits `max_request_rows` and `max_request_values`, else in
@@ -12,6 +12,7 @@ names the predictor and what it did.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
@@ -19,9 +20,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import httpx
 import numpy as np
 
+from glassbox.explainers.http_connections import ConnectionPool
 from glassbox.explainers.payloads import INFERENCE_HEADER, MAX_REQUEST_ROWS, predictions_from_response, v1_request, v2_request
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,19 @@ class PredictorSettings:
     binary_tensors: bool = True  # v2 only
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
         scheme = "https" if self.use_ssl else "http"
-        base = self.host if "://" in self.host else f"{scheme}://{self.host}"
+        return self.host if "://" in self.host else f"{scheme}://{self.host}"
+
+    @property
+    def path(self) -> str:
         if self.protocol == "v2":
-            return f"{base}/v2/models/{self.model_name}/infer"
-        return f"{base}/v1/models/{self.model_name}:predict"
+            return f"/v2/models/{self.model_name}/infer"
+        return f"/v1/models/{self.model_name}:predict"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.path
 
     def request_rows(self, row_values: int) -> int:
         """Rows per request for rows of `row_values` values each."""
@@ -94,8 +102,7 @@ class PredictorClient:
         self.stats = CallStats()
         self.binary = settings.protocol == "v2" and settings.binary_tensors
         self._binary_answered = False  # once the predictor has answered a binary request, a 4xx is about the input
-        limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
-        self._http = httpx.Client(timeout=settings.timeout_seconds, limits=limits)
+        self._http = ConnectionPool(settings.base_url, settings.timeout_seconds, max_idle=settings.max_connections)
         self._parts = ThreadPoolExecutor(max_workers=settings.max_connections, thread_name_prefix="predictor-part")
 
     def close(self) -> None:
@@ -103,18 +110,21 @@ class PredictorClient:
         self._http.close()
 
     @property
-    def ready_url(self) -> str:
-        base = self.settings.url.rsplit("/models/", 1)[0]
+    def ready_path(self) -> str:
         name = self.settings.model_name
-        return f"{base}/models/{name}/ready" if self.settings.protocol == "v2" else f"{base}/models/{name}"
+        return f"/v2/models/{name}/ready" if self.settings.protocol == "v2" else f"/v1/models/{name}"
+
+    @property
+    def ready_url(self) -> str:
+        return self.settings.base_url + self.ready_path
 
     def ready(self) -> bool:
         """Whether the predictor says its model is ready."""
         try:
-            response = self._http.get(self.ready_url, timeout=5)
-        except httpx.HTTPError:
+            answer = self._http.request("GET", self.ready_path, timeout_seconds=5)
+        except (OSError, http.client.HTTPException):
             return False
-        return response.status_code == 200
+        return answer.status == 200
 
     def wait_until_ready(self, timeout_seconds: float) -> None:
         deadline = time.monotonic() + timeout_seconds
@@ -145,31 +155,29 @@ class PredictorClient:
             binary = self.binary
             content, headers = self._encode(instances)
             try:
-                response = self._http.post(settings.url, content=content, headers=headers)
-            except httpx.TimeoutException:
+                answer = self._http.request("POST", settings.path, content, headers)
+            except TimeoutError:
                 problem, status = f"did not answer within {settings.timeout_seconds:g} s", 504
-            except httpx.TransportError as error:
+            except (OSError, http.client.HTTPException) as error:
                 problem, status = f"could not be reached ({type(error).__name__}: {error})", 502
             else:
-                if response.status_code == 200:
+                if answer.status == 200:
                     self.stats.add(rows)
                     self._binary_answered = self._binary_answered or binary
                     try:
-                        return predictions_from_response(settings.protocol, response.content, response.headers.get(INFERENCE_HEADER), rows)
+                        return predictions_from_response(settings.protocol, answer.body, answer.headers.get(INFERENCE_HEADER), rows)
                     except ValueError as error:
                         raise PredictorError(f"the predictor at {settings.url} answered garbage: {error}") from None
-                detail = response.text[:300]
+                detail = answer.text[:300]
                 refused_binary = binary and not self._binary_answered and not isinstance(instances, list)
-                if refused_binary and response.status_code in (400, 415, 422):
+                if refused_binary and answer.status in (400, 415, 422):
                     # A v2 server without the binary tensor extension: JSON from now on.
-                    log.warning("the predictor at %s refused a binary tensor (%s: %s); sending JSON from now on", settings.url, response.status_code, detail)
+                    log.warning("the predictor at %s refused a binary tensor (%s: %s); sending JSON from now on", settings.url, answer.status, detail)
                     self.binary = False
                     continue
-                if response.status_code not in RETRIED_STATUSES:
-                    raise PredictorError(
-                        f"the predictor at {settings.url} refused {rows} instances with {response.status_code}: {detail}"
-                    )
-                problem, status = f"answered {response.status_code}: {detail}", 502
+                if answer.status not in RETRIED_STATUSES:
+                    raise PredictorError(f"the predictor at {settings.url} refused {rows} instances with {answer.status}: {detail}")
+                problem, status = f"answered {answer.status}: {detail}", 502
             if attempt >= settings.retries:
                 raise PredictorError(f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status)
             attempt += 1

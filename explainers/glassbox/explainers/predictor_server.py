@@ -31,6 +31,7 @@ from glassbox.explainers.payloads import (
     request_from_bytes,
 )
 from glassbox.explainers.server_logging import configure_logging
+from glassbox.explainers.serving import serve
 from glassbox.explainers.storage import resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_request_rows", type=int, default=MAX_REQUEST_ROWS, help="most rows one request may carry")
     parser.add_argument("--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)")
+    # kserve's flag, off by default here: an explainer sends a hundred requests per explanation
+    # (`--enable_latency_logging true` brings back the access line and kserve's timing lines).
+    parser.set_defaults(enable_latency_logging=False)
     return parser
 
 
@@ -144,7 +148,7 @@ def main() -> None:
         args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows, args.cpu_threads
     )
     model.load()
-    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
+    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging)
 
 
 if __name__ == "__main__":

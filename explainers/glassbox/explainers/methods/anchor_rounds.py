@@ -3,10 +3,11 @@
 alibi's beam search asks the sampler for `batch_size` perturbations of each
 candidate anchor in turn, and the sampler scores each candidate's samples with
 its own predictor call: over HTTP, one sequential round trip per candidate.
-Here a round first draws every candidate's perturbations, scores them all in
-one call, then lets alibi draw them again from the same random state, handing
-back the labels already computed. The draws are the same, so the anchor is
-the same as alibi's for the same seed; only the round trips change.
+Here a round draws every candidate's perturbations first, scores them all in
+one call, then hands alibi those perturbations and their labels as it asks
+for each candidate's. The draws are the ones alibi would make, in its order,
+so the anchor is the same as alibi's for the same seed; only the round trips
+change.
 """
 
 from __future__ import annotations
@@ -29,17 +30,20 @@ class RoundBatchedBeam(AnchorBaseBeam):  # type: ignore[misc]
             return super().draw_samples(anchors, batch_size)  # type: ignore[no-any-return]
         for anchor in anchors:
             self.state["t_order"].setdefault(anchor, list(anchor))
-        random_state = np.random.get_state()
-        drawn = [sampler.perturbation(tuple(self.state["t_order"][anchor]), batch_size)[0] for anchor in anchors]
-        np.random.set_state(random_state)
-        matches = sampler.predictor(np.concatenate(drawn)) == sampler.instance_label
-        pending = list(np.split(matches, np.cumsum([len(d) for d in drawn])[:-1]))
-        # An instance attribute shadows the method for this round only.
-        sampler.compare_labels = lambda samples: pending.pop(0)
+        # alibi draws each candidate's perturbations in this order with nothing else
+        # consuming random numbers in between: drawing them here leaves the random
+        # state where alibi's own draws would, and alibi is handed the same arrays.
+        drawn = [sampler.perturbation(tuple(self.state["t_order"][anchor]), batch_size) for anchor in anchors]
+        matches = sampler.predictor(np.concatenate([raw for raw, _, _ in drawn])) == sampler.instance_label
+        labels = iter(np.split(matches, np.cumsum([len(raw) for raw, _, _ in drawn])[:-1]))
+        perturbations = iter(drawn)
+        # Instance attributes shadow the sampler's methods for this round only.
+        sampler.perturbation = lambda anchor, num_samples: next(perturbations)
+        sampler.compare_labels = lambda samples: next(labels)
         try:
             return super().draw_samples(anchors, batch_size)  # type: ignore[no-any-return]
         finally:
-            del sampler.compare_labels
+            del sampler.perturbation, sampler.compare_labels
 
 
 _SWAP = threading.Lock()

@@ -1,0 +1,30 @@
+"""How the predictor and the explainer run: kserve's ModelServer, on uvloop.
+
+kserve's `--event-loop auto` says it uses uvloop when installed, but
+`ModelServer.start` calls `asyncio.run` under the default policy, so requests
+are served by asyncio's pure-Python loop; setting the policy first gives them
+uvloop. A log line per request (uvicorn's access line and kserve's timing
+lines) is the right default where requests are few, not on a predictor that an
+explainer calls a hundred times per explanation: there kserve's
+`--enable_latency_logging` is off by default and turns both off; the request
+counters on /metrics say what was served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kserve
+import uvloop
+
+
+def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool) -> None:
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # kserve configures `asyncio.get_event_loop()` before `asyncio.run` makes the loop it serves on;
+    # under uvloop's policy there must be one to get.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    if not log_each_request:
+        for name in ("uvicorn.access", kserve.logging.KSERVE_TRACE_LOGGER_NAME):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request).start([model])
