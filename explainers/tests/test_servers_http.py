@@ -101,6 +101,14 @@ def test_predictor_refuses_nan(tabular: Tabular) -> None:
     assert healthy.status_code == 200
 
 
+
+def test_predictor_bad_binary_input_gets_the_same_clear_4xx(tabular: Tabular) -> None:
+    """Binary v2 requests take the predictor's short way in (binary_infer_route); refused ones read as kserve writes them."""
+    content, headers = v2_request(np.ones((2, 3)), binary=True)
+    response = httpx.post(tabular[0].urls()["predict"], content=content, headers=headers)
+    assert response.status_code == 400, pretty(response)
+    assert "cannot take instances of shape [3]" in response.text
+
 # --------------------------------------------------------------------------- the explainer
 
 

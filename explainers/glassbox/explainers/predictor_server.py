@@ -148,7 +148,7 @@ def main() -> None:
         args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows, args.cpu_threads
     )
     model.load()
-    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging)
+    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, binary_infer_route=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ uvloop. A log line per request (uvicorn's access line and kserve's timing
 lines) is the right default where requests are few, not on a predictor that an
 explainer calls a hundred times per explanation: there kserve's
 `--enable_latency_logging` is off by default and turns both off; the request
-counters on /metrics say what was served.
+counters on /metrics say what was served. The predictor also takes binary v2
+inference requests the short way (see binary_infer_route).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import logging
 import kserve
 import uvloop
 
+from glassbox.explainers.binary_infer_route import BinaryInferRoute
 
-def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool) -> None:
+
+def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool, binary_infer_route: bool = False) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # kserve configures `asyncio.get_event_loop()` before `asyncio.run` makes the loop it serves on;
     # under uvloop's policy there must be one to get.
@@ -27,4 +30,8 @@ def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_reque
     if not log_each_request:
         for name in ("uvicorn.access", kserve.logging.KSERVE_TRACE_LOGGER_NAME):
             logging.getLogger(name).setLevel(logging.WARNING)
-    kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request).start([model])
+    server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request)
+    if binary_infer_route and server.workers == 1:
+        # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
+        kserve.model_server.FASTAPI_APP_IMPORT_STRING = BinaryInferRoute(kserve.model_server.app, server.dataplane)
+    server.start([model])
