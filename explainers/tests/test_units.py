@@ -113,6 +113,23 @@ def test_the_memo_sends_each_row_once_per_explanation() -> None:
     assert memo.predict(np.ones((11, 2)), predict).shape == (11, 1) and sent[-1] == 11  # large calls go straight through
     np.testing.assert_array_equal(memo.predict(["ab", "abc", "ab"], predict), [[2.0], [3.0], [2.0]])
     assert sent[-1] == 2
+    # Old rows, a new one twice and -0.0 (other bytes than 0.0, so scored apart: the answer is still right).
+    mixed = np.asarray([[3.0, 4.0], [5.0, 6.0], [1.0, 2.0], [5.0, 6.0], [-0.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(memo.predict(mixed, predict), [[7.0], [11.0], [3.0], [11.0], [0.0], [0.0]])
+    assert sent[-1] == 3
+    # Images: rows of any shape are one key each.
+    images = np.arange(24, dtype=np.float32).reshape(3, 2, 2, 2)
+    np.testing.assert_array_equal(PredictionMemo().predict(np.concatenate([images, images[:1]]), lambda x: np.asarray(x).reshape(len(x), -1).sum(axis=1)), [28, 92, 156, 28])
+
+
+def test_a_full_memo_still_answers_every_row() -> None:
+    from glassbox.explainers.predictor_client import PredictionMemo
+
+    memo = PredictionMemo(max_entries=3)
+    first = memo.predict(np.asarray([[1.0], [2.0]]), lambda x: np.asarray(x) * 10)
+    second = memo.predict(np.asarray([[2.0], [3.0], [4.0], [3.0]]), lambda x: np.asarray(x) * 10)  # would overflow: not kept
+    np.testing.assert_array_equal(first, [[10.0], [20.0]])
+    np.testing.assert_array_equal(second, [[20.0], [30.0], [40.0], [30.0]])
 
 
 def test_concurrent_calls_share_predictor_calls_and_each_gets_its_own_rows() -> None:

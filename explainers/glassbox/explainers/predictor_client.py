@@ -197,7 +197,8 @@ class PredictionMemo:
     def __init__(self, max_rows_per_call: int = 4096, max_entries: int = 50_000):
         self.max_rows_per_call = max_rows_per_call
         self.max_entries = max_entries
-        self._scores: dict[bytes | str, np.ndarray] = {}
+        self._position: dict[bytes | str, int] = {}  # row -> its scores' position in _table
+        self._table: np.ndarray | None = None
 
     def predict(self, instances: np.ndarray | list[str], predict: Callable[[np.ndarray | list[str]], np.ndarray]) -> np.ndarray:
         if len(instances) > self.max_rows_per_call or len(instances) == 0:
@@ -206,21 +207,34 @@ class PredictionMemo:
             keys: list[bytes | str] = list(instances)
         else:
             instances = np.ascontiguousarray(instances)
-            keys = [row.tobytes() for row in instances]
+            rows = instances.reshape(len(instances), -1)
+            # Each row's bytes as one numpy scalar: one C pass instead of a tobytes() per row.
+            keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel().tolist()
+        position = self._position
         missing: dict[bytes | str, int] = {}
         for index, key in enumerate(keys):
-            if key not in self._scores and key not in missing:
+            if key not in position and key not in missing:
                 missing[key] = index
-        if not missing:
-            return np.stack([self._scores[k] for k in keys])
-        wanted = list(missing.values())
-        scores = predict([instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted])
-        fresh = dict(zip(missing, scores, strict=True))
-        if len(self._scores) + len(fresh) <= self.max_entries:
-            self._scores.update(fresh)
-        if len(fresh) == len(keys):  # every row new and distinct: the answer as it came
-            return scores
-        return np.stack([fresh[k] if k in fresh else self._scores[k] for k in keys])
+        if missing:
+            wanted = list(missing.values())
+            scores = predict([instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted])
+            if len(missing) == len(keys):  # every row new and distinct: the answer as it came
+                self._remember(list(missing), scores)
+                return scores
+            if not self._remember(list(missing), scores):
+                fresh = dict(zip(missing, range(len(wanted)), strict=True))
+                return np.stack([scores[fresh[k]] if k in fresh else self._table[position[k]] for k in keys])  # type: ignore[index]
+        assert self._table is not None
+        return self._table[[position[k] for k in keys]]
+
+    def _remember(self, keys: list[bytes | str], scores: np.ndarray) -> bool:
+        """Keeps these rows' scores unless the memo is full; whether it kept them."""
+        if len(self._position) + len(keys) > self.max_entries:
+            return False
+        first = 0 if self._table is None else len(self._table)
+        self._table = scores.copy() if self._table is None else np.concatenate([self._table, scores])
+        self._position.update(zip(keys, range(first, first + len(keys)), strict=True))
+        return True
 
 
 @dataclass
