@@ -231,8 +231,14 @@ class PredictionMemo:
         """Keeps these rows' scores unless the memo is full; whether it kept them."""
         if len(self._position) + len(keys) > self.max_entries:
             return False
-        first = 0 if self._table is None else len(self._table)
-        self._table = scores.copy() if self._table is None else np.concatenate([self._table, scores])
+        first = len(self._position)  # rows kept so far: the table's filled part
+        if self._table is None or first + len(keys) > len(self._table):
+            # Room for twice what is needed, so that rows are copied about once in all, not once a call.
+            grown = np.empty((2 * (first + len(keys)), *scores.shape[1:]), dtype=scores.dtype)
+            if self._table is not None:
+                grown[:first] = self._table[:first]
+            self._table = grown
+        self._table[first : first + len(keys)] = scores
         self._position.update(zip(keys, range(first, first + len(keys)), strict=True))
         return True
 
