@@ -124,6 +124,11 @@ def test_nothing_listening_is_an_os_error() -> None:
         pool.request("POST", "/", b"x")
 
 
+def test_a_path_in_the_base_url_prefixes_every_request(server: Server) -> None:
+    pool = ConnectionPool(base(server) + "/gateway/", timeout_seconds=5)
+    assert pool.request("POST", "/v2/models/m/infer", b"x").headers["X-Path"] == "/gateway/v2/models/m/infer"
+
+
 def test_a_url_without_scheme_or_host_is_refused_with_what_is_expected() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         ConnectionPool("predictor:8080", timeout_seconds=1)

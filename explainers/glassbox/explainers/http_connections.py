@@ -9,8 +9,10 @@ takes an idle one or opens a new one, and gives it back when the answer has
 been read.
 
 `timeout_seconds` bounds each wait for the server (connecting, or the next
-bytes of the answer); a call may ask for a shorter one. A connection the server closed while it sat idle is
-found on its next use and the call is sent again on a new connection, once.
+bytes of the answer); a call may ask for a shorter one. A connection the
+server closed while it sat idle is found on its next use and the call is sent
+again on a new connection, once. A path in the base URL (a gateway's prefix)
+comes before every request's path.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ConnectionPool:
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.max_idle = max_idle
         self._ssl_context = ssl.create_default_context() if self.https else None
@@ -80,7 +83,7 @@ class ConnectionPool:
             if connection.sock is not None:
                 connection.sock.settimeout(timeout)
         try:
-            connection.request(method, path, body=body, headers=headers or {})
+            connection.request(method, self.prefix + path, body=body, headers=headers or {})
             response = connection.getresponse()
             answer = Answer(response.status, response.headers, response.read())
         except BaseException:

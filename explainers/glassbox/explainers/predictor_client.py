@@ -2,7 +2,8 @@
 
 Blocking, because its callers are alibi's blocking explainers running in
 worker threads: one pool of keep-alive connections shared by every thread
-(see http_connections), a timeout on every call, retries with backoff on 502/503/504 and connection failures.
+(see http_connections), a timeout on every call, retries with backoff on
+502/503/504 and connection failures.
 Numbers travel as v2 binary tensors when the predictor speaks v2 (falling back
 to JSON, once and for good, if it refuses them). A perturbation batch goes in
 one request when it fits `max_request_rows` and `max_request_values`, else in
