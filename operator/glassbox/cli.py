@@ -19,7 +19,6 @@ def _operator(args: argparse.Namespace) -> int:
     config = OperatorConfig(
         explainer_image=args.explainer_image,
         predictor_image=args.predictor_image,
-        cluster_domain=args.cluster_domain,
     )
     reconciler = Reconciler(KubeApi(load_api_client()), config, handlers.utc_now, handlers.post_warning)
     kopf.configure(verbose=args.verbose)
@@ -79,10 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument(
         "--predictor-image", default=os.environ.get("GLASSBOX_PREDICTOR_IMAGE", defaults.predictor_image),
         help="image of the PyTorch predictor server (env GLASSBOX_PREDICTOR_IMAGE)",
-    )
-    operator.add_argument(
-        "--cluster-domain", default=os.environ.get("GLASSBOX_CLUSTER_DOMAIN", defaults.cluster_domain),
-        help="the cluster's DNS domain, for in-cluster URLs (env GLASSBOX_CLUSTER_DOMAIN)",
     )
     operator.add_argument(
         "--health-address", default=os.environ.get("GLASSBOX_HEALTH_ADDRESS", ""), metavar="HOST:PORT",

@@ -18,10 +18,13 @@ from glassbox.operator.api import ExplainedModelSpec
 from glassbox.operator.builders import (
     EXPLAINER_SPEC_ENV,
     SPEC_HASH_ANNOTATION,
+    TIMEOUT_MARGIN_SECONDS,
     OperatorConfig,
     Parent,
     build_children,
+    predictor_target_of_own,
 )
+from glassbox.operator.kserve_addressing import predict_target
 
 from sample_manifests import SAMPLES
 
@@ -29,9 +32,26 @@ GOLDEN = Path(__file__).parent / "golden"
 CONFIG = OperatorConfig()
 
 
+def reported(name: str, namespace: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An InferenceService as KServe reports it in Serverless mode: status.address.url is the cluster-local host."""
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec or {"predictor": {"model": {"modelFormat": {"name": "sklearn"}}}},
+        "status": {"address": {"url": f"http://{name}.{namespace}.svc.cluster.local"}},
+    }
+
+
 def children_of(manifest: dict[str, Any], namespace: str = "ml", uid: str = "0000-uid") -> list[dict[str, Any]]:
+    """Every child, built once KServe has reported the predictor's and the explainer's addresses."""
     parent = Parent(name=manifest["metadata"]["name"], namespace=namespace, uid=uid)
-    return build_children(parent, ExplainedModelSpec.model_validate(manifest["spec"]), CONFIG).objects()
+    spec = ExplainedModelSpec.model_validate(manifest["spec"])
+    if spec.predictor.deploys_model:
+        target = predictor_target_of_own(parent, spec, reported(parent.name, namespace))
+    else:
+        existing = reported(str(spec.predictor.inference_service_name), namespace)
+        target = predict_target(existing, protocol_override=spec.predictor.protocol)
+    explainer_base = f"http://{parent.name}-explainer.{namespace}.svc.cluster.local"
+    return build_children(parent, spec, CONFIG, target, explainer_base).objects()
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
@@ -107,21 +127,86 @@ def test_the_spec_hash_changes_with_the_spec_and_only_then(credit_risk: dict[str
     assert after[1:] == before[1:]
 
 
-def test_graph_routes_switch_on_the_route_field(credit_risk: dict[str, Any]) -> None:
+def test_graph_routes_switch_on_the_route_field_then_on_the_body_shape(credit_risk: dict[str, Any]) -> None:
     graph = children_of(credit_risk)[2]
     nodes = graph["spec"]["nodes"]
     root = nodes["root"]
     assert root["routerType"] == "Switch"
-    assert [s["name"] for s in root["steps"]] == ["explain", "predict-and-explain", "predict"]
-    assert root["steps"][0]["condition"] == '[@this].#(route=="explain")'
-    assert root["steps"][-1] == {"name": "predict", "serviceName": "credit-risk", "condition": "@this"}
-    explain_url = "http://credit-risk-explainer-predictor.ml.svc.cluster.local/v1/models/credit-risk:explain"
+    assert [s["name"] for s in root["steps"]] == [
+        "predict", "predict-in-parameters", "explain", "explain-in-parameters", "predict-and-explain",
+        "predict-and-explain-in-parameters", "unknown-route", "unknown-route-in-parameters", "default",
+    ]
+    assert root["steps"][2]["condition"] == '[@this].#(route=="explain")'
+    assert root["steps"][3]["condition"] == '[@this].#(parameters.route=="explain")'
+    assert root["steps"][-1] == {"name": "default", "nodeName": "predict", "condition": "@this"}
+    assert root["steps"][-3]["serviceUrl"] == (
+        "http://credit-risk-explainer.ml.svc.cluster.local/glassbox/v1/unknown-route?routes=predict,explain,predictAndExplain"
+    )
+    predictor = "http://credit-risk.ml.svc.cluster.local"
+    assert nodes["predict"] == {"routerType": "Switch", "steps": [
+        {"name": "v2-body", "serviceUrl": f"{predictor}/v2/models/credit-risk/infer", "condition": "inputs", "dependency": "Hard"},
+        {"name": "v1-body", "serviceUrl": f"{predictor}/v1/models/credit-risk:predict", "condition": "instances", "dependency": "Hard"},
+        {"name": "predictor", "serviceUrl": f"{predictor}/v2/models/credit-risk/infer", "condition": "@this", "dependency": "Hard"},
+    ]}
+    explain_url = "http://credit-risk-explainer.ml.svc.cluster.local/v1/models/credit-risk:explain"
     assert nodes["explain"]["steps"][0]["serviceUrl"] == explain_url
     assert nodes["predict-and-explain"]["routerType"] == "Ensemble"
     assert nodes["predict-and-explain"]["steps"] == [
-        {"name": "prediction", "serviceName": "credit-risk"},
-        {"name": "explanation", "serviceUrl": explain_url},
+        {"name": "prediction", "nodeName": "predict", "dependency": "Hard"},
+        {"name": "explanation", "serviceUrl": explain_url, "dependency": "Soft"},
     ]
+
+
+def test_timeouts_let_the_explainers_own_504_arrive_first(credit_risk: dict[str, Any]) -> None:
+    credit_risk["spec"]["explainer"]["timeoutSeconds"] = 300
+    _, explainer, graph = children_of(credit_risk)
+    assert "--explain_timeout_seconds=300" in explainer["spec"]["predictor"]["containers"][0]["args"]
+    component_timeout = explainer["spec"]["predictor"]["timeout"]
+    timeouts = graph["spec"]["routerTimeouts"]
+    assert 300 < component_timeout == 300 + TIMEOUT_MARGIN_SECONDS
+    assert timeouts["serviceClient"] >= component_timeout
+    assert timeouts["serverWrite"] > timeouts["serviceClient"]
+
+
+def test_a_graph_without_predict_defaults_to_its_first_route(credit_risk: dict[str, Any]) -> None:
+    credit_risk["spec"]["graph"]["routes"] = ["explain", "predictAndExplain"]
+    nodes = children_of(credit_risk)[2]["spec"]["nodes"]
+    assert nodes["root"]["steps"][-1] == {"name": "default", "nodeName": "explain", "condition": "@this"}
+    assert "predict" in nodes  # the Ensemble's prediction step
+    credit_risk["spec"]["graph"]["defaultRoute"] = "predictAndExplain"
+    nodes = children_of(credit_risk)[2]["spec"]["nodes"]
+    assert nodes["root"]["steps"][-1]["nodeName"] == "predict-and-explain"
+
+
+def test_nothing_that_needs_an_address_is_built_before_kserve_reports_it(credit_risk: dict[str, Any]) -> None:
+    parent = Parent("credit-risk", "ml", "u")
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    assert predictor_target_of_own(parent, spec, {"metadata": {"name": "credit-risk"}}) is None
+    nothing_reported = build_children(parent, spec, CONFIG)
+    assert nothing_reported.predictor is not None and nothing_reported.explainer is None and nothing_reported.graph is None
+    target = predictor_target_of_own(parent, spec, reported("credit-risk", "ml"))
+    predictor_only = build_children(parent, spec, CONFIG, target)
+    assert predictor_only.explainer is not None and predictor_only.graph is None
+
+
+def test_a_headless_raw_deployment_address_keeps_its_port(credit_risk: dict[str, Any]) -> None:
+    """KServe's createAddress adds the target port when the entry Service is headless (no ClusterIP)."""
+    parent = Parent("credit-risk", "ml", "u")
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    live = {"status": {"address": {"url": "http://credit-risk-predictor.ml.svc.cluster.local:8080"}}}
+    target = predictor_target_of_own(parent, spec, live)
+    assert target is not None
+    explainer = build_children(parent, spec, CONFIG, target).explainer
+    assert explainer is not None
+    assert "--predictor_host=credit-risk-predictor.ml.svc.cluster.local:8080" in explainer["spec"]["predictor"]["containers"][0]["args"]
+
+
+def test_service_accounts_reach_the_pods(credit_risk: dict[str, Any]) -> None:
+    credit_risk["spec"]["predictor"]["serviceAccountName"] = "model-reader"
+    credit_risk["spec"]["explainer"]["serviceAccountName"] = "bucket-reader"
+    predictor, explainer, _ = children_of(credit_risk)
+    assert predictor["spec"]["predictor"]["serviceAccountName"] == "model-reader"
+    assert explainer["spec"]["predictor"]["serviceAccountName"] == "bucket-reader"
 
 
 def test_an_existing_inference_service_is_referenced_never_built() -> None:
@@ -131,5 +216,6 @@ def test_an_existing_inference_service_is_referenced_never_built() -> None:
     children = children_of(manifest)
     assert [c["metadata"]["name"] for c in children] == ["loan-approval-explainer", "loan-approval-graph"]
     args = children[0]["spec"]["predictor"]["containers"][0]["args"]
-    assert "--predictor_host=loan-approval-sklearn-predictor.ml.svc.cluster.local" in args
+    assert "--predictor_host=loan-approval-sklearn.ml.svc.cluster.local" in args
     assert "--model_name=loan-approval-sklearn" in args
+    assert "--predictor_protocol=v1" in args

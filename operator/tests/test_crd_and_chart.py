@@ -92,7 +92,10 @@ def test_rbac_is_cluster_wide_by_default_and_one_namespace_on_request() -> None:
     assert "--namespace=ml" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     roles = [d for d in scoped if d["kind"] == "ClusterRole"]
     assert [r["metadata"]["name"] for r in roles] == ["glassbox-operator-crd-reader"]
-    assert roles[0]["rules"] == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]}]
+    assert roles[0]["rules"] == [
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["serving.kserve.io"], "resources": ["clusterservingruntimes"], "verbs": ["get"]},
+    ]
 
 
 def test_no_rule_grants_wildcards_or_secrets() -> None:

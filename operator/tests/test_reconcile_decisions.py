@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from glassbox.operator.api import ExplainedModelSpec
-from glassbox.operator.builders import OperatorConfig, Parent, build_children
+from glassbox.operator.api import ExplainedModelSpec, Protocol
+from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
+from glassbox.operator.kserve_addressing import PredictTarget
 from glassbox.operator.reconcile import is_subset, needs_apply
 
 from sample_manifests import load_sample
@@ -14,7 +15,8 @@ from sample_manifests import load_sample
 
 def desired_explainer() -> dict[str, Any]:
     manifest = load_sample("tabular-pytorch-gpu")
-    return build_children(Parent("credit-risk", "ml", "u"), ExplainedModelSpec.model_validate(manifest["spec"]), OperatorConfig()).explainer
+    target = PredictTarget("http://credit-risk.ml.svc.cluster.local", "credit-risk", Protocol.v2)
+    return build_explainer_isvc(Parent("credit-risk", "ml", "u"), ExplainedModelSpec.model_validate(manifest["spec"]), target, OperatorConfig())
 
 
 def as_stored(desired: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from glassbox.operator.api import ExplainedModelSpec
+from glassbox.operator.api import ExplainedModelSpec, Protocol
+from glassbox.operator.kserve_addressing import PredictTarget
 from glassbox.operator.status import (
     ChildReport,
     Observation,
@@ -26,6 +27,7 @@ def observation(spec: ExplainedModelSpec, predictor: dict[str, Any] | None, expl
         predictor=ChildReport("InferenceService", "credit-risk", predictor),
         explainer=ChildReport("InferenceService", "credit-risk-explainer", explainer),
         graph=ChildReport("InferenceGraph", "credit-risk-graph", graph),
+        predictor_target=PredictTarget("http://credit-risk.ml.svc.cluster.local", "credit-risk", Protocol.v2) if predictor else None,
     )
 
 
@@ -97,3 +99,17 @@ def test_status_patch_removes_keys_that_are_gone() -> None:
     previous = {"urls": {"predict": "a", "graph": "g"}, "methods": "x", "conditions": []}
     new = {"urls": {"predict": "a"}, "conditions": []}
     assert status_patch(previous, new) == {"urls": {"graph": None, "predict": "a"}, "methods": None, "conditions": []}
+
+
+def test_a_child_waiting_for_an_address_says_which(credit_risk: dict[str, Any]) -> None:
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    waiting = Observation(
+        generation=1, spec=spec,
+        predictor=ChildReport("InferenceService", "credit-risk", {"status": {}}),
+        explainer=ChildReport("InferenceService", "credit-risk-explainer", None, waiting=("WaitingForPredictorAddress", "waiting for KServe")),
+        graph=ChildReport("InferenceGraph", "credit-risk-graph", None, waiting=("WaitingForAddresses", "waiting too")),
+    )
+    by_type = conditions(compute_status(waiting, None, "credit-risk", "t0"))
+    assert (by_type["ExplainerReady"]["status"], by_type["ExplainerReady"]["reason"]) == ("False", "WaitingForPredictorAddress")
+    assert by_type["GraphReady"]["reason"] == "WaitingForAddresses"
+    assert "waiting for KServe" in by_type["Ready"]["message"]

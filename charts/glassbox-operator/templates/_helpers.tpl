@@ -45,6 +45,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["serving.kserve.io"]
   resources: ["inferenceservices", "inferencegraphs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The ServingRuntime an existing InferenceService names: its protocols decide how KServe's graph calls it.
+- apiGroups: ["serving.kserve.io"]
+  resources: ["servingruntimes"]
+  verbs: ["get"]
 # Events that name an invalid field.
 - apiGroups: [""]
   resources: ["events"]

@@ -32,11 +32,13 @@ from typing import Any
 
 import kserve
 import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
-from glassbox.explainers.payloads import InputError, Limits, decode_request
+from glassbox.explainers.payloads import InputError, Limits, decode_request, is_v2_body, v2_request_from_json
 from glassbox.explainers.predictor_client import (
     CallCoalescer,
     ExplanationCancelled,
@@ -49,7 +51,7 @@ from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
 from glassbox.operator.api import ExplainerSpec
-from glassbox.operator.builders import EXPLAINER_SPEC_ENV
+from glassbox.operator.builders import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")
@@ -160,22 +162,27 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
 
     def _method_for(self, requested: Any) -> ExplanationMethod:
         if requested is None:
-            if len(self.methods) == 1:
-                return next(iter(self.methods.values()))
-            raise InputError(f"name a method: send \"method\" as one of {sorted(self.methods)}")
+            return self.methods[self.spec.effective_default_method]
         method = self.methods.get(str(requested).lower())
         if method is None:
             raise InputError(f"no method '{requested}' here; the methods are {sorted(self.methods)}", 404)
         return method
 
     async def _explain(self, payload: dict[str, Any] | InferRequest) -> dict[str, Any]:
+        if isinstance(payload, dict) and is_v2_body(payload):
+            # A v2 body on the v1 path: KServe's graph router sends one body to every step, whatever the path.
+            top_level = {k: payload[k] for k in ("method", "picture") if k in payload}
+            payload = v2_request_from_json(payload, self.name)
+            payload.parameters = {**top_level, **(payload.parameters or {})}
         if isinstance(payload, InferRequest):
             parameters = dict(payload.parameters or {})
-            requested, picture = parameters.get("method"), bool(parameters.get("picture", False))
+            requested, picture = parameters.get("method"), parameters.get("picture", False)
         elif isinstance(payload, dict):
-            requested, picture = payload.get("method"), bool(payload.get("picture", False))
+            requested, picture = payload.get("method"), payload.get("picture", False)
         else:
             raise InputError("the request body must be a JSON object with 'instances'")
+        if not isinstance(picture, bool):
+            raise InputError(f"'picture' must be true or false, got {picture!r}")
         method = self._method_for(requested)
         instances = method.check_instances(decode_request(payload, REQUEST_LIMITS).instances)
 
@@ -230,6 +237,23 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
 
 
+async def unknown_route(request: Request) -> JSONResponse:
+    """What the graph answers a request whose `route` it does not offer (the graph lists its routes in the query)."""
+    routes = [r for r in request.query_params.get("routes", "").split(",") if r]
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    named = body.get("route") if isinstance(body, dict) else None
+    if named is None and isinstance(body, dict) and isinstance(body.get("parameters"), dict):
+        named = body["parameters"].get("route")
+    message = (
+        f"route {json.dumps(named)} is not one this graph offers: send \"route\" (or \"parameters\": {{\"route\": ...}} "
+        f"in a v2 body) as one of {routes}, or leave it out for the graph's default route"
+    )
+    return JSONResponse(status_code=400, content={"error": message})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerSpec JSON (default: ${EXPLAINER_SPEC_ENV})")
@@ -269,6 +293,7 @@ def main() -> None:
         data_dir=Path(args.data_dir) if args.data_dir else None, device=args.device, workers=args.explain_workers,
     )
     model.load()
+    kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
     serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging)
 
 

@@ -6,5 +6,5 @@ from fastapi import HTTPException
 
 
 def http_error(status: int, message: str) -> HTTPException:
-    """FastAPI answers these as `{"detail": message}` with this status code."""
+    """Both servers answer these as `{"error": message}` with this status code (see serving)."""
     return HTTPException(status_code=status, detail=message)

@@ -23,8 +23,17 @@ import httpx
 import yaml
 
 from glassbox.explainers.storage import resolve
-from glassbox.operator.api import KIND, ExplainedModelSpec
-from glassbox.operator.builders import MODEL_DIR, STORAGE_URI_ENV, OperatorConfig, Parent, build_children, uses_glassbox_predictor
+from glassbox.operator.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
+from glassbox.operator.builders import (
+    MODEL_DIR,
+    STORAGE_URI_ENV,
+    OperatorConfig,
+    Parent,
+    build_explainer_isvc,
+    build_inference_graph,
+    build_predictor_isvc,
+)
+from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import find_spec_problems
 
 
@@ -82,6 +91,8 @@ class LocalDeployment:
     log_dir: Path | None = None
     ready_timeout: float = 600.0
     extra_explainer_args: list[str] = field(default_factory=list)
+    # Whether an existing predictor (predictor_url) answers v1 and v2 bodies, as a runtime listing both does.
+    existing_answers_both_protocols: bool = False
     processes: list[LocalProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -89,8 +100,11 @@ class LocalDeployment:
         self.base = self.manifest.resolve().parent
         self.log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix=f"glassbox-{self.name}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.children = build_children(Parent(self.name, "local", "local"), self.spec, OperatorConfig())
+        self.parent = Parent(self.name, "local", "local")
+        self.predictor_isvc = build_predictor_isvc(self.parent, self.spec, OperatorConfig())
         self.model_name = self.spec.predictor.inference_service_name or self.name
+        # KServe calls a model without protocolVersion with v1; Glassbox deploys v2 unless told otherwise.
+        self.protocol = self.spec.predictor.protocol or (Protocol.v2 if self.spec.predictor.deploys_model else Protocol.v1)
 
     def __enter__(self) -> LocalDeployment:
         self.start()
@@ -106,14 +120,14 @@ class LocalDeployment:
         return resolve(uri, self.base) if uri else None
 
     def predictor_command(self, port: int) -> tuple[list[str], dict[str, str]]:
-        if self.children.predictor is None:
+        if self.predictor_isvc is None:
             raise LocalModeError("the predictor is an existing InferenceService: pass its URL (--predictor-url)")
         if not uses_glassbox_predictor(self.spec.predictor):
             raise LocalModeError(
                 f"local mode serves PyTorch models with Glassbox's predictor; modelFormat "
                 f"'{self.spec.predictor.model_format}' needs its KServe runtime: run it yourself and pass --predictor-url"
             )
-        container = _container(self.children.predictor)
+        container = _container(self.predictor_isvc)
         model_path = resolve(str(self.spec.predictor.storage_uri), self.base)
         args = _replace_arg(container["args"], "--model_dir", str(model_path))
         self.predictor_grpc_port = free_port()
@@ -121,9 +135,17 @@ class LocalDeployment:
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
         return [sys.executable, "-m", "glassbox.explainers.predictor_server", *args], env
 
+    def predictor_target(self, predictor_host: str) -> PredictTarget:
+        """The predictor on loopback, as KServe would report it (`status.address.url`) in a cluster."""
+        return PredictTarget(
+            f"http://{predictor_host}", self.model_name, self.protocol,
+            answers_both_protocols=uses_glassbox_predictor(self.spec.predictor) or self.existing_answers_both_protocols,
+        )
+
     def explainer_command(self, port: int, predictor_host: str) -> tuple[list[str], dict[str, str]]:
-        container = _container(self.children.explainer)
-        args = _replace_arg(container["args"], "--predictor_host", predictor_host)
+        explainer = build_explainer_isvc(self.parent, self.spec, self.predictor_target(predictor_host), OperatorConfig())
+        container = _container(explainer)
+        args = list(container["args"])
         if f"--model_dir={MODEL_DIR}" in args:
             args = _replace_arg(args, "--model_dir", str(self._model_path()))
         args += [f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}", *self.extra_explainer_args]
@@ -188,12 +210,17 @@ class LocalDeployment:
         return next(p.url for p in self.processes if p.name == "explainer")
 
     def urls(self) -> dict[str, str]:
-        protocol = self.spec.predictor.protocol.value
-        predict = f"/v2/models/{self.model_name}/infer" if protocol == "v2" else f"/v1/models/{self.model_name}:predict"
+        target = self.predictor_target(self.predictor_base.split("://", 1)[-1])
         return {
-            "predict": self.predictor_base + predict,
-            "explain": f"{self.explainer_base}/v1/models/{self.model_name}:explain",
+            "predict": target.predict_url(),
+            "explain": self.explainer_base + explain_path(self.model_name),
         }
+
+    def inference_graph(self, predictor_base: str | None = None, explainer_base: str | None = None) -> dict[str, Any] | None:
+        """The InferenceGraph the operator would write, its steps pointing at these servers (or at the
+        given base URLs): what KServe's router is started with (`--graph-json` of its spec)."""
+        predictor = (predictor_base or self.predictor_base).split("://", 1)[-1]
+        return build_inference_graph(self.parent, self.spec, self.predictor_target(predictor), explainer_base or self.explainer_base)
 
     def stop(self) -> None:
         for started in reversed(self.processes):

@@ -14,7 +14,9 @@ import numpy as np
 import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse, RequestedOutput
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
+from pydantic import ValidationError
 
 
 class InputError(ValueError):
@@ -103,6 +105,26 @@ class DecodedRequest:
     binary_output: bool = False  # v2: the client asked for binary output tensors
 
 
+def is_v2_body(body: Any) -> bool:
+    """Whether a JSON body is a v2 (Open Inference Protocol) request: `inputs` holding tensor objects."""
+    if not isinstance(body, dict) or "instances" in body:
+        return False
+    inputs = body.get("inputs")
+    return isinstance(inputs, list) and bool(inputs) and all(isinstance(i, dict) for i in inputs)
+
+
+def v2_request_from_json(body: dict[str, Any], model_name: str) -> InferRequest:
+    """A v2 JSON body that arrived where v1 bodies do (KServe's graph router sends one body to every step)."""
+    try:
+        return InferRequest.from_inference_request(InferenceRequest.model_validate(body), model_name)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"the v2 request is malformed at '{where}': {first['msg']}") from None
+    except InvalidInput as error:
+        raise InputError(f"the v2 request is malformed: {error}") from None
+
+
 def decode_request(payload: dict[str, Any] | InferRequest, limits: Limits = Limits()) -> DecodedRequest:
     """v1 `{"instances": [...]}` (or `{"inputs": [...]}`) or a v2 InferRequest, to numbers or strings."""
     if isinstance(payload, InferRequest):
@@ -124,6 +146,11 @@ def decode_request(payload: dict[str, Any] | InferRequest, limits: Limits = Limi
         )
     if not isinstance(payload, dict):
         raise InputError("the request body must be a JSON object with 'instances'")
+    if is_v2_body(payload):
+        raise InputError(
+            "this is a v2 (Open Inference Protocol) body, sent to a v1 path: send it to /v2/models/NAME/infer, "
+            "or send {\"instances\": [[...], ...]} here"
+        )
     values = payload.get("instances", payload.get("inputs"))
     if values is None:
         raise InputError("the request has no 'instances': send {\"instances\": [[...], ...]}")
@@ -185,6 +212,9 @@ def json_body(body: Any) -> bytes:
 
 
 def v1_request(instances: np.ndarray | list[str]) -> tuple[bytes, dict[str, str]]:
+    if isinstance(instances, np.ndarray):
+        # orjson serialises C-contiguous arrays only; a method may hand over a slice or a transpose.
+        instances = np.ascontiguousarray(instances)
     return json_body({"instances": instances}), JSON_HEADERS
 
 

@@ -18,8 +18,17 @@ import logging
 
 import kserve
 import uvloop
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from glassbox.explainers.binary_infer_route import BinaryInferRoute
+
+
+async def error_as_kserve_writes_it(_: Request, error: Exception) -> JSONResponse:
+    """`{"error": message}`, the shape of kserve's own error answers, for the errors Glassbox raises too."""
+    assert isinstance(error, HTTPException)
+    return JSONResponse(status_code=error.status_code, content={"error": error.detail}, headers=error.headers)
 
 
 def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool, binary_infer_route: bool = False) -> None:
@@ -30,6 +39,7 @@ def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_reque
     if not log_each_request:
         for name in ("uvicorn.access", kserve.logging.KSERVE_TRACE_LOGGER_NAME):
             logging.getLogger(name).setLevel(logging.WARNING)
+    kserve.model_server.app.add_exception_handler(HTTPException, error_as_kserve_writes_it)
     server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request)
     if binary_infer_route and server.workers == 1:
         # kserve hands uvicorn this name (an import string, or the app itself) when it starts.

@@ -24,6 +24,9 @@ SINGULAR = "explainedmodel"
 SHORT_NAMES = ["xm"]
 API_VERSION = f"{GROUP}/{VERSION}"
 
+# A Kubernetes object name (a DNS-1123 subdomain).
+DNS_1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 # A Kubernetes quantity: `cpu: 1`, `cpu: 500m`, `memory: 2Gi`.
 Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
@@ -120,7 +123,12 @@ class PredictorSpec(ApiModel):
     runtime: str | None = Field(
         None, description="Name of a KServe ServingRuntime to use instead of Glassbox's predictor (optional)."
     )
-    protocol: Protocol = Field(Protocol.v2, description="Inference protocol the predictor speaks: v1 or v2 (Open Inference Protocol).")
+    protocol: Protocol | None = Field(
+        None,
+        description="Inference protocol the explainer calls the predictor with: v1 or v2 (Open Inference Protocol). For a model "
+        "Glassbox deploys it defaults to v2 (Glassbox's predictor answers both); for an existing InferenceService it defaults "
+        "to the protocol KServe's InferenceGraph uses for it (its runtime's first of v1 and v2).",
+    )
     gpus: int = Field(0, ge=0, description="NVIDIA GPUs per replica (nvidia.com/gpu limit).")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the predictor.")
@@ -131,10 +139,21 @@ class PredictorSpec(ApiModel):
         None, description="Node labels the pods require, for example a GPU node pool."
     )
     tolerations: list[Toleration] | None = Field(None, description="Taints the pods tolerate, for example on GPU nodes.")
+    service_account_name: str | None = Field(
+        None,
+        pattern=DNS_1123_SUBDOMAIN,
+        max_length=253,
+        description="ServiceAccount of the predictor pods: the credentials KServe's storage initializer reads storageUri with.",
+    )
 
     @property
     def deploys_model(self) -> bool:
         return self.inference_service_name is None
+
+
+def uses_glassbox_predictor(predictor: PredictorSpec) -> bool:
+    """PyTorch artifacts without a named runtime are served by Glassbox's predictor (dynamic batching, CUDA, v1 and v2)."""
+    return predictor.deploys_model and (predictor.model_format or "").lower() == "pytorch" and predictor.runtime is None
 
 
 # --------------------------------------------------------------------------- methods
@@ -347,6 +366,11 @@ class ExplainerSpec(ApiModel):
     """How the explainer runs: its methods, data, and its own scaling, independent of the predictor."""
 
     methods: list[MethodSpec] = Field(min_length=1, description="The explanation methods to serve (at least one).")
+    default_method: str | None = Field(
+        None,
+        description="Name of the method that explains a request naming none (`method`, or `parameters.method` in a v2 body); "
+        "the first method when omitted.",
+    )
     reference_data: ReferenceData | None = Field(
         None, description="Reference data shared by every method that needs it."
     )
@@ -357,9 +381,25 @@ class ExplainerSpec(ApiModel):
     gpus: int = Field(0, ge=0, description="NVIDIA GPUs per explainer replica, for white-box methods.")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the explainer.")
-    timeout_seconds: int = Field(60, ge=1, description="Longest one explanation may take before the explainer answers 504.")
+    timeout_seconds: int = Field(
+        60, ge=1, le=3600,
+        description="Longest one explanation may take before the explainer answers 504. The explainer's InferenceService "
+        "and the graph's router wait longer than this, so the explainer's own answer always arrives.",
+    )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the explainer pods require.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the explainer pods tolerate.")
+    service_account_name: str | None = Field(
+        None,
+        pattern=DNS_1123_SUBDOMAIN,
+        max_length=253,
+        description="ServiceAccount of the explainer pods: the identity (workload identity, or the credentials KServe "
+        "injects) that referenceData and modelStorageUri are read with from a private bucket.",
+    )
+
+    @property
+    def effective_default_method(self) -> str:
+        """The method that explains a request naming none."""
+        return self.default_method or self.methods[0].effective_name
 
 
 class Route(enum.StrEnum):
@@ -375,10 +415,22 @@ class GraphSpec(ApiModel):
     routes: list[Route] = Field(
         default_factory=lambda: [Route.predict, Route.explain, Route.predict_and_explain],
         min_length=1,
-        description="Routes the graph offers: predict, explain and predictAndExplain (one call returns both).",
+        description="Routes the graph offers: predict, explain and predictAndExplain (one call returns both). A request "
+        "chooses one with a top-level `route` field (or `parameters.route` in a v2 body).",
+    )
+    default_route: Route | None = Field(
+        None,
+        description="Route of a request that names none: predict when the graph offers it, otherwise the first route listed.",
     )
     min_replicas: int | None = Field(None, ge=0, description="Fewest replicas of the graph router.")
     max_replicas: int | None = Field(None, ge=1, description="Most replicas of the graph router.")
+
+    @property
+    def effective_default_route(self) -> Route:
+        """The route of a request that names none."""
+        if self.default_route is not None:
+            return self.default_route
+        return Route.predict if Route.predict in self.routes else self.routes[0]
 
 
 class ExplainedModelSpec(ApiModel):

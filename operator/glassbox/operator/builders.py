@@ -18,11 +18,12 @@ from glassbox.operator.api import (
     Autoscaling,
     ComputeResources,
     ExplainedModelSpec,
-    PredictorSpec,
     Protocol,
     Route,
     Toleration,
+    uses_glassbox_predictor,
 )
+from glassbox.operator.kserve_addressing import PROTOCOL_ENV, PredictTarget, address_url, explain_path
 
 KSERVE_GROUP = "serving.kserve.io"
 ISVC_API_VERSION = f"{KSERVE_GROUP}/v1beta1"
@@ -35,22 +36,27 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "glassbox.dev/spec-hash"
 GPU_RESOURCE = "nvidia.com/gpu"
 # KServe reads these from a custom container: the storage initializer fetches
-# STORAGE_URI into /mnt/models, and PROTOCOL tells the graph which paths to call.
+# STORAGE_URI into /mnt/models, and PROTOCOL (kserve_addressing) tells the graph which paths to call.
 STORAGE_URI_ENV = "STORAGE_URI"
-PROTOCOL_ENV = "PROTOCOL"
 EXPLAINER_SPEC_ENV = "GLASSBOX_EXPLAINER_SPEC"
 MODEL_DIR = "/mnt/models"
 # The request field the graph's root Switch routes on.
 ROUTE_FIELD = "route"
 
 
+# The explainer answers its own 504 at explainer.timeoutSeconds; KServe's component
+# timeout and the graph's router wait this much longer, so that answer always arrives.
+TIMEOUT_MARGIN_SECONDS = 30
+# The explainer's answer to a request whose `route` the graph does not offer.
+UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
-    """What the operator knows beyond the spec: the images it deploys and the cluster's DNS domain."""
+    """What the operator knows beyond the spec: the images it deploys."""
 
     explainer_image: str = "ghcr.io/glassbox-dev/glassbox-explainer:0.1.0"
     predictor_image: str = "ghcr.io/glassbox-dev/glassbox-predictor:0.1.0"
-    cluster_domain: str = "cluster.local"
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Parent:
     uid: str
 
 
-# ------------------------------------------------------------------ names and URLs
+# ------------------------------------------------------------------ names
 
 
 def predictor_name(parent_name: str, spec: ExplainedModelSpec) -> str:
@@ -76,21 +82,6 @@ def explainer_name(parent_name: str) -> str:
 
 def graph_name(parent_name: str) -> str:
     return f"{parent_name}-graph"
-
-
-def service_host(isvc_name: str, namespace: str, config: OperatorConfig) -> str:
-    """In-cluster host of an InferenceService's predictor component (serverless and raw modes alike)."""
-    return f"{isvc_name}-predictor.{namespace}.svc.{config.cluster_domain}"
-
-
-def predict_path(model_name: str, protocol: Protocol) -> str:
-    if protocol is Protocol.v2:
-        return f"/v2/models/{model_name}/infer"
-    return f"/v1/models/{model_name}:predict"
-
-
-def explain_path(model_name: str) -> str:
-    return f"/v1/models/{model_name}:explain"
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -172,8 +163,10 @@ def _component_scaling(autoscaling: Autoscaling) -> dict[str, Any]:
     return scaling
 
 
-def _placement(node_selector: dict[str, str] | None, tolerations: list[Toleration] | None) -> dict[str, Any]:
+def _placement(node_selector: dict[str, str] | None, tolerations: list[Toleration] | None, service_account: str | None) -> dict[str, Any]:
     placement: dict[str, Any] = {}
+    if service_account:
+        placement["serviceAccountName"] = service_account
     if node_selector:
         placement["nodeSelector"] = dict(sorted(node_selector.items()))
     if tolerations:
@@ -184,11 +177,6 @@ def _placement(node_selector: dict[str, str] | None, tolerations: list[Toleratio
 # ------------------------------------------------------------------ the children
 
 
-def uses_glassbox_predictor(predictor: PredictorSpec) -> bool:
-    """PyTorch artifacts without a named runtime are served by Glassbox's predictor (dynamic batching, CUDA)."""
-    return (predictor.model_format or "").lower() == "pytorch" and predictor.runtime is None
-
-
 def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> dict[str, Any] | None:
     """The predictor InferenceService, or None when the spec names an existing one."""
     predictor = spec.predictor
@@ -196,7 +184,11 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         return None
     name = predictor_name(parent.name, spec)
     resources = build_resources(predictor.resources, predictor.gpus)
-    component: dict[str, Any] = {**_component_scaling(predictor.autoscaling), **_placement(predictor.node_selector, predictor.tolerations)}
+    component: dict[str, Any] = {
+        **_component_scaling(predictor.autoscaling),
+        **_placement(predictor.node_selector, predictor.tolerations, predictor.service_account_name),
+    }
+    protocol = predictor.protocol or Protocol.v2
     if uses_glassbox_predictor(predictor):
         args = [f"--model_name={name}", f"--model_dir={MODEL_DIR}", f"--device={'cuda' if predictor.gpus else 'cpu'}"]
         if predictor.batching is not None:
@@ -211,7 +203,7 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
                 "args": args,
                 "env": [
                     {"name": STORAGE_URI_ENV, "value": predictor.storage_uri},
-                    {"name": PROTOCOL_ENV, "value": predictor.protocol.value},
+                    {"name": PROTOCOL_ENV, "value": protocol.value},
                 ],
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 "resources": resources,
@@ -221,7 +213,7 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         model: dict[str, Any] = {
             "modelFormat": {"name": predictor.model_format},
             "storageUri": predictor.storage_uri,
-            "protocolVersion": predictor.protocol.value,
+            "protocolVersion": protocol.value,
             "resources": resources,
         }
         if predictor.runtime:
@@ -236,18 +228,33 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
     return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component})
 
 
-def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> dict[str, Any]:
-    """The explainer: its own InferenceService, so it scales independently of the predictor."""
+def predictor_target_of_own(parent: Parent, spec: ExplainedModelSpec, live_predictor: dict[str, Any] | None) -> PredictTarget | None:
+    """Where the predictor Glassbox deploys answers, once KServe reports its address."""
+    base = address_url(live_predictor)
+    if base is None:
+        return None
+    return PredictTarget(
+        base, predictor_name(parent.name, spec), spec.predictor.protocol or Protocol.v2,
+        answers_both_protocols=uses_glassbox_predictor(spec.predictor),
+    )
+
+
+def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig) -> dict[str, Any]:
+    """The explainer: its own InferenceService, so it scales independently of the predictor.
+
+    It serves the predictor's model name, so its paths mirror the predictor's, and
+    calls the predictor where KServe says it answers (`target`)."""
     explainer = spec.explainer
-    target = predictor_name(parent.name, spec)
     args = [
-        f"--model_name={target}",
-        f"--predictor_host={service_host(target, parent.namespace, config)}",
-        f"--predictor_protocol={spec.predictor.protocol.value}",
+        f"--model_name={target.model_name}",
+        f"--predictor_host={target.host}",
+        f"--predictor_protocol={target.protocol.value}",
         f"--explain_timeout_seconds={explainer.timeout_seconds}",
         # One perturbation call should take seconds, not kserve's default of ten minutes.
         f"--predictor_request_timeout_seconds={min(30, explainer.timeout_seconds)}",
     ]
+    if target.uses_tls:
+        args.append("--predictor_use_ssl=true")
     if spec.predictor.batching is not None and not uses_glassbox_predictor(spec.predictor):
         # Another runtime's batcher may refuse more rows than a batch: send no more per call.
         # Glassbox's predictor splits a large request into forward passes itself.
@@ -265,8 +272,9 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         args.append(f"--model_dir={MODEL_DIR}")
     component: dict[str, Any] = {
         **_component_scaling(explainer.autoscaling),
-        **_placement(explainer.node_selector, explainer.tolerations),
-        "timeout": explainer.timeout_seconds,
+        **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),
+        # KServe's request timeout for the component: past the explainer's own deadline, so its JSON 504 comes first.
+        "timeout": explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS,
         "containers": [
             {
                 "name": "kserve-container",
@@ -283,51 +291,81 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
     )
 
 
-def explainer_url(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> str:
-    """The explainer's in-cluster explain URL (KServe's serviceName would resolve to a predict path)."""
-    host = service_host(explainer_name(parent.name), parent.namespace, config)
-    return f"http://{host}{explain_path(predictor_name(parent.name, spec))}"
+def _route_conditions(route: Route) -> list[tuple[str, str]]:
+    """(step-name suffix, gjson condition): the route named at the top level, or in a v2 body's parameters."""
+    return [
+        ("", f'[@this].#({ROUTE_FIELD}=="{route.value}")'),
+        ("-in-parameters", f'[@this].#(parameters.{ROUTE_FIELD}=="{route.value}")'),
+    ]
 
 
-def _route_condition(route: Route) -> str:
-    # gjson: true when the request's top-level "route" field equals the route.
-    return f'[@this].#({ROUTE_FIELD}=="{route.value}")'
+NODE_OF_ROUTE = {Route.predict: "predict", Route.explain: "explain", Route.predict_and_explain: "predict-and-explain"}
 
 
-def build_inference_graph(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> dict[str, Any] | None:
-    """The InferenceGraph: a Switch on the request's `route` field; predict when it is absent."""
+def _predict_node(target: PredictTarget) -> dict[str, Any]:
+    """A Switch on the body's shape: v2 `inputs` to the v2 path, v1 `instances` to the v1 path (KServe's
+    router ignores the request's path and sends every step the same body). Another runtime is called in
+    its own protocol only, and answers a body of the other shape with its own error."""
+    steps: list[dict[str, Any]] = []
+    if target.answers_both_protocols:
+        steps += [
+            {"name": "v2-body", "serviceUrl": target.predict_url(Protocol.v2), "condition": "inputs"},
+            {"name": "v1-body", "serviceUrl": target.predict_url(Protocol.v1), "condition": "instances"},
+        ]
+    steps.append({"name": "predictor", "serviceUrl": target.predict_url(), "condition": "@this"})
+    for step in steps:
+        step["dependency"] = "Hard"
+    return {"routerType": "Switch", "steps": steps}
+
+
+def build_inference_graph(
+    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, explainer_base_url: str
+) -> dict[str, Any] | None:
+    """The InferenceGraph: a Switch on the request's `route` (or `parameters.route`); a request naming
+    none takes the default route; one naming a route the graph does not offer gets the explainer's 400
+    that lists the routes there are."""
     if not spec.graph.enabled:
         return None
-    predictor = predictor_name(parent.name, spec)
-    explain_url = explainer_url(parent, spec, config)
     routes = list(dict.fromkeys(spec.graph.routes))
+    explain_url = explainer_base_url + explain_path(target.model_name)
     nodes: dict[str, Any] = {}
+    if Route.predict in routes or Route.predict_and_explain in routes:
+        nodes["predict"] = _predict_node(target)
+    if Route.explain in routes:
+        nodes["explain"] = {
+            "routerType": "Sequence",
+            "steps": [{"name": "explainer", "serviceUrl": explain_url, "dependency": "Hard"}],
+        }
+    if Route.predict_and_explain in routes:
+        # A failed prediction fails the request (Hard); a failed or slow explanation is answered in
+        # its place as the explainer's JSON error (Soft), and the prediction still comes back.
+        nodes["predict-and-explain"] = {
+            "routerType": "Ensemble",
+            "steps": [
+                {"name": "prediction", "nodeName": "predict", "dependency": "Hard"},
+                {"name": "explanation", "serviceUrl": explain_url, "dependency": "Soft"},
+            ],
+        }
     switch_steps: list[dict[str, Any]] = []
     for route in routes:
-        if route is Route.predict:
-            continue
-        if route is Route.explain:
-            nodes["explain"] = {
-                "routerType": "Sequence",
-                "steps": [{"name": "explainer", "serviceUrl": explain_url, "dependency": "Hard"}],
-            }
-            switch_steps.append({"name": "explain", "nodeName": "explain", "condition": _route_condition(route)})
-        elif route is Route.predict_and_explain:
-            nodes["predict-and-explain"] = {
-                "routerType": "Ensemble",
-                "steps": [
-                    {"name": "prediction", "serviceName": predictor},
-                    {"name": "explanation", "serviceUrl": explain_url},
-                ],
-            }
-            switch_steps.append(
-                {"name": "predict-and-explain", "nodeName": "predict-and-explain", "condition": _route_condition(route)}
-            )
-    if Route.predict in routes:
-        # `@this` always exists, so this last step is the default route.
-        switch_steps.append({"name": "predict", "serviceName": predictor, "condition": "@this"})
+        for suffix, condition in _route_conditions(route):
+            switch_steps.append({"name": f"{NODE_OF_ROUTE[route]}{suffix}", "nodeName": NODE_OF_ROUTE[route], "condition": condition})
+    unknown_url = f"{explainer_base_url}{UNKNOWN_ROUTE_PATH}?routes={','.join(r.value for r in routes)}"
+    switch_steps += [
+        # Switch takes the first step whose condition exists on the body: a `route` that matched none above is unknown.
+        {"name": "unknown-route", "serviceUrl": unknown_url, "condition": ROUTE_FIELD, "dependency": "Hard"},
+        {"name": "unknown-route-in-parameters", "serviceUrl": unknown_url, "condition": f"parameters.{ROUTE_FIELD}", "dependency": "Hard"},
+    ]
+    default = NODE_OF_ROUTE[spec.graph.effective_default_route]
+    switch_steps.append({"name": "default", "nodeName": default, "condition": "@this"})
     nodes["root"] = {"routerType": "Switch", "steps": switch_steps}
-    graph_spec: dict[str, Any] = {"nodes": dict(sorted(nodes.items()))}
+    deadline = spec.explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS
+    graph_spec: dict[str, Any] = {
+        "nodes": dict(sorted(nodes.items())),
+        # KServe's router answers after 60 s by default: give an explanation its timeoutSeconds, and the
+        # explainer's own 504 time to arrive, before the router gives up on a step or on the client.
+        "routerTimeouts": {"serverRead": 60, "serverWrite": deadline + TIMEOUT_MARGIN_SECONDS, "serviceClient": deadline},
+    }
     if spec.graph.min_replicas is not None:
         graph_spec["minReplicas"] = spec.graph.min_replicas
     if spec.graph.max_replicas is not None:
@@ -337,19 +375,24 @@ def build_inference_graph(parent: Parent, spec: ExplainedModelSpec, config: Oper
 
 @dataclass(frozen=True)
 class DesiredChildren:
-    """Everything one ExplainedModel should own, by role; None where the role has no object."""
+    """Everything one ExplainedModel should own, by role; None where the role has no object (yet)."""
 
     predictor: dict[str, Any] | None
-    explainer: dict[str, Any]
+    explainer: dict[str, Any] | None
     graph: dict[str, Any] | None
 
     def objects(self) -> list[dict[str, Any]]:
         return [body for body in (self.predictor, self.explainer, self.graph) if body is not None]
 
 
-def build_children(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> DesiredChildren:
-    return DesiredChildren(
-        predictor=build_predictor_isvc(parent, spec, config),
-        explainer=build_explainer_isvc(parent, spec, config),
-        graph=build_inference_graph(parent, spec, config),
-    )
+def build_children(
+    parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig,
+    predictor: PredictTarget | None = None, explainer_base_url: str | None = None,
+) -> DesiredChildren:
+    """All children at once, given the addresses KServe reported (the explainer needs the predictor's,
+    the graph both); the operator builds them one by one as the addresses appear."""
+    explainer = build_explainer_isvc(parent, spec, predictor, config) if predictor is not None else None
+    graph = None
+    if predictor is not None and explainer_base_url is not None:
+        graph = build_inference_graph(parent, spec, predictor, explainer_base_url)
+    return DesiredChildren(predictor=build_predictor_isvc(parent, spec, config), explainer=explainer, graph=graph)

@@ -9,6 +9,7 @@ object, with the server's own words.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -22,6 +23,8 @@ FIELD_MANAGER = "glassbox-operator"
 PLURALS = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservices",
     ("serving.kserve.io/v1alpha1", "InferenceGraph"): "inferencegraphs",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "servingruntimes",
+    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "clusterservingruntimes",
     (f"{GROUP}/{VERSION}", "ExplainedModel"): PLURAL,
 }
 
@@ -97,9 +100,18 @@ class KubeApi:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         group, version = _split(api_version)
+        plural = PLURALS[(api_version, kind)]
+        return self._read(lambda: self._objects.get_namespaced_custom_object(group, version, namespace, plural, name), api_version, kind, name)
+
+    def get_cluster_scoped(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        group, version = _split(api_version)
+        plural = PLURALS[(api_version, kind)]
+        return self._read(lambda: self._objects.get_cluster_custom_object(group, version, plural, name), api_version, kind, name)
+
+    def _read(self, call: Callable[[], Any], api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
         try:
-            found = self._objects.get_namespaced_custom_object(group, version, namespace, PLURALS[(api_version, kind)], name)
-            return cast(dict[str, Any], found)
+            return cast(dict[str, Any], call())
         except ApiException as error:
             if error.status == 404 and _server_message(error) != "the server could not find the requested resource":
                 return None

@@ -20,12 +20,17 @@ from glassbox.operator.builders import (
     ISVC_API_VERSION,
     PARENT_LABEL,
     SPEC_HASH_ANNOTATION,
-    DesiredChildren,
     OperatorConfig,
     Parent,
-    build_children,
+    build_explainer_isvc,
+    build_inference_graph,
+    build_predictor_isvc,
+    explainer_name,
+    graph_name,
     predictor_name,
+    predictor_target_of_own,
 )
+from glassbox.operator.kserve_addressing import PredictTarget, address_url, predict_target, runtime_name
 from glassbox.operator.kube import KubeApi, KubeError, Rejected, ResourceTypeMissing
 from glassbox.operator.status import (
     SPEC_VALID,
@@ -40,6 +45,7 @@ from glassbox.operator.validation import SpecProblem, find_spec_problems
 log = logging.getLogger(__name__)
 
 CHILD_KINDS = ((ISVC_API_VERSION, "InferenceService"), (GRAPH_API_VERSION, "InferenceGraph"))
+RUNTIME_API_VERSION = "serving.kserve.io/v1alpha1"
 
 
 @dataclass(frozen=True)
@@ -130,11 +136,10 @@ class Reconciler:
             self._warn_if_new(body, previous_status, status)
             return Outcome(ready=False, problems=problems)
 
-        desired = build_children(parent, spec, self.config)
         try:
-            observation = self._converge_children(parent, spec, desired, generation, created)
+            observation = self._converge_children(parent, spec, generation, created)
             if not created:
-                self._prune(parent, desired)
+                self._prune(parent, self._wanted(parent, spec))
         except ResourceTypeMissing as missing:
             observation = Observation(
                 generation=generation, spec=spec, graph_enabled=spec.graph.enabled,
@@ -152,9 +157,9 @@ class Reconciler:
         ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
 
-    def _converge_children(
-        self, parent: Parent, spec: ExplainedModelSpec, desired: DesiredChildren, generation: int | None, created: bool = False
-    ) -> Observation:
+    def _converge_children(self, parent: Parent, spec: ExplainedModelSpec, generation: int | None, created: bool = False) -> Observation:
+        """Predictor, then explainer, then graph: each needs the address KServe reports for the one before."""
+
         def converge(body: dict[str, Any]) -> ChildReport:
             kind, name = body["kind"], body["metadata"]["name"]
             try:
@@ -170,34 +175,103 @@ class Reconciler:
             except KubeError as error:
                 return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
 
-        if desired.predictor is not None:
-            predictor = converge(desired.predictor)
-        else:
-            existing = predictor_name(parent.name, spec)
-            failure: tuple[str, str] | None
+        def waiting(api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
+            """A child that cannot be built yet: it is left as it is, and its status says what it waits for."""
             try:
-                live = self.api.get(ISVC_API_VERSION, "InferenceService", parent.namespace, existing)
+                live = None if created else self.api.get(api_version, kind, parent.namespace, name)
             except ResourceTypeMissing:
                 raise
             except KubeError as error:
-                live, failure = None, ("ApiError", str(error))
-            else:
-                failure = None if live is not None else (
-                    "InferenceServiceNotFound",
-                    f"spec.predictor.inferenceServiceName: no InferenceService '{existing}' in namespace "
-                    f"'{parent.namespace}'; create it or name one that exists",
+                return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
+            return ChildReport(kind=kind, name=name, live=live, waiting=(reason, message))
+
+        predictor_body = build_predictor_isvc(parent, spec, self.config)
+        if predictor_body is not None:
+            predictor = converge(predictor_body)
+            target = predictor_target_of_own(parent, spec, predictor.live)
+        else:
+            predictor, target = self._existing_predictor(parent, spec)
+
+        predictor_isvc = predictor_name(parent.name, spec)
+        if target is None:
+            explainer = waiting(
+                ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), "WaitingForPredictorAddress",
+                f"waiting for KServe to report the address of InferenceService '{predictor_isvc}' (status.address.url): "
+                "the explainer calls the predictor there",
+            )
+        else:
+            explainer = converge(build_explainer_isvc(parent, spec, target, self.config))
+
+        graph = None
+        if spec.graph.enabled:
+            explainer_base = address_url(explainer.live)
+            if target is None or explainer_base is None:
+                graph = waiting(
+                    GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), "WaitingForAddresses",
+                    f"waiting for KServe to report the addresses of InferenceServices '{predictor_isvc}' and "
+                    f"'{explainer_name(parent.name)}' (status.address.url): the graph's steps call them there",
                 )
-            predictor = ChildReport(kind="InferenceService", name=existing, live=live, failure=failure)
-        explainer = converge(desired.explainer)
-        graph = converge(desired.graph) if desired.graph is not None else None
+            else:
+                body = build_inference_graph(parent, spec, target, explainer_base)
+                assert body is not None
+                graph = converge(body)
         return Observation(
             generation=generation, spec=spec, predictor=predictor, explainer=explainer, graph=graph,
-            graph_enabled=spec.graph.enabled,
+            graph_enabled=spec.graph.enabled, predictor_target=target,
         )
 
-    def _prune(self, parent: Parent, desired: DesiredChildren) -> None:
+    def _existing_predictor(self, parent: Parent, spec: ExplainedModelSpec) -> tuple[ChildReport, PredictTarget | None]:
+        """The InferenceService the spec names, never written: how KServe's graph would call it."""
+        existing = predictor_name(parent.name, spec)
+        try:
+            live = self.api.get(ISVC_API_VERSION, "InferenceService", parent.namespace, existing)
+            if live is None:
+                return ChildReport(
+                    kind="InferenceService", name=existing,
+                    failure=(
+                        "InferenceServiceNotFound",
+                        f"spec.predictor.inferenceServiceName: no InferenceService '{existing}' in namespace "
+                        f"'{parent.namespace}'; create it or name one that exists",
+                    ),
+                ), None
+            runtime = runtime_name(live)
+            protocols = self._runtime_protocols(parent.namespace, runtime) if runtime else None
+        except ResourceTypeMissing:
+            raise
+        except KubeError as error:
+            return ChildReport(kind="InferenceService", name=existing, failure=("ApiError", str(error))), None
+        target = predict_target(live, runtime_protocols=protocols, protocol_override=spec.predictor.protocol)
+        if target is None and address_url(live) is not None:
+            return ChildReport(
+                kind="InferenceService", name=existing, live=live,
+                failure=(
+                    "UnsupportedProtocol",
+                    f"spec.predictor.inferenceServiceName: the ServingRuntime '{runtime}' of InferenceService '{existing}' "
+                    f"lists protocols {protocols}, neither v1 nor v2; KServe's graph and the explainer call v1 or v2 only",
+                ),
+            ), None
+        return ChildReport(kind="InferenceService", name=existing, live=live), target
+
+    def _runtime_protocols(self, namespace: str, runtime: str) -> list[str] | None:
+        """The protocolVersions of the named ServingRuntime, or ClusterServingRuntime (KServe looks in that order)."""
+        found = self.api.get(RUNTIME_API_VERSION, "ServingRuntime", namespace, runtime)
+        if found is None:
+            found = self.api.get_cluster_scoped(RUNTIME_API_VERSION, "ClusterServingRuntime", runtime)
+        if found is None:
+            return None
+        return [str(p) for p in (found.get("spec") or {}).get("protocolVersions") or []]
+
+    @staticmethod
+    def _wanted(parent: Parent, spec: ExplainedModelSpec) -> set[tuple[str, str]]:
+        wanted = {("InferenceService", explainer_name(parent.name))}
+        if spec.predictor.deploys_model:
+            wanted.add(("InferenceService", predictor_name(parent.name, spec)))
+        if spec.graph.enabled:
+            wanted.add(("InferenceGraph", graph_name(parent.name)))
+        return wanted
+
+    def _prune(self, parent: Parent, wanted: set[tuple[str, str]]) -> None:
         """Delete children this ExplainedModel owns but no longer wants (for example after switching to an existing predictor)."""
-        wanted = {(body["kind"], body["metadata"]["name"]) for body in desired.objects()}
         for api_version, kind in CHILD_KINDS:
             for live in self.api.list(api_version, kind, parent.namespace, f"{PARENT_LABEL}={parent.name}"):
                 meta = live["metadata"]

@@ -11,13 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glassbox.operator.api import ExplainedModelSpec
-from glassbox.operator.builders import (
-    explain_path,
-    explainer_name,
-    graph_name,
-    predict_path,
-    predictor_name,
-)
+from glassbox.operator.builders import explainer_name, graph_name, predictor_name
+from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem
 
 READY = "Ready"
@@ -46,6 +41,8 @@ class ChildReport:
     live: dict[str, Any] | None = None
     # Set when the child could not be written or read: (reason, message).
     failure: tuple[str, str] | None = None
+    # Set when the child cannot be built yet (an address KServe has not reported): (reason, message).
+    waiting: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,8 @@ class Observation:
     graph_enabled: bool = True
     # Set when something blocks the whole reconcile (KServe not installed): (reason, message).
     blocked: tuple[str, str] | None = None
+    # Where the predictor answers, as KServe reports it (None until it does).
+    predictor_target: PredictTarget | None = None
 
 
 def describe_problems(problems: list[SpecProblem]) -> str:
@@ -74,6 +73,8 @@ def kserve_readiness(report: ChildReport) -> ConditionState:
     if report.failure is not None:
         return ConditionState("False", *report.failure)
     if report.live is None:
+        if report.waiting is not None:
+            return ConditionState("False", *report.waiting)
         return ConditionState("False", "NotFound", f"{report.kind} '{report.name}' does not exist")
     conditions = (report.live.get("status") or {}).get("conditions") or []
     ready = next((c for c in conditions if c.get("type") == "Ready"), None)
@@ -178,11 +179,13 @@ def compute_status(observation: Observation, previous_status: dict[str, Any] | N
             "graph": graph_name(parent_name) if observation.graph_enabled else None,
         }
         status["methods"] = ",".join(method.effective_name for method in spec.explainer.methods)
+        target = observation.predictor_target
         predictor_url = _url_of(observation.predictor)
         explainer_url = _url_of(observation.explainer)
+        # status.url is where users call from outside; the path is KServe's for the model and protocol.
         status["urls"] = {
-            "predict": predictor_url + predict_path(model, spec.predictor.protocol) if predictor_url else None,
-            "explain": explainer_url + explain_path(model) if explainer_url else None,
+            "predict": predictor_url + target.path if predictor_url and target else None,
+            "explain": explainer_url + explain_path(target.model_name) if explainer_url and target else None,
             "graph": _url_of(observation.graph),
         }
     else:

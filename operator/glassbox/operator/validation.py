@@ -22,12 +22,16 @@ from glassbox.operator.api import (
     ComputeResources,
     ExplainedModelSpec,
     MethodType,
+    Protocol,
+    Route,
     ScaleMetric,
+    uses_glassbox_predictor,
 )
 
-# The longest ExplainedModel name whose children's Service names
-# (`<name>-explainer-predictor`) still fit a 63-character DNS label.
-MAX_NAME_LENGTH = 45
+# The longest ExplainedModel name whose children's Service names still fit a
+# 63-character DNS label: KServe names the explainer's Service
+# `<name>-explainer-predictor` (20 characters after the name).
+MAX_NAME_LENGTH = 43
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?\d+))?$")
@@ -126,6 +130,15 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
 
     problems.extend(_autoscaling_problems("spec.predictor.autoscaling", predictor.autoscaling))
     problems.extend(_resource_problems("spec.predictor.resources", predictor.resources))
+    if predictor.batching is not None and predictor.deploys_model and not uses_glassbox_predictor(predictor):
+        if (predictor.protocol or Protocol.v2) is not Protocol.v1:
+            problems.append(
+                SpecProblem(
+                    "spec.predictor.batching",
+                    "KServe's batcher batches only v1 ':predict' requests, so it would do nothing for a v2 predictor: "
+                    "set protocol to v1, or remove batching (modelFormat 'pytorch' without a runtime batches v1 and v2 itself)",
+                )
+            )
     explainer = spec.explainer
     problems.extend(_autoscaling_problems("spec.explainer.autoscaling", explainer.autoscaling))
     problems.extend(_resource_problems("spec.explainer.resources", explainer.resources))
@@ -188,6 +201,14 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                         f"must be [height, width, channels], got {method.anchor_image.image_shape}",
                     )
                 )
+    method_names = [method.effective_name for method in explainer.methods]
+    if explainer.default_method is not None and explainer.default_method not in method_names:
+        problems.append(
+            SpecProblem(
+                "spec.explainer.defaultMethod",
+                f"'{explainer.default_method}' is not the name of a method here; use one of {method_names}",
+            )
+        )
     if explainer.gpus and not any(method.is_white_box for method in explainer.methods):
         problems.append(
             SpecProblem(
@@ -200,6 +221,23 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
     graph = spec.graph
     if len(set(graph.routes)) != len(graph.routes):
         problems.append(SpecProblem("spec.graph.routes", "lists a route more than once; list each route once"))
+    if graph.enabled and graph.default_route is not None and graph.default_route not in graph.routes:
+        problems.append(
+            SpecProblem(
+                "spec.graph.defaultRoute",
+                f"'{graph.default_route.value}' is not one of the graph's routes {[r.value for r in graph.routes]}; "
+                "add it to routes or choose one of them",
+            )
+        )
+    if graph.enabled and Route.predict_and_explain in graph.routes and explainer.autoscaling.min_replicas == 0:
+        problems.append(
+            SpecProblem(
+                "spec.explainer.autoscaling.minReplicas",
+                "is 0, but the graph offers predictAndExplain: KServe's router loses the whole answer, prediction included, "
+                "when a step answers no JSON, as a scaled-to-zero explainer's first request may while it starts and fits its "
+                "methods; set minReplicas to at least 1, or remove predictAndExplain from spec.graph.routes",
+            )
+        )
     if graph.min_replicas is not None and graph.max_replicas is not None and graph.max_replicas < graph.min_replicas:
         problems.append(
             SpecProblem(

@@ -1,0 +1,114 @@
+"""Runs inside a private network namespace: Glassbox's servers in local mode, KServe's router in front.
+
+    unshare -n python e2e/graph/graph_driver.py PLAN.json RESULTS.json
+
+PLAN names the ExplainedModel manifest (and, for an existing InferenceService,
+the manifest that serves it), the router binary, and the requests to send to
+the router. The graph is the one the operator's builders generate, with its
+steps pointing at these servers where KServe's controller would point them
+(`status.address.url` plus KServe's paths: see glassbox.operator.kserve_addressing).
+Between the explainer and the predictor sits a fault proxy, so a request can
+ask for a slow predictor. RESULTS holds each request's status, body and time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "explainers" / "tests"))
+from glassbox.explainers.local import LocalDeployment  # noqa: E402
+
+from dataplane_support import FaultProxy  # noqa: E402
+
+ROUTER = "http://127.0.0.1:8080"
+
+
+def wait_for_router(process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the router exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{ROUTER}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the router did not answer /readyz within 30 s")
+
+
+def main(plan_path: Path, results_path: Path) -> int:
+    plan = json.loads(plan_path.read_text())
+    logs = Path(plan["logs"])
+    logs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    started: list[LocalDeployment] = []
+    proxy: FaultProxy | None = None
+    router: subprocess.Popen[bytes] | None = None
+    results: dict[str, Any] = {"requests": []}
+    try:
+        predictor_url = None
+        if plan.get("existing_manifest"):
+            existing = LocalDeployment(Path(plan["existing_manifest"]), log_dir=logs / "existing")
+            started.append(existing)
+            predictor_url = "http://" + existing.start_predictor()
+        deployment = LocalDeployment(
+            Path(plan["manifest"]), predictor_url=predictor_url, log_dir=logs / "deployment",
+            existing_answers_both_protocols=bool(plan.get("existing_answers_both_protocols")),
+            extra_explainer_args=list(plan.get("explainer_args") or []),
+        )
+        started.append(deployment)
+        predictor_host = deployment.start_predictor()
+        proxy = FaultProxy(f"http://{predictor_host}", delay=float(plan.get("slow_delay", 1.0)))
+        deployment.start_explainer(proxy.url.split("://", 1)[1])
+        graph = deployment.inference_graph(predictor_base=f"http://{predictor_host}")
+        assert graph is not None, "the manifest has no graph"
+        results["graph"] = graph["spec"]
+        router_log = logs / "router.log"
+        with open(router_log, "wb") as handle:
+            router = subprocess.Popen([plan["router"], "--graph-json", json.dumps(graph["spec"])], stdout=handle, stderr=subprocess.STDOUT)
+        wait_for_router(router, router_log)
+        with httpx.Client(timeout=None) as client:
+            for request in plan["requests"]:
+                proxy.mode = request.get("proxy_mode", "pass")
+                started_at = time.monotonic()
+                try:
+                    answer = client.post(ROUTER + request.get("path", "/"), content=json.dumps(request["body"]),
+                                         headers={"content-type": "application/json"}, timeout=request.get("timeout", 120))
+                    status, text = answer.status_code, answer.text
+                except httpx.HTTPError as error:
+                    status, text = None, f"{type(error).__name__}: {error}"
+                try:
+                    body = json.loads(text)
+                except ValueError:
+                    body = None
+                results["requests"].append(
+                    {"id": request["id"], "status": status, "body": body, "text": text[:2000], "seconds": time.monotonic() - started_at}
+                )
+                proxy.mode = "pass"
+    except Exception as error:  # reported to the test, which names it
+        results["error"] = f"{type(error).__name__}: {error}"
+        for deployment in started:
+            for process in deployment.processes:
+                results.setdefault("logs", {})[f"{deployment.name}/{process.name}"] = process.log_tail(3000)
+    finally:
+        if router is not None:
+            router.kill()  # it waits 30 s after SIGTERM before it exits
+            router.wait()
+        for deployment in reversed(started):
+            deployment.stop()
+        if proxy is not None:
+            proxy.close()
+        results_path.write_text(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -1,0 +1,261 @@
+"""Every route of the generated InferenceGraph, through KServe's own router, in front of Glassbox's servers.
+
+Each scenario is a sample manifest made runnable here (a model trained in the
+test in place of the sample's bucket, the sample's routes, methods and
+protocol kept). The router runs with the graph the builders generate, its
+steps resolved as KServe's controller resolves them: the InferenceService's
+`status.address.url` (here the server's loopback address) plus KServe's
+predict path for its model name and protocol (kserve v0.20,
+`pkg/controller/v1beta1/inferenceservice/utils/utils.go`, `GetPredictorEndpoint`
+and `GetModelName`, mirrored in glassbox.operator.kserve_addressing). The
+matrix: every route, no route and an unknown route, times a v1 and a v2 body,
+times with and without a method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from glassbox.explainers.examples import tabular_classifier
+
+from dataplane_support import FEATURES, tabular_data
+from kserve_router import REPO, router_or_reason
+
+ROUTER, WHY_NOT = router_or_reason()
+pytestmark = pytest.mark.skipif(ROUTER is None, reason=WHY_NOT)
+
+ROW = [0.9, 0.2, 0.5, 0.5, 0.5]  # f0 > 0.5: class 1
+ROUTES = ["predict", "explain", "predictAndExplain", None, "bogus"]
+BODIES = ["v1", "v2"]
+
+
+def body(shape: str, route: str | None, method: str | None) -> dict[str, Any]:
+    """What a user of each protocol sends: v1 names route and method at the top, v2 in `parameters`."""
+    if shape == "v1":
+        answer: dict[str, Any] = {"instances": [ROW]}
+        if route:
+            answer["route"] = route
+        if method:
+            answer["method"] = method
+        return answer
+    parameters = {k: v for k, v in (("route", route), ("method", method)) if v}
+    answer = {"inputs": [{"name": "input-0", "shape": [1, len(ROW)], "datatype": "FP32", "data": ROW}]}
+    if parameters:
+        answer["parameters"] = parameters
+    return answer
+
+
+def matrix(method: str) -> list[dict[str, Any]]:
+    return [
+        {"id": f"{route}/{shape}/{'method' if named else 'no-method'}", "body": body(shape, route, method if named else None)}
+        for route in ROUTES for shape in BODIES for named in (True, False)
+    ]
+
+
+def tabular_folder(folder: Path) -> None:
+    X, y = tabular_data()
+    tabular_classifier(X, y, folder / "model", epochs=400)
+    frame = pd.DataFrame(X, columns=FEATURES)
+    frame["label"] = y
+    frame.to_csv(folder / "train.csv", index=False)
+
+
+def runnable(sample: str, folder: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A sample with its bucket swapped for the model and data trained here; everything else as written."""
+    manifest = yaml.safe_load((REPO / "crds" / "samples" / f"{sample}.yaml").read_text())
+    spec = manifest["spec"]
+    spec["explainer"]["referenceData"] = {"uri": "train.csv", "targetColumn": "label"}
+    edit(manifest)
+    path = folder / f"{sample}.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def run_plan(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    plan = {**plan, "router": str(ROUTER), "logs": str(folder / "logs")}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "explainers" / "tests"), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(
+        ["unshare", "-n", sys.executable, str(REPO / "e2e" / "graph" / "graph_driver.py"), str(folder / "plan.json"), str(folder / "results.json")],
+        check=True, timeout=900, env=env,
+    )
+    results: dict[str, Any] = json.loads((folder / "results.json").read_text())
+    assert "error" not in results, f"{results['error']}\n{json.dumps(results.get('logs'), indent=1)[:6000]}"
+    return results
+
+
+def by_id(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in results["requests"]}
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@pytest.fixture(scope="module")
+def v2_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """tabular-pytorch-gpu: Glassbox's v2 predictor, three methods, defaultMethod kernelshap, every route."""
+    folder = tmp_path_factory.mktemp("graph-v2")
+    tabular_folder(folder)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        predictor = manifest["spec"]["predictor"]
+        for key in ("gpus", "nodeSelector", "tolerations", "resources"):
+            predictor.pop(key, None)
+        predictor["storageUri"] = "model"
+        explainer = manifest["spec"]["explainer"]
+        for method in explainer["methods"]:
+            if method["type"] == "KernelShap":
+                method["kernelShap"] = {"nsamples": 100, "backgroundSize": 20}
+
+    manifest = runnable("tabular-pytorch-gpu", folder, edit)
+    return run_plan(folder, {"manifest": str(manifest), "requests": matrix("anchortabular")})
+
+
+@pytest.fixture(scope="module")
+def v1_existing_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """existing-inferenceservice: an existing v1 service (KServe's sklearn runtime lists v1 and v2), Anchors and
+    counterfactuals, routes predict and explain only."""
+    folder = tmp_path_factory.mktemp("graph-v1")
+    tabular_folder(folder)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        explainer = manifest["spec"]["explainer"]
+        for method in explainer["methods"]:
+            if method["type"] == "Counterfactual":
+                method["counterfactual"] = {"trainSteps": 300}
+
+    manifest = runnable("existing-inferenceservice", folder, edit)
+    existing = folder / "existing.yaml"
+    existing.write_text(yaml.safe_dump({
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "loan-approval-sklearn"},
+        "spec": {
+            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
+            "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "train.csv", "targetColumn": "label"}},
+        },
+    }))
+    return run_plan(folder, {
+        "manifest": str(manifest), "existing_manifest": str(existing), "existing_answers_both_protocols": True,
+        "requests": matrix("counterfactual"),
+    })
+
+
+# --------------------------------------------------------------------------- what each answer must be
+
+
+def prediction_shape(answer: Any, shape: str) -> None:
+    if shape == "v1":
+        assert isinstance(answer, dict) and len(answer["predictions"]) == 1, answer
+        assert answer["predictions"][0][1] > 0.5, answer
+    else:
+        assert isinstance(answer, dict) and answer["outputs"][0]["shape"][0] == 1, answer
+
+
+def explanation_shape(answer: Any, method: str) -> None:
+    assert isinstance(answer, dict) and "error" not in answer, answer
+    assert {"meta", "data"} <= set(answer) and answer["method"] == method, str(answer)[:500]
+
+
+def check(result: dict[str, Any], route: str | None, shape: str, named: bool, *, offered: list[str], default_route: str,
+          requested_method: str, default_method: str) -> None:
+    where = f"{result['id']}: HTTP {result['status']} {result['text'][:600]}"
+    effective = route if route is not None else default_route
+    if effective not in offered:
+        assert result["status"] == 400, where
+        assert str(route) in result["body"]["error"] and all(r in result["body"]["error"] for r in offered), where
+        return
+    assert result["status"] == 200, where
+    method = requested_method if named else default_method
+    if effective == "predict":
+        prediction_shape(result["body"], shape)
+    elif effective == "explain":
+        explanation_shape(result["body"], method)
+    else:
+        assert set(result["body"]) == {"prediction", "explanation"}, where
+        prediction_shape(result["body"]["prediction"], shape)
+        explanation_shape(result["body"]["explanation"], method)
+
+
+CELLS = [(route, shape, named) for route in ROUTES for shape in BODIES for named in (True, False)]
+CELL_IDS = [f"{route}-{shape}-{'method' if named else 'no-method'}" for route, shape, named in CELLS]
+
+
+@pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
+def test_v2_predictor_graph(v2_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
+    result = by_id(v2_graph)[f"{route}/{shape}/{'method' if named else 'no-method'}"]
+    check(result, route, shape, named, offered=["predict", "explain", "predictAndExplain"], default_route="predict",
+          requested_method="anchortabular", default_method="kernelshap")
+
+
+@pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
+def test_v1_existing_predictor_graph(v1_existing_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
+    result = by_id(v1_existing_graph)[f"{route}/{shape}/{'method' if named else 'no-method'}"]
+    check(result, route, shape, named, offered=["predict", "explain"], default_route="predict",
+          requested_method="counterfactual", default_method="anchortabular")
+
+
+def test_the_router_was_fed_the_builders_graph(v2_graph: dict[str, Any]) -> None:
+    graph = v2_graph["graph"]
+    assert graph["nodes"]["predict-and-explain"]["steps"][1]["dependency"] == "Soft"
+    assert graph["routerTimeouts"]["serviceClient"] > 60
+
+
+@pytest.fixture(scope="module")
+def slow_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A slow predictor behind the explainer: past timeoutSeconds the explainer's own JSON 504 arrives, and
+    predictAndExplain still carries the prediction; an explanation longer than the router's default 60 s completes."""
+    folder = tmp_path_factory.mktemp("graph-slow")
+    tabular_folder(folder)
+
+    def edit(timeout: int) -> Callable[[dict[str, Any]], None]:
+        def apply(manifest: dict[str, Any]) -> None:
+            manifest["spec"] = {
+                "predictor": {"modelFormat": "pytorch", "storageUri": "model"},
+                "explainer": {
+                    "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+                    "methods": [{"type": "KernelShap", "kernelShap": {"nsamples": 100, "backgroundSize": 20}}],
+                    "timeoutSeconds": timeout,
+                },
+            }
+        return apply
+
+    short = runnable("tabular-pytorch-gpu", folder, edit(3))
+    v1 = body("v1", "predictAndExplain", None)
+    short_results = run_plan(folder, {"manifest": str(short), "slow_delay": 5, "requests": [
+        {"id": "both-slow", "body": v1, "proxy_mode": "slow"},
+        {"id": "explain-slow", "body": {**v1, "route": "explain"}, "proxy_mode": "slow"},
+    ]})
+    long_folder = tmp_path_factory.mktemp("graph-long")
+    tabular_folder(long_folder)
+    long = runnable("tabular-pytorch-gpu", long_folder, edit(150))
+    # KernelSHAP makes two predictor calls per explanation: 2 x 31 s is past the router's default 60 s.
+    long_results = run_plan(long_folder, {
+        "manifest": str(long), "slow_delay": 31, "explainer_args": ["--predictor_request_timeout_seconds=60"], "requests": [
+        {"id": "explain-long", "body": {**v1, "route": "explain"}, "proxy_mode": "slow", "timeout": 300},
+    ]})
+    return {**by_id(short_results), **by_id(long_results)}
+
+
+def test_a_slow_explanation_never_costs_the_prediction(slow_graph: dict[str, Any]) -> None:
+    both = slow_graph["both-slow"]
+    assert both["status"] == 200, both["text"]
+    prediction_shape(both["body"]["prediction"], "v1")
+    assert "took longer than 3 s" in both["body"]["explanation"]["error"], both["text"]
+    explain = slow_graph["explain-slow"]
+    assert explain["status"] == 504 and "took longer than 3 s" in explain["body"]["error"], explain["text"]
+
+
+def test_an_explanation_longer_than_the_routers_default_timeout_completes(slow_graph: dict[str, Any]) -> None:
+    long = slow_graph["explain-long"]
+    assert long["seconds"] > 60
+    assert long["status"] == 200, long["text"]
+    explanation_shape(long["body"], "kernelshap")
