@@ -53,10 +53,37 @@ def set_ready(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name
     """Play KServe's part: report the object Ready with a URL on its status subresource."""
     status = {
         "url": url,
-        "address": {"url": url},
+        "address": {"url": f"http://{name}.{namespace}.svc.cluster.local"},
         "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
     }
     cluster.objects.patch_namespaced_custom_object_status(*kind[:2], namespace, kind[2], name, {"status": status})
+
+
+def report_address(cluster: Cluster, namespace: str, name: str, url: str | None = None) -> None:
+    """Play KServe's ingress reconciler: an InferenceService gets its in-cluster address before it is ready."""
+    address = url or f"http://{name}.{namespace}.svc.cluster.local"
+    cluster.objects.patch_namespaced_custom_object_status(*KSERVE[:2], namespace, KSERVE[2], name, {"status": {"address": {"url": address}}})
+
+
+def create_existing(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any] | None = None) -> None:
+    """An InferenceService someone else made, with the address KServe reports for it."""
+    body = {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": name, "namespace": namespace},
+        "spec": spec or {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://models/loans"}}},
+    }
+    cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], body)
+    report_address(cluster, namespace, name)
+
+
+def apply_with_addresses(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    """Apply an ExplainedModel and report each child's address as KServe would, so every child gets built."""
+    name = manifest["metadata"]["name"]
+    apply_manifest(cluster, namespace, manifest)
+    if "inferenceServiceName" not in manifest["spec"]["predictor"]:
+        wait_for("the predictor", lambda: get(cluster, KSERVE, namespace, name))
+        report_address(cluster, namespace, name)
+    wait_for("the explainer", lambda: get(cluster, KSERVE, namespace, f"{name}-explainer"))
+    report_address(cluster, namespace, f"{name}-explainer")
 
 
 # --------------------------------------------------------------------------- the API as users meet it
@@ -121,13 +148,26 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
     manifest = load(path)
     name = manifest["metadata"]["name"]
     spec = manifest["spec"]
+    target = spec["predictor"].get("inferenceServiceName", name)
+    if "inferenceServiceName" in spec["predictor"]:
+        create_existing(cluster, namespace, target)
     cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+    if "inferenceServiceName" not in spec["predictor"]:
+        wait_for("the predictor InferenceService", lambda: get(cluster, KSERVE, namespace, name))
+        waiting = wait_for(
+            "ExplainerReady=False waiting for the predictor's address",
+            lambda: (b := get(cluster, XM, namespace, name)) and condition(b, "ExplainerReady").get("reason") == "WaitingForPredictorAddress" and b,
+        )
+        assert get(cluster, KSERVE, namespace, f"{name}-explainer") is None, "the explainer needs the predictor's address first"
+        assert f"InferenceService '{name}'" in condition(waiting, "ExplainerReady")["message"]
+        # A headless RawDeployment Service: KServe's address carries the container port.
+        report_address(cluster, namespace, name, f"http://{name}-predictor.{namespace}.svc.cluster.local:8080")
 
     explainer = wait_for("the explainer InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-explainer"))
     container = explainer["spec"]["predictor"]["containers"][0]
-    target = spec["predictor"].get("inferenceServiceName", name)
-    assert f"--predictor_host={target}-predictor.{namespace}.svc.cluster.local" in container["args"]
-    assert f"--predictor_protocol={spec['predictor'].get('protocol', 'v2')}" in container["args"]
+    expected_host = f"{name}-predictor.{namespace}.svc.cluster.local:8080" if target == name else f"{target}.{namespace}.svc.cluster.local"
+    assert f"--predictor_host={expected_host}" in container["args"]
+    assert f"--predictor_protocol={spec['predictor'].get('protocol', 'v2' if target == name else 'v1')}" in container["args"]
     assert container["resources"]["requests"]["cpu"]
     assert explainer["metadata"]["ownerReferences"][0]["kind"] == "ExplainedModel"
 
@@ -143,12 +183,15 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
 
     graph_wanted = (spec.get("graph") or {}).get("enabled", True)
     if graph_wanted:
+        report_address(cluster, namespace, f"{name}-explainer")
         graph = wait_for("the InferenceGraph", lambda: get(cluster, GRAPHS, namespace, f"{name}-graph"))
         root_steps = graph["spec"]["nodes"]["root"]["steps"]
         routes = (spec.get("graph") or {}).get("routes", ["predict", "explain", "predictAndExplain"])
-        assert len(root_steps) == len(routes)
+        # Each route at the top level and in parameters, the two unknown-route steps, the default.
+        assert len(root_steps) == 2 * len(routes) + 3
         if "explain" in routes:
-            assert graph["spec"]["nodes"]["explain"]["steps"][0]["serviceUrl"].endswith(f"/v1/models/{target}:explain")
+            explain_url = f"http://{name}-explainer.{namespace}.svc.cluster.local/v1/models/{target}:explain"
+            assert graph["spec"]["nodes"]["explain"]["steps"][0]["serviceUrl"] == explain_url
     else:
         assert get(cluster, GRAPHS, namespace, f"{name}-graph") is None
 
@@ -159,8 +202,8 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
 
 def test_a_changed_spec_converges_including_removed_fields(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
     manifest = sample("tabular-pytorch-gpu")
-    apply_manifest(cluster, namespace, manifest)
-    wait_for("the predictor", lambda: get(cluster, KSERVE, namespace, "credit-risk"))
+    apply_with_addresses(cluster, namespace, manifest)
+    wait_for("the graph", lambda: get(cluster, GRAPHS, namespace, "credit-risk-graph"))
 
     changed = copy.deepcopy(manifest)
     changed["spec"]["predictor"]["gpus"] = 2
@@ -190,19 +233,23 @@ def test_a_changed_spec_converges_including_removed_fields(cluster: Cluster, ope
 
 def test_switching_to_an_existing_predictor_deletes_the_owned_one(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
     manifest = sample("tabular-pytorch-gpu")
-    apply_manifest(cluster, namespace, manifest)
-    wait_for("the predictor", lambda: get(cluster, KSERVE, namespace, "credit-risk"))
+    apply_with_addresses(cluster, namespace, manifest)
+    create_existing(cluster, namespace, "credit-risk-v2")
     changed = copy.deepcopy(manifest)
     changed["spec"]["predictor"] = {"inferenceServiceName": "credit-risk-v2", "protocol": "v2"}
     changed["spec"]["explainer"]["modelStorageUri"] = "s3://models/credit-risk/v2/model.pt"
     cluster.kubectl("replace", "-n", namespace, "-f", "-", input=yaml.safe_dump(changed))
     wait_for("the owned predictor to be deleted", lambda: get(cluster, KSERVE, namespace, "credit-risk") is None)
-    explainer = get(cluster, KSERVE, namespace, "credit-risk-explainer") or {}
-    assert "--predictor_host=credit-risk-v2-predictor." in " ".join(explainer["spec"]["predictor"]["containers"][0]["args"])
+    explainer = wait_for(
+        "the explainer to call the existing predictor",
+        lambda: (b := get(cluster, KSERVE, namespace, "credit-risk-explainer"))
+        and f"--predictor_host=credit-risk-v2.{namespace}.svc.cluster.local" in b["spec"]["predictor"]["containers"][0]["args"] and b,
+    )
+    assert "--model_name=credit-risk-v2" in explainer["spec"]["predictor"]["containers"][0]["args"]
 
 
 def test_a_deleted_child_is_recreated(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
-    apply_manifest(cluster, namespace, sample("tabular-pytorch-gpu"))
+    apply_with_addresses(cluster, namespace, sample("tabular-pytorch-gpu"))
     first = wait_for("the explainer", lambda: get(cluster, KSERVE, namespace, "credit-risk-explainer"))
     cluster.objects.delete_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], "credit-risk-explainer")
     again = wait_for(
@@ -213,7 +260,7 @@ def test_a_deleted_child_is_recreated(cluster: Cluster, operator: RunningOperato
 
 
 def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
-    apply_manifest(cluster, namespace, sample("tabular-pytorch-gpu"))
+    apply_with_addresses(cluster, namespace, sample("tabular-pytorch-gpu"))
     for kind, name in [(KSERVE, "credit-risk"), (KSERVE, "credit-risk-explainer"), (GRAPHS, "credit-risk-graph")]:
         wait_for(name, lambda k=kind, n=name: get(cluster, k, namespace, n))
     body = get(cluster, XM, namespace, "credit-risk")
@@ -239,17 +286,10 @@ def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: Ru
 def test_deleting_the_explained_model_collects_children_but_never_an_existing_service(
     cluster: Cluster, operator: RunningOperator, namespace: str
 ) -> None:
-    existing = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "loan-approval-sklearn", "namespace": namespace},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://models/loans"}}},
-    }
-    cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], existing)
+    create_existing(cluster, namespace, "loan-approval-sklearn")
     before = get(cluster, KSERVE, namespace, "loan-approval-sklearn") or {}
 
-    apply_manifest(cluster, namespace, sample("existing-inferenceservice"))
-    wait_for("the explainer", lambda: get(cluster, KSERVE, namespace, "loan-approval-explainer"))
+    apply_with_addresses(cluster, namespace, sample("existing-inferenceservice"))
     wait_for("the graph", lambda: get(cluster, GRAPHS, namespace, "loan-approval-graph"))
     # KServe reports the existing service ready: the ExplainedModel notices without a timer.
     set_ready(cluster, KSERVE, namespace, "loan-approval-sklearn", f"http://loan-approval-sklearn.{namespace}.example.com")
@@ -337,7 +377,7 @@ def test_without_kserve_a_clear_condition_then_recovery_once_installed(cluster: 
             assert "InferenceService" in condition(body, "Ready")["message"] and "install" in condition(body, "Ready")["message"]
 
             localcluster.install_kserve_crds(info.kubeconfig)
-            wait_for("the children once KServe is installed", lambda: get(bare_cluster, GRAPHS, "default", "credit-risk-graph"), timeout=90)
+            wait_for("the children once KServe is installed", lambda: get(bare_cluster, KSERVE, "default", "credit-risk"), timeout=90)
             wait_for(
                 "the condition to clear",
                 lambda: condition(get(bare_cluster, XM, "default", "credit-risk"), "Ready").get("reason") == "ChildrenNotReady",

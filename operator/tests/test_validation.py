@@ -50,6 +50,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("explainer GPU without white-box", _set(["explainer", "gpus"], 1), "spec.explainer.gpus", "white-box"),
     ("duplicate routes", _set(["graph", "routes"], ["predict", "predict"]), "spec.graph.routes", "once"),
     ("unknown field", _set(["predictor", "gpu"], 1), "spec.predictor.gpu", "Extra inputs"),
+    ("default method not served", _set(["explainer", "defaultMethod"], "lime"), "spec.explainer.defaultMethod", "anchortabular"),
+    ("default route not offered", _set(["graph", "routes"], ["predict"]), "spec.graph.defaultRoute", "not one of the graph's routes"),
+    ("predictAndExplain with an explainer that scales to zero", _set(["explainer", "autoscaling", "minReplicas"], 0),
+     "spec.explainer.autoscaling.minReplicas", "predictAndExplain"),
+    ("KServe's batcher on a v2 runtime", _set(["predictor", "modelFormat"], "sklearn"), "spec.predictor.batching", "v1 ':predict'"),
     ("wrong type", _set(["predictor", "gpus"], "one"), "spec.predictor.gpus", "integer"),
 ]
 
@@ -58,6 +63,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
 def test_a_broken_rule_names_the_field(credit_risk: dict[str, Any], case: str, mutate: Any, field: str, hint: str) -> None:
     spec = credit_risk["spec"]
     spec["explainer"]["methods"] = spec["explainer"]["methods"][:2]  # black-box only: AnchorTabular, KernelShap
+    spec["graph"]["defaultRoute"] = "explain"
     mutate(spec)
     parsed, problems = find_spec_problems("credit-risk", spec)
     assert parsed is None
@@ -80,10 +86,17 @@ def test_deploy_only_fields_are_refused_for_an_existing_service() -> None:
     assert {p.field for p in problems} == {"spec.predictor.batching", "spec.predictor.gpus"}
 
 
-@pytest.mark.parametrize("name", ["Credit", "1credit", "a" * 46, "credit_risk"])
+@pytest.mark.parametrize("name", ["Credit", "1credit", "a" * 44, "credit_risk"])
 def test_names_kserve_cannot_use_are_refused(credit_risk: dict[str, Any], name: str) -> None:
     _, problems = find_spec_problems(name, credit_risk["spec"])
     assert [p.field for p in problems] == ["metadata.name"]
+
+
+def test_the_longest_name_fits_the_explainers_service_name(credit_risk: dict[str, Any]) -> None:
+    name = "a" * 43
+    spec, problems = find_spec_problems(name, credit_risk["spec"])
+    assert problems == [] and spec is not None
+    assert len(f"{name}-explainer-predictor") == 63  # KServe's Service for the explainer's predictor component
 
 
 def test_influence_needs_labels() -> None:
