@@ -21,16 +21,23 @@ fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# A deb-src entry for bookworm main, next to the machine's own deb entries.
-SRC_LIST=/etc/apt/sources.list.d/glassbox-bookworm-src.sources
-if [ ! -f "$SRC_LIST" ]; then
-  $SUDO tee "$SRC_LIST" >/dev/null <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+# A deb-src entry, when the machine has none: the twin of its own first `deb`
+# entry (the same mirror, suites and keys), so no host name is written here.
+if ! apt-get source --print-uris kubernetes >/dev/null 2>&1; then
+  SRC_LIST=/etc/apt/sources.list.d/glassbox-src.sources
+  twin=""
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    twin=$(awk 'BEGIN{RS="";ORS="\n\n"} /(^|\n)Types:[ \t]*deb([ \t]|\n|$)/ && !done {sub(/Types:[ \t]*deb/,"Types: deb-src"); print; done=1}' "$f")
+    [ -n "$twin" ] && break
+  done
+  if [ -z "$twin" ] && [ -f /etc/apt/sources.list ]; then
+    # One-line format: `deb [options] URI SUITE COMPONENTS...` becomes a deb-src line.
+    twin=$(grep -E '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list | head -1 | sed -E 's/^[[:space:]]*deb[[:space:]]/deb-src /')
+    SRC_LIST=/etc/apt/sources.list.d/glassbox-src.list
+  fi
+  [ -n "$twin" ] || { echo "no apt source to mirror for a deb-src entry; add one for Debian bookworm main" >&2; exit 1; }
+  printf '%s\n' "$twin" | $SUDO tee "$SRC_LIST" >/dev/null
 fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
