@@ -113,3 +113,19 @@ def test_a_child_waiting_for_an_address_says_which(credit_risk: dict[str, Any]) 
     assert (by_type["ExplainerReady"]["status"], by_type["ExplainerReady"]["reason"]) == ("False", "WaitingForPredictorAddress")
     assert by_type["GraphReady"]["reason"] == "WaitingForAddresses"
     assert "waiting for KServe" in by_type["Ready"]["message"]
+
+
+def test_what_kserves_raw_deployment_mode_cannot_do_is_named(credit_risk: dict[str, Any]) -> None:
+    """KServe's RawDeployment mode: an HPA on cpu or memory (hpa_reconciler.go), at least one replica."""
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])  # concurrency on both, explainer minReplicas 1
+    raw = {"status": {"deploymentMode": "RawDeployment", "conditions": [{"type": "Ready", "status": "True"}]}}
+    serverless = {"status": {"deploymentMode": "Serverless", "conditions": [{"type": "Ready", "status": "True"}]}}
+    fine = conditions(compute_status(observation(spec, serverless, serverless, None), None, "credit-risk", "t0"))
+    assert fine["ScalingAsSpecified"]["status"] == "True"
+    raw_state = conditions(compute_status(observation(spec, raw, serverless, None), None, "credit-risk", "t0"))["ScalingAsSpecified"]
+    assert raw_state["status"] == "False"
+    assert raw_state["message"].startswith("spec.predictor.autoscaling.scaleMetric: concurrency needs KServe's Serverless mode")
+    refused = {"status": {"deploymentMode": "Serverless", "conditions": [
+        {"type": "Ready", "status": "False", "message": "admission webhook denied: must not set the field(s): spec.nodeSelector"}]}}
+    knative = conditions(compute_status(observation(spec, refused, serverless, None), None, "credit-risk", "t0"))["ScalingAsSpecified"]
+    assert "spec.predictor.nodeSelector/tolerations" in knative["message"] and "kubernetes.podspec-nodeselector" in knative["message"]

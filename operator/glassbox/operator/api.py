@@ -447,7 +447,7 @@ class ExplainedModelSpec(ApiModel):
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Ready, PredictorReady, ExplainerReady, GraphReady or SpecValid.")
+    type: str = Field(description="Ready, PredictorReady, ExplainerReady, GraphReady, SpecValid or ScalingAsSpecified.")
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="One CamelCase word saying why.")
     message: str = Field("", description="What is wrong and what would be right, for a person.")
@@ -469,7 +469,7 @@ class Children(ApiModel):
 
 class ExplainedModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="The generation of the spec this status describes.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, GraphReady, SpecValid.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, GraphReady, SpecValid, ScalingAsSpecified.")
     urls: StatusUrls = Field(default_factory=StatusUrls, description="The URLs to call.")
     children: Children = Field(default_factory=Children, description="The objects this ExplainedModel made or uses.")
     methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")

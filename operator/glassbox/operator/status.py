@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from glassbox.operator.api import ExplainedModelSpec
+from glassbox.operator.api import Autoscaling, ExplainedModelSpec, ScaleMetric
 from glassbox.operator.builders import explainer_name, graph_name, predictor_name
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem
@@ -20,7 +20,10 @@ PREDICTOR_READY = "PredictorReady"
 EXPLAINER_READY = "ExplainerReady"
 GRAPH_READY = "GraphReady"
 SPEC_VALID = "SpecValid"
-CONDITION_TYPES = (READY, PREDICTOR_READY, EXPLAINER_READY, GRAPH_READY, SPEC_VALID)
+SCALING_AS_SPECIFIED = "ScalingAsSpecified"
+CONDITION_TYPES = (READY, PREDICTOR_READY, EXPLAINER_READY, GRAPH_READY, SPEC_VALID, SCALING_AS_SPECIFIED)
+# KServe's names (old and v0.20) for its mode without Knative: an HPA on cpu or memory, at least one replica.
+RAW_DEPLOYMENT_MODES = frozenset({"RawDeployment", "Standard"})
 # How many problems one condition message lists before it says how many more.
 MAX_PROBLEMS_SHOWN = 3
 
@@ -97,6 +100,46 @@ def _url_of(report: ChildReport | None) -> str | None:
     return url.rstrip("/") if isinstance(url, str) and url else None
 
 
+def _scaling_problems(path: str, autoscaling: Autoscaling, placed: bool, report: ChildReport | None) -> list[str]:
+    """What KServe, in the mode it reports for this child, cannot do of what the spec asks."""
+    live = (report.live if report else None) or {}
+    status = live.get("status") or {}
+    mode = status.get("deploymentMode")
+    problems = []
+    if mode in RAW_DEPLOYMENT_MODES:
+        if autoscaling.scale_metric in (ScaleMetric.concurrency, ScaleMetric.rps):
+            problems.append(
+                f"{path}.scaleMetric: {autoscaling.scale_metric.value} needs KServe's Serverless mode (Knative's autoscaler); "
+                f"'{report.name if report else ''}' runs in {mode} mode, whose HPA scales on cpu or memory only: use cpu or memory"
+            )
+        if autoscaling.min_replicas == 0:
+            problems.append(f"{path}.minReplicas: 0 needs KServe's Serverless mode; in {mode} mode KServe keeps at least 1 replica")
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    message = str(ready.get("message") or "")
+    if placed and ready.get("status") == "False" and "must not set the field" in message and ("nodeSelector" in message or "tolerations" in message):
+        problems.append(
+            f"{path.rsplit('.', 1)[0]}.nodeSelector/tolerations: Knative refuses them unless its "
+            "kubernetes.podspec-nodeselector and kubernetes.podspec-tolerations features are enabled (config-features in knative-serving)"
+        )
+    return problems
+
+
+def scaling_state(observation: Observation) -> ConditionState:
+    """Whether the cluster honours the replicas, metric and placement the spec asks for, as far as KServe reports it."""
+    spec = observation.spec
+    if spec is None:
+        return ConditionState("Unknown", "NotReconciled", "the spec is invalid")
+    problems: list[str] = []
+    if spec.predictor.deploys_model:
+        placed = bool(spec.predictor.node_selector or spec.predictor.tolerations)
+        problems += _scaling_problems("spec.predictor.autoscaling", spec.predictor.autoscaling, placed, observation.predictor)
+    placed = bool(spec.explainer.node_selector or spec.explainer.tolerations)
+    problems += _scaling_problems("spec.explainer.autoscaling", spec.explainer.autoscaling, placed, observation.explainer)
+    if problems:
+        return ConditionState("False", "NotSupportedByCluster", "; ".join(problems))
+    return ConditionState("True", "AsSpecified", "nothing in the spec is ignored by the cluster, as far as KServe reports")
+
+
 def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
     """The state of every condition type, before transition times."""
     states: dict[str, ConditionState] = {}
@@ -112,6 +155,7 @@ def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
             return ConditionState("Unknown", "NotReconciled", f"the {what} is not reconciled while the spec is invalid")
         return kserve_readiness(report)
 
+    states[SCALING_AS_SPECIFIED] = scaling_state(observation)
     states[PREDICTOR_READY] = child_state(observation.predictor, "predictor")
     states[EXPLAINER_READY] = child_state(observation.explainer, "explainer")
     if not observation.graph_enabled:
