@@ -50,7 +50,25 @@ def main() -> int:
         sample = Path(args.sample)
         print(f"4. kubectl apply -f {sample.relative_to(REPO) if sample.is_relative_to(REPO) else sample}")
         print("   " + kubectl("apply", "-n", "default", "-f", str(sample)).strip())
-        name = str(yaml.safe_load(sample.read_text())["metadata"]["name"])
+        manifest = yaml.safe_load(sample.read_text())
+        name = str(manifest["metadata"]["name"])
+        existing = (manifest["spec"]["predictor"] or {}).get("inferenceServiceName")
+
+        def report_address(isvc: str) -> None:
+            """KServe's part (no KServe controller runs here): the in-cluster address its ingress reconciler reports."""
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not kubectl("get", "inferenceservices", "-n", "default", "-o", "name").count(f"/{isvc}\n"):
+                time.sleep(0.3)
+            url = f"http://{isvc}.default.svc.cluster.local"
+            kubectl("patch", "inferenceservice", isvc, "-n", "default", "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"address": {"url": url}}}))
+            print(f"   playing KServe: InferenceService {isvc} gets status.address.url {url}")
+
+        if existing:
+            print(f"   (the sample explains an existing InferenceService '{existing}': the explainer waits for it)")
+        else:
+            report_address(name)
+            report_address(f"{name}-explainer")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
@@ -59,9 +77,15 @@ def main() -> int:
             time.sleep(0.5)
         print("\n5. what the operator created:\n")
         print(kubectl("get", "explainedmodels,inferenceservices,inferencegraphs", "-n", "default", "-o", "wide"))
-        print(f"6. kubectl get inferencegraph {name}-graph -o yaml (spec):\n")
-        graph = json.loads(kubectl("get", "inferencegraph", f"{name}-graph", "-n", "default", "-o", "json"))
-        print(yaml.safe_dump({"spec": graph["spec"]}, sort_keys=False))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and f"{name}-graph" not in kubectl("get", "inferencegraphs", "-n", "default", "-o", "name"):
+            time.sleep(0.3)
+        graphs = kubectl("get", "inferencegraphs", "-n", "default", "-o", "name")
+        if f"{name}-graph" in graphs:
+            print(f"6. kubectl get inferencegraph {name}-graph -o yaml (spec):\n")
+            graph = json.loads(kubectl("get", "inferencegraph", f"{name}-graph", "-n", "default", "-o", "json"))
+            print(yaml.safe_dump({"spec": graph["spec"]}, sort_keys=False))
+        status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
         print("7. the ExplainedModel's conditions (no KServe controller runs here, so children stay Pending):\n")
         for condition in status.get("conditions") or []:
             print(f"   {condition['type']:<15} {condition['status']:<8} {condition['reason']}: {condition['message'][:110]}")

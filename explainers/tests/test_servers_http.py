@@ -82,6 +82,8 @@ PREDICTOR_BAD_INPUTS = [
     ("wrong feature count", {"instances": [[1.0, 2.0, 3.0]]}, 400, "cannot take instances of shape [3]"),
     ("not a number", {"instances": [[1.0, "high", 3.0, 4.0, 5.0]]}, 400, "not a number"),
     ("ragged rows", {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0], [1.0]]}, 400, "different lengths"),
+    ("a v2 body on the v1 path", {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}, 400,
+     "this is a v2 (Open Inference Protocol) body, sent to a v1 path"),
     ("text for a numeric model", {"instances": ["hello"]}, 400, "numeric instances"),
     ("no instances", {"rows": [[1, 2, 3, 4, 5]]}, 400, "no 'instances'"),
     ("too many rows", {"instances": [[0.5] * 5] * 262_145}, 413, "at most 262144"),
@@ -167,7 +169,8 @@ EXPLAINER_BAD_INPUTS = [
     ("wrong feature count", {"instances": [[0.1, 0.2, 0.3]], "method": "shap"}, 400, "each instance must have 5 features (f0, f1, f2, f3, f4); got 3"),
     ("not a number", {"instances": [[0.1, "x", 0.3, 0.4, 0.5]], "method": "shap"}, 400, "not a number"),
     ("unknown method", {"instances": ROWS, "method": "lime"}, 404, "the methods are ['anchors', 'counterfactual', 'ig', 'influence', 'shap']"),
-    ("no method named", {"instances": ROWS}, 400, "name a method"),
+    ("picture not a boolean", {"instances": ROWS[:1], "method": "shap", "picture": "false"}, 400, "'picture' must be true or false"),
+    ("a malformed v2 body", {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP32"}]}, 400, "malformed at 'inputs.0.data'"),
     ("two instances for an anchor", {"instances": ROWS, "method": "anchors"}, 413, "at most 1 instance per request"),
     ("too many instances", {"instances": [[0.5] * 5] * 300, "method": "shap"}, 413, "at most 256"),
     ("text for a tabular model", {"instances": ["a sentence"], "method": "shap"}, 400, "numeric instances"),
@@ -180,6 +183,17 @@ def test_explainer_bad_input_gets_a_clear_4xx(tabular: Tabular, case: str, body:
     response = httpx.post(tabular[0].urls()["explain"], json=body, timeout=60)
     assert response.status_code == status, pretty(response)
     assert words in response.text, response.text
+
+
+def test_a_request_naming_no_method_gets_the_default_one_in_either_body_shape(tabular: Tabular) -> None:
+    """KServe's graph router sends the same body to every step, whatever the path: the v1 explain path takes a v2 body too."""
+    url = tabular[0].urls()["explain"]
+    v1 = httpx.post(url, json={"instances": ROWS[:1]}, timeout=60)
+    assert v1.status_code == 200 and v1.json()["method"] == "anchors", pretty(v1)  # the first method: no defaultMethod set
+    tensor = {"name": "input-0", "shape": [1, 5], "datatype": "FP32", "data": ROWS[0]}
+    v2 = httpx.post(url, json={"inputs": [tensor], "parameters": {"method": "shap"}}, timeout=60)
+    assert v2.status_code == 200 and v2.json()["method"] == "shap", pretty(v2)
+    assert v2.json()["data"]["shap_values"], pretty(v2)
 
 
 def test_explainer_refuses_nan(tabular: Tabular) -> None:
