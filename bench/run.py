@@ -38,9 +38,8 @@ from glassbox.explainers.local import LocalDeployment
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))
-from measure import peak_rss_mb  # noqa: E402
-
 from dataplane_support import text_data  # noqa: E402
+from measure import peak_rss_mb  # noqa: E402
 
 SEED = 0
 

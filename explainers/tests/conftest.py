@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dataplane_support import FaultProxy, build_image, build_tabular, build_text
 
 from glassbox.explainers.local import LocalDeployment
-
-from dataplane_support import FaultProxy, build_image, build_tabular, build_text
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,9 @@ class LocalDeployment:
         self.parent = Parent(self.name, "local", "local")
         self.predictor_isvc = build_predictor_isvc(self.parent, self.spec, OperatorConfig())
         self.model_name = self.spec.predictor.inference_service_name or self.name
-        # KServe calls a model without protocolVersion with v1; Glassbox deploys v2 unless told otherwise.
-        self.protocol = self.spec.predictor.protocol or (Protocol.v2 if self.spec.predictor.deploys_model else Protocol.v1)
+        # KServe calls a model without protocolVersion with v1.
+        predictor = self.spec.predictor
+        self.protocol = predictor.protocol_to_deploy if predictor.deploys_model else (predictor.protocol or Protocol.v1)
 
     def __enter__(self) -> LocalDeployment:
         self.start()
@@ -135,15 +136,15 @@ class LocalDeployment:
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
         return [sys.executable, "-m", "glassbox.explainers.predictor_server", *args], env
 
-    def predictor_target(self, predictor_host: str) -> PredictTarget:
+    def predictor_target(self, predictor_base: str) -> PredictTarget:
         """The predictor on loopback, as KServe would report it (`status.address.url`) in a cluster."""
         return PredictTarget(
-            f"http://{predictor_host}", self.model_name, self.protocol,
+            predictor_base, self.model_name, self.protocol,
             answers_both_protocols=uses_glassbox_predictor(self.spec.predictor) or self.existing_answers_both_protocols,
         )
 
     def explainer_command(self, port: int, predictor_host: str) -> tuple[list[str], dict[str, str]]:
-        explainer = build_explainer_isvc(self.parent, self.spec, self.predictor_target(predictor_host), OperatorConfig())
+        explainer = build_explainer_isvc(self.parent, self.spec, self.predictor_target(f"http://{predictor_host}"), OperatorConfig())
         container = _container(explainer)
         args = list(container["args"])
         if f"--model_dir={MODEL_DIR}" in args:
@@ -210,7 +211,7 @@ class LocalDeployment:
         return next(p.url for p in self.processes if p.name == "explainer")
 
     def urls(self) -> dict[str, str]:
-        target = self.predictor_target(self.predictor_base.split("://", 1)[-1])
+        target = self.predictor_target(self.predictor_base)
         return {
             "predict": target.predict_url(),
             "explain": self.explainer_base + explain_path(self.model_name),
@@ -219,8 +220,8 @@ class LocalDeployment:
     def inference_graph(self, predictor_base: str | None = None, explainer_base: str | None = None) -> dict[str, Any] | None:
         """The InferenceGraph the operator would write, its steps pointing at these servers (or at the
         given base URLs): what KServe's router is started with (`--graph-json` of its spec)."""
-        predictor = (predictor_base or self.predictor_base).split("://", 1)[-1]
-        return build_inference_graph(self.parent, self.spec, self.predictor_target(predictor), explainer_base or self.explainer_base)
+        target = self.predictor_target(predictor_base or self.predictor_base)
+        return build_inference_graph(self.parent, self.spec, target, explainer_base or self.explainer_base)
 
     def stop(self) -> None:
         for started in reversed(self.processes):

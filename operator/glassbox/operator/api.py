@@ -150,6 +150,11 @@ class PredictorSpec(ApiModel):
     def deploys_model(self) -> bool:
         return self.inference_service_name is None
 
+    @property
+    def protocol_to_deploy(self) -> Protocol:
+        """The protocol of a model Glassbox deploys: v2 unless the spec says otherwise."""
+        return self.protocol or Protocol.v2
+
 
 def uses_glassbox_predictor(predictor: PredictorSpec) -> bool:
     """PyTorch artifacts without a named runtime are served by Glassbox's predictor (dynamic batching, CUDA, v1 and v2)."""

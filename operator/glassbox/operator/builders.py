@@ -188,7 +188,7 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         **_component_scaling(predictor.autoscaling),
         **_placement(predictor.node_selector, predictor.tolerations, predictor.service_account_name),
     }
-    protocol = predictor.protocol or Protocol.v2
+    protocol = predictor.protocol_to_deploy
     if uses_glassbox_predictor(predictor):
         args = [f"--model_name={name}", f"--model_dir={MODEL_DIR}", f"--device={'cuda' if predictor.gpus else 'cpu'}"]
         if predictor.batching is not None:
@@ -234,7 +234,7 @@ def predictor_target_of_own(parent: Parent, spec: ExplainedModelSpec, live_predi
     if base is None:
         return None
     return PredictTarget(
-        base, predictor_name(parent.name, spec), spec.predictor.protocol or Protocol.v2,
+        base, predictor_name(parent.name, spec), spec.predictor.protocol_to_deploy,
         answers_both_protocols=uses_glassbox_predictor(spec.predictor),
     )
 

@@ -131,7 +131,7 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
     problems.extend(_autoscaling_problems("spec.predictor.autoscaling", predictor.autoscaling))
     problems.extend(_resource_problems("spec.predictor.resources", predictor.resources))
     if predictor.batching is not None and predictor.deploys_model and not uses_glassbox_predictor(predictor):
-        if (predictor.protocol or Protocol.v2) is not Protocol.v1:
+        if predictor.protocol_to_deploy is not Protocol.v1:
             problems.append(
                 SpecProblem(
                     "spec.predictor.batching",
