@@ -1,5 +1,6 @@
 # Glassbox: everything a newcomer needs is a target here.
 #   make demo   a model served and explained locally, over real HTTP
+#   make demo-graph   the same model through KServe's InferenceGraph router
 #   make test   lint, unit and end-to-end tests (builds what it needs first)
 
 PYTHON_BOOTSTRAP ?= python3
@@ -7,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-cluster bench images clean
+.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -48,6 +49,9 @@ test: $(STAMP) cluster-tools lint ## everything: lint, unit and end-to-end tests
 
 demo: $(STAMP) ## train a model, serve and explain it locally over HTTP, print explanations, write PNGs
 	$(VENV)/bin/glassbox demo
+
+demo-graph: $(STAMP) ## the demo's model through KServe's own InferenceGraph router, every route (needs ../shared/kserve-router, unshare -n)
+	$(PY) e2e/graph/demo_graph.py
 
 demo-cluster: $(STAMP) cluster-tools ## start the local API server, apply a sample, print what the operator created
 	$(PY) e2e/demo_control_plane.py $(ARGS)

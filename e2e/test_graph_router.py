@@ -18,15 +18,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
-from dataplane_support import FEATURES, tabular_data
+from dataplane_support import FEATURES, tabular_data, text_data
 
-from glassbox.explainers.examples import tabular_classifier
+from glassbox.explainers.examples import tabular_classifier, text_classifier
 
 from kserve_router import REPO, router_or_reason
 
@@ -34,29 +35,33 @@ ROUTER, WHY_NOT = router_or_reason()
 pytestmark = pytest.mark.skipif(ROUTER is None, reason=WHY_NOT)
 
 ROW = [0.9, 0.2, 0.5, 0.5, 0.5]  # f0 > 0.5: class 1
+TEXT = "the acting was excellent and the music quite rather"  # 'excellent': class 1
 ROUTES = ["predict", "explain", "predictAndExplain", None, "bogus"]
 BODIES = ["v1", "v2"]
 
 
-def body(shape: str, route: str | None, method: str | None) -> dict[str, Any]:
+def body(shape: str, route: str | None, method: str | None, row: Any = ROW) -> dict[str, Any]:
     """What a user of each protocol sends: v1 names route and method at the top, v2 in `parameters`."""
     if shape == "v1":
-        answer: dict[str, Any] = {"instances": [ROW]}
+        answer: dict[str, Any] = {"instances": [row]}
         if route:
             answer["route"] = route
         if method:
             answer["method"] = method
         return answer
     parameters = {k: v for k, v in (("route", route), ("method", method)) if v}
-    answer = {"inputs": [{"name": "input-0", "shape": [1, len(ROW)], "datatype": "FP32", "data": ROW}]}
+    if isinstance(row, str):
+        answer = {"inputs": [{"name": "input-0", "shape": [1], "datatype": "BYTES", "data": [row]}]}
+    else:
+        answer = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}]}
     if parameters:
         answer["parameters"] = parameters
     return answer
 
 
-def matrix(method: str) -> list[dict[str, Any]]:
+def matrix(method: str, row: Any = ROW) -> list[dict[str, Any]]:
     return [
-        {"id": f"{route}/{shape}/{'method' if named else 'no-method'}", "body": body(shape, route, method if named else None)}
+        {"id": f"{route}/{shape}/{'method' if named else 'no-method'}", "body": body(shape, route, method if named else None, row)}
         for route in ROUTES for shape in BODIES for named in (True, False)
     ]
 
@@ -147,7 +152,65 @@ def v1_existing_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     })
 
 
+@pytest.fixture(scope="module")
+def text_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """text-anchors: a v1 text model served by a KServe runtime (here Glassbox's predictor stands in for it, under
+    the sample's name), AnchorText, routes explain and predictAndExplain."""
+    folder = tmp_path_factory.mktemp("graph-text")
+    texts, y = text_data()
+    text_classifier(texts, y, folder / "model")
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["spec"]["explainer"].pop("referenceData")
+        manifest["spec"]["predictor"].pop("resources", None)
+
+    manifest = runnable("text-anchors", folder, edit)
+    runtime = folder / "runtime.yaml"
+    runtime.write_text(yaml.safe_dump({
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "review-sentiment"},
+        "spec": {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
+                 "explainer": {"methods": [{"type": "AnchorText"}]}},
+    }))
+    return run_plan(folder, {"manifest": str(manifest), "existing_manifest": str(runtime), "requests": matrix("anchors", TEXT)})
+
+
+@pytest.fixture(scope="module")
+def influence_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """training-data-influence: an existing v2 InferenceService, the explainer loading the same weights for
+    TrainingDataInfluence and IntegratedGradients, every route."""
+    folder = tmp_path_factory.mktemp("graph-influence")
+    tabular_folder(folder)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        explainer = manifest["spec"]["explainer"]
+        for key in ("gpus", "nodeSelector", "tolerations"):
+            explainer.pop(key, None)
+        explainer["modelStorageUri"] = "model"
+
+    manifest = runnable("training-data-influence", folder, edit)
+    existing = folder / "existing.yaml"
+    existing.write_text(yaml.safe_dump({
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "fraud-detector-torch"},
+        "spec": {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2"},
+                 "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "train.csv", "targetColumn": "label"}}},
+    }))
+    return run_plan(folder, {"manifest": str(manifest), "existing_manifest": str(existing), "requests": matrix("integratedgradients")})
+
+
 # --------------------------------------------------------------------------- what each answer must be
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the sample's graph offers, and which body shapes its predictor steps take."""
+
+    offered: list[str]
+    default_route: str
+    requested_method: str
+    default_method: str
+    # A predictor that answers both protocols (Glassbox's, or a runtime listing v1 and v2) takes both body
+    # shapes; another is called in its declared protocol only and answers the other shape with its own 4xx.
+    predictor_shapes: tuple[str, ...] = ("v1", "v2")
 
 
 def prediction_shape(answer: Any, shape: str) -> None:
@@ -163,16 +226,22 @@ def explanation_shape(answer: Any, method: str) -> None:
     assert {"meta", "data"} <= set(answer) and answer["method"] == method, str(answer)[:500]
 
 
-def check(result: dict[str, Any], route: str | None, shape: str, named: bool, *, offered: list[str], default_route: str,
-          requested_method: str, default_method: str) -> None:
+def check(result: dict[str, Any], route: str | None, shape: str, named: bool, expected: Expected) -> None:
     where = f"{result['id']}: HTTP {result['status']} {result['text'][:600]}"
-    effective = route if route is not None else default_route
-    if effective not in offered:
+    effective = route if route is not None else expected.default_route
+    if effective not in expected.offered:
         assert result["status"] == 400, where
-        assert str(route) in result["body"]["error"] and all(r in result["body"]["error"] for r in offered), where
+        assert str(route) in result["body"]["error"] and all(r in result["body"]["error"] for r in expected.offered), where
+        return
+    if effective != "explain" and shape not in expected.predictor_shapes:
+        # The prediction is a hard dependency: its failure is the answer, with the predictor's own status and error.
+        assert result["status"] in (400, 422), where
+        assert "prediction" not in result["body"], where
+        # Glassbox's predictor stands in for the runtime here: its error names the body's protocol and the right path.
+        assert f"a {shape} body" in result["body"]["error"] or f"a {shape} (" in result["body"]["error"], where
         return
     assert result["status"] == 200, where
-    method = requested_method if named else default_method
+    method = expected.requested_method if named else expected.default_method
     if effective == "predict":
         prediction_shape(result["body"], shape)
     elif effective == "explain":
@@ -187,18 +256,38 @@ CELLS = [(route, shape, named) for route in ROUTES for shape in BODIES for named
 CELL_IDS = [f"{route}-{shape}-{'method' if named else 'no-method'}" for route, shape, named in CELLS]
 
 
+def cell(results: dict[str, Any], route: str | None, shape: str, named: bool) -> dict[str, Any]:
+    return by_id(results)[f"{route}/{shape}/{'method' if named else 'no-method'}"]
+
+
 @pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
 def test_v2_predictor_graph(v2_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
-    result = by_id(v2_graph)[f"{route}/{shape}/{'method' if named else 'no-method'}"]
-    check(result, route, shape, named, offered=["predict", "explain", "predictAndExplain"], default_route="predict",
-          requested_method="anchortabular", default_method="kernelshap")
+    check(cell(v2_graph, route, shape, named), route, shape, named, Expected(
+        offered=["predict", "explain", "predictAndExplain"], default_route="predict",
+        requested_method="anchortabular", default_method="kernelshap"))
 
 
 @pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
 def test_v1_existing_predictor_graph(v1_existing_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
-    result = by_id(v1_existing_graph)[f"{route}/{shape}/{'method' if named else 'no-method'}"]
-    check(result, route, shape, named, offered=["predict", "explain"], default_route="predict",
-          requested_method="counterfactual", default_method="anchortabular")
+    check(cell(v1_existing_graph, route, shape, named), route, shape, named, Expected(
+        offered=["predict", "explain"], default_route="predict",
+        requested_method="counterfactual", default_method="anchortabular"))
+
+
+@pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
+def test_text_anchors_graph(text_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
+    """No predict route: a request naming none is explained; the v1 runtime takes v1 bodies only."""
+    check(cell(text_graph, route, shape, named), route, shape, named, Expected(
+        offered=["explain", "predictAndExplain"], default_route="explain",
+        requested_method="anchors", default_method="anchors", predictor_shapes=("v1",)))
+
+
+@pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
+def test_training_data_influence_graph(influence_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
+    """White-box methods beside an existing v2 service's weights; that service is called in v2 only."""
+    check(cell(influence_graph, route, shape, named), route, shape, named, Expected(
+        offered=["predict", "explain", "predictAndExplain"], default_route="predict",
+        requested_method="integratedgradients", default_method="trainingdatainfluence", predictor_shapes=("v2",)))
 
 
 def test_the_router_was_fed_the_builders_graph(v2_graph: dict[str, Any]) -> None:

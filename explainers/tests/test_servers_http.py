@@ -105,6 +105,23 @@ def test_predictor_refuses_nan(tabular: Tabular) -> None:
     assert healthy.status_code == 200
 
 
+V2_BAD_BODIES = [
+    ("a v1 body on the v2 path", {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0]]},
+     'has "instances", a v1 body: send it to /v1/models/synthetic:predict'),
+    ("a tensor without its shape", {"inputs": [{"name": "input-0", "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]},
+     "the body does not fit /v2/models/synthetic/infer: inputs.0.shape: Field required"),
+]
+
+
+@pytest.mark.parametrize("case,body,words", V2_BAD_BODIES, ids=[c[0] for c in V2_BAD_BODIES])
+def test_a_body_that_does_not_fit_the_v2_path_is_named_as_kserve_writes_errors(
+    tabular: Tabular, case: str, body: dict[str, object], words: str
+) -> None:
+    """FastAPI's own 422 lists pydantic's errors twice (JSON and binary alternatives); ours names the fix."""
+    response = httpx.post(f"{tabular[0].predictor_base}/v2/models/synthetic/infer", json=body, timeout=30)
+    assert response.status_code == 422, pretty(response)
+    assert set(response.json()) == {"error"} and words in response.json()["error"], pretty(response)
+
 
 def test_predictor_bad_binary_input_gets_the_same_clear_4xx(tabular: Tabular) -> None:
     """Binary v2 requests take the predictor's short way in (binary_infer_route); refused ones read as kserve writes them."""

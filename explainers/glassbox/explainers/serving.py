@@ -19,6 +19,7 @@ import logging
 import kserve
 import uvloop
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -31,6 +32,30 @@ async def error_as_kserve_writes_it(_: Request, error: Exception) -> JSONRespons
     return JSONResponse(status_code=error.status_code, content={"error": error.detail}, headers=error.headers)
 
 
+def describe_invalid_body(path: str, body: object, problems: list[dict[str, object]]) -> str:
+    """What is wrong with a body FastAPI refused, and what would be right."""
+    if path.startswith("/v2/") and isinstance(body, dict) and "instances" in body and "inputs" not in body:
+        v1_path = path.removeprefix("/v2").removesuffix("/infer") + ":predict"
+        return (
+            f'{path} takes an Open Inference Protocol (v2) body, {{"inputs": [{{"name", "shape", "datatype", "data"}}]}}; '
+            f'this one has "instances", a v1 body: send it to /v1{v1_path}, or send "inputs"'
+        )
+    # A v2 infer body may be JSON or binary: FastAPI reports the binary alternative too, which says nothing useful.
+    named = [p for p in problems if "bytes" not in [str(part) for part in p.get("loc", ())]] or problems
+    where = "; ".join(
+        f"{'.'.join(str(part) for part in p.get('loc', ()) if part not in ('body', 'InferenceRequest')) or 'body'}: {p.get('msg')}"
+        for p in named[:5]
+    )
+    return f"the body does not fit {path}: {where}"
+
+
+async def invalid_body_as_kserve_writes_it(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 for a body that does not fit the route, as `{"error": message}` naming what would."""
+    assert isinstance(error, RequestValidationError)
+    problems = [dict(p) for p in error.errors()]
+    return JSONResponse(status_code=422, content={"error": describe_invalid_body(request.url.path, error.body, problems)})
+
+
 def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool, binary_infer_route: bool = False) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # kserve configures `asyncio.get_event_loop()` before `asyncio.run` makes the loop it serves on;
@@ -40,6 +65,7 @@ def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_reque
         for name in ("uvicorn.access", kserve.logging.KSERVE_TRACE_LOGGER_NAME):
             logging.getLogger(name).setLevel(logging.WARNING)
     kserve.model_server.app.add_exception_handler(HTTPException, error_as_kserve_writes_it)
+    kserve.model_server.app.add_exception_handler(RequestValidationError, invalid_body_as_kserve_writes_it)
     server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request)
     if binary_infer_route and server.workers == 1:
         # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
