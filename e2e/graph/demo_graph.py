@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kserve_router import REPO, router_or_reason  # noqa: E402
-
 from glassbox.explainers.demo import prepare  # noqa: E402
+
+from kserve_router import router_or_reason  # noqa: E402
 
 
 def requests(row: list[float]) -> list[dict[str, Any]]:
@@ -47,18 +47,21 @@ def requests(row: list[float]) -> list[dict[str, Any]]:
 
 
 def shortened(value: Any, depth: int = 0) -> Any:
-    """Enough of an answer to read: floats to 4 digits, lists to their first items, deep objects elided."""
+    """Enough of an answer to read: floats to 4 digits, lists to their first items, null fields and an
+    explanation's parameters left out, deep objects elided."""
     if isinstance(value, float):
         return round(value, 4)
     if isinstance(value, str):
-        return value if len(value) <= 160 else value[:157] + "..."
+        return value if len(value) <= 400 else value[:397] + "..."
     if isinstance(value, list):
         head = [shortened(v, depth + 1) for v in value[:3]]
         return head + ([f"... {len(value) - 3} more"] if len(value) > 3 else [])
     if isinstance(value, dict):
-        if depth >= 3:
+        if depth >= 4:
             return "{...}"
-        return {k: shortened(v, depth + 1) for k, v in value.items() if k not in ("raw", "picture")}
+        if isinstance(value.get("meta"), dict) and "name" in value["meta"]:
+            value = {**value, "meta": {"name": value["meta"]["name"], "...": "..."}}
+        return {k: shortened(v, depth + 1) for k, v in value.items() if v is not None and k not in ("raw", "picture")}
     return value
 
 
@@ -69,7 +72,7 @@ def explanation_lines(explanation: Any) -> list[str]:
 
 
 def main() -> int:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / ".glassbox" / "demo-graph").resolve()
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".glassbox/demo-graph")
     router, why_not = router_or_reason()
     if router is None:
         print(f"make demo-graph needs KServe's router: {why_not}")
@@ -78,8 +81,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"1. training the demo's PyTorch classifier (breast cancer, 30 features) -> {out}/model/model.pt")
     manifest, rows, _ = prepare(out)
+    manifest = manifest.resolve()
     sent = requests([float(x) for x in rows[0]])
-    plan = {"manifest": str(manifest), "router": str(router), "logs": str(out / "logs"), "requests": sent}
+    plan = {"manifest": str(manifest), "router": str(router), "logs": str((out / "logs").resolve()), "requests": sent}
     (out / "plan.json").write_text(json.dumps(plan))
     print("2. in a private network namespace: the predictor and the explainer in local mode (5 methods fitted),")
     print("   and KServe's router on :8080 with the InferenceGraph the operator generates for this manifest")

@@ -7,8 +7,8 @@ the manifest that serves it), the router binary, and the requests to send to
 the router. The graph is the one the operator's builders generate, with its
 steps pointing at these servers where KServe's controller would point them
 (`status.address.url` plus KServe's paths: see glassbox.operator.kserve_addressing).
-Between the explainer and the predictor sits a fault proxy, so a request can
-ask for a slow predictor. RESULTS holds each request's status, body and time.
+When a request asks for a fault (`proxy_mode`: a slow predictor), a fault
+proxy sits between the explainer and the predictor. RESULTS holds each request's status, body and time.
 """
 
 from __future__ import annotations
@@ -66,8 +66,11 @@ def main(plan_path: Path, results_path: Path) -> int:
         )
         started.append(deployment)
         predictor_host = deployment.start_predictor()
-        proxy = FaultProxy(f"http://{predictor_host}", delay=float(plan.get("slow_delay", 1.0)))
-        deployment.start_explainer(proxy.url.split("://", 1)[1])
+        if any("proxy_mode" in request for request in plan["requests"]):
+            proxy = FaultProxy(f"http://{predictor_host}", delay=float(plan.get("slow_delay", 1.0)))
+            deployment.start_explainer(proxy.url.split("://", 1)[1])
+        else:
+            deployment.start_explainer(predictor_host)
         graph = deployment.inference_graph(predictor_base=f"http://{predictor_host}")
         assert graph is not None, "the manifest has no graph"
         results["graph"] = graph["spec"]
@@ -77,7 +80,8 @@ def main(plan_path: Path, results_path: Path) -> int:
         wait_for_router(router, router_log)
         with httpx.Client(timeout=None) as client:
             for request in plan["requests"]:
-                proxy.mode = request.get("proxy_mode", "pass")
+                if proxy is not None:
+                    proxy.mode = request.get("proxy_mode", "pass")
                 started_at = time.monotonic()
                 try:
                     answer = client.post(ROUTER + request.get("path", "/"), content=json.dumps(request["body"]),
@@ -92,7 +96,8 @@ def main(plan_path: Path, results_path: Path) -> int:
                 results["requests"].append(
                     {"id": request["id"], "status": status, "body": body, "text": text[:2000], "seconds": time.monotonic() - started_at}
                 )
-                proxy.mode = "pass"
+                if proxy is not None:
+                    proxy.mode = "pass"
     except Exception as error:  # reported to the test, which names it
         results["error"] = f"{type(error).__name__}: {error}"
         for deployment in started:

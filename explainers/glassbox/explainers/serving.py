@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import kserve
 import uvloop
@@ -32,7 +33,7 @@ async def error_as_kserve_writes_it(_: Request, error: Exception) -> JSONRespons
     return JSONResponse(status_code=error.status_code, content={"error": error.detail}, headers=error.headers)
 
 
-def describe_invalid_body(path: str, body: object, problems: list[dict[str, object]]) -> str:
+def describe_invalid_body(path: str, body: object, problems: list[dict[str, Any]]) -> str:
     """What is wrong with a body FastAPI refused, and what would be right."""
     if path.startswith("/v2/") and isinstance(body, dict) and "instances" in body and "inputs" not in body:
         v1_path = path.removeprefix("/v2").removesuffix("/infer") + ":predict"
@@ -41,9 +42,12 @@ def describe_invalid_body(path: str, body: object, problems: list[dict[str, obje
             f'this one has "instances", a v1 body: send it to /v1{v1_path}, or send "inputs"'
         )
     # A v2 infer body may be JSON or binary: FastAPI reports the binary alternative too, which says nothing useful.
-    named = [p for p in problems if "bytes" not in [str(part) for part in p.get("loc", ())]] or problems
+    def location(problem: dict[str, Any]) -> list[str]:
+        return [str(part) for part in problem.get("loc", ())]
+
+    named = [p for p in problems if "bytes" not in location(p)] or problems
     where = "; ".join(
-        f"{'.'.join(str(part) for part in p.get('loc', ()) if part not in ('body', 'InferenceRequest')) or 'body'}: {p.get('msg')}"
+        f"{'.'.join(part for part in location(p) if part not in ('body', 'InferenceRequest')) or 'body'}: {p.get('msg')}"
         for p in named[:5]
     )
     return f"the body does not fit {path}: {where}"
