@@ -9,7 +9,7 @@ tokens, authorizes with RBAC, and the controller manager runs the garbage
 collector, namespace, service-account and token controllers. There are no nodes
 and no kubelet: objects are stored, validated, watched and garbage-collected,
 which is everything an operator's tests need. KServe's CRDs are installed from
-../shared/kserve-crds (or permissive stand-ins when that folder is absent).
+../shared/kserve-crds (or stand-ins generated from the kserve SDK's models when that folder is absent).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kserve_stand_in_crds import stand_in_crds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("GLASSBOX_CLUSTER_DIR", REPO / ".glassbox" / "cluster"))
@@ -123,31 +126,12 @@ def _drop_empty_string_defaults(node: Any) -> Any:
     return node
 
 
-def _stand_in_crds() -> list[dict[str, Any]]:
-    def crd(kind: str, plural: str, version: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.serving.kserve.io"},
-            "spec": {
-                "group": "serving.kserve.io",
-                "scope": "Namespaced",
-                "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-                "versions": [{
-                    "name": version, "served": True, "storage": True, "subresources": {"status": {}},
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }],
-            },
-        }
-
-    return [crd("InferenceService", "inferenceservices", "v1beta1"), crd("InferenceGraph", "inferencegraphs", "v1alpha1")]
-
-
 def kserve_crd_documents() -> list[dict[str, Any]]:
-    """KServe's real CRDs, made acceptable to a 1.20 server; stand-ins that accept any spec when they are absent."""
+    """KServe's real CRDs, made acceptable to a 1.20 server; when they are absent, stand-ins whose schemas
+    come from the kserve SDK's models (so unknown fields are pruned as KServe's CRDs prune them)."""
     if not KSERVE_CRDS.is_dir():
-        print(f"warning: {KSERVE_CRDS} is absent: installing KServe stand-in CRDs that accept any spec", file=sys.stderr)
-        return _stand_in_crds()
+        print(f"note: {KSERVE_CRDS} is absent: installing KServe CRDs generated from the kserve SDK's models", file=sys.stderr)
+        return stand_in_crds()
     documents = []
     for path in sorted(KSERVE_CRDS.glob("serving.kserve.io_*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
