@@ -85,7 +85,14 @@ def main() -> int:
             print(f"6. kubectl get inferencegraph {name}-graph -o yaml (spec):\n")
             graph = json.loads(kubectl("get", "inferencegraph", f"{name}-graph", "-n", "default", "-o", "json"))
             print(yaml.safe_dump({"spec": graph["spec"]}, sort_keys=False))
-        status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
+        # The operator writes the status after the children it built: wait for one that no longer waits on addresses.
+        deadline = time.monotonic() + (5 if existing else 30)
+        while True:
+            status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
+            waiting = [c for c in status.get("conditions") or [] if str(c.get("reason", "")).startswith("Waiting")]
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         print("7. the ExplainedModel's conditions (no KServe controller runs here, so children stay Pending):\n")
         for condition in status.get("conditions") or []:
             print(f"   {condition['type']:<15} {condition['status']:<8} {condition['reason']}: {condition['message'][:110]}")

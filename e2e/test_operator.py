@@ -265,6 +265,10 @@ def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: Ru
         wait_for(name, lambda k=kind, n=name: get(cluster, k, namespace, n))
     body = get(cluster, XM, namespace, "credit-risk")
     assert condition(body, "Ready").get("status") != "True"
+    # A child just created (the apply answers 201) is pending KServe's report, not missing, and says so
+    # without waiting for another reconcile.
+    pending = wait_for("GraphReady Pending", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "GraphReady").get("reason") == "Pending")
+    assert pending
 
     set_ready(cluster, KSERVE, namespace, "credit-risk", f"http://credit-risk.{namespace}.example.com")
     set_ready(cluster, KSERVE, namespace, "credit-risk-explainer", f"http://credit-risk-explainer.{namespace}.example.com")
