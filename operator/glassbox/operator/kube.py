@@ -150,7 +150,7 @@ class KubeApi:
                 # The client deserializes only a 200; an apply that creates the object answers 201.
                 _preload_content=False,
             )
-            return cast(dict[str, Any], json.loads(answer.data))
+            return cast(dict[str, Any], json.loads(answer.data))  # type: ignore[attr-defined]
         except ApiException as error:
             raise self._fail(error, "apply", api_version, kind, meta["name"]) from error
         except Exception as error:
