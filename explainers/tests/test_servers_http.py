@@ -96,6 +96,27 @@ def test_predictor_bad_input_gets_a_clear_4xx(tabular: Tabular, case: str, body:
     assert words in response.text
 
 
+async def test_malformed_requests_among_valid_ones_fail_alone_and_the_predictor_lives_on(tabular: Tabular) -> None:
+    """Once one 1-D request in a batch killed the batcher and every request beside it hung."""
+    import asyncio
+
+    deployment = tabular[0]
+    url = f"{deployment.predictor_base}/v1/models/synthetic:predict"
+    expected = expected_probabilities(deployment, ROWS)
+    bodies = [({"instances": ROWS}, 200) for _ in range(200)]
+    for index in range(20):
+        bad = [{"instances": [1.0, 2.0, 3.0]}, {"instances": [[1.0, 2.0, 3.0]]}][index % 2]
+        bodies.insert(index * 10 + 5, (bad, 400))
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32)) as client:
+        answers = await asyncio.wait_for(asyncio.gather(*(client.post(url, json=body) for body, _ in bodies)), timeout=120)
+    for (body, status), answer in zip(bodies, answers, strict=True):
+        assert answer.status_code == status, (body, pretty(answer))
+        if status == 200:
+            np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=1e-5)
+        else:
+            assert "cannot take instances of shape" in answer.json()["error"], pretty(answer)
+
+
 def test_predictor_refuses_nan(tabular: Tabular) -> None:
     content = json.dumps({"instances": [[float("nan"), 0.1, 0.2, 0.3, 0.4]]})  # Python writes NaN, as some clients do
     response = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", content=content, headers={"content-type": "application/json"})

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
+RETRY_AFTER_SECONDS = 1
 
-def http_error(status: int, message: str) -> HTTPException:
+
+def http_error(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPException:
     """Both servers answer these as `{"error": message}` with this status code (see serving)."""
-    return HTTPException(status_code=status, detail=message)
+    return HTTPException(status_code=status, detail=message, headers=headers)
+
+
+def overloaded(message: str) -> HTTPException:
+    """503 with Retry-After: the server is full now, the request is fine; a client (or KServe's router) may retry."""
+    return http_error(503, f"{message}; retry after {RETRY_AFTER_SECONDS} s", {"Retry-After": str(RETRY_AFTER_SECONDS)})
