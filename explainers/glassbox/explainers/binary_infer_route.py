@@ -17,18 +17,12 @@ kserve writes them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from kserve.constants.constants import PredictorProtocol
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.v2_datamodels import InferenceResponse
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from glassbox.explainers.request_guard import ASGIApp, Receive, Scope, Send, read_body, replay
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +56,10 @@ class BinaryInferRoute:
         if model_name is None:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         answer = await self._answer(model_name, scope, body)
         if answer is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         content, headers = answer
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -92,29 +86,3 @@ class BinaryInferRoute:
         response_headers.setdefault("content-type", content_type)
         response_headers["content-length"] = str(len(content))
         return content, [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response_headers.items()]
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The request's body once more, for the app behind; then whatever the connection says next."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

@@ -59,6 +59,12 @@ log = logging.getLogger("glassbox.explainers.explainer_server")
 _CURRENT = threading.local()
 # A request may carry at most this many values (an image batch, a long table).
 REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
+# What an explanation request may name: the instances, the method, a picture, and the graph's route
+# (KServe's router sends the whole body to every step).
+V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id"})
+V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route"})
+# An explanation request carries a few instances: 8 MiB holds four 224x224x3 images as JSON.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 def _jsonable(value: Any) -> Any:
@@ -169,6 +175,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         return method
 
     async def _explain(self, payload: dict[str, Any] | InferRequest) -> dict[str, Any]:
+        if isinstance(payload, dict):
+            accepted = V2_BODY_KEYS if is_v2_body(payload) else V1_BODY_KEYS
+            unknown = sorted(set(payload) - accepted)
+            if unknown:
+                raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
         if isinstance(payload, dict) and is_v2_body(payload):
             # A v2 body on the v1 path: KServe's graph router sends one body to every step, whatever the path.
             top_level = {k: payload[k] for k in ("method", "picture") if k in payload}
@@ -266,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
     parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
+    parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
     return parser
 
 
@@ -294,7 +306,7 @@ def main() -> None:
     )
     model.load()
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
-    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging)
+    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes)
 
 
 if __name__ == "__main__":

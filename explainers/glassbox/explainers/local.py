@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,10 +160,11 @@ class LocalDeployment:
     def _spawn(self, name: str, command: list[str], env: dict[str, str], url: str) -> LocalProcess:
         assert self.log_dir is not None
         log = self.log_dir / f"{name}.log"
-        with open(log, "wb") as handle:
+        # A stop signal waits until the process is on the list that stop() kills.
+        with open(log, "wb") as handle, _stop_signals_deferred():
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
-        started = LocalProcess(name, process, log, url)
-        self.processes.append(started)
+            started = LocalProcess(name, process, log, url)
+            self.processes.append(started)
         return started
 
     def _wait_ready(self, started: LocalProcess, ready_path: str) -> None:
@@ -224,6 +227,10 @@ class LocalDeployment:
         return build_inference_graph(self.parent, self.spec, target, explainer_base or self.explainer_base)
 
     def stop(self) -> None:
+        with _stop_signals_deferred():  # a second Ctrl-C must not leave a server behind
+            self._stop()
+
+    def _stop(self) -> None:
         for started in reversed(self.processes):
             if started.process.poll() is None:
                 os.killpg(started.process.pid, signal.SIGTERM)
@@ -236,21 +243,43 @@ class LocalDeployment:
         self.processes.clear()
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Stop signals that arrive meanwhile are delivered at the end of the block, not in the middle of it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _interrupt(signum: int, _: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_up(manifest: Path, predictor_url: str | None) -> int:
-    """`glassbox up`: start, print the URLs, wait for Ctrl-C."""
+    """`glassbox up`: start, print the URLs, wait for Ctrl-C (or SIGTERM, as `timeout`, systemd and CI send);
+    either stops both servers, also while they are starting."""
+    # Also SIGINT: a shell that starts a job in the background starts it with SIGINT ignored.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _interrupt)
     deployment = LocalDeployment(manifest, predictor_url=predictor_url)
     print(f"starting {deployment.name} (logs in {deployment.log_dir}) ...", flush=True)
-    with deployment:
-        urls = deployment.urls()
-        print(f"predict: POST {urls['predict']}")
-        print(f"explain: POST {urls['explain']}  {{\"instances\": [...], \"method\": one of {[m.effective_name for m in deployment.spec.explainer.methods]}}}")
-        print("Ctrl-C stops both.", flush=True)
-        try:
+    try:
+        with deployment:
+            urls = deployment.urls()
+            print(f"predict: POST {urls['predict']}")
+            methods = [m.effective_name for m in deployment.spec.explainer.methods]
+            print(f"explain: POST {urls['explain']}  {{\"instances\": [...], \"method\": one of {methods}}}")
+            print("Ctrl-C stops both.", flush=True)
             while all(p.process.poll() is None for p in deployment.processes):
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("\nstopping")
-            return 0
-        gone = [p for p in deployment.processes if p.process.poll() is not None]
-        print(f"the {gone[0].name} exited; its log ends:\n{gone[0].log_tail()}", file=sys.stderr)
-        return 1
+            gone = [p for p in deployment.processes if p.process.poll() is not None]
+            print(f"the {gone[0].name} exited; its log ends:\n{gone[0].log_tail()}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        print("\nstopped both servers", flush=True)
+        return 0

@@ -134,13 +134,17 @@ def decode_request(payload: dict[str, Any] | InferRequest, limits: Limits = Limi
             names = [i.name for i in payload.inputs]
             raise InputError(f"the v2 request has {len(names)} inputs {names}; this model takes one input tensor")
         tensor = payload.inputs[0]
-        if tensor.datatype == "BYTES":
-            data = tensor.as_numpy().reshape(-1).tolist()
-            return DecodedRequest(text_array(data, f"input '{tensor.name}'", limits), "v2", tensor.name)
+        shape = list(tensor.shape or [])
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise InputError(f"input '{tensor.name}' has shape {shape}: every dimension must be a whole number, 0 or more")
         try:
             array = tensor.as_numpy()
         except Exception as error:  # noqa: BLE001  (kserve raises several types for malformed tensors)
             raise InputError(f"input '{tensor.name}' does not match its shape {tensor.shape} and datatype {tensor.datatype}: {error}") from None
+        if list(array.shape) != shape:
+            raise InputError(f"input '{tensor.name}' has shape {shape} but holds {array.size} values; send shape and data that agree")
+        if tensor.datatype == "BYTES":
+            return DecodedRequest(text_array(array.reshape(-1).tolist(), f"input '{tensor.name}'", limits), "v2", tensor.name)
         return DecodedRequest(
             numeric_array(array, f"input '{tensor.name}'", limits), "v2", tensor.name, binary_output=bool(payload.use_binary_outputs)
         )
@@ -180,9 +184,15 @@ def request_from_bytes(body: bytes, header_length: int, model_name: str) -> Infe
         if tensor.get("data") is not None:
             infer_input.data = tensor["data"]
         elif "binary_data_size" in parameters:
-            end = start + int(parameters["binary_data_size"])
+            size = parameters["binary_data_size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidInput(f"input '{infer_input.name}' has binary_data_size {size!r}: it must be the tensor's length in bytes, a whole number")
+            end = start + size
             if end > len(body):
-                raise InvalidInput(f"input '{infer_input.name}' says it holds {parameters['binary_data_size']} bytes; the request ends {end - len(body)} bytes short")
+                raise InvalidInput(
+                    f"input '{infer_input.name}' has binary_data_size {size}, but the request ends {end - len(body)} bytes short of it; "
+                    "send binary_data_size equal to the bytes that follow the JSON header"
+                )
             infer_input._raw_data = body[start:end]
             start = end
         else:

@@ -49,6 +49,8 @@ FORWARD_PASSES = Counter("glassbox_predictor_forward_passes", "Forward passes (d
 SMALL_CPU_BATCH_ROWS = 512
 # Rows that may wait for the model at once (four of the largest requests); past it, 503 with Retry-After.
 MAX_QUEUED_ROWS = 4 * MAX_REQUEST_ROWS
+# The largest request body: a full request of 262,144 rows of a few features, as binary tensors or JSON.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 # Longest a request waits for its answer; an explainer's call gives up at 30 s by default.
 REQUEST_TIMEOUT_SECONDS = 60.0
 
@@ -113,7 +115,14 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
                 raise ShapeMismatch(f"the model cannot take instances of shape {list(rows.shape[1:])}: {first_line}") from None
             if isinstance(output, tuple | list):
                 output = output[0]
-            return np.asarray(output.detach().float().cpu().numpy())
+            answer = np.asarray(output.detach().float().cpu().numpy())
+        if answer.ndim not in (1, 2) or len(answer) != len(rows):
+            # Broadcasting can carry instances of the wrong shape through a model: its answer gives them away.
+            raise ShapeMismatch(
+                f"the model cannot take instances of shape {list(rows.shape[1:])}: it answered shape {list(answer.shape)} "
+                f"for {len(rows)} of them, not one score or one row of scores per instance"
+            )
+        return answer
 
     async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
         assert self.batcher is not None, "load() first"
@@ -160,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--request_timeout_seconds", type=float, default=REQUEST_TIMEOUT_SECONDS, help="longest a request waits for its answer (then 504)"
     )
+    parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
     parser.add_argument("--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)")
     # kserve's flag, off by default here: an explainer sends a hundred requests per explanation
     # (`--enable_latency_logging true` brings back the access line and kserve's timing lines).
@@ -177,7 +187,10 @@ def main() -> None:
         args.max_queued_rows, args.request_timeout_seconds,
     )
     model.load()
-    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, binary_infer_route=True)
+    serve(
+        model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
+        binary_infer_route=True,
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,13 @@ import uvloop
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kserve.errors import InvalidInput
 from starlette.exceptions import HTTPException
 
 from glassbox.explainers.binary_infer_route import BinaryInferRoute
+from glassbox.explainers.request_guard import ASGIApp, RequestGuard
+
+log = logging.getLogger(__name__)
 
 
 async def error_as_kserve_writes_it(_: Request, error: Exception) -> JSONResponse:
@@ -53,6 +57,16 @@ def describe_invalid_body(path: str, body: object, problems: list[dict[str, Any]
     return f"the body does not fit {path}: {where}"
 
 
+async def invalid_input_named(_: Request, error: Exception) -> JSONResponse:
+    """kserve's InvalidInput as kserve answers it (400, `{"error": ...}`), in words that say what would be right,
+    and logged in one line, not with a traceback per bad request."""
+    message = str(error)
+    if message.startswith("Unrecognized request format: "):
+        message = f"the body is not JSON this server can read ({message.removeprefix('Unrecognized request format: ')}); send a JSON object with finite numbers"
+    log.info("refused a request: %s", message)
+    return JSONResponse(status_code=400, content={"error": message})
+
+
 async def invalid_body_as_kserve_writes_it(request: Request, error: Exception) -> JSONResponse:
     """FastAPI's 422 for a body that does not fit the route, as `{"error": message}` naming what would."""
     assert isinstance(error, RequestValidationError)
@@ -60,7 +74,9 @@ async def invalid_body_as_kserve_writes_it(request: Request, error: Exception) -
     return JSONResponse(status_code=422, content={"error": describe_invalid_body(request.url.path, error.body, problems)})
 
 
-def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool, binary_infer_route: bool = False) -> None:
+def serve(
+    model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool, max_body_bytes: int, binary_infer_route: bool = False
+) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # kserve configures `asyncio.get_event_loop()` before `asyncio.run` makes the loop it serves on;
     # under uvloop's policy there must be one to get.
@@ -70,8 +86,13 @@ def serve(model: kserve.Model, http_port: int, grpc_port: int, *, log_each_reque
             logging.getLogger(name).setLevel(logging.WARNING)
     kserve.model_server.app.add_exception_handler(HTTPException, error_as_kserve_writes_it)
     kserve.model_server.app.add_exception_handler(RequestValidationError, invalid_body_as_kserve_writes_it)
+    kserve.model_server.app.add_exception_handler(InvalidInput, invalid_input_named)
     server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request)
-    if binary_infer_route and server.workers == 1:
-        # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
-        kserve.model_server.FASTAPI_APP_IMPORT_STRING = BinaryInferRoute(kserve.model_server.app, server.dataplane)
+    if server.workers != 1:
+        raise SystemExit("Glassbox's servers run one worker process per pod (scale with replicas): leave --workers at 1")
+    app: ASGIApp = kserve.model_server.app
+    if binary_infer_route:
+        app = BinaryInferRoute(app, server.dataplane)
+    # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
+    kserve.model_server.FASTAPI_APP_IMPORT_STRING = RequestGuard(app, max_body_bytes)
     server.start([model])

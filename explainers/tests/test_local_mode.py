@@ -1,0 +1,66 @@
+"""`glassbox up` as a user runs it, stopped as `timeout`, systemd, CI (SIGTERM) and a terminal (SIGINT) stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dataplane_support import build_text
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_text(tmp_path_factory.mktemp("up"))
+
+
+@pytest.mark.parametrize(("stop", "when"), [(signal.SIGTERM, "ready"), (signal.SIGINT, "starting")])
+def test_glassbox_up_stops_both_servers_on_a_signal(manifest: Path, stop: signal.Signals, when: str) -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "glassbox.cli", "up", str(manifest)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert up.stdout is not None
+    output = []
+    deadline = time.monotonic() + 300
+    servers: list[int] = []
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        output.append(line)
+        if not line:
+            break
+        servers = children_of(up.pid)
+        if (when == "starting" and servers) or (when == "ready" and "Ctrl-C stops both" in line):
+            break
+    assert servers, "".join(output)
+    servers = children_of(up.pid)
+    up.send_signal(stop)
+    rest, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, "".join(output) + rest
+    assert "stopped both servers" in rest
+    for pid in servers:
+        assert not alive(pid), f"server {pid} outlived `glassbox up` after {stop.name}"
