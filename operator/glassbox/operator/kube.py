@@ -137,7 +137,7 @@ class KubeApi:
         group, version = _split(api_version)
         meta = body["metadata"]
         try:
-            answer = self._objects.patch_namespaced_custom_object(
+            answer: Any = self._objects.patch_namespaced_custom_object(
                 group,
                 version,
                 meta["namespace"],
@@ -150,7 +150,7 @@ class KubeApi:
                 # The client deserializes only a 200; an apply that creates the object answers 201.
                 _preload_content=False,
             )
-            return cast(dict[str, Any], json.loads(answer.data))  # type: ignore[attr-defined]
+            return cast(dict[str, Any], json.loads(answer.data))
         except ApiException as error:
             raise self._fail(error, "apply", api_version, kind, meta["name"]) from error
         except Exception as error:
