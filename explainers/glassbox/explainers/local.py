@@ -73,6 +73,19 @@ def _replace_arg(args: list[str], flag: str, value: str) -> list[str]:
     return [*kept, f"{flag}={value}"]
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Stop signals that arrive meanwhile are delivered at the end of the block, not in the middle of it."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @dataclass
 class LocalProcess:
     name: str
@@ -241,19 +254,6 @@ class LocalDeployment:
                 os.killpg(started.process.pid, signal.SIGKILL)
                 started.process.wait()
         self.processes.clear()
-
-
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-
-
-@contextmanager
-def _stop_signals_deferred() -> Iterator[None]:
-    """Stop signals that arrive meanwhile are delivered at the end of the block, not in the middle of it."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _interrupt(signum: int, _: object) -> None:
