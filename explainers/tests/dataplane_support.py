@@ -126,15 +126,17 @@ class FaultProxy:
     """A real HTTP server on loopback in front of the predictor.
 
     mode "pass" forwards; "unavailable" answers 503; "slow" waits `delay` seconds
-    first; "garbage" answers 200 with a body no predictor would send;
-    "json-only" refuses v2 binary tensors with 400, as a server without that
-    extension does.
+    first; "drip" sends the predictor's answer one byte every `drip_seconds`
+    (no read ever times out, the answer takes minutes); "garbage" answers 200
+    with a body no predictor would send; "json-only" refuses v2 binary tensors
+    with 400, as a server without that extension does.
     """
 
     def __init__(self, upstream: str, delay: float = 5.0):
         self.upstream = upstream.rstrip("/")
         self.mode = "pass"
         self.delay = delay
+        self.drip_seconds = 0.5
         self.requests = 0
         self.client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=16))
         proxy = self
@@ -152,7 +154,16 @@ class FaultProxy:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if proxy.mode != "drip":
+                    self.wfile.write(body)
+                    return
+                for sent in range(len(body)):
+                    self.wfile.write(body[sent : sent + 1])
+                    self.wfile.flush()
+                    time.sleep(proxy.drip_seconds)
+                    if proxy.mode != "drip":  # healthy again: the rest at once
+                        self.wfile.write(body[sent + 1 :])
+                        return
 
             def _forward(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -17,6 +17,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     connections = 0
     delay_seconds = 0.0
+    drip_seconds = 0.0  # then the answer comes one byte at a time, this far apart
     close_after_answer = False
     idle_timeout_seconds: float | None = None
 
@@ -40,7 +41,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.close_after_answer:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(answer)
+        if not self.server.drip_seconds:
+            self.wfile.write(answer)
+            return
+        try:
+            for byte in answer:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.server.drip_seconds)
+        except OSError:
+            pass  # the client gave up
 
     def log_message(self, *args: object) -> None:
         pass
@@ -113,6 +123,27 @@ def test_a_silent_server_times_out_and_a_call_may_ask_for_less(server: Server) -
     with pytest.raises(TimeoutError):
         pool.request("POST", "/", b"slow", timeout_seconds=0.1)
     assert pool.request("POST", "/", b"ok", timeout_seconds=5).body == b"ko"
+
+
+def test_a_dripping_answer_is_cut_off_at_the_deadline_and_the_pool_goes_on(server: Server) -> None:
+    """One byte every 0.1 s never trips a 1 s read timeout; the deadline bounds the whole call."""
+    from glassbox.explainers.http_connections import DeadlinePassed
+
+    server.drip_seconds = 0.1
+    pool = ConnectionPool(base(server), timeout_seconds=1)
+    began = time.monotonic()
+    with pytest.raises(DeadlinePassed):
+        pool.request("POST", "/", b"x" * 100, deadline=began + 0.5)
+    assert 0.45 < time.monotonic() - began < 0.7
+    assert pool._idle == []  # the cut-off connection is not kept
+    server.drip_seconds = 0.0
+    for _ in range(3):  # calls that end long before their deadline: their alarms never touch the connection again
+        assert pool.request("POST", "/", b"ok", deadline=time.monotonic() + 0.3).body == b"ko"
+    time.sleep(0.4)  # past those deadlines
+    assert pool.request("POST", "/", b"again").body == b"niaga"
+    assert server.connections == 2
+    with pytest.raises(DeadlinePassed):
+        pool.request("POST", "/", b"late", deadline=time.monotonic() - 1)
 
 
 def test_nothing_listening_is_an_os_error() -> None:

@@ -62,5 +62,6 @@ def test_glassbox_up_stops_both_servers_on_a_signal(manifest: Path, stop: signal
     rest, _ = up.communicate(timeout=60)
     assert up.returncode == 0, "".join(output) + rest
     assert "stopped both servers" in rest
+    assert "killed it" not in rest  # each server stopped on its own, on SIGTERM
     for pid in servers:
         assert not alive(pid), f"server {pid} outlived `glassbox up` after {stop.name}"

@@ -325,5 +325,4 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
         assert answer["data"]["anchor"], answer
     finally:
         proxy.mode = "pass"
-        model.pool.shutdown(wait=True)
-        model.client.close()
+        model.stop()

@@ -125,11 +125,34 @@ def test_the_memo_sends_each_row_once_per_explanation() -> None:
 def test_a_full_memo_still_answers_every_row() -> None:
     from glassbox.explainers.predictor_client import PredictionMemo
 
-    memo = PredictionMemo(max_entries=3)
-    first = memo.predict(np.asarray([[1.0], [2.0]]), lambda x: np.asarray(x) * 10)
-    second = memo.predict(np.asarray([[2.0], [3.0], [4.0], [3.0]]), lambda x: np.asarray(x) * 10)  # would overflow: not kept
+    sent: list[int] = []
+
+    def predict(rows: np.ndarray | list[str]) -> np.ndarray:
+        sent.append(len(rows))
+        return np.asarray(rows) * 10
+
+    memo = PredictionMemo(max_bytes=400)  # two rows of one float64 (8 bytes, 160 of bookkeeping, room for 4 scores): 368
+    first = memo.predict(np.asarray([[1.0], [2.0]]), predict)
+    assert memo.held_bytes == 368
+    second = memo.predict(np.asarray([[2.0], [3.0], [4.0], [3.0]]), predict)  # would pass 400 bytes: not kept
     np.testing.assert_array_equal(first, [[10.0], [20.0]])
     np.testing.assert_array_equal(second, [[20.0], [30.0], [40.0], [30.0]])
+    assert memo.held_bytes == 368 and sent == [2, 2]
+    memo.predict(np.asarray([[3.0]]), predict)
+    assert sent[-1] == 1  # scored again: it was not kept
+
+
+def test_the_memo_holds_images_within_its_bytes() -> None:
+    from glassbox.explainers.predictor_client import PredictionMemo
+
+    memo = PredictionMemo(max_bytes=16 * 1024 * 1024)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # 20 calls of 10 new 224x224x3 float32 images: 120 MB if all were kept
+        images = rng.random((10, 224, 224, 3), dtype=np.float32)
+        scores = memo.predict(images, lambda x: np.asarray(x).reshape(len(x), -1).mean(axis=1, keepdims=True))
+        np.testing.assert_allclose(scores[:, 0], images.reshape(10, -1).mean(axis=1), rtol=1e-6)
+        assert memo.held_bytes <= 16 * 1024 * 1024
+    assert memo.held_bytes > 8 * 1024 * 1024  # it kept what fitted (20 images of 0.6 MB; 30 would not fit)
 
 
 def test_concurrent_calls_share_predictor_calls_and_each_gets_its_own_rows() -> None:
@@ -139,7 +162,7 @@ def test_concurrent_calls_share_predictor_calls_and_each_gets_its_own_rows() -> 
 
     sizes: list[int] = []
 
-    def send(rows: np.ndarray | list[str]) -> np.ndarray:
+    def send(rows: np.ndarray | list[str], deadline: float | None) -> np.ndarray:
         sizes.append(len(rows))
         time.sleep(0.05)
         array = np.asarray(rows)
@@ -165,6 +188,52 @@ def test_concurrent_calls_share_predictor_calls_and_each_gets_its_own_rows() -> 
     with pytest.raises(RuntimeError, match="negative"):
         shared.predict(np.full((1, 3), -1.0))
     np.testing.assert_array_equal(shared.predict(np.ones((1, 3))), [[2.0, 2.0, 2.0]])  # not stuck after an error
+
+
+def test_no_explanation_waits_past_its_deadline_for_a_shared_call_and_calls_flow_again_after() -> None:
+    """A call stuck in the predictor: explanations queued behind it give up at their own deadlines,
+    the stuck call ends at the latest deadline of those in it, and the next call goes straight out."""
+    import threading
+
+    from glassbox.explainers.predictor_client import CallCoalescer, ExplanationCancelled
+
+    release = threading.Event()
+    deadlines_sent: list[float | None] = []
+
+    def send(rows: np.ndarray | list[str], deadline: float | None) -> np.ndarray:
+        deadlines_sent.append(deadline)
+        if len(deadlines_sent) == 1:  # the first call hangs until its deadline, as a dripping predictor's would
+            release.wait(None if deadline is None else deadline - time.monotonic())
+            raise ExplanationCancelled("cut off at the deadline")
+        return np.asarray(rows) * 2
+
+    shared = CallCoalescer(send)
+    start = time.monotonic()
+    outcomes: dict[str, tuple[str, float]] = {}
+
+    def explain(name: str, deadline: float) -> None:
+        try:
+            shared.predict(np.ones((1, 2)), deadline)
+            outcomes[name] = ("answered", time.monotonic() - start)
+        except ExplanationCancelled:
+            outcomes[name] = ("cancelled", time.monotonic() - start)
+
+    stuck = threading.Thread(target=explain, args=("stuck", start + 1.0))
+    stuck.start()
+    time.sleep(0.1)
+    queued = [threading.Thread(target=explain, args=(f"queued{i}", start + 0.3 + 0.1 * i)) for i in range(3)]
+    for thread in queued:
+        thread.start()
+    for thread in [stuck, *queued]:
+        thread.join(5)
+    for i in range(3):
+        state, at = outcomes[f"queued{i}"]
+        assert state == "cancelled" and abs(at - (0.3 + 0.1 * i)) < 0.1, outcomes
+    assert outcomes["stuck"][0] == "cancelled" and abs(outcomes["stuck"][1] - 1.0) < 0.1, outcomes
+    assert deadlines_sent == [start + 1.0]  # those who gave up were never sent
+    before = time.monotonic()
+    np.testing.assert_array_equal(shared.predict(np.ones((1, 2)), time.monotonic() + 5), [[2.0, 2.0]])
+    assert time.monotonic() - before < 0.1  # nothing left in flight or queued
 
 
 # --------------------------------------------------------------------------- batching

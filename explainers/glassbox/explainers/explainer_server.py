@@ -36,10 +36,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from glassbox.explainers.http_errors import http_error
+from glassbox.explainers import explanation_metrics as metrics
+from glassbox.explainers.http_errors import http_error, overloaded
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError, Limits, decode_request, is_v2_body, v2_request_from_json
 from glassbox.explainers.predictor_client import (
+    MEMO_MAX_BYTES,
     CallCoalescer,
     ExplanationCancelled,
     PredictionMemo,
@@ -47,6 +49,7 @@ from glassbox.explainers.predictor_client import (
     PredictorError,
     PredictorSettings,
 )
+from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
@@ -83,9 +86,17 @@ def explanation_json(explanation: Any) -> dict[str, Any]:
     return answer
 
 
+class PredictorUsage:
+    """What one explanation asked of the predictor (its own thread counts it)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.rows = 0
+
+
 class RoutedPredict:
     """The blocking predict function alibi calls: the predictor's API, through the explanation's memo
-    and calls shared with concurrent explanations, stopped when its explanation is cancelled."""
+    and calls shared with concurrent explanations, bounded by its explanation's deadline."""
 
     def __init__(self, client: PredictorClient):
         self.client = client
@@ -93,12 +104,20 @@ class RoutedPredict:
 
     def __call__(self, instances: Any) -> np.ndarray:
         cancelled: threading.Event | None = getattr(_CURRENT, "cancelled", None)
-        if cancelled is not None and cancelled.is_set():
+        deadline: float | None = getattr(_CURRENT, "deadline", None)
+        if (cancelled is not None and cancelled.is_set()) or (deadline is not None and time.monotonic() >= deadline):
             raise ExplanationCancelled("the explanation ran past its deadline")
         if not isinstance(instances, list):
             instances = np.asarray(instances)
+        usage: PredictorUsage | None = getattr(_CURRENT, "usage", None)
+
+        def send(rows: np.ndarray | list[str]) -> np.ndarray:
+            if usage is not None:
+                usage.calls += 1
+                usage.rows += len(rows)
+            return self.shared_calls.predict(rows, deadline)
+
         memo: PredictionMemo | None = getattr(_CURRENT, "memo", None)
-        send = self.shared_calls.predict
         return memo.predict(instances, send) if memo is not None else send(instances)
 
 
@@ -114,6 +133,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         device: str = "auto",
         workers: int = 4,
         predictor_wait_seconds: float = 600.0,
+        max_waiting: int | None = None,
+        memo_max_bytes: int = MEMO_MAX_BYTES,
+        predictor_probe_seconds: float = PROBE_PERIOD_SECONDS,
     ):
         super().__init__(name)
         self.spec = spec
@@ -124,11 +146,23 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         self.requested_device = device
         self.workers = workers
         self.predictor_wait_seconds = predictor_wait_seconds
+        # Explanations admitted beyond those running; past it, 503 (by default as many as run).
+        self.max_waiting = workers if max_waiting is None else max_waiting
+        self.memo_max_bytes = memo_max_bytes
+        self.predictor_probe_seconds = predictor_probe_seconds
         self.methods: dict[str, ExplanationMethod] = {}
+        self.predictor_watch: PredictorWatch | None = None
+        self._admission = threading.Lock()
+        self._admitted = 0  # running or waiting for a worker
+        self._running = 0
 
     # ------------------------------------------------------------------ loading
 
     def load(self) -> bool:
+        if self.methods:
+            # kserve loads a model again when it says it is not healthy; fitting again would take minutes.
+            self.ready = True
+            return True
         self.client = PredictorClient(self.predictor_settings)
         predict = RoutedPredict(self.client)
         black_box = [m for m in self.spec.methods if not m.is_white_box]
@@ -151,8 +185,31 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             log.info("fitted %s (%s) in %.1f s", method.name, method_spec.type.value, time.monotonic() - started)
             self.methods[method.name] = method
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="explain")
+        for gauge, value in ((metrics.RUNNING, lambda: self._running), (metrics.WAITING, lambda: self._admitted - self._running)):
+            gauge.labels(self.name).set_function(value)
+        if black_box:
+            self.predictor_watch = PredictorWatch(self.client.readiness_problem, self.predictor_probe_seconds)
+            self.predictor_watch.start()
+            metrics.PREDICTOR_READY.labels(self.name).set_function(lambda: float(self.not_ready() is None))
         self.ready = True
         return True
+
+    def not_ready(self) -> str | None:
+        """Why the explainer is not ready (its readiness paths answer 503 with it), or None."""
+        if not self.ready:
+            return "the explainer has not finished fitting its methods"
+        if self.predictor_watch is not None and self.predictor_watch.problem is not None:
+            return f"its black-box methods call the predictor, and {self.predictor_watch.problem}"
+        return None
+
+    def stop(self) -> None:
+        """kserve's unload, after the server has answered every request in flight."""
+        self.ready = False
+        if self.predictor_watch is not None:
+            self.predictor_watch.stop()
+        if self.methods:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.client.close()
 
     def _load_model(self) -> tuple[Any, Any, str]:
         if not any(m.is_white_box for m in self.spec.methods):
@@ -174,7 +231,21 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             raise InputError(f"no method '{requested}' here; the methods are {sorted(self.methods)}", 404)
         return method
 
-    async def _explain(self, payload: dict[str, Any] | InferRequest) -> dict[str, Any]:
+    def _admit(self) -> None:
+        with self._admission:
+            if self._admitted >= self.workers + self.max_waiting:
+                metrics.REFUSED.labels(self.name).inc()
+                raise overloaded(
+                    f"the explainer is computing {self.workers} explanations and {self.max_waiting} more wait "
+                    "(--explain_workers, --max_waiting_explanations; or more explainer replicas)"
+                )
+            self._admitted += 1
+
+    def _leave(self, _: object) -> None:
+        with self._admission:
+            self._admitted -= 1
+
+    async def _explain(self, payload: dict[str, Any] | InferRequest, deadline: float, chosen: list[ExplanationMethod]) -> dict[str, Any]:
         if isinstance(payload, dict):
             accepted = V2_BODY_KEYS if is_v2_body(payload) else V1_BODY_KEYS
             unknown = sorted(set(payload) - accepted)
@@ -195,14 +266,21 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         if not isinstance(picture, bool):
             raise InputError(f"'picture' must be true or false, got {picture!r}")
         method = self._method_for(requested)
+        chosen.append(method)
         instances = method.check_instances(decode_request(payload, REQUEST_LIMITS).instances)
+        self._admit()
 
         cancelled = threading.Event()
+        usage = PredictorUsage()
 
         def work() -> dict[str, Any]:
-            _CURRENT.cancelled = cancelled
-            _CURRENT.memo = PredictionMemo()
+            with self._admission:
+                self._running += 1
+            _CURRENT.cancelled, _CURRENT.deadline, _CURRENT.usage = cancelled, deadline, usage
+            _CURRENT.memo = PredictionMemo(max_bytes=self.memo_max_bytes)
             try:
+                if cancelled.is_set() or time.monotonic() >= deadline:
+                    raise ExplanationCancelled("the explanation ran past its deadline before a worker was free")
                 explanation = method.explain(instances)
                 answer = explanation_json(explanation)
                 answer["method"] = method.name
@@ -211,33 +289,54 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                     answer["picture"] = {"content_type": "image/png", "base64": base64.b64encode(method.picture(explanation, instances)).decode()}
                 return answer
             finally:
-                _CURRENT.cancelled = _CURRENT.memo = None
+                _CURRENT.cancelled = _CURRENT.deadline = _CURRENT.usage = _CURRENT.memo = None
+                metrics.PREDICTOR_CALLS.labels(self.name, method.name).observe(usage.calls)
+                metrics.PREDICTOR_ROWS.labels(self.name, method.name).observe(usage.rows)
+                with self._admission:
+                    self._running -= 1
 
-        future = asyncio.get_running_loop().run_in_executor(self.pool, work)
+        future = self.pool.submit(work)
+        future.add_done_callback(self._leave)
         try:
-            return await asyncio.wait_for(future, self.explain_timeout_seconds)
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            cancelled.set()
-            raise http_error(
-                504,
-                f"{method.name} took longer than {self.explain_timeout_seconds:g} s (explainer.timeoutSeconds); "
-                "raise the timeout, or ask for a cheaper explanation (smaller batchSize or nsamples)",
-            ) from None
+            cancelled.set()  # the worker's predictor calls are cut off at the deadline; one not yet started never starts
+            raise self._past_deadline(method, None) from None
+        except ExplanationCancelled as error:  # the worker found the deadline first
+            raise self._past_deadline(method, str(error)) from None
+
+    def _past_deadline(self, method: ExplanationMethod, cause: str | None) -> Exception:
+        metrics.TIMEOUTS.labels(self.name, method.name).inc()
+        return http_error(
+            504,
+            f"{method.name} took longer than {self.explain_timeout_seconds:g} s (explainer.timeoutSeconds){f' ({cause})' if cause else ''}; "
+            "raise the timeout, or ask for a cheaper explanation (smaller batchSize or nsamples)",
+        )
 
     async def explain(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        started = time.monotonic()
+        chosen: list[ExplanationMethod] = []
+        outcome = metrics.ERROR
         try:
-            return await self._explain(payload)
+            answer = await self._explain(payload, started + self.explain_timeout_seconds, chosen)
+            outcome = metrics.OK
+            return answer
         except InputError as error:
+            outcome = metrics.BAD_REQUEST
             raise http_error(error.status, str(error)) from None
         except PredictorError as error:
+            outcome = metrics.PREDICTOR_ERROR
             raise http_error(error.status, str(error)) from None
-        except ExplanationCancelled as error:
-            raise http_error(504, str(error)) from None
         except Exception as error:
-            if getattr(error, "status_code", None):  # already an HTTP error
+            status = getattr(error, "status_code", None)
+            if status:  # already an HTTP error
+                outcome = {503: metrics.OVERLOADED, 504: metrics.TIMEOUT}.get(status, metrics.BAD_REQUEST if status < 500 else metrics.ERROR)
                 raise
             log.exception("explanation failed")
             raise http_error(500, f"the explainer failed: {type(error).__name__}: {error}") from None
+        finally:
+            method = chosen[0].name if chosen else metrics.NO_METHOD
+            metrics.EXPLANATION_SECONDS.labels(self.name, method, outcome).observe(time.monotonic() - started)
 
     async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
         """v2 has no explain verb: `infer` on the explainer explains, answering the Explanation as a JSON BYTES output."""
@@ -277,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
     parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
+    parser.add_argument(
+        "--max_waiting_explanations", type=int, default=None,
+        help="explanations admitted beyond those being computed (default: as many as --explain_workers); past it, 503 with Retry-After",
+    )
+    parser.add_argument(
+        "--memo_max_bytes", type=int, default=MEMO_MAX_BYTES, help="most bytes one explanation's memo of scored rows may hold"
+    )
     parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
     return parser
 
@@ -303,10 +409,14 @@ def main() -> None:
     model = ExplainerModel(
         args.model_name, spec, settings, model_dir=args.model_dir, explain_timeout_seconds=args.explain_timeout_seconds,
         data_dir=Path(args.data_dir) if args.data_dir else None, device=args.device, workers=args.explain_workers,
+        max_waiting=args.max_waiting_explanations, memo_max_bytes=args.memo_max_bytes,
     )
     model.load()
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
-    serve(model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes)
+    serve(
+        model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
+        longest_request_seconds=args.explain_timeout_seconds, not_ready=model.not_ready,
+    )
 
 
 if __name__ == "__main__":

@@ -9,22 +9,106 @@ takes an idle one or opens a new one, and gives it back when the answer has
 been read.
 
 `timeout_seconds` bounds each wait for the server (connecting, or the next
-bytes of the answer); a call may ask for a shorter one. A connection the
-server closed while it sat idle is found on its next use and the call is sent
-again on a new connection, once. A path in the base URL (a gateway's prefix)
-comes before every request's path.
+bytes of the answer); a call may ask for a shorter one. A `deadline` (a
+`time.monotonic()` instant) bounds the whole call: a server that answers one
+byte at a time is cut off there, by one alarm thread that shuts the call's
+socket down, and the call raises `DeadlinePassed`. A connection the server
+closed while it sat idle is found on its next use and the call is sent again
+on a new connection, once. A path in the base URL (a gateway's prefix) comes
+before every request's path.
 """
 
 from __future__ import annotations
 
+import heapq
 import http.client
+import itertools
+import socket
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 # What a connection that sat idle raises when the server closed it meanwhile.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class DeadlinePassed(TimeoutError):
+    """The call's deadline came before the whole answer did."""
+
+
+@dataclass(order=True)
+class _Alarm:
+    deadline: float
+    order: int
+    connection: http.client.HTTPConnection | None = field(compare=False)
+    rung: bool = field(default=False, compare=False)
+    off: bool = field(default=False, compare=False)
+
+
+class _AlarmClock:
+    """One daemon thread that shuts down the socket of every call still running at its deadline.
+
+    `set` and `unset` cost a heap push and a flag under one lock; an alarm unset
+    before its time never touches its connection, so a connection given back to
+    the pool is never shut down by a late alarm."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._alarms: list[_Alarm] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._unset = 0  # alarms unset but still in the heap
+
+    def set(self, deadline: float, connection: http.client.HTTPConnection) -> _Alarm:
+        alarm = _Alarm(deadline, next(self._order), connection)
+        with self._lock:
+            heapq.heappush(self._alarms, alarm)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            elif self._alarms[0] is alarm:
+                self._lock.notify()
+        return alarm
+
+    def unset(self, alarm: _Alarm) -> bool:
+        """Whether the alarm had rung (then the call was cut off)."""
+        with self._lock:
+            alarm.off = True
+            alarm.connection = None
+            self._unset += 1
+            if self._unset > 1024 and 2 * self._unset > len(self._alarms):
+                # Most calls end long before their deadline: drop their alarms now and then, not one by one.
+                self._alarms = [a for a in self._alarms if not a.off]
+                heapq.heapify(self._alarms)
+                self._unset = 0
+            return alarm.rung
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._alarms and self._alarms[0].off:
+                    heapq.heappop(self._alarms)
+                    self._unset -= 1
+                if not self._alarms:
+                    self._lock.wait()
+                    continue
+                wait = self._alarms[0].deadline - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                alarm = heapq.heappop(self._alarms)
+                alarm.rung = True
+                sock = alarm.connection.sock if alarm.connection is not None else None
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading or writing
+                    except OSError:
+                        pass  # closed meanwhile
+
+
+_ALARMS = _AlarmClock()
 
 
 @dataclass(frozen=True)
@@ -60,24 +144,45 @@ class ConnectionPool:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_seconds)
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout_seconds: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
+        deadline: float | None = None,
     ) -> Answer:
-        """Raises TimeoutError when the server is silent for the timeout, OSError or
-        http.client.HTTPException when it cannot be reached or breaks the protocol."""
+        """Raises TimeoutError when the server is silent for the timeout, DeadlinePassed (a TimeoutError)
+        when the whole answer has not come by `deadline`, OSError or http.client.HTTPException when the
+        server cannot be reached or breaks the protocol."""
         with self._lock:
             connection = self._idle.pop() if self._idle else None
         if connection is not None:
             try:
-                return self._exchange(connection, method, path, body, headers, timeout_seconds)
+                return self._exchange(connection, method, path, body, headers, timeout_seconds, deadline)
             except _STALE:
                 pass  # closed by the server while idle: once more on a new connection
-        return self._exchange(self._connect(), method, path, body, headers, timeout_seconds)
+        return self._exchange(self._connect(), method, path, body, headers, timeout_seconds, deadline)
 
     def _exchange(
-        self, connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None, headers: dict[str, str] | None,
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
         timeout_seconds: float | None,
+        deadline: float | None,
     ) -> Answer:
         timeout = timeout_seconds or self.timeout_seconds
+        alarm = None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                connection.close()
+                raise DeadlinePassed("the deadline had passed before the call")
+            timeout = min(timeout, left)
+            alarm = _ALARMS.set(deadline, connection)
         if connection.timeout != timeout:
             connection.timeout = timeout  # for connecting
             if connection.sock is not None:
@@ -86,9 +191,14 @@ class ConnectionPool:
             connection.request(method, self.prefix + path, body=body, headers=headers or {})
             response = connection.getresponse()
             answer = Answer(response.status, response.headers, response.read())
-        except BaseException:
+        except BaseException as error:
             connection.close()
+            if alarm is not None and (_ALARMS.unset(alarm) or time.monotonic() >= deadline):  # type: ignore[operator]
+                raise DeadlinePassed(f"no whole answer by the deadline ({type(error).__name__})") from None
             raise
+        if alarm is not None and _ALARMS.unset(alarm):
+            connection.close()  # the answer came whole, but its socket is shut down
+            return answer
         if response.will_close:
             connection.close()
             return answer

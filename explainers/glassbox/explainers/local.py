@@ -43,6 +43,10 @@ class LocalModeError(RuntimeError):
     pass
 
 
+# How long a server has to finish the requests in flight once asked to stop.
+STOP_WAIT_SECONDS = 20
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,16 +78,33 @@ def _replace_arg(args: list[str], flag: str, value: str) -> list[str]:
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+# Stop signals `glassbox up` received inside a deferred block, and how deep in such blocks it is.
+_deferred_signals: list[int] = []
+_deferring = 0
 
 
 @contextmanager
 def _stop_signals_deferred() -> Iterator[None]:
-    """Stop signals that arrive meanwhile are delivered at the end of the block, not in the middle of it."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """Under `glassbox up`, a stop signal that arrives meanwhile stops it at the end of the block, not in
+    the middle of it. (Not by blocking the signals: a blocked mask is inherited by the servers spawned
+    meanwhile, which would then never see SIGTERM.)"""
+    global _deferring
+    _deferring += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _deferring -= 1
+    if not _deferring and _deferred_signals:
+        signum = _deferred_signals[0]
+        _deferred_signals.clear()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt(signum: int, _: object) -> None:
+    if _deferring:
+        _deferred_signals.append(signum)
+        return
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @dataclass
@@ -249,15 +270,12 @@ class LocalDeployment:
                 os.killpg(started.process.pid, signal.SIGTERM)
         for started in self.processes:
             try:
-                started.process.wait(timeout=20)
+                started.process.wait(timeout=STOP_WAIT_SECONDS)
             except subprocess.TimeoutExpired:
+                print(f"the {started.name} had not stopped {STOP_WAIT_SECONDS} s after SIGTERM: killed it", file=sys.stderr, flush=True)
                 os.killpg(started.process.pid, signal.SIGKILL)
                 started.process.wait()
         self.processes.clear()
-
-
-def _interrupt(signum: int, _: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def run_up(manifest: Path, predictor_url: str | None) -> int:

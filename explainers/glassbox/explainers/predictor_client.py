@@ -2,8 +2,12 @@
 
 Blocking, because its callers are alibi's blocking explainers running in
 worker threads: one pool of keep-alive connections shared by every thread
-(see http_connections), a timeout on every call, retries with backoff on
-502/503/504 and connection failures.
+(see http_connections). A call is bounded as a whole, by `timeout_seconds`
+and by its explanation's deadline, whichever comes first. A call that timed
+out is not sent again (the predictor is slow, and a second call would only
+load it more); a 502, 503 or failed connection is, with backoff, while the
+deadline allows and the retry budget lasts (retries at most a fifth of calls,
+beyond a burst of ten).
 Numbers travel as v2 binary tensors when the predictor speaks v2 (falling back
 to JSON, once and for good, if it refuses them). A perturbation batch goes in
 one request when it fits `max_request_rows` and `max_request_values`, else in
@@ -28,7 +32,7 @@ from glassbox.explainers.payloads import INFERENCE_HEADER, MAX_REQUEST_ROWS, pre
 
 log = logging.getLogger(__name__)
 
-RETRIED_STATUSES = frozenset({502, 503, 504})
+RETRIED_STATUSES = frozenset({502, 503})
 
 
 class PredictorError(RuntimeError):
@@ -40,7 +44,30 @@ class PredictorError(RuntimeError):
 
 
 class ExplanationCancelled(RuntimeError):
-    """The explanation ran past its deadline; its worker thread stops at the next predictor call."""
+    """The explanation ran past its deadline: its predictor calls are cut off and its worker thread stops."""
+
+
+class RetryBudget:
+    """Retries may add at most `ratio` to the calls made, beyond a burst of `burst`: a predictor that
+    fails every call is not sent (1 + retries) times the load."""
+
+    def __init__(self, ratio: float = 0.2, burst: float = 10.0):
+        self.ratio = ratio
+        self.burst = burst
+        self._tokens = burst
+        self._lock = threading.Lock()
+
+    def called(self) -> None:
+        with self._lock:
+            self._tokens = min(self.burst, self._tokens + self.ratio)
+
+    def take(self) -> bool:
+        """Whether one more retry may be sent now."""
+        with self._lock:
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,7 @@ class PredictorClient:
         self.binary = settings.protocol == "v2" and settings.binary_tensors
         self._binary_answered = False  # once the predictor has answered a binary request, a 4xx is about the input
         self._http = ConnectionPool(settings.base_url, settings.timeout_seconds, max_idle=settings.max_connections)
+        self._retry_budget = RetryBudget()
         self._parts = ThreadPoolExecutor(max_workers=settings.max_connections, thread_name_prefix="predictor-part")
 
     def close(self) -> None:
@@ -121,11 +149,19 @@ class PredictorClient:
 
     def ready(self) -> bool:
         """Whether the predictor says its model is ready."""
+        return self.readiness_problem() is None
+
+    def readiness_problem(self, timeout_seconds: float = 5.0) -> str | None:
+        """None when the predictor says its model is ready, else what it did instead."""
         try:
-            answer = self._http.request("GET", self.ready_path, timeout_seconds=5)
-        except (OSError, http.client.HTTPException):
-            return False
-        return answer.status == 200
+            answer = self._http.request("GET", self.ready_path, timeout_seconds=timeout_seconds, deadline=time.monotonic() + timeout_seconds)
+        except TimeoutError:
+            return f"the predictor at {self.ready_url} did not answer within {timeout_seconds:g} s"
+        except (OSError, http.client.HTTPException) as error:
+            return f"the predictor at {self.ready_url} could not be reached ({type(error).__name__}: {error})"
+        if answer.status != 200:
+            return f"the predictor at {self.ready_url} answered {answer.status}: {answer.text[:200]}"
+        return None
 
     def wait_until_ready(self, timeout_seconds: float) -> None:
         deadline = time.monotonic() + timeout_seconds
@@ -134,31 +170,41 @@ class PredictorClient:
                 raise PredictorError(f"the predictor at {self.ready_url} was not ready within {timeout_seconds:g} s", 503)
             time.sleep(1.0)
 
-    def predict(self, instances: np.ndarray | list[str]) -> np.ndarray:
-        """The predictor's outputs for these instances, in order."""
+    def predict(self, instances: np.ndarray | list[str], deadline: float | None = None) -> np.ndarray:
+        """The predictor's outputs for these instances, in order; ExplanationCancelled past `deadline`
+        (a `time.monotonic()` instant)."""
         row_values = 1 if isinstance(instances, list) else max(1, int(np.prod(np.shape(instances)[1:])))
         size = self.settings.request_rows(row_values)
         if len(instances) <= size:
-            return self._predict_part(instances)
+            return self._predict_part(instances, deadline)
         parts = [instances[i : i + size] for i in range(0, len(instances), size)]
-        return np.concatenate(list(self._parts.map(self._predict_part, parts)), axis=0)
+        return np.concatenate(list(self._parts.map(lambda part: self._predict_part(part, deadline), parts)), axis=0)
 
     def _encode(self, instances: np.ndarray | list[str]) -> tuple[bytes, dict[str, str]]:
         if self.settings.protocol == "v2":
             return v2_request(instances, self.binary)
         return v1_request(instances)
 
-    def _predict_part(self, instances: np.ndarray | list[str]) -> np.ndarray:
+    def _predict_part(self, instances: np.ndarray | list[str], deadline: float | None) -> np.ndarray:
         settings = self.settings
         rows = len(instances)
         attempt = 0
         while True:
             binary = self.binary
             content, headers = self._encode(instances)
+            started = time.monotonic()
+            own_deadline = started + settings.timeout_seconds
+            if attempt == 0:
+                self._retry_budget.called()
             try:
-                answer = self._http.request("POST", settings.path, content, headers)
+                answer = self._http.request("POST", settings.path, content, headers, deadline=min(own_deadline, deadline or own_deadline))
             except TimeoutError:
-                problem, status = f"did not answer within {settings.timeout_seconds:g} s", 504
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ExplanationCancelled(
+                        f"the explanation ran past its deadline waiting {time.monotonic() - started:.1f} s for the predictor at {settings.url}"
+                    ) from None
+                # Not sent again: a predictor this slow is only slowed further by a second call.
+                raise PredictorError(f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504) from None
             except (OSError, http.client.HTTPException) as error:
                 problem, status = f"could not be reached ({type(error).__name__}: {error})", 502
             else:
@@ -179,11 +225,17 @@ class PredictorClient:
                 if answer.status not in RETRIED_STATUSES:
                     raise PredictorError(f"the predictor at {settings.url} refused {rows} instances with {answer.status}: {detail}")
                 problem, status = f"answered {answer.status}: {detail}", 502
-            if attempt >= settings.retries:
+            backoff = settings.backoff_seconds * 2**attempt
+            if attempt >= settings.retries or (deadline is not None and time.monotonic() + backoff >= deadline) or not self._retry_budget.take():
                 raise PredictorError(f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status)
             attempt += 1
             self.stats.retried()
-            time.sleep(settings.backoff_seconds * 2 ** (attempt - 1))
+            time.sleep(backoff)
+
+
+# What one remembered row costs beyond its bytes and its scores' (a dict entry, a key object).
+MEMO_ENTRY_OVERHEAD_BYTES = 160
+MEMO_MAX_BYTES = 256 * 1024 * 1024
 
 
 class PredictionMemo:
@@ -192,12 +244,16 @@ class PredictionMemo:
     alibi and shap ask for the explained instance's prediction more than once,
     anchor samples repeat rows, and text perturbations repeat sentences. Calls
     larger than `max_rows_per_call` (KernelSHAP's coalitions, all distinct) go
-    straight through: hashing them would cost more than it saves.
+    straight through: hashing them would cost more than it saves. The memo
+    holds at most `max_bytes` (rows, their scores and bookkeeping): rows of
+    224x224x3 images fill 256 MiB after about 450; later rows are scored
+    without being remembered.
     """
 
-    def __init__(self, max_rows_per_call: int = 4096, max_entries: int = 50_000):
+    def __init__(self, max_rows_per_call: int = 4096, max_bytes: int = MEMO_MAX_BYTES):
         self.max_rows_per_call = max_rows_per_call
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._keys_bytes = 0  # the remembered rows and their bookkeeping
         self._position: dict[bytes | str, int] = {}  # row -> its scores' position in _table
         self._table: np.ndarray | None = None
 
@@ -206,11 +262,13 @@ class PredictionMemo:
             return predict(instances)
         if isinstance(instances, list):
             keys: list[bytes | str] = list(instances)
+            key_bytes = sum(len(k) for k in instances)
         else:
             instances = np.ascontiguousarray(instances)
             rows = instances.reshape(len(instances), -1)
             # Each row's bytes as one numpy scalar: one C pass instead of a tobytes() per row.
             keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel().tolist()
+            key_bytes = rows.nbytes
         position = self._position
         missing: dict[bytes | str, int] = {}
         for index, key in enumerate(keys):
@@ -219,38 +277,51 @@ class PredictionMemo:
         if missing:
             wanted = list(missing.values())
             scores = predict([instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted])
+            new_key_bytes = (key_bytes * len(missing)) // len(keys)
             if len(missing) == len(keys):  # every row new and distinct: the answer as it came
-                self._remember(list(missing), scores)
+                self._remember(list(missing), new_key_bytes, scores)
                 return scores
-            if not self._remember(list(missing), scores):
+            if not self._remember(list(missing), new_key_bytes, scores):
                 fresh = dict(zip(missing, range(len(wanted)), strict=True))
                 return np.stack([scores[fresh[k]] if k in fresh else self._table[position[k]] for k in keys])  # type: ignore[index]
         assert self._table is not None
         return self._table[[position[k] for k in keys]]
 
-    def _remember(self, keys: list[bytes | str], scores: np.ndarray) -> bool:
-        """Keeps these rows' scores unless the memo is full; whether it kept them."""
-        if len(self._position) + len(keys) > self.max_entries:
-            return False
+    def _remember(self, keys: list[bytes | str], key_bytes: int, scores: np.ndarray) -> bool:
+        """Keeps these rows' scores unless that would take the memo past `max_bytes`; whether it kept them."""
         first = len(self._position)  # rows kept so far: the table's filled part
-        if self._table is None or first + len(keys) > len(self._table):
-            # Room for twice what is needed, so that rows are copied about once in all, not once a call.
-            grown = np.empty((2 * (first + len(keys)), *scores.shape[1:]), dtype=scores.dtype)
+        # Room for twice what is needed when the table grows, so that rows are copied about once in all.
+        rows = len(self._table) if self._table is not None and first + len(keys) <= len(self._table) else 2 * (first + len(keys))
+        keys_held = self._keys_bytes + key_bytes + MEMO_ENTRY_OVERHEAD_BYTES * len(keys)
+        if keys_held + rows * (scores.nbytes // max(1, len(scores))) > self.max_bytes:
+            return False
+        if self._table is None or rows != len(self._table):
+            grown = np.empty((rows, *scores.shape[1:]), dtype=scores.dtype)
             if self._table is not None:
                 grown[:first] = self._table[:first]
             self._table = grown
         self._table[first : first + len(keys)] = scores
         self._position.update(zip(keys, range(first, first + len(keys)), strict=True))
+        self._keys_bytes = keys_held
         return True
 
+    @property
+    def held_bytes(self) -> int:
+        return self._keys_bytes + (self._table.nbytes if self._table is not None else 0)
 
-@dataclass
+
+@dataclass(eq=False)  # a waiting thread is itself, whatever its rows
 class _Waiting:
     rows: np.ndarray
+    deadline: float | None
     woken: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
     error: BaseException | None = None
     lead: bool = False  # woken to send the next shared call, not with a result
+
+
+def _latest(deadlines: list[float | None]) -> float | None:
+    return None if any(d is None for d in deadlines) else max(deadlines)  # type: ignore[type-var]
 
 
 class CallCoalescer:
@@ -260,25 +331,30 @@ class CallCoalescer:
     queue up; when it returns, the first of them sends everything queued as
     one request and hands each thread its own rows back. A lone explanation
     waits for nothing. Text and arrays of another row shape than the first
-    queued go in a later call.
+    queued go in a later call. A shared call is bounded by the latest deadline
+    of the explanations in it; a thread whose own deadline comes first stops
+    waiting then (leaving the queue, and passing on the next call if it was
+    its to send), so no explanation waits past its deadline for another's call.
     """
 
-    def __init__(self, send: Callable[[np.ndarray | list[str]], np.ndarray]):
+    def __init__(self, send: Callable[[np.ndarray | list[str], float | None], np.ndarray]):
         self._send = send
         self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
         self._busy = False
 
-    def predict(self, instances: np.ndarray | list[str]) -> np.ndarray:
+    def predict(self, instances: np.ndarray | list[str], deadline: float | None = None) -> np.ndarray:
         if isinstance(instances, list):
-            return self._send(instances)  # text: rare to coincide, and strings do not stack
-        me = _Waiting(np.asarray(instances))
+            return self._send(instances, deadline)  # text: rare to coincide, and strings do not stack
+        me = _Waiting(np.asarray(instances), deadline)
         with self._lock:
             self._queue.append(me)
             me.lead = not self._busy
             self._busy = True
         if not me.lead:
-            me.woken.wait()
+            woken = me.woken.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not woken:
+                self._give_up(me)
         if me.lead:
             self._send_queued()
         if me.error is not None:
@@ -286,13 +362,34 @@ class CallCoalescer:
         assert me.result is not None
         return me.result
 
+    def _give_up(self, me: _Waiting) -> None:
+        """Past this thread's deadline: out of the queue (the next call passed on if it was this thread's to send),
+        or, if its rows are in a call in flight, no longer waiting for it."""
+        with self._lock:
+            if me.woken.is_set() and not me.lead:
+                return  # the answer came just now
+            if me in self._queue:
+                self._queue.remove(me)
+                if me.lead:
+                    self._pass_lead()
+        raise ExplanationCancelled("the explanation ran past its deadline waiting for a predictor call shared with other explanations")
+
+    def _pass_lead(self) -> None:
+        """Under the lock: the first queued thread sends the next call, or nothing is in flight."""
+        if self._queue:
+            self._queue[0].lead = True
+            self._queue[0].woken.set()
+        else:
+            self._busy = False
+
     def _send_queued(self) -> None:
         with self._lock:
             shape = self._queue[0].rows.shape[1:]
             batch = [w for w in self._queue if w.rows.shape[1:] == shape]
             self._queue = [w for w in self._queue if w.rows.shape[1:] != shape]
         try:
-            scores = self._send(np.concatenate([w.rows for w in batch]) if len(batch) > 1 else batch[0].rows)
+            rows = np.concatenate([w.rows for w in batch]) if len(batch) > 1 else batch[0].rows
+            scores = self._send(rows, _latest([w.deadline for w in batch]))
             ends = np.cumsum([len(w.rows) for w in batch])
             for waiting, start, end in zip(batch, [0, *ends[:-1]], ends, strict=True):
                 waiting.result = scores[start:end]
@@ -300,10 +397,7 @@ class CallCoalescer:
             for waiting in batch:
                 waiting.error = error
         with self._lock:
-            if self._queue:
-                self._queue[0].lead = True  # the next call is theirs to send
-                self._queue[0].woken.set()
-            else:
-                self._busy = False
-        for waiting in batch:
-            waiting.woken.set()
+            self._pass_lead()
+            for waiting in batch:
+                waiting.lead = False
+                waiting.woken.set()

@@ -189,7 +189,7 @@ def main() -> None:
     model.load()
     serve(
         model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
-        binary_infer_route=True,
+        longest_request_seconds=args.request_timeout_seconds, binary_infer_route=True,
     )
 
 

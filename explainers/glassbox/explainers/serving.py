@@ -9,12 +9,20 @@ explainer calls a hundred times per explanation: there kserve's
 `--enable_latency_logging` is off by default and turns both off; the request
 counters on /metrics say what was served. The predictor also takes binary v2
 inference requests the short way (see binary_infer_route).
+
+On SIGTERM uvicorn stops accepting connections at once (so a readiness probe
+fails within its next period) and waits for the requests in flight, kserve's
+30 s by default: here `longest_request_seconds` (the server's own deadline)
+plus DRAIN_MARGIN_SECONDS, so a draining pod answers every request it took.
+The operator gives the pods a termination grace period longer still.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 import kserve
@@ -26,9 +34,13 @@ from kserve.errors import InvalidInput
 from starlette.exceptions import HTTPException
 
 from glassbox.explainers.binary_infer_route import BinaryInferRoute
+from glassbox.explainers.readiness import ReadinessGate, readiness_paths
 from glassbox.explainers.request_guard import ASGIApp, RequestGuard
 
 log = logging.getLogger(__name__)
+
+# After SIGTERM, how long past its longest request a server waits for those in flight.
+DRAIN_MARGIN_SECONDS = 5
 
 
 async def error_as_kserve_writes_it(_: Request, error: Exception) -> JSONResponse:
@@ -75,7 +87,15 @@ async def invalid_body_as_kserve_writes_it(request: Request, error: Exception) -
 
 
 def serve(
-    model: kserve.Model, http_port: int, grpc_port: int, *, log_each_request: bool, max_body_bytes: int, binary_infer_route: bool = False
+    model: kserve.Model,
+    http_port: int,
+    grpc_port: int,
+    *,
+    log_each_request: bool,
+    max_body_bytes: int,
+    longest_request_seconds: float,
+    binary_infer_route: bool = False,
+    not_ready: Callable[[], str | None] | None = None,
 ) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # kserve configures `asyncio.get_event_loop()` before `asyncio.run` makes the loop it serves on;
@@ -87,12 +107,16 @@ def serve(
     kserve.model_server.app.add_exception_handler(HTTPException, error_as_kserve_writes_it)
     kserve.model_server.app.add_exception_handler(RequestValidationError, invalid_body_as_kserve_writes_it)
     kserve.model_server.app.add_exception_handler(InvalidInput, invalid_input_named)
-    server = kserve.ModelServer(http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request)
+    server = kserve.ModelServer(
+        http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request, grace_period=math.ceil(longest_request_seconds + DRAIN_MARGIN_SECONDS)
+    )
     if server.workers != 1:
         raise SystemExit("Glassbox's servers run one worker process per pod (scale with replicas): leave --workers at 1")
     app: ASGIApp = kserve.model_server.app
     if binary_infer_route:
         app = BinaryInferRoute(app, server.dataplane)
+    if not_ready is not None:
+        app = ReadinessGate(app, readiness_paths(model.name), not_ready)
     # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
     kserve.model_server.FASTAPI_APP_IMPORT_STRING = RequestGuard(app, max_body_bytes)
     server.start([model])
