@@ -201,6 +201,31 @@ def test_a_headless_raw_deployment_address_keeps_its_port(credit_risk: dict[str,
     assert "--predictor_host=credit-risk-predictor.ml.svc.cluster.local:8080" in explainer["spec"]["predictor"]["containers"][0]["args"]
 
 
+def test_body_limits_reach_the_servers(credit_risk: dict[str, Any]) -> None:
+    credit_risk["spec"]["predictor"]["maxBodyBytes"] = 128 * 2**20
+    credit_risk["spec"]["explainer"]["maxBodyBytes"] = 16 * 2**20
+    predictor, explainer, _ = children_of(credit_risk)
+    assert f"--max_body_bytes={128 * 2**20}" in predictor["spec"]["predictor"]["containers"][0]["args"]
+    assert f"--max_body_bytes={16 * 2**20}" in explainer["spec"]["predictor"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize("mode,grace", [(None, None), ("Serverless", None), ("Knative", None), ("RawDeployment", 75), ("Standard", 75)])
+def test_kserve_deployment_mode_is_copied_and_a_plain_deployment_drains_past_the_timeout(
+    credit_risk: dict[str, Any], mode: str | None, grace: int | None
+) -> None:
+    """Knative sets a pod's grace period to the revision's timeout and refuses the field (knative.dev/serving
+    fieldmask.go PodSpecMask); KServe copies it into a plain Deployment as given."""
+    parent = Parent("credit-risk", "ml", "u", deployment_mode=mode)
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    target = predictor_target_of_own(parent, spec, reported("credit-risk", "ml"))
+    children = build_children(parent, spec, CONFIG, target, explainer_base_url="http://credit-risk-explainer.ml.svc.cluster.local")
+    assert children.explainer is not None and children.graph is not None and children.predictor is not None
+    for child in (children.predictor, children.explainer, children.graph):
+        assert child["metadata"]["annotations"].get("serving.kserve.io/deploymentMode") == mode
+    assert children.explainer["spec"]["predictor"].get("terminationGracePeriodSeconds") == grace  # timeoutSeconds 60 + 15
+    assert "terminationGracePeriodSeconds" not in children.predictor["spec"]["predictor"]
+
+
 def test_service_accounts_reach_the_pods(credit_risk: dict[str, Any]) -> None:
     credit_risk["spec"]["predictor"]["serviceAccountName"] = "model-reader"
     credit_risk["spec"]["explainer"]["serviceAccountName"] = "bucket-reader"

@@ -56,6 +56,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.explainer.autoscaling.minReplicas", "predictAndExplain"),
     ("KServe's batcher on a v2 runtime", _set(["predictor", "modelFormat"], "sklearn"), "spec.predictor.batching", "v1 ':predict'"),
     ("wrong type", _set(["predictor", "gpus"], "one"), "spec.predictor.gpus", "integer"),
+    ("a body limit for another runtime", lambda s: s["predictor"].update(modelFormat="onnx", maxBodyBytes=2**20, batching=None),
+     "spec.predictor.maxBodyBytes", "Glassbox's predictor"),
+    ("a body limit past 1 GiB", _set(["explainer", "maxBodyBytes"], 2**31), "spec.explainer.maxBodyBytes", "less than or equal to 1073741824"),
 ]
 
 

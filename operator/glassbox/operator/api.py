@@ -28,6 +28,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS_1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 # A Kubernetes quantity: `cpu: 1`, `cpu: 500m`, `memory: 2Gi`.
+# The most maxBodyBytes may say: a body must fit the pod's memory more than once over.
+MAX_BODY_BYTES_LIMIT = 1024 * 1024 * 1024
 Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
 
@@ -134,6 +136,11 @@ class PredictorSpec(ApiModel):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the predictor.")
     batching: DynamicBatching | None = Field(
         None, description="Dynamic batching of concurrent requests; recommended when explanations call this predictor."
+    )
+    max_body_bytes: int | None = Field(
+        None, ge=1024, le=MAX_BODY_BYTES_LIMIT,
+        description="Largest request body Glassbox's predictor takes (modelFormat pytorch, no runtime); a larger one gets 413 "
+        "before it is read. 64 MiB when omitted.",
     )
     node_selector: dict[str, str] | None = Field(
         None, description="Node labels the pods require, for example a GPU node pool."
@@ -390,6 +397,11 @@ class ExplainerSpec(ApiModel):
         60, ge=1, le=3600,
         description="Longest one explanation may take before the explainer answers 504. The explainer's InferenceService "
         "and the graph's router wait longer than this, so the explainer's own answer always arrives.",
+    )
+    max_body_bytes: int | None = Field(
+        None, ge=1024, le=MAX_BODY_BYTES_LIMIT,
+        description="Largest explanation request body; a larger one gets 413 before it is read. 8 MiB when omitted (four "
+        "224x224x3 images as JSON).",
     )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the explainer pods require.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the explainer pods tolerate.")

@@ -47,6 +47,14 @@ ROUTE_FIELD = "route"
 # The explainer answers its own 504 at explainer.timeoutSeconds; KServe's component
 # timeout and the graph's router wait this much longer, so that answer always arrives.
 TIMEOUT_MARGIN_SECONDS = 30
+# KServe's annotation choosing how an InferenceService runs, and the values meaning plain Deployments
+# (kserve pkg/constants/constants.go: DeploymentMode, Standard, LegacyRawDeployment).
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+RAW_DEPLOYMENT_MODES = frozenset({"standard", "rawdeployment"})
+# A plain Deployment's pod waits this long past explainer.timeoutSeconds after SIGTERM: the explainer
+# drains for timeoutSeconds plus 5 s, and needs a few more to exit. (Under Knative the pod's grace is
+# the component's timeout, timeoutSeconds + TIMEOUT_MARGIN_SECONDS; Knative refuses the field itself.)
+TERMINATION_MARGIN_SECONDS = 15
 # The explainer's answer to a request whose `route` the graph does not offer.
 UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 
@@ -66,6 +74,13 @@ class Parent:
     name: str
     namespace: str
     uid: str
+    # KServe's serving.kserve.io/deploymentMode annotation on the ExplainedModel, copied to its children.
+    deployment_mode: str | None = None
+
+    @property
+    def raw_deployment(self) -> bool:
+        """Whether KServe runs the children as plain Deployments (said so on the object; a cluster's default is not known here)."""
+        return (self.deployment_mode or "").lower() in RAW_DEPLOYMENT_MODES
 
 
 # ------------------------------------------------------------------ names
@@ -130,7 +145,9 @@ def _with_identity(parent: Parent, component: str, api_version: str, kind: str, 
         },
         "spec": spec,
     }
-    body["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: spec_hash(body)}
+    if parent.deployment_mode:  # KServe reads it on InferenceServices and InferenceGraphs alike
+        body["metadata"]["annotations"] = {DEPLOYMENT_MODE_ANNOTATION: parent.deployment_mode}
+    body["metadata"]["annotations"] = {**body["metadata"].get("annotations", {}), SPEC_HASH_ANNOTATION: spec_hash(body)}
     return body
 
 
@@ -196,6 +213,8 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
                 f"--max_batch_size={predictor.batching.max_batch_size}",
                 f"--max_batch_latency_ms={predictor.batching.max_latency_ms}",
             ]
+        if predictor.max_body_bytes is not None:
+            args.append(f"--max_body_bytes={predictor.max_body_bytes}")
         component["containers"] = [
             {
                 "name": "kserve-container",
@@ -255,6 +274,8 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
     ]
     if target.uses_tls:
         args.append("--predictor_use_ssl=true")
+    if explainer.max_body_bytes is not None:
+        args.append(f"--max_body_bytes={explainer.max_body_bytes}")
     if spec.predictor.batching is not None and not uses_glassbox_predictor(spec.predictor):
         # Another runtime's batcher may refuse more rows than a batch: send no more per call.
         # Glassbox's predictor splits a large request into forward passes itself.
@@ -286,6 +307,8 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
             }
         ],
     }
+    if parent.raw_deployment:
+        component["terminationGracePeriodSeconds"] = explainer.timeout_seconds + TERMINATION_MARGIN_SECONDS
     return _with_identity(
         parent, "explainer", ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), {"predictor": component}
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from glassbox.operator.api import API_VERSION, KIND, ExplainedModelSpec
 from glassbox.operator.builders import (
+    DEPLOYMENT_MODE_ANNOTATION,
     GRAPH_API_VERSION,
     ISVC_API_VERSION,
     PARENT_LABEL,
@@ -120,7 +121,10 @@ class Reconciler:
 
     def _reconcile(self, body: dict[str, Any], created: bool = False) -> Outcome:
         meta = body["metadata"]
-        parent = Parent(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        parent = Parent(
+            name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+            deployment_mode=(meta.get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION),
+        )
         generation = meta.get("generation")
         previous_status = body.get("status") or {}
         spec, problems = find_spec_problems(parent.name, body.get("spec") or {})

@@ -104,7 +104,7 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
             )
         )
     if predictor.inference_service_name:
-        for attr in ("model_format", "runtime", "batching"):
+        for attr in ("model_format", "runtime", "batching", "max_body_bytes"):
             if getattr(predictor, attr) is not None:
                 problems.append(
                     SpecProblem(
@@ -125,6 +125,14 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
             SpecProblem(
                 "spec.predictor.modelFormat",
                 "is required with storageUri: 'pytorch' for Glassbox's GPU predictor, or a format a KServe ServingRuntime serves (sklearn, xgboost, onnx, ...)",
+            )
+        )
+    elif predictor.max_body_bytes is not None and not uses_glassbox_predictor(predictor):
+        problems.append(
+            SpecProblem(
+                "spec.predictor.maxBodyBytes",
+                f"applies to Glassbox's predictor (modelFormat pytorch, no runtime); the runtime serving "
+                f"'{predictor.model_format}' sets its own limit: remove maxBodyBytes",
             )
         )
 
