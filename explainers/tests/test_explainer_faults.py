@@ -33,7 +33,7 @@ Tabular = tuple[LocalDeployment, FaultProxy]
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]
 
 
-def in_process_explainer(tabular: Tabular, timeout_seconds: float, workers: int, max_waiting: int | None = None) -> ExplainerModel:
+def in_process_explainer(tabular: Tabular, timeout_seconds: float, workers: int, max_waiting: int) -> ExplainerModel:
     """The explainer model itself, in this process, calling the predictor through the proxy over HTTP."""
     deployment, proxy = tabular
     spec = ExplainerSpec.model_validate(
@@ -74,7 +74,7 @@ async def test_a_dripping_predictor_costs_each_explanation_its_deadline_and_noth
     """Four workers, eight explanations, a predictor that answers one byte every half second: every
     explanation gets its 504 at its deadline (those waiting for a worker too), no call is sent twice,
     and once the predictor is well the next explanation is answered at once."""
-    model = in_process_explainer(tabular, timeout_seconds=3.0, workers=4)
+    model = in_process_explainer(tabular, timeout_seconds=3.0, workers=4, max_waiting=4)
     stopped_after.append(model)
     proxy.mode = "drip"
     sent_before = proxy.requests

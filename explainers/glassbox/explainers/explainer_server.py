@@ -133,7 +133,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         device: str = "auto",
         workers: int = 4,
         predictor_wait_seconds: float = 600.0,
-        max_waiting: int | None = None,
+        max_waiting: int = 0,
         memo_max_bytes: int = MEMO_MAX_BYTES,
         predictor_probe_seconds: float = PROBE_PERIOD_SECONDS,
     ):
@@ -146,8 +146,10 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         self.requested_device = device
         self.workers = workers
         self.predictor_wait_seconds = predictor_wait_seconds
-        # Explanations admitted beyond those running; past it, 503 (by default as many as run).
-        self.max_waiting = workers if max_waiting is None else max_waiting
+        # Explanations admitted beyond those running; past it, 503 with Retry-After. None by default: an
+        # explanation that waits for a worker takes twice as long or more (`make reliability`, overload),
+        # and a refusal lets the caller go elsewhere and the autoscaler see the load.
+        self.max_waiting = max_waiting
         self.memo_max_bytes = memo_max_bytes
         self.predictor_probe_seconds = predictor_probe_seconds
         self.methods: dict[str, ExplanationMethod] = {}
@@ -377,8 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
     parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
     parser.add_argument(
-        "--max_waiting_explanations", type=int, default=None,
-        help="explanations admitted beyond those being computed (default: as many as --explain_workers); past it, 503 with Retry-After",
+        "--max_waiting_explanations", type=int, default=0,
+        help="explanations admitted to wait for a worker beyond those being computed; past it, 503 with Retry-After",
     )
     parser.add_argument(
         "--memo_max_bytes", type=int, default=MEMO_MAX_BYTES, help="most bytes one explanation's memo of scored rows may hold"
