@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,7 +173,7 @@ def batch_isolation(servers: Servers, valid: int, bad: int) -> dict[str, Any]:
             is_bad = i % ((valid + bad) // bad) == 0 and sum(1 for b in bodies if b[0]) < bad
             bodies.append((is_bad, {"instances": [[0.9, 0.2, 0.5]]} if is_bad else {"instances": [ROW] * (1 + i % 7)}))
 
-        def send(item: tuple[bool, dict[str, Any]], client: httpx.Client) -> tuple[bool, int, float]:
+        def send(item: tuple[bool, dict[str, Any]], client: httpx.Client, base: str = base) -> tuple[bool, int, float]:
             began = time.perf_counter()
             answer = client.post(f"{base}{PREDICT_V1}", json=item[1])
             return item[0], answer.status_code, time.perf_counter() - began
