@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench images clean
+.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -63,6 +63,9 @@ images: ## build the container images (needs a Docker engine; not part of the te
 
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache
+
+reliability: $(STAMP) ## the data plane under hostile input, overload, a dripping predictor and SIGTERM, against the targets; writes bench/results/reliability.*
+	$(PY) bench/reliability.py $(RELIABILITY_ARGS)
 
 bench: $(STAMP) cluster-tools ## the benchmark: in-process alibi vs Glassbox over HTTP vs MLServer, and the control plane; writes bench/results/
 	$(PY) bench/run.py $(BENCH_ARGS)
