@@ -373,6 +373,7 @@ def readiness(explainer: str, proxy: FaultProxy) -> dict[str, Any]:
             time.sleep(0.05)
         return time.monotonic() - began
 
+    until(lambda: httpx.get(url).status_code == 200)  # ready to begin with (a probe from an earlier scenario may still be slow)
     proxy.mode = "unavailable"
     down = until(lambda: httpx.get(url).status_code == 503)
     proxy.mode = "pass"
