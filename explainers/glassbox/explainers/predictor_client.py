@@ -245,8 +245,8 @@ class PredictionMemo:
     anchor samples repeat rows, and text perturbations repeat sentences. Calls
     larger than `max_rows_per_call` (KernelSHAP's coalitions, all distinct) go
     straight through: hashing them would cost more than it saves. The memo
-    holds at most `max_bytes` (rows, their scores and bookkeeping): rows of
-    224x224x3 images fill 256 MiB after about 450; later rows are scored
+    holds at most `max_bytes` (rows, their scores and bookkeeping): float32 rows
+    of 224x224x3 images fill 256 MiB after about 440; later rows are scored
     without being remembered.
     """
 
