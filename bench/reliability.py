@@ -302,12 +302,12 @@ def deadlines(servers: Servers, proxy: FaultProxy, timeout_s: float) -> dict[str
     began = time.perf_counter()
     recovered = httpx.post(url, json=body, timeout=120).status_code
     recovery_s = time.perf_counter() - began
-    retries = metric(explainer, 'glassbox_explainer_timeouts_total{method="shap",model="synthetic"}')
+    timeouts = metric(explainer, 'glassbox_explainer_timeouts_total{method="shap",model="synthetic"}')
     times = [t for _, t in outcomes]
     within = all(abs(t - timeout_s) <= 0.1 * timeout_s for t in times)
     return {
         "timeout_s": timeout_s, "statuses": sorted({s for s, _ in outcomes}), "answer_s": [round(t, 2) for t in sorted(times)],
-        "predictor_calls_while_dripping": drip_calls, "timeouts_counted": retries,
+        "predictor_calls_while_dripping": drip_calls, "timeouts_counted": timeouts,
         "recovered_status": recovered, "recovery_s": round(recovery_s, 2),
         "met": all(s == 504 for s, _ in outcomes) and within and recovered == 200 and recovery_s < 1.0 and drip_calls <= 8 * 1.5,
     }
