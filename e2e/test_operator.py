@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ INVALID_BY_SCHEMA = [
     ("no methods", lambda m: m["spec"]["explainer"].__setitem__("methods", []), "spec.explainer.methods"),
     ("no explainer", lambda m: m["spec"].pop("explainer"), "spec.explainer"),
     ("threshold above 1", lambda m: m["spec"]["explainer"]["methods"][0].__setitem__("anchorTabular", {"threshold": 1.5}), "threshold"),
+    ("a host for a service name", lambda m: m["spec"]["predictor"].__setitem__("inferenceServiceName", "attacker.example.net:8080"),
+     "spec.predictor.inferenceServiceName"),
 ]
 
 
@@ -313,6 +316,39 @@ def test_deleting_the_explained_model_collects_children_but_never_an_existing_se
     assert "glassbox-operator" not in managers
 
 
+def test_a_name_taken_by_someone_elses_inferenceservice_is_never_written(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    """The ExplainedModel 'credit-risk' would deploy its predictor as 'credit-risk': a service of that name made by
+    someone else is neither overwritten nor adopted, so deleting the ExplainedModel cannot collect it."""
+    create_existing(cluster, namespace, "credit-risk")
+    before = get(cluster, KSERVE, namespace, "credit-risk") or {}
+    apply_manifest(cluster, namespace, sample("tabular-pytorch-gpu"))
+    body = wait_for(
+        "PredictorReady=False NameConflict",
+        lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "PredictorReady").get("reason") == "NameConflict" and b,
+    )
+    assert "InferenceService 'credit-risk' already exists" in condition(body, "PredictorReady")["message"]
+    assert "was not created by Glassbox" in condition(body, "PredictorReady")["message"]
+    assert condition(body, "ExplainerReady")["reason"] == "WaitingForPredictor"
+    assert condition(body, "Ready")["status"] == "False"
+
+    def conflicts() -> list[Any]:
+        events = cluster.core.list_namespaced_event(namespace, field_selector="involvedObject.name=credit-risk").items
+        return [e for e in events if e.reason == "NameConflict"]
+
+    wait_for("a NameConflict event", conflicts)
+    # A child event (the taken service changing) reconciles again: still one Event.
+    cluster.objects.patch_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], "credit-risk", {"metadata": {"labels": {"team": "risk"}}})
+    time.sleep(3)
+    assert sum(e.count or 1 for e in conflicts()) == 1
+    assert get(cluster, KSERVE, namespace, "credit-risk-explainer") is None
+
+    cluster.kubectl("delete", "xm", "credit-risk", "-n", namespace)
+    after = get(cluster, KSERVE, namespace, "credit-risk") or {}
+    assert after["spec"] == before["spec"]
+    assert not after["metadata"].get("ownerReferences")
+    assert "glassbox-operator" not in {entry["manager"] for entry in after["metadata"].get("managedFields") or []}
+
+
 # --------------------------------------------------------------------------- bad specs
 
 
@@ -336,8 +372,6 @@ def test_a_cross_field_error_names_the_field_in_status_and_one_event(cluster: Cl
 
     # No hot loop: once kopf has recorded the failure, the object is not
     # rewritten and no new events pile up.
-    import time
-
     def settled() -> str | None:
         before = (get(cluster, XM, namespace, "credit-risk") or {})["metadata"]["resourceVersion"]
         time.sleep(1)

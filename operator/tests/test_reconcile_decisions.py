@@ -8,7 +8,7 @@ from typing import Any
 from glassbox.operator.api import ExplainedModelSpec, Protocol
 from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
 from glassbox.operator.kserve_addressing import PredictTarget
-from glassbox.operator.reconcile import is_subset, needs_apply
+from glassbox.operator.reconcile import is_subset, needs_apply, ownership_conflict, warnings_to_post
 
 from sample_manifests import load_sample
 
@@ -52,3 +52,49 @@ def test_apply_when_missing_edited_by_hand_or_desired_changed() -> None:
     previous["spec"]["predictor"]["nodeSelector"] = {"pool": "old"}
     previous["metadata"]["annotations"]["glassbox.dev/spec-hash"] = "0000"
     assert needs_apply(desired, previous)
+
+
+PARENT = Parent("churn", "ml", "uid-of-this-one")
+
+
+def test_a_child_is_ours_only_when_this_very_object_controls_it() -> None:
+    ours = as_stored(desired_explainer())
+    ours["metadata"]["ownerReferences"] = [{"apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "name": "churn", "uid": "uid-of-this-one", "controller": True}]
+    assert ownership_conflict(None, PARENT) is None
+    assert ownership_conflict(ours, PARENT) is None
+
+    hand_made = {"kind": "InferenceService", "metadata": {"name": "churn", "namespace": "ml"}}
+    reason, message = ownership_conflict(hand_made, PARENT) or ("", "")
+    assert reason == "NameConflict"
+    assert "InferenceService 'churn'" in message and "was not created by Glassbox" in message
+
+    # Our owner reference without controller: true (added by someone else) does not make it ours.
+    borrowed = copy.deepcopy(ours)
+    borrowed["metadata"]["ownerReferences"][0]["controller"] = False
+    assert ownership_conflict(borrowed, PARENT) is not None
+
+    others = copy.deepcopy(ours)
+    others["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u2", "controller": True}]
+    reason, message = ownership_conflict(others, PARENT) or ("", "")
+    assert reason == "NameConflict" and "controlled by Deployment 'web'" in message
+
+    # The child of an ExplainedModel of the same name that was deleted: the garbage collector's to remove.
+    earlier = copy.deepcopy(ours)
+    earlier["metadata"]["ownerReferences"][0]["uid"] = "uid-of-a-deleted-one"
+    reason, _ = ownership_conflict(earlier, PARENT) or ("", "")
+    assert reason == "PreviousOwnerBeingDeleted"
+
+
+def _status(*conditions: tuple[str, str, str, str]) -> dict[str, Any]:
+    return {"conditions": [{"type": t, "status": s, "reason": r, "message": m} for t, s, r, m in conditions]}
+
+
+def test_a_warning_is_posted_once_per_problem_a_person_must_solve() -> None:
+    conflict = ("PredictorReady", "False", "NameConflict", "InferenceService 'churn' already exists")
+    invalid = ("SpecValid", "False", "InvalidSpec", "spec.predictor: set storageUri")
+    pending = ("ExplainerReady", "Unknown", "Pending", "waiting for KServe")
+    assert warnings_to_post({}, _status(conflict, pending)) == [("NameConflict", conflict[3])]
+    assert warnings_to_post(_status(conflict), _status(conflict, pending)) == []
+    assert warnings_to_post(_status(conflict), _status(invalid)) == [("InvalidSpec", invalid[3])]
+    # A transient state (waiting, KServe not ready) is not a warning.
+    assert warnings_to_post({}, _status(pending)) == []

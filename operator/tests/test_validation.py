@@ -102,6 +102,24 @@ def test_the_longest_name_fits_the_explainers_service_name(credit_risk: dict[str
     assert len(f"{name}-explainer-predictor") == 63  # KServe's Service for the explainer's predictor component
 
 
+@pytest.mark.parametrize("target", ["attacker.example.net:8080/x#", "loans.other-namespace", "http://loans", "Loans", "loans/v1"])
+def test_an_existing_service_is_named_never_addressed(target: str) -> None:
+    """A host, URL or another namespace's service would send the explainer's and the graph's calls there."""
+    manifest = load_sample("existing-inferenceservice")
+    manifest["spec"]["predictor"]["inferenceServiceName"] = target
+    _, problems = find_spec_problems("loan-approval", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.predictor.inferenceServiceName"]
+    assert "should match pattern" in problems[0].message
+
+
+def test_an_explained_model_cannot_explain_its_own_explainer() -> None:
+    manifest = load_sample("existing-inferenceservice")
+    manifest["spec"]["predictor"]["inferenceServiceName"] = "loan-approval-explainer"
+    _, problems = find_spec_problems("loan-approval", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.predictor.inferenceServiceName"]
+    assert "own explainer" in problems[0].message
+
+
 def test_influence_needs_labels() -> None:
     manifest = load_sample("training-data-influence")
     del manifest["spec"]["explainer"]["referenceData"]["labelsUri"]

@@ -26,6 +26,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # A Kubernetes object name (a DNS-1123 subdomain).
 DNS_1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# What KServe requires of an InferenceService's name (it becomes Service and host names).
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 # A Kubernetes quantity: `cpu: 1`, `cpu: 500m`, `memory: 2Gi`.
 # The most maxBodyBytes may say: a body must fit the pod's memory more than once over.
@@ -113,7 +115,10 @@ class PredictorSpec(ApiModel):
 
     inference_service_name: str | None = Field(
         None,
-        description="Name of an InferenceService that already exists in this namespace. Glassbox explains it and never changes or deletes it.",
+        pattern=DNS_1035_LABEL,
+        max_length=63,
+        description="Name of an InferenceService that already exists in this namespace (a DNS-1035 label: a name, "
+        "never a host or URL). Glassbox explains it and never changes or deletes it.",
     )
     model_format: str | None = Field(
         None,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from glassbox.operator.api import API_VERSION, KIND, ExplainedModelSpec
+from glassbox.operator.api import API_VERSION, GROUP, KIND, ExplainedModelSpec
 from glassbox.operator.builders import (
     DEPLOYMENT_MODE_ANNOTATION,
     GRAPH_API_VERSION,
@@ -45,6 +45,8 @@ from glassbox.operator.validation import SpecProblem, find_spec_problems
 
 log = logging.getLogger(__name__)
 
+# A child's name is taken by an object Glassbox did not create (condition reason and Event reason).
+NAME_CONFLICT = "NameConflict"
 CHILD_KINDS = ((ISVC_API_VERSION, "InferenceService"), (GRAPH_API_VERSION, "InferenceGraph"))
 RUNTIME_API_VERSION = "serving.kserve.io/v1alpha1"
 
@@ -86,6 +88,54 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     )
 
 
+def ownership_conflict(live: dict[str, Any] | None, parent: Parent) -> tuple[str, str] | None:
+    """Why the operator must not write `live`, as (reason, message); None when it is absent or this parent's child.
+
+    A child is ours only when it names this very ExplainedModel (its uid) as its controller: an object
+    someone else made, or another owner's, is never overwritten, adopted or deleted."""
+    if live is None:
+        return None
+    meta = live.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    if any(ref.get("uid") == parent.uid and ref.get("controller") for ref in refs):
+        return None
+    what = f"{live.get('kind', 'object')} '{meta.get('name')}'"
+    earlier = [
+        ref for ref in refs
+        if ref.get("kind") == KIND and ref.get("name") == parent.name and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
+    ]
+    if earlier:
+        return (
+            "PreviousOwnerBeingDeleted",
+            f"{what} belongs to an earlier ExplainedModel '{parent.name}' that was deleted; it is created anew "
+            "once Kubernetes' garbage collector has removed it",
+        )
+    controller = next((ref for ref in refs if ref.get("controller")), None)
+    holder = f"is controlled by {controller.get('kind')} '{controller.get('name')}'" if controller else "was not created by Glassbox"
+    return (
+        NAME_CONFLICT,
+        f"{what} already exists in namespace '{parent.namespace}' and {holder}; Glassbox never writes an object it did "
+        f"not create: delete or rename that object, or give this ExplainedModel another name",
+    )
+
+
+def _needs_action(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """condition type -> (reason, message), for the conditions that only a person can resolve."""
+    return {
+        str(c.get("type")): (str(c.get("reason")), str(c.get("message")))
+        for c in status.get("conditions") or []
+        if c.get("status") == "False" and (
+            (c.get("type") == SPEC_VALID) or (c.get("reason") == NAME_CONFLICT)
+        )
+    }
+
+
+def warnings_to_post(previous: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of each problem that is new since the previous status: an invalid spec or a name conflict."""
+    before = _needs_action(previous)
+    return [found for kind, found in _needs_action(status).items() if before.get(kind) != found]
+
+
 class Reconciler:
     """Holds the API wrapper and the operator's configuration; reconciles one ExplainedModel at a time per object."""
 
@@ -113,8 +163,7 @@ class Reconciler:
         return self.reconcile(body)
 
     def reconcile(self, body: dict[str, Any], created: bool = False) -> Outcome:
-        """`created`: the object was just created, so it has no children yet to read or prune
-        (applying is idempotent, so a child that does exist is still right afterwards)."""
+        """`created`: the object was just created, so it has no children of its own yet to prune."""
         meta = body["metadata"]
         with self._lock_for(meta["namespace"], meta["name"]):
             return self._reconcile(body, created)
@@ -141,7 +190,7 @@ class Reconciler:
             return Outcome(ready=False, problems=problems)
 
         try:
-            observation = self._converge_children(parent, spec, generation, created)
+            observation = self._converge_children(parent, spec, generation)
             if not created:
                 self._prune(parent, self._wanted(parent, spec))
         except ResourceTypeMissing as missing:
@@ -152,6 +201,7 @@ class Reconciler:
             self._write_status(parent, previous_status, observation)
             return Outcome(ready=False, problems=[], retry_reason=str(missing))
         status = self._write_status(parent, previous_status, observation)
+        self._warn_if_new(body, previous_status, status)
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
         # Only API failures are worth a retry; a missing existing InferenceService is
         # noticed by its watch when it appears.
@@ -161,13 +211,17 @@ class Reconciler:
         ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
 
-    def _converge_children(self, parent: Parent, spec: ExplainedModelSpec, generation: int | None, created: bool = False) -> Observation:
+    def _converge_children(self, parent: Parent, spec: ExplainedModelSpec, generation: int | None) -> Observation:
         """Predictor, then explainer, then graph: each needs the address KServe reports for the one before."""
 
         def converge(body: dict[str, Any]) -> ChildReport:
             kind, name = body["kind"], body["metadata"]["name"]
             try:
-                live = None if created else self.api.get(body["apiVersion"], kind, parent.namespace, name)
+                # Read even right after a create: the name may be taken by an object that is not ours.
+                live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
+                conflict = ownership_conflict(live, parent)
+                if conflict is not None:
+                    return ChildReport(kind=kind, name=name, failure=conflict)
                 if needs_apply(body, live):
                     log.info("applying %s %s/%s", kind, parent.namespace, name)
                     live = self.api.apply(body)
@@ -182,11 +236,14 @@ class Reconciler:
         def waiting(api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
             """A child that cannot be built yet: it is left as it is, and its status says what it waits for."""
             try:
-                live = None if created else self.api.get(api_version, kind, parent.namespace, name)
+                live = self.api.get(api_version, kind, parent.namespace, name)
             except ResourceTypeMissing:
                 raise
             except KubeError as error:
                 return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
+            conflict = ownership_conflict(live, parent)
+            if conflict is not None:
+                return ChildReport(kind=kind, name=name, failure=conflict)
             return ChildReport(kind=kind, name=name, live=live, waiting=(reason, message))
 
         predictor_body = build_predictor_isvc(parent, spec, self.config)
@@ -197,7 +254,12 @@ class Reconciler:
             predictor, target = self._existing_predictor(parent, spec)
 
         predictor_isvc = predictor_name(parent.name, spec)
-        if target is None:
+        if target is None and predictor.failure is not None and predictor.failure[0] == NAME_CONFLICT:
+            explainer = waiting(
+                ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), "WaitingForPredictor",
+                f"the predictor cannot be deployed: {predictor.failure[1]}",
+            )
+        elif target is None:
             explainer = waiting(
                 ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), "WaitingForPredictorAddress",
                 f"waiting for KServe to report the address of InferenceService '{predictor_isvc}' (status.address.url): "
@@ -291,13 +353,6 @@ class Reconciler:
         return status
 
     def _warn_if_new(self, body: dict[str, Any], previous: dict[str, Any], status: dict[str, Any]) -> None:
-        """One Event per distinct problem, not one per reconcile."""
-        def spec_message(s: dict[str, Any]) -> str | None:
-            for condition in s.get("conditions") or []:
-                if condition.get("type") == SPEC_VALID and condition.get("status") == "False":
-                    return str(condition.get("message"))
-            return None
-
-        message = spec_message(status)
-        if message and message != spec_message(previous):
-            self.emit_warning(body, "InvalidSpec", message)
+        """One Event per distinct problem a user must act on, not one per reconcile."""
+        for reason, message in warnings_to_post(previous, status):
+            self.emit_warning(body, reason, message)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel as _camel
 
 from glassbox.operator.api import (
+    DNS_1035_LABEL,
     METHODS_NEEDING_REFERENCE_DATA,
     PARAMETER_FIELD_OF,
     Autoscaling,
@@ -27,12 +28,13 @@ from glassbox.operator.api import (
     ScaleMetric,
     uses_glassbox_predictor,
 )
+from glassbox.operator.builders import explainer_name
 
 # The longest ExplainedModel name whose children's Service names still fit a
 # 63-character DNS label: KServe names the explainer's Service
 # `<name>-explainer-predictor` (20 characters after the name).
 MAX_NAME_LENGTH = 43
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035 = re.compile(DNS_1035_LABEL)
 # Kubernetes' own quantity grammar (k8s.io/apimachinery resource.Quantity).
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][-+]?\d+))?$")
 
@@ -82,6 +84,14 @@ def find_spec_problems(name: str, spec: dict[str, Any]) -> tuple[ExplainedModelS
     problems.extend(schema_problems)
     if parsed is not None:
         problems.extend(_cross_field_problems(parsed))
+        if parsed.predictor.inference_service_name == explainer_name(name):
+            problems.append(
+                SpecProblem(
+                    "spec.predictor.inferenceServiceName",
+                    f"'{explainer_name(name)}' is the name of this ExplainedModel's own explainer; name the "
+                    "InferenceService that serves the model",
+                )
+            )
     return (parsed if not problems else None), problems
 
 
