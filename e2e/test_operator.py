@@ -349,6 +349,24 @@ def test_a_name_taken_by_someone_elses_inferenceservice_is_never_written(cluster
     assert "glassbox-operator" not in {entry["manager"] for entry in after["metadata"].get("managedFields") or []}
 
 
+def test_deletion_needs_no_operator(cluster: Cluster, operator: RunningOperator, namespace: str, tmp_path: Path) -> None:
+    """No finalizer: with the operator stopped, deleting the ExplainedModel finishes at once and the garbage
+    collector removes its children, as it would after `helm uninstall`."""
+    apply_with_addresses(cluster, namespace, sample("tabular-pytorch-gpu"))
+    wait_for("the graph", lambda: get(cluster, GRAPHS, namespace, "credit-risk-graph"))
+    body = wait_for("a status", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and b.get("status") and b)
+    assert not body["metadata"].get("finalizers")
+
+    stop_operator(operator)
+    try:
+        cluster.kubectl("delete", "xm", "credit-risk", "-n", namespace, "--timeout=20s")
+        for kind, name in [(KSERVE, "credit-risk"), (KSERVE, "credit-risk-explainer"), (GRAPHS, "credit-risk-graph")]:
+            wait_for(f"{name} to be collected", lambda k=kind, n=name: get(cluster, k, namespace, n) is None)
+    finally:
+        again = start_operator(operator.kubeconfig, tmp_path / "operator.log")
+        operator.process, operator.log = again.process, again.log
+
+
 # --------------------------------------------------------------------------- bad specs
 
 

@@ -15,19 +15,22 @@ def _operator(args: argparse.Namespace) -> int:
     from glassbox.operator.builders import OperatorConfig
     from glassbox.operator.kube import KubeApi, load_api_client
     from glassbox.operator.reconcile import Reconciler
+    from glassbox.operator.resync import PeriodicResync
 
     config = OperatorConfig(
         explainer_image=args.explainer_image,
         predictor_image=args.predictor_image,
     )
-    reconciler = Reconciler(KubeApi(load_api_client()), config, handlers.utc_now, handlers.post_warning)
+    api = KubeApi(load_api_client())
+    reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning)
+    resync = PeriodicResync(api.list_explained_models, reconciler.reconcile, args.namespace)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         standalone=True,
         liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
-        memo=kopf.Memo(reconciler=reconciler),
+        memo=kopf.Memo(reconciler=reconciler, resync=resync),
     )
     return 0
 

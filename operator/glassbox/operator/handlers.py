@@ -1,13 +1,20 @@
 """The kopf handlers. Each one is thin: it hands the object to the Reconciler
 and turns the outcome into kopf's terms (retry later, or wait for a new spec).
 
-The Reconciler lives in kopf's operator-wide `memo`, set by `glassbox operator`.
+The Reconciler and the periodic check live in kopf's operator-wide `memo`, set by
+`glassbox operator`. No handler here needs a finalizer, so an ExplainedModel (and
+its namespace) can be deleted while the operator is stopped.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import logging
+import random
+import threading
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import kopf
@@ -16,10 +23,48 @@ from glassbox.operator.api import GROUP, PLURAL, VERSION
 from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
 from glassbox.operator.kube import KubeError
 from glassbox.operator.reconcile import Outcome, Reconciler
+from glassbox.operator.resync import PeriodicResync
 from glassbox.operator.status import describe_problems
 
-# Retry soon after transient failures; KServe's CRDs may take a while to appear.
-RETRY_DELAY_SECONDS = 15
+# Retries after transient failures (API errors, KServe's CRDs not installed yet): exponential from
+# the first delay, capped, each drawn between half and all of it so that many objects do not retry in step.
+FIRST_RETRY_SECONDS = 2.0
+MAX_RETRY_SECONDS = 300.0
+# The same Warning Event for the same object at most this often.
+WARNING_EVENT_INTERVAL_SECONDS = 600.0
+# Every API call of kopf's gives up after this long (the watch streams have their own, longer limits).
+API_REQUEST_TIMEOUT_SECONDS = 30.0
+API_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def retry_delay(retry: int, retry_after: float | None = None, draw: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number `retry` (0 for the first): capped exponential backoff with jitter,
+    never sooner than the API server's Retry-After."""
+    ceiling = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2.0 ** min(retry, 20))
+    delay = ceiling * (0.5 + 0.5 * draw())
+    return max(delay, retry_after or 0.0)
+
+
+class WarningLimiter:
+    """Lets the same (object, reason) through at most once per interval."""
+
+    def __init__(self, interval: float = WARNING_EVENT_INTERVAL_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._guard = threading.Lock()
+
+    def allow(self, uid: str, reason: str) -> bool:
+        now = self._clock()
+        with self._guard:
+            last = self._last.get((uid, reason))
+            if last is not None and now - last < self._interval:
+                return False
+            self._last[(uid, reason)] = now
+            return True
+
+
+_warnings = WarningLimiter()
 
 
 def utc_now() -> str:
@@ -27,18 +72,28 @@ def utc_now() -> str:
 
 
 def post_warning(body: dict[str, Any], reason: str, message: str) -> None:
-    kopf.warn(cast(kopf.Body, body), reason=reason, message=message)
+    if _warnings.allow(str((body.get("metadata") or {}).get("uid")), reason):
+        kopf.warn(cast(kopf.Body, body), reason=reason, message=message)
+
+
+class _TransientFailuresAreWarnings(logging.Filter):
+    """kopf logs a handler's TemporaryError at ERROR on every retry; an expected, retried failure is a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _reconciler(memo: kopf.Memo) -> Reconciler:
     return memo["reconciler"]  # type: ignore[no-any-return]
 
 
-def _raise_for(outcome: Outcome) -> None:
+def _raise_for(outcome: Outcome, retry: int) -> None:
     if outcome.problems:
         raise kopf.PermanentError(f"invalid spec, waiting for it to change: {describe_problems(outcome.problems)}")
     if outcome.retry_reason:
-        raise kopf.TemporaryError(outcome.retry_reason, delay=RETRY_DELAY_SECONDS)
+        raise kopf.TemporaryError(outcome.retry_reason, delay=retry_delay(retry))
 
 
 @kopf.on.startup()
@@ -47,19 +102,42 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # prefix, so nothing of kopf's leaks into the status API.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # No handler needs it; kopf only uses this name to remove the finalizer older versions added.
     settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
     settings.peering.standalone = True
+    # Warnings reach objects as Events only through post_warning (rate-limited), not from kopf's log lines.
+    settings.posting.enabled = False
     settings.posting.level = logging.WARNING
+    settings.networking.request_timeout = API_REQUEST_TIMEOUT_SECONDS
+    settings.networking.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
     settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
     settings.execution.max_workers = 16
+    logging.getLogger("kopf.objects").addFilter(_TransientFailuresAreWarnings())
 
 
-def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, created: bool) -> None:
+@kopf.on.startup()
+def start_periodic_check(memo: kopf.Memo, **_: Any) -> None:
+    """Starts the one thread that rechecks every ExplainedModel (with kopf's context, so it can post Events)."""
+    resync: PeriodicResync | None = memo.get("resync")
+    if resync is not None:
+        contextvars.copy_context().run(resync.start)
+
+
+@kopf.on.cleanup()
+def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
+    resync: PeriodicResync | None = memo.get("resync")
+    if resync is not None:
+        resync.stop()
+
+
+def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, created: bool, retry: int) -> None:
     try:
         outcome = _reconciler(memo).reconcile(dict(body), created=created)
     except KubeError as error:
-        raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from error
-    _raise_for(outcome)
+        raise kopf.TemporaryError(str(error), delay=retry_delay(retry, error.retry_after)) from error
+    _raise_for(outcome, retry)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -68,22 +146,13 @@ def create_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: An
 
     kopf also calls this for an object whose kopf annotations were wiped (`kubectl
     replace`); only an object that has never had a status is taken as new."""
-    _reconcile_for_kopf(body, memo, created=retry == 0 and not body.get("status"))
+    _reconcile_for_kopf(body, memo, created=retry == 0 and not body.get("status"), retry=retry)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _reconcile_for_kopf(body, memo, created=False)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=120, initial_delay=60, idle=30)
-def resync_explained_model(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """The periodic check: recreates deleted children and follows an existing InferenceService's status."""
-    try:
-        _reconciler(memo).reconcile(dict(body))
-    except KubeError as error:
-        logger.warning("periodic reconcile failed, will try again: %s", error)
+def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    _reconcile_for_kopf(body, memo, created=False, retry=retry)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
@@ -140,6 +209,14 @@ def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo
         _reconcile_parents(body, event, parents, memo, logger)
 
 
-@kopf.on.probe(id="reconciler")
-def reconciler_ready(memo: kopf.Memo, **_: Any) -> bool:
-    return "reconciler" in memo
+@kopf.on.probe(id="periodicCheck", errors=kopf.ErrorsMode.PERMANENT)
+async def periodic_check_alive(memo: kopf.Memo, **_: Any) -> int:
+    """Answered on kopf's event loop, so a stuck loop fails the probe by not answering; a periodic check
+    that has stopped making progress fails it with a 500. The value is how many passes it has made."""
+    resync: PeriodicResync | None = memo.get("resync")
+    if resync is None:
+        return 0
+    stuck = resync.stuck_for()
+    if stuck is not None:
+        raise kopf.PermanentError(f"the periodic check has made no progress for {stuck:.0f} s past its deadline")
+    return resync.passes

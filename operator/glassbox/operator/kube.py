@@ -8,8 +8,9 @@ object, with the server's own words.
 
 from __future__ import annotations
 
+import builtins
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -18,6 +19,8 @@ from kubernetes.client.exceptions import ApiException
 from glassbox.operator.api import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "glassbox-operator"
+# (connect, read) seconds for every call: a hung API server fails the call instead of a worker thread.
+REQUEST_TIMEOUT = (10.0, 30.0)
 
 # apiVersion/kind -> plural, for the kinds the operator reads and writes.
 PLURALS = {
@@ -32,9 +35,11 @@ PLURALS = {
 class KubeError(Exception):
     """A failed API call, with a message a person can act on."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.status = status
+        # Seconds the API server asked us to wait (Retry-After on 429 and some 5xx answers).
+        self.retry_after = retry_after
 
 
 class ResourceTypeMissing(KubeError):
@@ -73,6 +78,15 @@ def _server_message(error: ApiException) -> str:
         return str(error.reason)
 
 
+def _retry_after(error: ApiException) -> float | None:
+    """The Retry-After header in seconds, when the server sent one (the API server sends whole seconds)."""
+    value = (error.headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 class KubeApi:
     """Reads, server-side applies and deletes namespaced custom objects."""
 
@@ -96,17 +110,17 @@ class KubeApi:
             )
         if error.status in (400, 422):
             return Rejected(f"the API server rejected {what}: {message}", error.status)
-        return Transient(f"could not {action} {what}: {error.status} {message}", error.status)
+        return Transient(f"could not {action} {what}: {error.status} {message}", error.status, _retry_after(error))
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         group, version = _split(api_version)
         plural = PLURALS[(api_version, kind)]
-        return self._read(lambda: self._objects.get_namespaced_custom_object(group, version, namespace, plural, name), api_version, kind, name)
+        return self._read(lambda: self._objects.get_namespaced_custom_object(group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT), api_version, kind, name)
 
     def get_cluster_scoped(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         group, version = _split(api_version)
         plural = PLURALS[(api_version, kind)]
-        return self._read(lambda: self._objects.get_cluster_custom_object(group, version, plural, name), api_version, kind, name)
+        return self._read(lambda: self._objects.get_cluster_custom_object(group, version, plural, name, _request_timeout=REQUEST_TIMEOUT), api_version, kind, name)
 
     def _read(self, call: Callable[[], Any], api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
@@ -123,13 +137,28 @@ class KubeApi:
         group, version = _split(api_version)
         try:
             answer = self._objects.list_namespaced_custom_object(
-                group, version, namespace, PLURALS[(api_version, kind)], label_selector=label_selector
+                group, version, namespace, PLURALS[(api_version, kind)], label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as error:
             raise self._fail(error, "list", api_version, kind, None) from error
         except Exception as error:
             raise Transient(f"could not list {kind}: {error}") from error
         return list(answer.get("items") or [])  # type: ignore[attr-defined]
+
+    def list_explained_models(self, namespaces: Sequence[str]) -> builtins.list[dict[str, Any]]:
+        """The ExplainedModels in these namespaces, or in every namespace when none are named."""
+        kind = "ExplainedModel"
+        answers: builtins.list[Any] = []
+        try:
+            if not namespaces:
+                answers.append(self._objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=REQUEST_TIMEOUT))
+            for namespace in namespaces:
+                answers.append(self._objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _request_timeout=REQUEST_TIMEOUT))
+        except ApiException as error:
+            raise self._fail(error, "list", f"{GROUP}/{VERSION}", kind, None) from error
+        except Exception as error:
+            raise Transient(f"could not list {kind}: {error}") from error
+        return [item for answer in answers for item in answer.get("items") or []]
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager; the server's copy comes back."""
@@ -149,6 +178,7 @@ class KubeApi:
                 _content_type="application/apply-patch+yaml",
                 # The client deserializes only a 200; an apply that creates the object answers 201.
                 _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT,
             )
             return cast(dict[str, Any], json.loads(answer.data))
         except ApiException as error:
@@ -167,6 +197,7 @@ class KubeApi:
                 PLURALS[(api_version, kind)],
                 name,
                 body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"),
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as error:
             if error.status in (404, 409):
@@ -181,6 +212,7 @@ class KubeApi:
             self._objects.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status},
                 _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as error:
             if error.status == 404:
