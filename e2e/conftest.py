@@ -61,6 +61,7 @@ def installed_chart(cluster: Cluster) -> Iterator[None]:
     cluster.helm(
         "upgrade", "--install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
         "--set", "replicas=0",  # the test runs the operator itself, with the chart's ServiceAccount
+        "--set", "clusterWide=true",  # the tests make a namespace each
     )
     try:
         yield

@@ -6,32 +6,99 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def _standby_health(address: str) -> Callable[[], None]:
+    """While this replica waits for the Lease it is alive: answer the health probe until kopf's own takes the port."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = b'{"standby": true}'
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    host, _, port = address.rpartition(":")
+    server = http.server.ThreadingHTTPServer((host, int(port)), Handler)
+    threading.Thread(target=server.serve_forever, name="glassbox-standby-health", daemon=True).start()
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return close
 
 
 def _operator(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import threading
+    import uuid
+
     import kopf
 
     from glassbox.operator import handlers  # noqa: F401  (registers the handlers)
     from glassbox.operator.builders import OperatorConfig
     from glassbox.operator.kube import KubeApi, load_api_client
+    from glassbox.operator.leader import LeaderElector
     from glassbox.operator.reconcile import Reconciler
     from glassbox.operator.resync import PeriodicResync
 
+    kopf.configure(verbose=args.verbose)
     config = OperatorConfig(
         explainer_image=args.explainer_image,
         predictor_image=args.predictor_image,
+        allow_service_account_names=args.allow_service_account_names,
     )
     api = KubeApi(load_api_client())
+    stop = threading.Event()
+    lost = threading.Event()
+    elector = None
+    if args.leader_election_namespace:
+        identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        elector = LeaderElector(api, args.leader_election_namespace, args.leader_election_name, identity)
+        close_health = _standby_health(args.health_address) if args.health_address else (lambda: None)
+        try:
+            if not elector.acquire(stop):
+                return 0
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            close_health()
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+            # kopf stops as on a rollout; a stop flag would be waited on by a thread its own shutdown waits for.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        elector.keep_renewing(stop, on_lost)
+
     reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning)
     resync = PeriodicResync(api.list_explained_models, reconciler.reconcile, args.namespace)
-    kopf.configure(verbose=args.verbose)
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        standalone=True,
-        liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
-        memo=kopf.Memo(reconciler=reconciler, resync=resync),
-    )
+    try:
+        kopf.run(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            standalone=True,
+            liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
+            memo=kopf.Memo(reconciler=reconciler, resync=resync),
+        )
+    finally:
+        if elector is not None:
+            stop.set()
+            if lost.is_set():
+                return 1  # noqa: B012 (exit non-zero: the pod restarts as a standby)
+            elector.release()
     return 0
 
 
@@ -85,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument(
         "--health-address", default=os.environ.get("GLASSBOX_HEALTH_ADDRESS", ""), metavar="HOST:PORT",
         help="serve liveness and readiness at http://HOST:PORT/healthz (env GLASSBOX_HEALTH_ADDRESS)",
+    )
+    operator.add_argument(
+        "--leader-election-namespace", default=os.environ.get("GLASSBOX_LEADER_ELECTION_NAMESPACE", ""), metavar="NS",
+        help="run as one of several replicas: only the holder of a Lease in NS acts (env GLASSBOX_LEADER_ELECTION_NAMESPACE); "
+        "default: no election, this process acts alone",
+    )
+    operator.add_argument(
+        "--leader-election-name", default=os.environ.get("GLASSBOX_LEADER_ELECTION_NAME", "glassbox-operator"), metavar="NAME",
+        help="the Lease's name (env GLASSBOX_LEADER_ELECTION_NAME)",
+    )
+    operator.add_argument(
+        "--allow-service-account-names", action="store_true",
+        default=os.environ.get("GLASSBOX_ALLOW_SERVICE_ACCOUNT_NAMES", "").lower() in ("1", "true", "yes"),
+        help="let ExplainedModels choose their pods' ServiceAccount (spec.*.serviceAccountName); by default they run as "
+        "their namespace's default ServiceAccount (env GLASSBOX_ALLOW_SERVICE_ACCOUNT_NAMES)",
     )
     operator.add_argument("--verbose", action="store_true", help="log every API call kopf makes")
     operator.set_defaults(run=_operator)

@@ -59,7 +59,7 @@ def test_helm_lint() -> None:
 
 
 def test_helm_rejects_values_outside_the_schema() -> None:
-    result = _helm("template", "x", str(CHART), "--set", "replicas=3")
+    result = _helm("template", "x", str(CHART), "--set", "replicas=9")
     assert result.returncode != 0 and "replicas" in result.stderr
 
 
@@ -83,19 +83,44 @@ def test_the_deployment_is_locked_down() -> None:
     assert container["resources"]["limits"]["memory"]
 
 
-def test_rbac_is_cluster_wide_by_default_and_one_namespace_on_request() -> None:
-    kinds = [(d["kind"], d["metadata"].get("namespace")) for d in _rendered() if d["kind"].startswith(("Role", "Cluster"))]
-    assert ("ClusterRole", None) in kinds and not any(k == "Role" for k, _ in kinds)
-    scoped = _rendered("watchNamespace=ml")
-    assert ("Role", "ml") in [(d["kind"], d["metadata"].get("namespace")) for d in scoped]
-    deployment = next(d for d in scoped if d["kind"] == "Deployment")
-    assert "--namespace=ml" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    roles = [d for d in scoped if d["kind"] == "ClusterRole"]
-    assert [r["metadata"]["name"] for r in roles] == ["glassbox-operator-crd-reader"]
-    assert roles[0]["rules"] == [
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["serving.kserve.io"], "resources": ["clusterservingruntimes"], "verbs": ["get"]},
-    ]
+def _scoped(documents: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    return [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in documents if d["kind"].endswith(("Role", "RoleBinding"))]
+
+
+def _args(documents: list[dict[str, Any]]) -> list[str]:
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_rbac_is_the_release_namespace_by_default_listed_namespaces_or_cluster_wide_on_request() -> None:
+    default = _rendered()
+    assert ("Role", "glassbox-operator", "glassbox-system") in _scoped(default)
+    assert ("ClusterRole", "glassbox-system-glassbox-operator", None) not in _scoped(default)
+    assert _args(default) == ["operator", "--namespace=glassbox-system"]
+
+    listed = _rendered("watchNamespaces={ml,risk}")
+    assert {(k, ns) for k, _, ns in _scoped(listed) if k == "Role" and _ != "glassbox-operator-leader-election"} == {("Role", "ml"), ("Role", "risk")}
+    assert _args(listed) == ["operator", "--namespace=ml", "--namespace=risk"]
+
+    wide = _rendered("clusterWide=true")
+    assert ("ClusterRole", "glassbox-system-glassbox-operator", None) in _scoped(wide)
+    assert _args(wide) == ["operator"]
+
+    reader = next(d for d in default if d["kind"] == "ClusterRole")
+    assert reader["metadata"]["name"] == "glassbox-system-glassbox-operator-reader"
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in reader["rules"])
+    # The Lease: any may be created (a name cannot restrict create), only ours read and renewed.
+    lease_rules = next(d for d in default if d["metadata"]["name"] == "glassbox-operator-leader-election" and d["kind"] == "Role")["rules"]
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["glassbox-operator"], "verbs": ["get", "update"]} in lease_rules
+
+
+def test_two_namespaced_installs_share_no_cluster_scoped_name() -> None:
+    def cluster_scoped(namespace: str) -> set[str]:
+        result = _helm("template", "glassbox-operator", str(CHART), "--namespace", namespace)
+        assert result.returncode == 0, result.stderr
+        return {d["metadata"]["name"] for d in yaml.safe_load_all(result.stdout) if d and "namespace" not in d["metadata"]}
+
+    assert cluster_scoped("team-a") and not cluster_scoped("team-a") & cluster_scoped("team-b")
 
 
 def test_no_rule_grants_wildcards_or_secrets() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from glassbox.operator.validation import find_spec_problems
+from glassbox.operator.validation import find_spec_problems, policy_problems
 
 from sample_manifests import SAMPLES, load_sample
 
@@ -125,3 +125,13 @@ def test_influence_needs_labels() -> None:
     del manifest["spec"]["explainer"]["referenceData"]["labelsUri"]
     _, problems = find_spec_problems("fraud-detector", manifest["spec"])
     assert [p.field for p in problems] == ["spec.explainer.methods[0].referenceData.labelsUri"]
+
+
+def test_a_service_account_is_the_administrators_choice_unless_allowed(credit_risk: dict[str, Any]) -> None:
+    credit_risk["spec"]["explainer"]["serviceAccountName"] = "cluster-admin-sa"
+    spec, problems = find_spec_problems("credit-risk", credit_risk["spec"])
+    assert spec is not None and problems == []
+    refused = policy_problems(spec, allow_service_account_names=False)
+    assert [p.field for p in refused] == ["spec.explainer.serviceAccountName"]
+    assert "allowServiceAccountNames=true" in refused[0].message
+    assert policy_problems(spec, allow_service_account_names=True) == []

@@ -35,7 +35,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["glassbox.dev"]
   resources: ["explainedmodels/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Children carry blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement
 # admission plugin allows only to those who may update the owner's finalizers.
 - apiGroups: ["glassbox.dev"]
@@ -53,4 +53,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end -}}
+
+
+{{/* The namespaces the operator acts in, as a JSON list: those listed, or the release's. */}}
+{{- define "glassbox.namespaces" -}}
+{{- if .Values.watchNamespaces -}}
+{{- toJson .Values.watchNamespaces -}}
+{{- else -}}
+{{- list .Release.Namespace | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cluster-scoped names carry the release's namespace: several installs side by side do not collide. */}}
+{{- define "glassbox.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "glassbox.fullname" .) | trunc 253 -}}
 {{- end -}}

@@ -61,10 +61,13 @@ UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    """What the operator knows beyond the spec: the images it deploys."""
+    """What the operator knows beyond the spec: the images it deploys and what the administrator lets a spec choose."""
 
     explainer_image: str = "ghcr.io/glassbox-dev/glassbox-explainer:0.1.0"
     predictor_image: str = "ghcr.io/glassbox-dev/glassbox-predictor:0.1.0"
+    # Whether a spec may name the ServiceAccount its pods run as (the administrator's choice: a
+    # ServiceAccount carries credentials, and a tenant could name one that is not meant for them).
+    allow_service_account_names: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ PLURALS = {
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "servingruntimes",
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "clusterservingruntimes",
     (f"{GROUP}/{VERSION}", "ExplainedModel"): PLURAL,
+    ("coordination.k8s.io/v1", "Lease"): "leases",
 }
 
 
@@ -185,6 +186,34 @@ class KubeApi:
             raise self._fail(error, "apply", api_version, kind, meta["name"]) from error
         except Exception as error:
             raise Transient(f"could not apply {kind} '{meta['name']}': {error}") from error
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an object; Transient (409) when one of that name exists already."""
+        return self._write(body, "create")
+
+    def replace(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace an object; its metadata.resourceVersion makes this fail (409, Transient) if it changed since it was read."""
+        return self._write(body, "replace")
+
+    def _write(self, body: dict[str, Any], action: str) -> dict[str, Any]:
+        api_version, kind = body["apiVersion"], body["kind"]
+        group, version = _split(api_version)
+        meta = body["metadata"]
+        plural = PLURALS[(api_version, kind)]
+        try:
+            if action == "create":
+                answer = self._objects.create_namespaced_custom_object(
+                    group, version, meta["namespace"], plural, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT,
+                )
+            else:
+                answer = self._objects.replace_namespaced_custom_object(
+                    group, version, meta["namespace"], plural, meta["name"], body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT,
+                )
+            return cast(dict[str, Any], answer)
+        except ApiException as error:
+            raise self._fail(error, action, api_version, kind, meta["name"]) from error
+        except Exception as error:
+            raise Transient(f"could not {action} {kind} '{meta['name']}': {error}") from error
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
         """Delete one object, only if it is still the one with this uid."""

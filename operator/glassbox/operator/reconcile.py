@@ -41,7 +41,7 @@ from glassbox.operator.status import (
     status_changed,
     status_patch,
 )
-from glassbox.operator.validation import SpecProblem, find_spec_problems
+from glassbox.operator.validation import SpecProblem, find_spec_problems, policy_problems
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,9 @@ class Reconciler:
         generation = meta.get("generation")
         previous_status = body.get("status") or {}
         spec, problems = find_spec_problems(parent.name, body.get("spec") or {})
+        if spec is not None:
+            problems = policy_problems(spec, self.config.allow_service_account_names)
+            spec = spec if not problems else None
 
         if spec is None:
             observation = Observation(

@@ -297,3 +297,20 @@ def _resource_problems(path: str, resources: ComputeResources) -> list[SpecProbl
                 )
             )
     return problems
+
+
+def policy_problems(spec: ExplainedModelSpec, allow_service_account_names: bool) -> list[SpecProblem]:
+    """What this install's administrator does not let a spec choose (the operator's configuration, not the schema)."""
+    problems = []
+    if not allow_service_account_names:
+        for path, component in (("spec.predictor", spec.predictor), ("spec.explainer", spec.explainer)):
+            if component.service_account_name:
+                problems.append(
+                    SpecProblem(
+                        f"{path}.serviceAccountName",
+                        f"this Glassbox install does not let ExplainedModels choose their pods' ServiceAccount "
+                        f"('{component.service_account_name}'): remove the field (the pods run as the namespace's default "
+                        "ServiceAccount), or ask the administrator to install with allowServiceAccountNames=true",
+                    )
+                )
+    return problems

@@ -1,0 +1,88 @@
+"""Namespaced installs side by side, and several replicas with exactly one acting, on a real API server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster_harness import CHART, Cluster, service_account_kubeconfig, wait_for
+from operator_process import RunningOperator, start_operator, stop_operator
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "glassbox-operator"  # the same release name in both namespaces: cluster-scoped names must not collide
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+
+
+def _manifest(name: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": name},
+        "spec": {
+            "predictor": {"modelFormat": "pytorch", "storageUri": "s3://models/m.pt"},
+            "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
+        },
+    })
+
+
+def _applied(log: Path, namespace: str) -> list[str]:
+    return re.findall(rf"applying InferenceService {namespace}/\S+", log.read_text())
+
+
+@pytest.fixture
+def two_namespaced_installs(cluster: Cluster) -> Iterator[list[str]]:
+    namespaces = ["team-a", "team-b"]
+    for namespace in namespaces:
+        # Default values: the operator acts in the release's namespace only, with a Role there.
+        cluster.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "replicas=0")
+    try:
+        yield namespaces
+    finally:
+        for namespace in namespaces:
+            cluster.helm("uninstall", RELEASE, "--namespace", namespace, check=False)
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_namespaced_installs_side_by_side_one_active_replica_each(cluster: Cluster, two_namespaced_installs: list[str], tmp_path: Path) -> None:
+    team_a, team_b = two_namespaced_installs
+    running: list[RunningOperator] = []
+
+    def start(namespace: str, label: str) -> RunningOperator:
+        kubeconfig = service_account_kubeconfig(cluster, tmp_path / f"{label}.kubeconfig", namespace, RELEASE)
+        # What the chart's Deployment runs, with the chart's ServiceAccount and nothing more.
+        process = start_operator(kubeconfig, tmp_path / f"{label}.log", [
+            f"--namespace={namespace}", f"--leader-election-namespace={namespace}", f"--leader-election-name={RELEASE}",
+        ])
+        running.append(process)
+        return process
+
+    try:
+        first = start(team_a, "a1")
+        wait_for("a1 to hold the lease", lambda: "this replica is the active operator" in first.log.read_text())
+        second = start(team_a, "a2")  # healthy while it stands by
+        wait_for("a2 to stand by", lambda: "standing by" in second.log.read_text())
+        other = start(team_b, "b1")
+
+        for namespace in (team_a, team_b):
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_manifest("m"))
+            wait_for(f"the predictor in {namespace}", lambda ns=namespace: cluster.objects.get_namespaced_custom_object(*KSERVE[:2], ns, KSERVE[2], "m"))
+        assert _applied(first.log, team_a) and not _applied(second.log, team_a)
+        assert _applied(other.log, team_b) and not _applied(first.log, team_b) and not _applied(other.log, team_a)
+
+        # The active replica stops (a rollout, a drained node): it gives the Lease up and the standby acts.
+        stop_operator(first)
+        wait_for("a2 to take over", lambda: "this replica is the active operator" in second.log.read_text())
+        cluster.objects.delete_namespaced_custom_object(*KSERVE[:2], team_a, KSERVE[2], "m")
+        wait_for("a2 to recreate the deleted predictor", lambda: cluster.objects.get_namespaced_custom_object(*KSERVE[:2], team_a, KSERVE[2], "m"))
+        assert _applied(second.log, team_a)
+
+        for process in running:
+            text = process.log.read_text()
+            # A namespaced operator starts without a 403 to retry (kopf lists namespaces with the chart's read access).
+            assert not re.search(r"\bERROR\b|Forbidden|403", text), f"{process.log}:\n{text[-3000:]}"
+    finally:
+        for process in running:
+            stop_operator(process)
