@@ -244,3 +244,59 @@ def test_an_existing_inference_service_is_referenced_never_built() -> None:
     assert "--predictor_host=loan-approval-sklearn.ml.svc.cluster.local" in args
     assert "--model_name=loan-approval-sklearn" in args
     assert "--predictor_protocol=v1" in args
+
+
+def restricted_profile_violations(container: dict[str, Any]) -> list[str]:
+    """Pod Security Standards, "restricted" level, for one container whose pod sets no securityContext
+    (Knative refuses a pod-level one): each rule the container breaks."""
+    context = container.get("securityContext") or {}
+    problems = []
+    if context.get("privileged"):
+        problems.append("privileged")
+    if context.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation must be false")
+    capabilities = context.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        problems.append("capabilities must drop ALL")
+    if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+        problems.append("capabilities may add only NET_BIND_SERVICE")
+    if context.get("runAsNonRoot") is not True or context.get("runAsUser") == 0:
+        problems.append("must run as non-root")
+    if (context.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile must be RuntimeDefault or Localhost")
+    for field in ("hostPort",):
+        if any(port.get(field) for port in container.get("ports") or []):
+            problems.append(f"{field} is not allowed")
+    return problems
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_every_container_glassbox_builds_meets_the_restricted_profile(path: Path) -> None:
+    checked = 0
+    for child in children_of(yaml.safe_load(path.read_text())):
+        if child["kind"] != "InferenceService":
+            continue
+        component = child["spec"]["predictor"]
+        pod_fields = {"hostNetwork", "hostPID", "hostIPC", "securityContext", "volumes"}
+        assert not pod_fields & set(component), f"{child['metadata']['name']} sets pod fields {pod_fields & set(component)}"
+        for container in component.get("containers") or [component["model"]]:
+            assert restricted_profile_violations(container) == [], (child["metadata"]["name"], container.get("name"))
+            checked += 1
+    assert checked >= 1
+
+
+def test_the_checker_catches_what_the_profile_forbids() -> None:
+    assert set(restricted_profile_violations({"securityContext": {"privileged": True, "runAsUser": 0}})) >= {
+        "privileged", "allowPrivilegeEscalation must be false", "must run as non-root", "capabilities must drop ALL",
+    }
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_children_are_cluster_local_unless_the_spec_asks_for_external(path: Path) -> None:
+    manifest = yaml.safe_load(path.read_text())
+    for child in children_of(manifest):
+        assert child["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
+        assert child["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    manifest["spec"]["exposure"] = "External"
+    for child in children_of(manifest):
+        assert not any("visibility" in label for label in child["metadata"]["labels"])

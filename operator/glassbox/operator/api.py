@@ -26,6 +26,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # A Kubernetes object name (a DNS-1123 subdomain).
 DNS_1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Upper bounds: far above any real use, low enough that a typo cannot ask the cluster for the absurd.
+MAX_REPLICAS = 1000
+MAX_GPUS = 16
+MAX_NSAMPLES = 1_000_000
+MAX_TIMEOUT_SECONDS = 3600
 # What KServe requires of an InferenceService's name (it becomes Service and host names).
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
@@ -89,8 +94,8 @@ class ComputeResources(ApiModel):
 class Autoscaling(ApiModel):
     """Replica bounds and the metric KServe scales on."""
 
-    min_replicas: int = Field(1, ge=0, description="Fewest replicas; 0 lets KServe scale to zero (serverless mode).")
-    max_replicas: int = Field(1, ge=1, description="Most replicas; must be at least minReplicas.")
+    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Fewest replicas; 0 lets KServe scale to zero (serverless mode).")
+    max_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Most replicas; must be at least minReplicas.")
     scale_metric: ScaleMetric = Field(
         ScaleMetric.concurrency, description="Metric KServe's autoscaler targets: concurrency, rps, cpu or memory."
     )
@@ -136,7 +141,7 @@ class PredictorSpec(ApiModel):
         "Glassbox deploys it defaults to v2 (Glassbox's predictor answers both); for an existing InferenceService it defaults "
         "to the protocol KServe's InferenceGraph uses for it (its runtime's first of v1 and v2).",
     )
-    gpus: int = Field(0, ge=0, description="NVIDIA GPUs per replica (nvidia.com/gpu limit).")
+    gpus: int = Field(0, ge=0, le=MAX_GPUS, description="NVIDIA GPUs per replica (nvidia.com/gpu limit).")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the predictor.")
     batching: DynamicBatching | None = Field(
@@ -228,7 +233,7 @@ class AnchorTabularParameters(ApiModel):
     delta: float = Field(0.1, gt=0, lt=1, description="Significance level of the precision bound.")
     tau: float = Field(0.15, gt=0, lt=1, description="Margin between lower confidence bound and threshold.")
     batch_size: int = Field(100, ge=1, description="Samples drawn per candidate anchor per round.")
-    coverage_samples: int = Field(10000, ge=1, description="Samples used to estimate coverage.")
+    coverage_samples: int = Field(10000, ge=1, le=1_000_000, description="Samples used to estimate coverage.")
     beam_size: int = Field(1, ge=1, description="Candidate anchors kept per round.")
     max_anchor_size: int | None = Field(None, ge=1, description="Most predicates in an anchor; unbounded when omitted.")
     disc_perc: list[int] = Field(default_factory=lambda: [25, 50, 75], description="Percentiles that discretise numerical features.")
@@ -276,7 +281,7 @@ class LinkFunction(enum.StrEnum):
 class KernelShapParameters(ApiModel):
     """alibi KernelShap: additive feature attributions from a weighted linear model over coalitions."""
 
-    nsamples: int | None = Field(None, ge=1, description="Coalitions sampled per explanation; alibi's 'auto' (2M+2048) when omitted.")
+    nsamples: int | None = Field(None, ge=1, le=MAX_NSAMPLES, description="Coalitions sampled per explanation; alibi's 'auto' (2M+2048) when omitted.")
     background_size: int = Field(100, ge=1, description="Background rows the reference data is summarised to.")
     link: LinkFunction = Field(LinkFunction.identity, description="identity for probabilities, logit for log-odds.")
     l1_reg: str = Field("auto", description="Feature selection before the fit: auto, aic, bic, num_features(N) or false.")
@@ -395,11 +400,11 @@ class ExplainerSpec(ApiModel):
         None,
         description="Model artifact for white-box methods when the predictor is an existing InferenceService; defaults to predictor.storageUri.",
     )
-    gpus: int = Field(0, ge=0, description="NVIDIA GPUs per explainer replica, for white-box methods.")
+    gpus: int = Field(0, ge=0, le=MAX_GPUS, description="NVIDIA GPUs per explainer replica, for white-box methods.")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the explainer.")
     timeout_seconds: int = Field(
-        60, ge=1, le=3600,
+        60, ge=1, le=MAX_TIMEOUT_SECONDS,
         description="Longest one explanation may take before the explainer answers 504. The explainer's InferenceService "
         "and the graph's router wait longer than this, so the explainer's own answer always arrives.",
     )
@@ -444,8 +449,8 @@ class GraphSpec(ApiModel):
         None,
         description="Route of a request that names none: predict when the graph offers it, otherwise the first route listed.",
     )
-    min_replicas: int | None = Field(None, ge=0, description="Fewest replicas of the graph router.")
-    max_replicas: int | None = Field(None, ge=1, description="Most replicas of the graph router.")
+    min_replicas: int | None = Field(None, ge=0, le=MAX_REPLICAS, description="Fewest replicas of the graph router.")
+    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS, description="Most replicas of the graph router.")
 
     @property
     def effective_default_route(self) -> Route:
@@ -455,12 +460,26 @@ class GraphSpec(ApiModel):
         return Route.predict if Route.predict in self.routes else self.routes[0]
 
 
+class Exposure(enum.StrEnum):
+    cluster_local = "ClusterLocal"
+    external = "External"
+
+
 class ExplainedModelSpec(ApiModel):
     """A model served with KServe, explained in production."""
 
     predictor: PredictorSpec = Field(description="The model to explain: one to deploy, or an existing InferenceService.")
     explainer: ExplainerSpec = Field(description="The explanation methods and how the explainer runs.")
     graph: GraphSpec = Field(default_factory=GraphSpec, description="The InferenceGraph routes.")
+    exposure: Exposure = Field(
+        Exposure.cluster_local,
+        description="ClusterLocal (default): predictor, explainer and graph answer inside the cluster only. External: "
+        "KServe also publishes them on the cluster's ingress domain; put authentication in front first.",
+    )
+
+    @property
+    def is_external(self) -> bool:
+        return self.exposure is Exposure.external
 
 
 # --------------------------------------------------------------------------- status

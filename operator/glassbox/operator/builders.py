@@ -55,6 +55,26 @@ RAW_DEPLOYMENT_MODES = frozenset({"standard", "rawdeployment"})
 # drains for timeoutSeconds plus 5 s, and needs a few more to exit. (Under Knative the pod's grace is
 # the component's timeout, timeoutSeconds + TIMEOUT_MARGIN_SECONDS; Knative refuses the field itself.)
 TERMINATION_MARGIN_SECONDS = 15
+# KServe's visibility labels: its own (Standard/RawDeployment and Gateway API ingress) and Knative's
+# (Serverless ingress; an InferenceGraph's labels reach its Knative Service). kserve pkg/constants/constants.go
+# NetworkVisibility and VisibilityLabel; reconcilers/ingress/ingress_reconciler.go, kube_ingress_reconciler.go,
+# httproute_reconciler.go; v1alpha1/inferencegraph/knative_reconciler.go copies the graph's labels.
+VISIBILITY_LABELS = ("networking.kserve.io/visibility", "networking.knative.dev/visibility")
+CLUSTER_LOCAL = "cluster-local"
+# Pod Security's "restricted" profile, per container (Knative refuses a pod-level securityContext unless a
+# feature flag allows it). The root filesystem stays writable: torch, alibi and numba write caches and
+# temporary files, and a writable emptyDir needs Knative's kubernetes.podspec-emptydir flag.
+RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The user Glassbox's images run as (their Dockerfiles' USER).
+GLASSBOX_IMAGE_USER = 65532
+SERVING_PORT = 8080
+# The explainer's readiness follows its predictor's (explainers/readiness.py answers 503 while the predictor does not).
+READY_PATH = "/v2/health/ready"
 # The explainer's answer to a request whose `route` the graph does not offer.
 UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 
@@ -136,7 +156,9 @@ def spec_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _with_identity(parent: Parent, component: str, api_version: str, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _with_identity(
+    parent: Parent, component: str, api_version: str, kind: str, name: str, spec: dict[str, Any], external: bool
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": api_version,
         "kind": kind,
@@ -148,10 +170,31 @@ def _with_identity(parent: Parent, component: str, api_version: str, kind: str, 
         },
         "spec": spec,
     }
+    if not external:
+        body["metadata"]["labels"].update({label: CLUSTER_LOCAL for label in VISIBILITY_LABELS})
     if parent.deployment_mode:  # KServe reads it on InferenceServices and InferenceGraphs alike
         body["metadata"]["annotations"] = {DEPLOYMENT_MODE_ANNOTATION: parent.deployment_mode}
     body["metadata"]["annotations"] = {**body["metadata"].get("annotations", {}), SPEC_HASH_ANNOTATION: spec_hash(body)}
     return body
+
+
+def _glassbox_container(image: str, args: list[str], env: list[dict[str, str]], resources: dict[str, Any]) -> dict[str, Any]:
+    """A container running one of Glassbox's own servers: restricted, as its image's user, with probes on kserve's health paths."""
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": SERVING_PORT}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
+
+    return {
+        "name": "kserve-container",
+        "image": image,
+        "args": args,
+        "env": env,
+        "ports": [{"containerPort": SERVING_PORT, "protocol": "TCP"}],
+        "resources": resources,
+        "securityContext": {**RESTRICTED_SECURITY_CONTEXT, "runAsUser": GLASSBOX_IMAGE_USER, "runAsGroup": GLASSBOX_IMAGE_USER},
+        # No liveness probe: a server does not listen until its model is loaded and its methods are fitted,
+        # which may take minutes, and Knative refuses a startupProbe in many versions.
+        "readinessProbe": probe(READY_PATH, 5, 3),
+    }
 
 
 def _quantity(value: int | str) -> str:
@@ -218,25 +261,17 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
             ]
         if predictor.max_body_bytes is not None:
             args.append(f"--max_body_bytes={predictor.max_body_bytes}")
-        component["containers"] = [
-            {
-                "name": "kserve-container",
-                "image": config.predictor_image,
-                "args": args,
-                "env": [
-                    {"name": STORAGE_URI_ENV, "value": predictor.storage_uri},
-                    {"name": PROTOCOL_ENV, "value": protocol.value},
-                ],
-                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                "resources": resources,
-            }
-        ]
+        env = [{"name": STORAGE_URI_ENV, "value": str(predictor.storage_uri)}, {"name": PROTOCOL_ENV, "value": protocol.value}]
+        component["containers"] = [_glassbox_container(config.predictor_image, args, env, resources)]
     else:
         model: dict[str, Any] = {
             "modelFormat": {"name": predictor.model_format},
             "storageUri": predictor.storage_uri,
             "protocolVersion": protocol.value,
             "resources": resources,
+            # KServe merges this into the runtime's container; a runtime image that runs as root is refused
+            # by the kubelet with a message saying so, as a restricted namespace would refuse it.
+            "securityContext": RESTRICTED_SECURITY_CONTEXT,
         }
         if predictor.runtime:
             model["runtime"] = predictor.runtime
@@ -247,7 +282,7 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
                 # KServe's batcher agent has no "run when free" mode: 1 ms is its closest.
                 "maxLatency": max(1, predictor.batching.max_latency_ms),
             }
-    return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component})
+    return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, spec.is_external)
 
 
 def predictor_target_of_own(parent: Parent, spec: ExplainedModelSpec, live_predictor: dict[str, Any] | None) -> PredictTarget | None:
@@ -299,21 +334,13 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
         **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),
         # KServe's request timeout for the component: past the explainer's own deadline, so its JSON 504 comes first.
         "timeout": explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS,
-        "containers": [
-            {
-                "name": "kserve-container",
-                "image": config.explainer_image,
-                "args": args,
-                "env": env,
-                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                "resources": build_resources(explainer.resources, explainer.gpus),
-            }
-        ],
+        "containers": [_glassbox_container(config.explainer_image, args, env, build_resources(explainer.resources, explainer.gpus))],
     }
     if parent.raw_deployment:
         component["terminationGracePeriodSeconds"] = explainer.timeout_seconds + TERMINATION_MARGIN_SECONDS
     return _with_identity(
-        parent, "explainer", ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), {"predictor": component}
+        parent, "explainer", ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), {"predictor": component},
+        spec.is_external,
     )
 
 
@@ -396,7 +423,7 @@ def build_inference_graph(
         graph_spec["minReplicas"] = spec.graph.min_replicas
     if spec.graph.max_replicas is not None:
         graph_spec["maxReplicas"] = spec.graph.max_replicas
-    return _with_identity(parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec)
+    return _with_identity(parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, spec.is_external)
 
 
 @dataclass(frozen=True)
