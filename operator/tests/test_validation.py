@@ -58,6 +58,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("wrong type", _set(["predictor", "gpus"], "one"), "spec.predictor.gpus", "integer"),
     ("a body limit for another runtime", lambda s: s["predictor"].update(modelFormat="onnx", maxBodyBytes=2**20, batching=None),
      "spec.predictor.maxBodyBytes", "Glassbox's predictor"),
+    ("a scheme Glassbox does not read", _set(["explainer", "referenceData", "uri"], "ftp://files.example.net/train.csv"),
+     "spec.explainer.referenceData.uri", "not a storage scheme"),
+    ("a malformed digest", _set(["predictor", "storageSha256"], "abc"), "spec.predictor.storageSha256", "pattern"),
+    ("a digest for a runtime's artifact", lambda s: s["predictor"].update(modelFormat="onnx", storageSha256="a" * 64, batching=None),
+     "spec.predictor.storageSha256", "only Glassbox's predictor"),
     ("a body limit past 1 GiB", _set(["explainer", "maxBodyBytes"], 2**31), "spec.explainer.maxBodyBytes", "less than or equal to 1073741824"),
 ]
 

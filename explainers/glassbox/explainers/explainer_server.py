@@ -136,8 +136,10 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         max_waiting: int = 0,
         memo_max_bytes: int = MEMO_MAX_BYTES,
         predictor_probe_seconds: float = PROBE_PERIOD_SECONDS,
+        model_sha256: str | None = None,
     ):
         super().__init__(name)
+        self.model_sha256 = model_sha256
         self.spec = spec
         self.predictor_settings = predictor
         self.model_dir = model_dir
@@ -221,7 +223,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         if not self.model_dir:
             raise RuntimeError("white-box methods need the model artifact: pass --model_dir")
         device = choose_device(self.requested_device)
-        return load_module(self.model_dir, device), Tokenizer.load(self.model_dir), device
+        return load_module(self.model_dir, device, self.model_sha256), Tokenizer.load(self.model_dir), device
 
     # ------------------------------------------------------------------ requests
 
@@ -370,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerSpec JSON (default: ${EXPLAINER_SPEC_ENV})")
     parser.add_argument("--model_dir", default=None, help="the model artifact, for white-box methods")
+    parser.add_argument("--model_sha256", default=None, help="refuse to load an artifact whose SHA-256 is not this")
     parser.add_argument("--explain_timeout_seconds", type=float, default=60.0, help="longest one explanation may take (then 504)")
     parser.add_argument(
         "--predictor_max_request_rows", type=int, default=PredictorSettings.max_request_rows,
@@ -411,7 +414,7 @@ def main() -> None:
     model = ExplainerModel(
         args.model_name, spec, settings, model_dir=args.model_dir, explain_timeout_seconds=args.explain_timeout_seconds,
         data_dir=Path(args.data_dir) if args.data_dir else None, device=args.device, workers=args.explain_workers,
-        max_waiting=args.max_waiting_explanations, memo_max_bytes=args.memo_max_bytes,
+        max_waiting=args.max_waiting_explanations, memo_max_bytes=args.memo_max_bytes, model_sha256=args.model_sha256,
     )
     model.load()
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)

@@ -64,8 +64,10 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
         self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 0.0,
         max_request_rows: int = MAX_REQUEST_ROWS, cpu_threads: int = 1,
         max_queued_rows: int = MAX_QUEUED_ROWS, request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+        model_sha256: str | None = None,
     ):
         super().__init__(name)
+        self.model_sha256 = model_sha256
         self.max_queued_rows = max_queued_rows
         self.request_timeout_seconds = request_timeout_seconds
         self.cpu_threads = cpu_threads
@@ -88,7 +90,7 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
             # beside it, the explainer among them, for no gain on small models.
             torch.set_num_threads(self.cpu_threads)
         model_dir = resolve(self.model_dir)  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
-        self.module = load_module(model_dir, self.device)
+        self.module = load_module(model_dir, self.device, self.model_sha256)
         self.tokenizer = Tokenizer.load(model_dir)
         # On the CPU a pass over a few hundred rows takes microseconds: cheaper in place than
         # handed to a thread (measured 0.9 against 1.1 ms per 200-row request).
@@ -155,6 +157,7 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__)
     parser.add_argument("--model_dir", required=True, help="folder (or file) holding model.pt or model.pt2")
+    parser.add_argument("--model_sha256", default=None, help="refuse to load an artifact whose SHA-256 is not this")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where the forward pass runs")
     parser.add_argument("--max_batch_size", type=int, default=256, help="most rows in one forward pass")
     parser.add_argument(
@@ -184,7 +187,7 @@ def main() -> None:
     InferRequest.from_bytes = staticmethod(request_from_bytes)
     model = TorchPredictor(
         args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows, args.cpu_threads,
-        args.max_queued_rows, args.request_timeout_seconds,
+        args.max_queued_rows, args.request_timeout_seconds, model_sha256=args.model_sha256,
     )
     model.load()
     serve(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glassbox.explainers.storage import resolve
+from glassbox.explainers.storage import DownloadLimits, resolve
 from glassbox.operator.api import DataFormat, ReferenceData
 
 
@@ -50,7 +50,7 @@ def _read_table(path: Path, data_format: DataFormat, uri: str) -> tuple[np.ndarr
 
 def load_reference(spec: ReferenceData, base: Path | None = None) -> ReferenceTable:
     """Read, check and (when asked) sample the reference data."""
-    path = resolve(spec.uri, base)
+    path = resolve(spec.uri, base, DownloadLimits(spec.max_bytes, spec.download_timeout_seconds, spec.sha256))
     data_format = _format_of(spec, path)
     array, columns, frame = _read_table(path, data_format, spec.uri)
     labels = None
@@ -77,7 +77,7 @@ def load_reference(spec: ReferenceData, base: Path | None = None) -> ReferenceTa
     if not np.isfinite(features).all():
         raise ReferenceDataError(f"{spec.uri}: holds NaN or infinite values; impute or drop them before serving")
     if spec.labels_uri is not None:
-        labels_path = resolve(spec.labels_uri, base)
+        labels_path = resolve(spec.labels_uri, base, DownloadLimits(spec.max_bytes, spec.download_timeout_seconds, spec.labels_sha256))
         labels = np.load(labels_path) if labels_path.suffix == ".npy" else np.loadtxt(labels_path, delimiter=",")
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(features):

@@ -46,11 +46,18 @@ def choose_device(requested: str) -> str:
     return "cpu"
 
 
-def load_module(model_dir: str | Path, device: str) -> Any:
-    """The model as a callable torch module on `device`, in eval mode."""
+def load_module(model_dir: str | Path, device: str, sha256: str | None = None) -> Any:
+    """The model as a callable torch module on `device`, in eval mode. Loading an artifact runs code
+    (TorchScript, and torch.export's unpickling), so a pinned SHA-256 is checked before torch reads it."""
     import torch
 
+    from glassbox.explainers.storage import StorageError, verify_sha256
+
     artifact = find_artifact(model_dir)
+    try:
+        verify_sha256(artifact, sha256, str(artifact))
+    except StorageError as error:
+        raise ArtifactError(str(error)) from error
     try:
         if artifact.suffix == ".pt2":
             module = torch.export.load(str(artifact)).module()

@@ -31,6 +31,13 @@ MAX_REPLICAS = 1000
 MAX_GPUS = 16
 MAX_NSAMPLES = 1_000_000
 MAX_TIMEOUT_SECONDS = 3600
+# Where artifacts and data may come from: local paths and the schemes KServe's storage reads. Anything else
+# (ftp://, gopher://, file descriptors, ...) is refused before a byte is fetched.
+ALLOWED_STORAGE_SCHEMES = ("", "file", "http", "https", "s3", "gs", "pvc", "hdfs", "webhdfs", "hf")
+SHA256_PATTERN = r"^[a-f0-9]{64}$"
+# Downloads of reference data: the defaults of referenceData.maxBytes and downloadTimeoutSeconds.
+DEFAULT_MAX_DOWNLOAD_BYTES = 1 << 30
+DEFAULT_DOWNLOAD_TIMEOUT_SECONDS = 600
 # What KServe requires of an InferenceService's name (it becomes Service and host names).
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
@@ -141,6 +148,11 @@ class PredictorSpec(ApiModel):
         "Glassbox deploys it defaults to v2 (Glassbox's predictor answers both); for an existing InferenceService it defaults "
         "to the protocol KServe's InferenceGraph uses for it (its runtime's first of v1 and v2).",
     )
+    storage_sha256: str | None = Field(
+        None, pattern=SHA256_PATTERN,
+        description="SHA-256 of the model artifact (model.pt or model.pt2) for Glassbox's predictor: it refuses to load any "
+        "other file. Whoever controls the artifact controls the pod; pin it.",
+    )
     gpus: int = Field(0, ge=0, le=MAX_GPUS, description="NVIDIA GPUs per replica (nvidia.com/gpu limit).")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the predictor.")
@@ -224,6 +236,18 @@ class ReferenceData(ApiModel):
         description="Categorical features: column index (as a string) to the names of its integer-coded values.",
     )
     max_rows: int | None = Field(None, ge=1, description="Use at most this many rows (a seeded sample).")
+    sha256: str | None = Field(
+        None, pattern=SHA256_PATTERN,
+        description="SHA-256 of the data file (64 hex digits); the explainer refuses to start on any other file.",
+    )
+    labels_sha256: str | None = Field(None, pattern=SHA256_PATTERN, description="SHA-256 of the labels file (labelsUri).")
+    max_bytes: int = Field(
+        DEFAULT_MAX_DOWNLOAD_BYTES, ge=1, le=64 << 30,
+        description="Largest file downloaded over http(s); a larger one fails the explainer's start with a message saying so.",
+    )
+    download_timeout_seconds: int = Field(
+        DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, ge=1, le=3600, description="Longest a download over http(s) may take in all.",
+    )
 
 
 class AnchorTabularParameters(ApiModel):
@@ -399,6 +423,10 @@ class ExplainerSpec(ApiModel):
     model_storage_uri: str | None = Field(
         None,
         description="Model artifact for white-box methods when the predictor is an existing InferenceService; defaults to predictor.storageUri.",
+    )
+    model_storage_sha256: str | None = Field(
+        None, pattern=SHA256_PATTERN,
+        description="SHA-256 of the artifact at modelStorageUri; defaults to predictor.storageSha256 when the artifact is the predictor's.",
     )
     gpus: int = Field(0, ge=0, le=MAX_GPUS, description="NVIDIA GPUs per explainer replica, for white-box methods.")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")

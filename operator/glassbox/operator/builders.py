@@ -261,6 +261,8 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
             ]
         if predictor.max_body_bytes is not None:
             args.append(f"--max_body_bytes={predictor.max_body_bytes}")
+        if predictor.storage_sha256 is not None:
+            args.append(f"--model_sha256={predictor.storage_sha256}")
         env = [{"name": STORAGE_URI_ENV, "value": str(predictor.storage_uri)}, {"name": PROTOCOL_ENV, "value": protocol.value}]
         component["containers"] = [_glassbox_container(config.predictor_image, args, env, resources)]
     else:
@@ -329,6 +331,9 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
     if model_uri and any(method.is_white_box for method in explainer.methods):
         env.append({"name": STORAGE_URI_ENV, "value": model_uri})
         args.append(f"--model_dir={MODEL_DIR}")
+        digest = explainer.model_storage_sha256 if explainer.model_storage_uri else spec.predictor.storage_sha256
+        if digest is not None:
+            args.append(f"--model_sha256={digest}")
     component: dict[str, Any] = {
         **_component_scaling(explainer.autoscaling),
         **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel as _camel
 
 from glassbox.operator.api import (
+    ALLOWED_STORAGE_SCHEMES,
     DNS_1035_LABEL,
     METHODS_NEEDING_REFERENCE_DATA,
     PARAMETER_FIELD_OF,
@@ -146,6 +148,22 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
             )
         )
 
+    if predictor.storage_sha256 is not None and not (predictor.deploys_model and uses_glassbox_predictor(predictor)):
+        problems.append(
+            SpecProblem(
+                "spec.predictor.storageSha256",
+                "only Glassbox's predictor (modelFormat pytorch, no runtime) verifies the artifact it loads; for another "
+                "runtime, pin the artifact in its storage (a versioned object, a digest in the path) and remove storageSha256",
+            )
+        )
+    if spec.explainer.model_storage_sha256 is not None and spec.explainer.model_storage_uri is None:
+        problems.append(
+            SpecProblem(
+                "spec.explainer.modelStorageSha256",
+                "applies to modelStorageUri, which is not set; the predictor's artifact is pinned by spec.predictor.storageSha256",
+            )
+        )
+    problems.extend(_storage_scheme_problems(spec))
     problems.extend(_autoscaling_problems("spec.predictor.autoscaling", predictor.autoscaling))
     problems.extend(_resource_problems("spec.predictor.resources", predictor.resources))
     if predictor.batching is not None and predictor.deploys_model and not uses_glassbox_predictor(predictor):
@@ -263,6 +281,32 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 f"is {graph.max_replicas}, below minReplicas {graph.min_replicas}; it must be at least minReplicas",
             )
         )
+    return problems
+
+
+def _storage_scheme_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    """Every URI the servers would read: local paths or KServe's storage schemes only."""
+    uris: list[tuple[str, str | None]] = [
+        ("spec.predictor.storageUri", spec.predictor.storage_uri),
+        ("spec.explainer.modelStorageUri", spec.explainer.model_storage_uri),
+    ]
+    data = [("spec.explainer.referenceData", spec.explainer.reference_data)] + [
+        (f"spec.explainer.methods[{i}].referenceData", m.reference_data) for i, m in enumerate(spec.explainer.methods)
+    ]
+    for path, reference in data:
+        if reference is not None:
+            uris += [(f"{path}.uri", reference.uri), (f"{path}.labelsUri", reference.labels_uri)]
+    problems = []
+    for path, uri in uris:
+        scheme = urlparse(uri).scheme if uri else ""
+        if uri and scheme.lower() not in ALLOWED_STORAGE_SCHEMES:
+            problems.append(
+                SpecProblem(
+                    path,
+                    f"'{scheme}://' is not a storage scheme Glassbox reads; use a path or one of "
+                    f"{', '.join(s + '://' for s in ALLOWED_STORAGE_SCHEMES if s)}",
+                )
+            )
     return problems
 
 
