@@ -23,6 +23,7 @@ class RunningOperator:
     process: subprocess.Popen[bytes]
     log: Path
     kubeconfig: Path
+    health_url: str
 
 
 def start_operator(kubeconfig: Path, log: Path, extra: list[str] | None = None) -> RunningOperator:
@@ -41,7 +42,7 @@ def start_operator(kubeconfig: Path, log: Path, extra: list[str] | None = None) 
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
                 if answer.status == 200:
-                    return RunningOperator(process=process, log=log, kubeconfig=kubeconfig)
+                    return RunningOperator(process=process, log=log, kubeconfig=kubeconfig, health_url=f"http://127.0.0.1:{port}/healthz")
         except OSError:
             pass
         time.sleep(0.5)

@@ -364,7 +364,7 @@ def test_deletion_needs_no_operator(cluster: Cluster, operator: RunningOperator,
             wait_for(f"{name} to be collected", lambda k=kind, n=name: get(cluster, k, namespace, n) is None)
     finally:
         again = start_operator(operator.kubeconfig, tmp_path / "operator.log")
-        operator.process, operator.log = again.process, again.log
+        operator.process, operator.log, operator.health_url = again.process, again.log, again.health_url
 
 
 # --------------------------------------------------------------------------- bad specs

@@ -222,6 +222,21 @@ class LocalCluster:
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise ClusterError(f"{what} did not become ready within {timeout:.0f}s; last lines of {log}:\n{tail}")
 
+    def restart_api_server(self, down_seconds: float) -> None:
+        """An outage: kill the API server (clients get refused connections, as after a crash) and start it
+        again with the same arguments `down_seconds` later; etcd keeps the state."""
+        pid = self._pids()["kube-apiserver"]
+        argv = [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if part]
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(down_seconds)
+        info = self._read_info()
+        assert info is not None
+        new_pid = self._start("kube-apiserver", argv)
+        self._wait("kube-apiserver", lambda: self._ready(info), 90, new_pid)
+
     def up(self, with_kserve: bool = True) -> ClusterInfo:
         """Start the control plane, or return the one already running."""
         existing = self.running()

@@ -77,10 +77,12 @@ def post_warning(body: dict[str, Any], reason: str, message: str) -> None:
 
 
 class _TransientFailuresAreWarnings(logging.Filter):
-    """kopf logs a handler's TemporaryError at ERROR on every retry; an expected, retried failure is a warning."""
+    """kopf logs a handler's TemporaryError, and each retried API request of its own, at ERROR; an expected,
+    retried failure is a warning. What is not retried stays an error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and "failed temporarily" in record.getMessage():
+        message = record.getMessage()
+        if record.levelno == logging.ERROR and ("failed temporarily" in message or "failed; will retry" in message):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
@@ -114,7 +116,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
     settings.execution.max_workers = 16
-    logging.getLogger("kopf.objects").addFilter(_TransientFailuresAreWarnings())
+    for handler in logging.getLogger().handlers:  # kopf's own log lines come from many loggers, all to the root's handler
+        handler.addFilter(_TransientFailuresAreWarnings())
 
 
 @kopf.on.startup()

@@ -64,6 +64,8 @@ def load_api_client() -> client.ApiClient:
     configuration = client.Configuration.get_default_copy()
     # Sync handlers run in a thread pool; let every thread keep a connection.
     configuration.connection_pool_maxsize = 32
+    # One immediate retry (a pooled connection the server closed); after that, the handlers' backoff decides.
+    configuration.retries = 1
     return client.ApiClient(configuration)
 
 

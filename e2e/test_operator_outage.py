@@ -1,0 +1,101 @@
+"""An API server outage while ExplainedModels are being created: everything converges, nothing twice."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+import localcluster
+from cluster_harness import Cluster, wait_for
+from operator_process import RunningOperator
+
+pytestmark = pytest.mark.e2e
+
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+GRAPHS = ("serving.kserve.io", "v1alpha1", "inferencegraphs")
+XM = ("glassbox.dev", "v1alpha1", "explainedmodels")
+COUNT = 20
+
+
+def _manifest(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": name},
+        "spec": {
+            "predictor": {"modelFormat": "pytorch", "storageUri": f"s3://models/{name}.pt"},
+            "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
+            "graph": {"routes": ["predict", "explain"]},
+        },
+    }
+
+
+def _get(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(cluster.objects.get_namespaced_custom_object(*kind[:2], namespace, kind[2], name))
+    except Exception:  # 404, or the API server still starting
+        return None
+
+
+def _report_address(cluster: Cluster, namespace: str, name: str) -> None:
+    status = {"status": {"address": {"url": f"http://{name}.{namespace}.svc.cluster.local"}}}
+    cluster.objects.patch_namespaced_custom_object_status(*KSERVE[:2], namespace, KSERVE[2], name, status)
+
+
+def test_an_api_server_outage_during_creation_converges_without_duplicates(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
+    if not cluster.local:
+        pytest.skip("stops the API server: only on the local control plane")
+    names = [f"m{i:02d}" for i in range(COUNT)]
+    log_start = operator.log.stat().st_size
+
+    def create_all() -> None:
+        for name in names:
+            for _ in range(100):  # the client retries through the outage, as kubectl in a CI job would
+                try:
+                    cluster.objects.create_namespaced_custom_object(*XM[:2], namespace, XM[2], _manifest(name))
+                    break
+                except Exception as error:  # connection refused while the server is down; 409 if it was stored
+                    if getattr(error, "status", None) == 409:
+                        break
+                    time.sleep(0.5)
+
+    creating = threading.Thread(target=create_all)
+    creating.start()
+    time.sleep(0.5)  # some created and being reconciled, some not yet
+    localcluster.LocalCluster().restart_api_server(down_seconds=10)
+    creating.join(timeout=120)
+
+    for name in names:  # play KServe: report each address as it appears
+        wait_for(f"the predictor {name}", lambda n=name: _get(cluster, KSERVE, namespace, n), timeout=120)
+        _report_address(cluster, namespace, name)
+    for name in names:
+        wait_for(f"the explainer of {name}", lambda n=name: _get(cluster, KSERVE, namespace, f"{n}-explainer"), timeout=120)
+        _report_address(cluster, namespace, f"{name}-explainer")
+    for name in names:
+        wait_for(f"the graph of {name}", lambda n=name: _get(cluster, GRAPHS, namespace, f"{n}-graph"), timeout=120)
+
+    services = cluster.objects.list_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2])["items"]
+    graphs = cluster.objects.list_namespaced_custom_object(*GRAPHS[:2], namespace, GRAPHS[2])["items"]
+    assert len(services) == 2 * COUNT and len(graphs) == COUNT
+    for child in services + graphs:
+        owners = child["metadata"]["ownerReferences"]
+        assert len(owners) == 1 and owners[0]["name"] == child["metadata"]["labels"]["glassbox.dev/explained-model"]
+
+    def settled() -> bool:
+        before = {x["metadata"]["name"]: x["metadata"]["resourceVersion"] for x in cluster.objects.list_namespaced_custom_object(*XM[:2], namespace, XM[2])["items"]}
+        time.sleep(3)
+        after = {x["metadata"]["name"]: x["metadata"]["resourceVersion"] for x in cluster.objects.list_namespaced_custom_object(*XM[:2], namespace, XM[2])["items"]}
+        return before == after and all(_get(cluster, XM, namespace, n) for n in names)
+
+    wait_for("every ExplainedModel to stop changing", settled, timeout=60)
+    assert operator.process.poll() is None, "the operator died in the outage"
+    with urllib.request.urlopen(operator.health_url, timeout=5) as answer:
+        assert answer.status == 200
+    text = operator.log.read_text()[log_start:]
+    applies = re.findall(rf"applying InferenceService {namespace}/(\S+)", text)
+    assert sorted(set(applies)) == sorted(names + [f"{n}-explainer" for n in names])
