@@ -94,11 +94,11 @@ def _operator(args: argparse.Namespace) -> int:
             memo=kopf.Memo(reconciler=reconciler, resync=resync),
         )
     finally:
-        if elector is not None:
-            stop.set()
-            if lost.is_set():
-                return 1  # noqa: B012 (exit non-zero: the pod restarts as a standby)
-            elector.release()
+        stop.set()
+    if lost.is_set():
+        return 1  # the pod restarts and stands by
+    if elector is not None:
+        elector.release()  # a clean stop: a standby takes over at once
     return 0
 
 
