@@ -367,6 +367,28 @@ def test_deletion_needs_no_operator(cluster: Cluster, operator: RunningOperator,
         operator.process, operator.log, operator.health_url = again.process, again.log, again.health_url
 
 
+def test_several_replicas_get_a_disruption_budget_and_lose_it_with_one(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+    manifest = sample("tabular-pytorch-gpu")
+    manifest["spec"]["explainer"]["autoscaling"].update(minReplicas=2, maxReplicas=4)
+    apply_with_addresses(cluster, namespace, manifest)
+    versions = {g.name: [v.version for v in g.versions] for g in client.ApisApi(cluster.api).get_api_versions().groups}["policy"]
+    version = "v1" if "v1" in versions else "v1beta1"  # the local API server is 1.20: policy/v1 arrived in 1.21
+
+    def budget() -> dict[str, Any] | None:
+        return get(cluster, ("policy", version, "poddisruptionbudgets"), namespace, "credit-risk-explainer")
+
+    found = wait_for("the explainer's PodDisruptionBudget", budget)
+    assert found["spec"]["maxUnavailable"] == 1
+    assert found["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "credit-risk-explainer", "component": "predictor"}
+    assert found["metadata"]["ownerReferences"][0]["kind"] == "ExplainedModel"
+    listed = cluster.objects.list_namespaced_custom_object("policy", version, namespace, "poddisruptionbudgets")["items"]
+    assert [b["metadata"]["name"] for b in listed] == ["credit-risk-explainer"]  # the predictor keeps one replica: no budget
+
+    manifest["spec"]["explainer"]["autoscaling"].update(minReplicas=1)
+    apply_manifest(cluster, namespace, manifest)
+    wait_for("the budget to go with the second replica", lambda: budget() is None)
+
+
 # --------------------------------------------------------------------------- bad specs
 
 

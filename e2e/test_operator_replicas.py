@@ -36,8 +36,10 @@ def _handled(log: Path) -> bool:
 def two_namespaced_installs(cluster: Cluster) -> Iterator[list[str]]:
     namespaces = ["team-a", "team-b"]
     for namespace in namespaces:
-        # Default values: the operator acts in the release's namespace only, with a Role there.
-        cluster.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "replicas=0")
+        # Default values: the operator acts in the release's namespace only, with a Role there. One install
+        # adds the NetworkPolicy, so the API server's own schema checks it.
+        extra = ["--set", "networkPolicy.enabled=true"] if namespace == "team-a" else []
+        cluster.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "replicas=0", *extra)
     try:
         yield namespaces
     finally:
@@ -48,6 +50,8 @@ def two_namespaced_installs(cluster: Cluster) -> Iterator[list[str]]:
 
 def test_namespaced_installs_side_by_side_one_active_replica_each(cluster: Cluster, two_namespaced_installs: list[str], tmp_path: Path) -> None:
     team_a, team_b = two_namespaced_installs
+    policy = cluster.kubectl("get", "networkpolicy", "-n", team_a, "-o", "name").stdout.split()
+    assert policy == ["networkpolicy.networking.k8s.io/glassbox-operator-predictors"]
     running: list[RunningOperator] = []
 
     def start(namespace: str, label: str) -> RunningOperator:

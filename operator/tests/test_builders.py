@@ -22,6 +22,7 @@ from glassbox.operator.builders import (
     OperatorConfig,
     Parent,
     build_children,
+    build_disruption_budgets,
     predictor_target_of_own,
 )
 from glassbox.operator.kserve_addressing import predict_target
@@ -300,3 +301,21 @@ def test_children_are_cluster_local_unless_the_spec_asks_for_external(path: Path
     manifest["spec"]["exposure"] = "External"
     for child in children_of(manifest):
         assert not any("visibility" in label for label in child["metadata"]["labels"])
+
+
+def test_a_disruption_budget_for_each_deployed_service_with_more_than_one_replica() -> None:
+    manifest = yaml.safe_load((SAMPLES[0].parent / "tabular-pytorch-gpu.yaml").read_text())
+    parent = Parent(name="credit-risk", namespace="ml", uid="u")
+    spec = ExplainedModelSpec.model_validate(manifest["spec"])
+    assert build_disruption_budgets(parent, spec, "policy/v1") == []  # one replica: a budget would block every drain
+
+    manifest["spec"]["predictor"]["autoscaling"].update(minReplicas=2, maxReplicas=4)
+    manifest["spec"]["explainer"]["autoscaling"].update(minReplicas=3, maxReplicas=6)
+    budgets = build_disruption_budgets(parent, ExplainedModelSpec.model_validate(manifest["spec"]), "policy/v1beta1")
+    assert [(b["apiVersion"], b["metadata"]["name"]) for b in budgets] == [("policy/v1beta1", "credit-risk"), ("policy/v1beta1", "credit-risk-explainer")]
+    assert budgets[1]["spec"] == {
+        "maxUnavailable": 1,
+        # KServe's own labels on the component's pods.
+        "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": "credit-risk-explainer", "component": "predictor"}},
+    }
+    assert budgets[0]["metadata"]["ownerReferences"][0]["uid"] == "u"

@@ -128,3 +128,17 @@ def test_no_rule_grants_wildcards_or_secrets() -> None:
         for rule in document.get("rules") or []:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
             assert "secrets" not in rule["resources"]
+
+
+def test_an_optional_network_policy_admits_only_glassbox_system_namespaces_and_listed_clients() -> None:
+    assert not [d for d in _rendered() if d["kind"] == "NetworkPolicy"]
+    documents = _rendered("networkPolicy.enabled=true", "watchNamespaces={ml,risk}")
+    policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    assert [p["metadata"]["namespace"] for p in policies] == ["ml", "risk"]
+    spec = policies[0]["spec"]
+    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "glassbox", "app.kubernetes.io/component": "predictor"}
+    peers = spec["ingress"][0]["from"]
+    assert peers[0]["podSelector"]["matchExpressions"][1] == {"key": "app.kubernetes.io/component", "operator": "In", "values": ["explainer", "graph"]}
+    assert peers[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["knative-serving", "istio-system", "kserve"]
+    refused = _helm("template", "x", str(CHART), "--set", "networkPolicy.enabled=true", "--set", "clusterWide=true")
+    assert refused.returncode != 0 and "watchNamespaces" in refused.stderr

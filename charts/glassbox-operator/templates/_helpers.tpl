@@ -45,6 +45,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["serving.kserve.io"]
   resources: ["inferenceservices", "inferencegraphs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# PodDisruptionBudgets for children with more than one replica (policy/v1, or v1beta1 before Kubernetes 1.21).
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 # The ServingRuntime an existing InferenceService names: its protocols decide how KServe's graph calls it.
 - apiGroups: ["serving.kserve.io"]
   resources: ["servingruntimes"]

@@ -157,7 +157,7 @@ def spec_hash(body: dict[str, Any]) -> str:
 
 
 def _with_identity(
-    parent: Parent, component: str, api_version: str, kind: str, name: str, spec: dict[str, Any], external: bool
+    parent: Parent, component: str, api_version: str, kind: str, name: str, spec: dict[str, Any], cluster_local: bool
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": api_version,
@@ -170,7 +170,7 @@ def _with_identity(
         },
         "spec": spec,
     }
-    if not external:
+    if cluster_local:  # an endpoint KServe would otherwise publish on the ingress domain
         body["metadata"]["labels"].update({label: CLUSTER_LOCAL for label in VISIBILITY_LABELS})
     if parent.deployment_mode:  # KServe reads it on InferenceServices and InferenceGraphs alike
         body["metadata"]["annotations"] = {DEPLOYMENT_MODE_ANNOTATION: parent.deployment_mode}
@@ -284,7 +284,7 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
                 # KServe's batcher agent has no "run when free" mode: 1 ms is its closest.
                 "maxLatency": max(1, predictor.batching.max_latency_ms),
             }
-    return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, spec.is_external)
+    return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external)
 
 
 def predictor_target_of_own(parent: Parent, spec: ExplainedModelSpec, live_predictor: dict[str, Any] | None) -> PredictTarget | None:
@@ -345,7 +345,7 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
         component["terminationGracePeriodSeconds"] = explainer.timeout_seconds + TERMINATION_MARGIN_SECONDS
     return _with_identity(
         parent, "explainer", ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), {"predictor": component},
-        spec.is_external,
+        not spec.is_external,
     )
 
 
@@ -428,7 +428,35 @@ def build_inference_graph(
         graph_spec["minReplicas"] = spec.graph.min_replicas
     if spec.graph.max_replicas is not None:
         graph_spec["maxReplicas"] = spec.graph.max_replicas
-    return _with_identity(parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, spec.is_external)
+    return _with_identity(parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, not spec.is_external)
+
+
+# KServe's labels on every pod of an InferenceService's component (kserve pkg/constants/constants.go
+# InferenceServicePodLabelKey, KServiceComponentLabel; set in components/predictor.go buildObjectMeta).
+ISVC_POD_LABEL = f"{KSERVE_GROUP}/inferenceservice"
+KSERVE_COMPONENT_LABEL = "component"
+# PodDisruptionBudget: policy/v1 from Kubernetes 1.21, policy/v1beta1 before (the operator asks discovery).
+PDB_API_VERSIONS = ("policy/v1", "policy/v1beta1")
+
+
+def build_disruption_budgets(parent: Parent, spec: ExplainedModelSpec, api_version: str) -> list[dict[str, Any]]:
+    """A PodDisruptionBudget for each InferenceService Glassbox deploys with more than one replica at least:
+    a node drain then takes its pods one at a time, so the service keeps answering."""
+    wanted: list[tuple[str, str, Autoscaling]] = []
+    if spec.predictor.deploys_model:
+        wanted.append(("predictor", predictor_name(parent.name, spec), spec.predictor.autoscaling))
+    wanted.append(("explainer", explainer_name(parent.name), spec.explainer.autoscaling))
+    budgets = []
+    for component, isvc, autoscaling in wanted:
+        if autoscaling.min_replicas > 1:
+            selector = {"matchLabels": {ISVC_POD_LABEL: isvc, KSERVE_COMPONENT_LABEL: "predictor"}}
+            budgets.append(
+                _with_identity(
+                    parent, component, api_version, "PodDisruptionBudget", isvc, {"maxUnavailable": 1, "selector": selector},
+                    cluster_local=False,  # not an endpoint
+                )
+            )
+    return budgets
 
 
 @dataclass(frozen=True)

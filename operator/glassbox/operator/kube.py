@@ -30,6 +30,8 @@ PLURALS = {
     ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "clusterservingruntimes",
     (f"{GROUP}/{VERSION}", "ExplainedModel"): PLURAL,
     ("coordination.k8s.io/v1", "Lease"): "leases",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("policy/v1beta1", "PodDisruptionBudget"): "poddisruptionbudgets",
 }
 
 
@@ -95,6 +97,18 @@ class KubeApi:
 
     def __init__(self, api_client: client.ApiClient):
         self._objects = client.CustomObjectsApi(api_client)
+        self._apis = client.ApisApi(api_client)
+
+    def first_served(self, api_versions: Sequence[str]) -> str | None:
+        """The first of these group/versions the API server serves (discovery), or None."""
+        try:
+            groups = self._apis.get_api_versions(_request_timeout=REQUEST_TIMEOUT).groups or []
+        except ApiException as error:
+            raise self._fail(error, "discover", "apis", "API groups", None) from error
+        except Exception as error:
+            raise Transient(f"could not discover the served API groups: {error}") from error
+        served = {version.group_version for group in groups for version in group.versions or []}
+        return next((v for v in api_versions if v in served), None)
 
     def _fail(self, error: ApiException, action: str, api_version: str, kind: str, name: str | None) -> KubeError:
         what = f"{kind} '{name}'" if name else f"{kind} objects"

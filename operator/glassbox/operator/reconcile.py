@@ -20,9 +20,11 @@ from glassbox.operator.builders import (
     GRAPH_API_VERSION,
     ISVC_API_VERSION,
     PARENT_LABEL,
+    PDB_API_VERSIONS,
     SPEC_HASH_ANNOTATION,
     OperatorConfig,
     Parent,
+    build_disruption_budgets,
     build_explainer_isvc,
     build_inference_graph,
     build_predictor_isvc,
@@ -144,6 +146,7 @@ class Reconciler:
         self.config = config
         self.now = now
         self.emit_warning = emit_warning
+        self._pdb_api_version: str | None = None
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -209,7 +212,7 @@ class Reconciler:
         # Only API failures are worth a retry; a missing existing InferenceService is
         # noticed by its watch when it appears.
         failures = [
-            r.failure[1] for r in (observation.predictor, observation.explainer, observation.graph)
+            r.failure[1] for r in (observation.predictor, observation.explainer, observation.graph, *observation.budgets)
             if r and r.failure and r.failure[0] == "ApiError"
         ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
@@ -284,10 +287,17 @@ class Reconciler:
                 body = build_inference_graph(parent, spec, target, explainer_base)
                 assert body is not None
                 graph = converge(body)
+        budgets = tuple(converge(body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
         return Observation(
             generation=generation, spec=spec, predictor=predictor, explainer=explainer, graph=graph,
-            graph_enabled=spec.graph.enabled, predictor_target=target,
+            graph_enabled=spec.graph.enabled, predictor_target=target, budgets=budgets,
         )
+
+    def pdb_api_version(self) -> str:
+        """policy/v1 where served (Kubernetes 1.21+), else policy/v1beta1; asked once."""
+        if self._pdb_api_version is None:
+            self._pdb_api_version = self.api.first_served(PDB_API_VERSIONS) or PDB_API_VERSIONS[-1]
+        return self._pdb_api_version
 
     def _existing_predictor(self, parent: Parent, spec: ExplainedModelSpec) -> tuple[ChildReport, PredictTarget | None]:
         """The InferenceService the spec names, never written: how KServe's graph would call it."""
@@ -330,9 +340,9 @@ class Reconciler:
             return None
         return [str(p) for p in (found.get("spec") or {}).get("protocolVersions") or []]
 
-    @staticmethod
-    def _wanted(parent: Parent, spec: ExplainedModelSpec) -> set[tuple[str, str]]:
+    def _wanted(self, parent: Parent, spec: ExplainedModelSpec) -> set[tuple[str, str]]:
         wanted = {("InferenceService", explainer_name(parent.name))}
+        wanted |= {("PodDisruptionBudget", b["metadata"]["name"]) for b in build_disruption_budgets(parent, spec, self.pdb_api_version())}
         if spec.predictor.deploys_model:
             wanted.add(("InferenceService", predictor_name(parent.name, spec)))
         if spec.graph.enabled:
@@ -341,7 +351,7 @@ class Reconciler:
 
     def _prune(self, parent: Parent, wanted: set[tuple[str, str]]) -> None:
         """Delete children this ExplainedModel owns but no longer wants (for example after switching to an existing predictor)."""
-        for api_version, kind in CHILD_KINDS:
+        for api_version, kind in (*CHILD_KINDS, (self.pdb_api_version(), "PodDisruptionBudget")):
             for live in self.api.list(api_version, kind, parent.namespace, f"{PARENT_LABEL}={parent.name}"):
                 meta = live["metadata"]
                 owned = any(ref.get("uid") == parent.uid for ref in meta.get("ownerReferences") or [])

@@ -63,6 +63,8 @@ class Observation:
     blocked: tuple[str, str] | None = None
     # Where the predictor answers, as KServe reports it (None until it does).
     predictor_target: PredictTarget | None = None
+    # The PodDisruptionBudgets of the children with more than one replica.
+    budgets: tuple[ChildReport, ...] = ()
 
 
 def describe_problems(problems: list[SpecProblem]) -> str:
