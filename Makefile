@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
+.PHONY: lock help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -55,6 +55,12 @@ demo-graph: $(STAMP) ## the demo's model through KServe's own InferenceGraph rou
 
 demo-cluster: $(STAMP) cluster-tools ## start the local API server, apply a sample, print what the operator created
 	$(PY) e2e/demo_control_plane.py $(ARGS)
+
+lock: ## regenerate operator/requirements.lock (the operator image's dependencies, pinned with hashes) with pip-tools in .venv-lock
+	test -x .venv-lock/bin/pip-compile || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q pip-tools)
+	.venv-lock/bin/pip-compile --quiet --allow-unsafe --generate-hashes --no-emit-find-links --no-emit-index-url --strip-extras \
+		--output-file operator/requirements.lock pyproject.toml
+	sed -i 's|^#    pip-compile .*|#    make lock  (pip-compile --allow-unsafe --generate-hashes --no-emit-find-links --no-emit-index-url --strip-extras pyproject.toml)|' operator/requirements.lock
 
 images: ## build the container images (needs a Docker engine; not part of the tests)
 	docker build -f operator/Dockerfile -t ghcr.io/glassbox-dev/glassbox-operator:0.1.0 .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,21 @@ def test_an_optional_network_policy_admits_only_glassbox_system_namespaces_and_l
     assert peers[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["knative-serving", "istio-system", "kserve"]
     refused = _helm("template", "x", str(CHART), "--set", "networkPolicy.enabled=true", "--set", "clusterWide=true")
     assert refused.returncode != 0 and "watchNamespaces" in refused.stderr
+
+
+def test_the_operator_image_lock_pins_every_dependency_within_pyproject_with_hashes() -> None:
+    """operator/requirements.lock (`make lock`) must still satisfy pyproject's dependencies, every pin hashed."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lock = (REPO / "operator" / "requirements.lock").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M))
+    blocks = re.findall(r"^[A-Za-z0-9_.-]+==\S+ \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", lock, re.M)
+    assert pins and len(blocks) == len(pins), "every pinned package carries its hashes"
+    normalized = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
+    for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(line)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in normalized, f"{requirement.name} is not in operator/requirements.lock: run make lock"
+        assert requirement.specifier.contains(normalized[name]), f"{requirement.name}=={normalized[name]} breaks {line}: run make lock"
