@@ -57,6 +57,8 @@ class WarningLimiter:
     def allow(self, uid: str, reason: str) -> bool:
         now = self._clock()
         with self._guard:
+            if len(self._last) > 10_000:  # forget what can no longer hold anything back (deleted objects included)
+                self._last = {key: when for key, when in self._last.items() if now - when < self._interval}
             last = self._last.get((uid, reason))
             if last is not None and now - last < self._interval:
                 return False
