@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
-from glassbox.explainers.storage import resolve
+from glassbox.explainers.storage import ARTIFACT_LIMITS, resolve
 from glassbox.operator.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
 from glassbox.operator.builders import (
     MODEL_DIR,
@@ -154,7 +154,7 @@ class LocalDeployment:
 
     def _model_path(self) -> Path | None:
         uri = self.spec.explainer.model_storage_uri or self.spec.predictor.storage_uri
-        return resolve(uri, self.base) if uri else None
+        return resolve(uri, self.base, ARTIFACT_LIMITS) if uri else None
 
     def predictor_command(self, port: int) -> tuple[list[str], dict[str, str]]:
         if self.predictor_isvc is None:
@@ -165,7 +165,7 @@ class LocalDeployment:
                 f"'{self.spec.predictor.model_format}' needs its KServe runtime: run it yourself and pass --predictor-url"
             )
         container = _container(self.predictor_isvc)
-        model_path = resolve(str(self.spec.predictor.storage_uri), self.base)
+        model_path = resolve(str(self.spec.predictor.storage_uri), self.base, ARTIFACT_LIMITS)
         args = _replace_arg(container["args"], "--model_dir", str(model_path))
         self.predictor_grpc_port = free_port()
         args += [f"--http_port={port}", f"--grpc_port={self.predictor_grpc_port}"]

@@ -33,7 +33,7 @@ from glassbox.explainers.payloads import (
 )
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
-from glassbox.explainers.storage import resolve
+from glassbox.explainers.storage import ARTIFACT_LIMITS, resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
 log = logging.getLogger("glassbox.explainers.predictor_server")
@@ -89,7 +89,7 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
             # torch's default (every core, spinning between passes) starves the processes
             # beside it, the explainer among them, for no gain on small models.
             torch.set_num_threads(self.cpu_threads)
-        model_dir = resolve(self.model_dir)  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
+        model_dir = resolve(self.model_dir, limits=ARTIFACT_LIMITS)  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
         self.module = load_module(model_dir, self.device, self.model_sha256)
         self.tokenizer = Tokenizer.load(model_dir)
         # On the CPU a pass over a few hundred rows takes microseconds: cheaper in place than

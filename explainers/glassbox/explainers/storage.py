@@ -47,6 +47,10 @@ class DownloadLimits:
     sha256: str | None = None
 
 
+# A model artifact fetched over http(s) (local mode; in a cluster KServe's storage initializer fetches it).
+ARTIFACT_LIMITS = DownloadLimits(max_bytes=64 << 30, timeout_seconds=3600)
+
+
 def forbidden_address(address: str) -> str | None:
     """Why an address must not be fetched from, or None: link-local (cloud metadata, the node's own
     services), metadata, unspecified and multicast addresses are never a data store."""
@@ -115,15 +119,15 @@ def _download(uri: str, target: Path, limits: DownloadLimits) -> None:
                     response.raise_for_status()
                     declared = int(response.headers.get("content-length") or 0)
                     if declared > limits.max_bytes:
-                        raise StorageError(f"{uri}: {declared} bytes, more than referenceData.maxBytes ({limits.max_bytes}); raise maxBytes or use a smaller file")
+                        raise StorageError(f"{uri}: {declared} bytes, more than the limit of {limits.max_bytes} (referenceData.maxBytes for reference data); raise it or use a smaller file")
                     received = 0
                     with open(part, "wb") as out:
                         for chunk in response.iter_bytes():
                             received += len(chunk)
                             if received > limits.max_bytes:
-                                raise StorageError(f"{uri}: more than referenceData.maxBytes ({limits.max_bytes}) bytes; raise maxBytes or use a smaller file")
+                                raise StorageError(f"{uri}: more than the limit of {limits.max_bytes} bytes (referenceData.maxBytes for reference data); raise it or use a smaller file")
                             if time.monotonic() > deadline:
-                                raise StorageError(f"{uri}: not downloaded within {limits.timeout_seconds:.0f} s (referenceData.downloadTimeoutSeconds)")
+                                raise StorageError(f"{uri}: not downloaded within {limits.timeout_seconds:.0f} s (referenceData.downloadTimeoutSeconds for reference data)")
                             out.write(chunk)
                     verify_sha256(part, limits.sha256, uri)
                     part.rename(target)
