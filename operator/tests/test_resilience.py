@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -69,3 +70,27 @@ def test_a_periodic_check_without_progress_is_reported_stuck(elapsed: float, stu
     assert (resync.stuck_for() is not None) == stuck
     resync.run_pass()  # progress
     assert resync.stuck_for() is None
+
+
+def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
+    now = [0.0]
+    passes: list[float] = []
+    resync = PeriodicResync(lambda ns: passes.append(now[0]) or [], lambda body: None, [], interval=3600, first_delay=0.2, clock=lambda: now[0])
+    resync.nudge()  # during start-up: resume handlers cover it
+    assert not resync._wake.is_set()
+    resync.start()
+
+    def wait_for_passes(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(passes) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    try:
+        wait_for_passes(1)
+        assert len(passes) == 1  # the first pass after the first delay; the next would be an hour away
+        now[0] = 1.0
+        resync.nudge()
+        wait_for_passes(2)
+        assert len(passes) == 2
+    finally:
+        resync.stop()

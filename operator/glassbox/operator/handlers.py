@@ -190,8 +190,6 @@ def _parents_of(body: kopf.Body, index: kopf.Index[tuple[str | None, str], str])
 
 def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str], memo: kopf.Memo, logger: kopf.Logger) -> None:
     """A child or an explained InferenceService changed (KServe reported status) or vanished: reconcile its parents."""
-    if event.get("type") is None:
-        return  # the initial listing: resume handlers cover it
     namespace = str((body.get("metadata") or {}).get("namespace"))
     for parent in parents:
         try:
@@ -204,6 +202,14 @@ def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str]
 @kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
 def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Our children, and InferenceServices that ExplainedModels name as existing."""
+    if event.get("type") is None:
+        # kopf lists again whenever a watch restarts (at start, every server timeout, after an outage): changes
+        # made while it was down arrive only in that listing, and a deletion not at all. One pass over every
+        # ExplainedModel covers them.
+        resync: PeriodicResync | None = memo.get("resync")
+        if resync is not None:
+            resync.nudge()
+        return
     if event.get("type") in ("ADDED", "MODIFIED") and not body.get("status") and _owners_of(body):
         # Our own apply to our child (it writes no status): nothing new to mirror. Deletions,
         # KServe's reports and an existing InferenceService appearing still pass.

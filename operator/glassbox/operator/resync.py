@@ -44,6 +44,8 @@ class PeriodicResync:
         self._first_delay = first_delay
         self._clock = clock
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._started = clock()
         self._thread: threading.Thread | None = None
         # When the loop last showed progress: a pass finished, or an object was reconciled.
         self.last_progress = clock()
@@ -53,8 +55,16 @@ class PeriodicResync:
         self._thread = threading.Thread(target=self._run, name="glassbox-resync", daemon=True)
         self._thread.start()
 
+    def nudge(self) -> None:
+        """Run a pass now rather than at the next interval: a watch has listed again (after a reconnection),
+        and what changed while it was down came as a listing, not as events. Ignored during the first
+        delay after start, which kopf's resume handlers cover."""
+        if self._clock() - self._started >= self._first_delay:
+            self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -90,7 +100,7 @@ class PeriodicResync:
         if self._stop.wait(self._first_delay):
             return
         while not self._stop.is_set():
+            self._wake.clear()
             self.run_pass()
             self.passes += 1
-            if self._stop.wait(self._interval):
-                return
+            self._wake.wait(self._interval)
