@@ -8,7 +8,7 @@ from typing import Any
 from glassbox.operator.api import ExplainedModelSpec, Protocol
 from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
 from glassbox.operator.kserve_addressing import PredictTarget
-from glassbox.operator.reconcile import is_subset, needs_apply, ownership_conflict, warnings_to_post
+from glassbox.operator.reconcile import is_subset, needs_apply, ownership_conflict, spec_changed_since_status, warnings_to_post
 
 from sample_manifests import load_sample
 
@@ -98,3 +98,9 @@ def test_a_warning_is_posted_once_per_problem_a_person_must_solve() -> None:
     assert warnings_to_post(_status(conflict), _status(invalid)) == [("InvalidSpec", invalid[3])]
     # A transient state (waiting, KServe not ready) is not a warning.
     assert warnings_to_post({}, _status(pending)) == []
+
+
+def test_only_a_spec_changed_since_the_last_status_can_leave_children_to_prune() -> None:
+    assert not spec_changed_since_status({}, 1)  # new: no children yet
+    assert not spec_changed_since_status({"observedGeneration": 3}, 3)
+    assert spec_changed_since_status({"observedGeneration": 3}, 4)

@@ -5,7 +5,7 @@ or cloud metadata addresses; a SHA-256 in the spec pins the file that is loaded.
 
 In a cluster, KServe's storage initializer fetches the model artifact into
 /mnt/models; the explainer fetches its reference data itself. Cloud schemes
-(s3://, gs://, azure://, pvc:// is local in a pod) need the `storage` extra
+(s3://, gs://, hf://, ...; pvc:// is local in a pod) need the `storage` extra
 (kserve-storage), which the explainer image installs.
 """
 
@@ -23,7 +23,13 @@ from urllib.parse import urlparse
 
 import httpx
 
-from glassbox.operator.api import ALLOWED_STORAGE_SCHEMES, DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, DEFAULT_MAX_DOWNLOAD_BYTES
+from glassbox.operator.api import (
+    DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    MAX_DOWNLOAD_BYTES,
+    MAX_TIMEOUT_SECONDS,
+    storage_scheme_problem,
+)
 
 
 class StorageError(RuntimeError):
@@ -48,7 +54,7 @@ class DownloadLimits:
 
 
 # A model artifact fetched over http(s) (local mode; in a cluster KServe's storage initializer fetches it).
-ARTIFACT_LIMITS = DownloadLimits(max_bytes=64 << 30, timeout_seconds=3600)
+ARTIFACT_LIMITS = DownloadLimits(max_bytes=MAX_DOWNLOAD_BYTES, timeout_seconds=MAX_TIMEOUT_SECONDS)
 
 
 def forbidden_address(address: str) -> str | None:
@@ -157,9 +163,10 @@ def resolve(uri: str, base: Path | None = None, limits: DownloadLimits = Downloa
 
 
 def _resolve(uri: str, base: Path | None, limits: DownloadLimits) -> Path:
+    problem = storage_scheme_problem(uri)
+    if problem:
+        raise StorageError(f"{uri}: {problem}")
     parsed = urlparse(uri)
-    if parsed.scheme.lower() not in ALLOWED_STORAGE_SCHEMES:
-        raise StorageError(f"{uri}: '{parsed.scheme}://' is not a storage scheme Glassbox reads; use a path or one of {', '.join(s for s in ALLOWED_STORAGE_SCHEMES if s)}")
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
         if not path.is_absolute() and base is not None:

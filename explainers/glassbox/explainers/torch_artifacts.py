@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.explainers.storage import StorageError, verify_sha256
+
 ARTIFACT_NAMES = ("model.pt", "model.pt2")
 TOKENIZER_NAME = "tokenizer.json"
 
@@ -50,8 +52,6 @@ def load_module(model_dir: str | Path, device: str, sha256: str | None = None) -
     """The model as a callable torch module on `device`, in eval mode. Loading an artifact runs code
     (TorchScript, and torch.export's unpickling), so a pinned SHA-256 is checked before torch reads it."""
     import torch
-
-    from glassbox.explainers.storage import StorageError, verify_sha256
 
     artifact = find_artifact(model_dir)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -31,13 +32,16 @@ MAX_REPLICAS = 1000
 MAX_GPUS = 16
 MAX_NSAMPLES = 1_000_000
 MAX_TIMEOUT_SECONDS = 3600
-# Where artifacts and data may come from: local paths and the schemes KServe's storage reads. Anything else
-# (ftp://, gopher://, file descriptors, ...) is refused before a byte is fetched.
-ALLOWED_STORAGE_SCHEMES = ("", "file", "http", "https", "s3", "gs", "pvc", "hdfs", "webhdfs", "hf")
+# Where artifacts and data may come from: local paths and the schemes KServe's storage reads (kserve
+# python/storage/kserve_storage/kserve_storage.py; Azure is https://). Anything else (ftp://, gopher://,
+# dict://, ...) is refused before a byte is fetched.
+ALLOWED_STORAGE_SCHEMES = ("", "file", "http", "https", "s3", "gs", "pvc", "hdfs", "webhdfs", "hf", "modelscope", "oci")
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
-# Downloads of reference data: the defaults of referenceData.maxBytes and downloadTimeoutSeconds.
+# Downloads of reference data: the defaults of referenceData.maxBytes and downloadTimeoutSeconds, and the
+# most maxBytes may say (also what a model artifact may weigh when Glassbox downloads it in local mode).
 DEFAULT_MAX_DOWNLOAD_BYTES = 1 << 30
 DEFAULT_DOWNLOAD_TIMEOUT_SECONDS = 600
+MAX_DOWNLOAD_BYTES = 64 << 30
 # What KServe requires of an InferenceService's name (it becomes Service and host names).
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
@@ -242,11 +246,11 @@ class ReferenceData(ApiModel):
     )
     labels_sha256: str | None = Field(None, pattern=SHA256_PATTERN, description="SHA-256 of the labels file (labelsUri).")
     max_bytes: int = Field(
-        DEFAULT_MAX_DOWNLOAD_BYTES, ge=1, le=64 << 30,
+        DEFAULT_MAX_DOWNLOAD_BYTES, ge=1, le=MAX_DOWNLOAD_BYTES,
         description="Largest file downloaded over http(s); a larger one fails the explainer's start with a message saying so.",
     )
     download_timeout_seconds: int = Field(
-        DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, ge=1, le=3600, description="Longest a download over http(s) may take in all.",
+        DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, ge=1, le=MAX_TIMEOUT_SECONDS, description="Longest a download over http(s) may take in all.",
     )
 
 
@@ -486,6 +490,14 @@ class GraphSpec(ApiModel):
         if self.default_route is not None:
             return self.default_route
         return Route.predict if Route.predict in self.routes else self.routes[0]
+
+
+def storage_scheme_problem(uri: str) -> str | None:
+    """Why Glassbox will not read `uri` (validation and the servers alike), or None."""
+    scheme = urlparse(uri).scheme.lower()
+    if scheme in ALLOWED_STORAGE_SCHEMES:
+        return None
+    return f"'{scheme}://' is not a storage scheme Glassbox reads; use a path or one of {', '.join(s + '://' for s in ALLOWED_STORAGE_SCHEMES if s)}"
 
 
 class Exposure(enum.StrEnum):

@@ -137,27 +137,21 @@ def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
         resync.stop()
 
 
-def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, created: bool, retry: int) -> None:
+def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
     try:
-        outcome = _reconciler(memo).reconcile(dict(body), created=created)
+        outcome = _reconciler(memo).reconcile(dict(body))
     except KubeError as error:
         raise kopf.TemporaryError(str(error), delay=retry_delay(retry, error.retry_after)) from error
     _raise_for(outcome, retry)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def create_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    """A new object: its children are written straight away, without reading them first.
-
-    kopf also calls this for an object whose kopf annotations were wiped (`kubectl
-    replace`); only an object that has never had a status is taken as new."""
-    _reconcile_for_kopf(body, memo, created=retry == 0 and not body.get("status"), retry=retry)
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    _reconcile_for_kopf(body, memo, created=False, retry=retry)
+    """Create, resume and spec changes alike: the reconcile is level-based (kopf also calls create for an
+    object whose kopf annotations were wiped by `kubectl replace`)."""
+    _reconcile_for_kopf(body, memo, retry=retry)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

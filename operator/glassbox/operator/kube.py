@@ -150,12 +150,19 @@ class KubeApi:
         except Exception as error:  # connection refused, timeouts
             raise Transient(f"could not read {kind} '{name}': {error}") from error
 
-    def list(self, api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> builtins.list[dict[str, Any]]:
+        """The objects of a kind in a namespace, or in every namespace when `namespace` is None."""
         group, version = _split(api_version)
+        plural = PLURALS[(api_version, kind)]
         try:
-            answer = self._objects.list_namespaced_custom_object(
-                group, version, namespace, PLURALS[(api_version, kind)], label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT,
-            )
+            if namespace is None:
+                answer = self._objects.list_cluster_custom_object(
+                    group, version, plural, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT,
+                )
+            else:
+                answer = self._objects.list_namespaced_custom_object(
+                    group, version, namespace, plural, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT,
+                )
         except ApiException as error:
             raise self._fail(error, "list", api_version, kind, None) from error
         except Exception as error:
@@ -164,18 +171,8 @@ class KubeApi:
 
     def list_explained_models(self, namespaces: Sequence[str]) -> builtins.list[dict[str, Any]]:
         """The ExplainedModels in these namespaces, or in every namespace when none are named."""
-        kind = "ExplainedModel"
-        answers: builtins.list[Any] = []
-        try:
-            if not namespaces:
-                answers.append(self._objects.list_cluster_custom_object(GROUP, VERSION, PLURAL, _request_timeout=REQUEST_TIMEOUT))
-            for namespace in namespaces:
-                answers.append(self._objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, _request_timeout=REQUEST_TIMEOUT))
-        except ApiException as error:
-            raise self._fail(error, "list", f"{GROUP}/{VERSION}", kind, None) from error
-        except Exception as error:
-            raise Transient(f"could not list {kind}: {error}") from error
-        return [item for answer in answers for item in answer.get("items") or []]
+        scopes: Sequence[str | None] = namespaces or [None]
+        return [body for namespace in scopes for body in self.list(f"{GROUP}/{VERSION}", "ExplainedModel", namespace)]
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager; the server's copy comes back."""

@@ -121,6 +121,14 @@ def ownership_conflict(live: dict[str, Any] | None, parent: Parent) -> tuple[str
     )
 
 
+def spec_changed_since_status(previous_status: dict[str, Any], generation: int | None) -> bool:
+    """Whether children may exist that the spec no longer wants: only a spec that changed since the status
+    was last written (observedGeneration) can drop one. A new object has no status and no children yet;
+    a prune that failed left the status unwritten, so the next reconcile prunes again."""
+    observed = previous_status.get("observedGeneration")
+    return observed is not None and observed != generation
+
+
 def _needs_action(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """condition type -> (reason, message), for the conditions that only a person can resolve."""
     return {
@@ -165,13 +173,12 @@ class Reconciler:
             return None
         return self.reconcile(body)
 
-    def reconcile(self, body: dict[str, Any], created: bool = False) -> Outcome:
-        """`created`: the object was just created, so it has no children of its own yet to prune."""
+    def reconcile(self, body: dict[str, Any]) -> Outcome:
         meta = body["metadata"]
         with self._lock_for(meta["namespace"], meta["name"]):
-            return self._reconcile(body, created)
+            return self._reconcile(body)
 
-    def _reconcile(self, body: dict[str, Any], created: bool = False) -> Outcome:
+    def _reconcile(self, body: dict[str, Any]) -> Outcome:
         meta = body["metadata"]
         parent = Parent(
             name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
@@ -197,7 +204,7 @@ class Reconciler:
 
         try:
             observation = self._converge_children(parent, spec, generation)
-            if not created:
+            if spec_changed_since_status(previous_status, generation):
                 self._prune(parent, self._wanted(parent, spec))
         except ResourceTypeMissing as missing:
             observation = Observation(

@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel as _camel
 
 from glassbox.operator.api import (
-    ALLOWED_STORAGE_SCHEMES,
     DNS_1035_LABEL,
     METHODS_NEEDING_REFERENCE_DATA,
     PARAMETER_FIELD_OF,
@@ -28,6 +26,7 @@ from glassbox.operator.api import (
     Protocol,
     Route,
     ScaleMetric,
+    storage_scheme_problem,
     uses_glassbox_predictor,
 )
 from glassbox.operator.builders import explainer_name
@@ -298,18 +297,10 @@ def _storage_scheme_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
             uris += [(f"{path}.uri", reference.uri), (f"{path}.labelsUri", reference.labels_uri)]
     problems = []
     for path, uri in uris:
-        scheme = urlparse(uri).scheme if uri else ""
-        if uri and scheme.lower() not in ALLOWED_STORAGE_SCHEMES:
-            problems.append(
-                SpecProblem(
-                    path,
-                    f"'{scheme}://' is not a storage scheme Glassbox reads; use a path or one of "
-                    f"{', '.join(s + '://' for s in ALLOWED_STORAGE_SCHEMES if s)}",
-                )
-            )
+        problem = storage_scheme_problem(uri) if uri else None
+        if problem:
+            problems.append(SpecProblem(path, problem))
     return problems
-
-
 def _autoscaling_problems(path: str, autoscaling: Autoscaling) -> list[SpecProblem]:
     problems = []
     if autoscaling.max_replicas < autoscaling.min_replicas:
