@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lock help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
+.PHONY: lock pin-images help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -56,11 +56,25 @@ demo-graph: $(STAMP) ## the demo's model through KServe's own InferenceGraph rou
 demo-cluster: $(STAMP) cluster-tools ## start the local API server, apply a sample, print what the operator created
 	$(PY) e2e/demo_control_plane.py $(ARGS)
 
-lock: ## regenerate operator/requirements.lock (the operator image's dependencies, pinned with hashes) with pip-tools in .venv-lock
-	test -x .venv-lock/bin/pip-compile || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q pip-tools)
-	.venv-lock/bin/pip-compile --quiet --allow-unsafe --generate-hashes --no-emit-find-links --no-emit-index-url --strip-extras \
-		--output-file operator/requirements.lock pyproject.toml
-	sed -i 's|^#    pip-compile .*|#    make lock  (pip-compile --allow-unsafe --generate-hashes --no-emit-find-links --no-emit-index-url --strip-extras pyproject.toml)|' operator/requirements.lock
+# The images are linux/amd64 with CPython 3.11 (python:3.11-slim, glibc 2.36). uv resolves for that
+# platform from package metadata alone, so the explainer's torch pin locks PyPI's CUDA wheel and its
+# nvidia-* dependencies even on a machine that has only the CPU build. The index is pip's own, if set.
+LOCK_UV := .venv-lock/bin/uv
+LOCK_INDEX := $(shell $(PYTHON_BOOTSTRAP) -m pip config get global.index-url 2>/dev/null)
+LOCK_COMPILE = echo 'setuptools>=68' | $(LOCK_UV) pip compile --quiet --no-config --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command "make lock" \
+	$(if $(LOCK_INDEX),--default-index $(LOCK_INDEX)) pyproject.toml -
+
+lock: ## regenerate the images' lock files (every package pinned with hashes, setuptools included to build glassbox itself)
+	test -x $(LOCK_UV) || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q "uv>=0.9,<1")
+	$(LOCK_COMPILE) -o operator/requirements.lock
+	$(LOCK_COMPILE) --extra explainers --extra storage -o explainers/requirements-explainer.lock
+	$(LOCK_COMPILE) --extra explainers -o explainers/requirements-predictor.lock
+
+BASE_IMAGE := python:3.11-slim
+pin-images: ## point every Dockerfile's FROM at $(BASE_IMAGE)'s current digest (needs a Docker engine and the registry)
+	digest=$$(docker buildx imagetools inspect $(BASE_IMAGE) --format '{{.Manifest.Digest}}') && \
+	sed -i -E "s|^FROM $(BASE_IMAGE)(@sha256:[0-9a-f]{64})?|FROM $(BASE_IMAGE)@$$digest|" operator/Dockerfile explainers/Dockerfile.*
 
 images: ## build the container images (needs a Docker engine; not part of the tests)
 	docker build -f operator/Dockerfile -t ghcr.io/glassbox-dev/glassbox-operator:0.1.0 .

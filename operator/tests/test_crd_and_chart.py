@@ -145,19 +145,50 @@ def test_an_optional_network_policy_admits_only_glassbox_system_namespaces_and_l
     assert refused.returncode != 0 and "watchNamespaces" in refused.stderr
 
 
-def test_the_operator_image_lock_pins_every_dependency_within_pyproject_with_hashes() -> None:
-    """operator/requirements.lock (`make lock`) must still satisfy pyproject's dependencies, every pin hashed."""
+IMAGE_LOCKS = {
+    # lock file: the extras its image installs on top of the project's dependencies
+    "operator/requirements.lock": (),
+    "explainers/requirements-explainer.lock": ("explainers", "storage"),
+    "explainers/requirements-predictor.lock": ("explainers",),
+}
+
+
+@pytest.mark.parametrize("lock_path,extras", IMAGE_LOCKS.items())
+def test_each_image_lock_pins_every_dependency_within_pyproject_with_hashes(lock_path: str, extras: tuple[str, ...]) -> None:
+    """Each image's lock (`make lock`) must still satisfy pyproject's requirements for that image, every pin hashed."""
     import tomllib
 
     from packaging.requirements import Requirement
 
-    lock = (REPO / "operator" / "requirements.lock").read_text()
+    lock = (REPO / lock_path).read_text()
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M))
     blocks = re.findall(r"^[A-Za-z0-9_.-]+==\S+ \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", lock, re.M)
     assert pins and len(blocks) == len(pins), "every pinned package carries its hashes"
     normalized = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
-    for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    wanted = list(project["project"]["dependencies"]) + [line for extra in extras for line in project["project"]["optional-dependencies"][extra]]
+    wanted += project["build-system"]["requires"]  # the image builds glassbox without fetching a build environment
+    for line in wanted:
         requirement = Requirement(line)
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
-        assert name in normalized, f"{requirement.name} is not in operator/requirements.lock: run make lock"
+        assert name in normalized, f"{requirement.name} is not in {lock_path}: run make lock"
         assert requirement.specifier.contains(normalized[name]), f"{requirement.name}=={normalized[name]} breaks {line}: run make lock"
+    if "explainers" in extras:
+        # resolved for the image's platform (linux/amd64), not this machine's CPU-only torch
+        assert "nvidia-cublas" in normalized and "+cpu" not in normalized["torch"]
+
+
+def test_every_image_builds_from_a_base_pinned_by_digest_and_installs_only_its_lock() -> None:
+    """A tag can be moved under us; a digest cannot. `make pin-images` moves all of them together."""
+    bases: set[str] = set()
+    dockerfiles = sorted(REPO.glob("*/Dockerfile*"))
+    assert len(dockerfiles) == 3
+    for dockerfile in dockerfiles:
+        text = dockerfile.read_text()
+        froms = re.findall(r"^FROM (\S+)", text, re.M)
+        assert froms and all(re.fullmatch(r"[a-z0-9./:-]+@sha256:[0-9a-f]{64}", image) for image in froms), (dockerfile, froms)
+        bases.update(froms)
+        installs = re.findall(r"pip install[^\n]*", text)
+        assert all("--require-hashes -r " in line or "--no-deps --no-build-isolation ." in line for line in installs), installs
+        assert any(f"--require-hashes -r {lock}" in text for lock in IMAGE_LOCKS), dockerfile
+    assert len(bases) == 1, f"one base image for all three: {bases}"
