@@ -20,7 +20,7 @@ def tabular_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tabular(tabular_folder: Path) -> Iterator[tuple[LocalDeployment, FaultProxy]]:
-    """Predictor and explainer for the synthetic tabular model, with a fault proxy between them."""
+    """Predictor, explainer and detector for the synthetic tabular model, with a fault proxy between predictor and explainer."""
     deployment = LocalDeployment(
         tabular_folder / "synthetic.yaml",
         log_dir=tabular_folder / "logs",
@@ -29,6 +29,7 @@ def tabular(tabular_folder: Path) -> Iterator[tuple[LocalDeployment, FaultProxy]
     )
     proxy: FaultProxy | None = None
     try:
+        deployment.start_detector()
         predictor_host = deployment.start_predictor()
         proxy = FaultProxy(f"http://{predictor_host}")
         deployment.start_explainer(proxy.url.split("://")[1])

@@ -7,6 +7,7 @@ Regenerate the golden files after an intended change with
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from glassbox.operator.api import ExplainedModelSpec
+from glassbox.operator.api import DETECTOR_FIT_ENV, ExplainedModelSpec
 from glassbox.operator.builders import (
     EXPLAINER_SPEC_ENV,
     SPEC_HASH_ANNOTATION,
@@ -27,7 +28,7 @@ from glassbox.operator.builders import (
 )
 from glassbox.operator.kserve_addressing import predict_target
 
-from sample_manifests import SAMPLES
+from sample_manifests import SAMPLES, load_sample
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIG = OperatorConfig()
@@ -43,7 +44,7 @@ def reported(name: str, namespace: str, spec: dict[str, Any] | None = None) -> d
 
 
 def children_of(manifest: dict[str, Any], namespace: str = "ml", uid: str = "0000-uid") -> list[dict[str, Any]]:
-    """Every child, built once KServe has reported the predictor's and the explainer's addresses."""
+    """Every child, built once KServe has reported the addresses of the predictor, the explainer and the detector."""
     parent = Parent(name=manifest["metadata"]["name"], namespace=namespace, uid=uid)
     spec = ExplainedModelSpec.model_validate(manifest["spec"])
     if spec.predictor.deploys_model:
@@ -52,7 +53,8 @@ def children_of(manifest: dict[str, Any], namespace: str = "ml", uid: str = "000
         existing = reported(str(spec.predictor.inference_service_name), namespace)
         target = predict_target(existing, protocol_override=spec.predictor.protocol)
     explainer_base = f"http://{parent.name}-explainer.{namespace}.svc.cluster.local"
-    return build_children(parent, spec, CONFIG, target, explainer_base).objects()
+    detector_base = f"http://{parent.name}-detector.{namespace}.svc.cluster.local" if spec.detector else None
+    return build_children(parent, spec, CONFIG, target, explainer_base, detector_base).objects()
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
@@ -319,3 +321,33 @@ def test_a_disruption_budget_for_each_deployed_service_with_more_than_one_replic
         "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": "credit-risk-explainer", "component": "predictor"}},
     }
     assert budgets[0]["metadata"]["ownerReferences"][0]["uid"] == "u"
+
+
+def test_the_detector_gets_only_its_fit_and_a_scaling_edit_leaves_its_pods_alone() -> None:
+    manifest = load_sample("outlier-gated")
+    parent = Parent("tumour-triage", "ml", "0000-uid")
+    spec = ExplainedModelSpec.model_validate(manifest["spec"])
+    detector = build_children(parent, spec, CONFIG).detector
+    assert detector is not None and detector["metadata"]["name"] == "tumour-triage-detector"
+    container = detector["spec"]["predictor"]["containers"][0]
+    assert container["command"][-1] == "glassbox.explainers.detector_server" and container["image"] == CONFIG.explainer_image
+    fit = json.loads(next(e["value"] for e in container["env"] if e["name"] == DETECTOR_FIT_ENV))
+    assert fit["referenceData"]["uri"] == manifest["spec"]["explainer"]["referenceData"]["uri"]  # the explainer's, when it names none
+    assert not {"autoscaling", "resources", "nodeSelector", "tolerations", "serviceAccountName"} & set(fit)
+    manifest["spec"]["detector"]["autoscaling"]["maxReplicas"] = 12
+    manifest["spec"]["detector"]["resources"] = {"cpuRequest": "2", "memoryRequest": "4Gi"}
+    rescaled = build_children(parent, ExplainedModelSpec.model_validate(manifest["spec"]), CONFIG).detector
+    assert rescaled is not None
+    assert rescaled["spec"]["predictor"]["containers"][0]["env"] == container["env"]  # the pod's fit is unchanged
+    assert rescaled["spec"]["predictor"]["maxReplicas"] == 12
+
+
+def test_the_gated_route_waits_for_the_detectors_address_and_a_detector_with_two_replicas_gets_a_budget() -> None:
+    manifest = load_sample("outlier-gated")
+    parent = Parent("tumour-triage", "ml", "0000-uid")
+    spec = ExplainedModelSpec.model_validate(manifest["spec"])
+    target = predictor_target_of_own(parent, spec, reported("tumour-triage", "ml"))
+    assert build_children(parent, spec, CONFIG, target, "http://tumour-triage-explainer.ml").graph is None
+    budgets = build_disruption_budgets(parent, spec, "policy/v1")
+    assert [b["metadata"]["name"] for b in budgets] == ["tumour-triage-detector"]  # minReplicas 2; the others have 1
+    assert budgets[0]["spec"]["selector"]["matchLabels"]["serving.kserve.io/inferenceservice"] == "tumour-triage-detector"

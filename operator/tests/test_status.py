@@ -15,6 +15,8 @@ from glassbox.operator.status import (
 )
 from glassbox.operator.validation import SpecProblem
 
+from sample_manifests import load_sample
+
 
 def ready(url: str) -> dict[str, Any]:
     return {"status": {"url": url, "conditions": [{"type": "Ready", "status": "True"}]}}
@@ -129,3 +131,22 @@ def test_what_kserves_raw_deployment_mode_cannot_do_is_named(credit_risk: dict[s
         {"type": "Ready", "status": "False", "message": "admission webhook denied: must not set the field(s): spec.nodeSelector"}]}}
     knative = conditions(compute_status(observation(spec, refused, serverless, None), None, "credit-risk", "t0"))["ScalingAsSpecified"]
     assert "spec.predictor.nodeSelector/tolerations" in knative["message"] and "kubernetes.podspec-nodeselector" in knative["message"]
+
+
+def test_the_detector_has_its_own_condition_child_and_url() -> None:
+    spec = ExplainedModelSpec.model_validate(load_sample("outlier-gated")["spec"])
+    base = observation(spec, ready("http://p"), ready("http://e"), ready("http://g"))
+    waiting = Observation(**{**base.__dict__, "detector": ChildReport("InferenceService", "tumour-triage-detector", {"status": {}})})
+    status = compute_status(waiting, None, "tumour-triage", "t0")
+    assert conditions(status)["DetectorReady"]["status"] == "Unknown"
+    assert conditions(status)["Ready"]["status"] == "False" and "DetectorReady" in conditions(status)["Ready"]["message"]
+    done = Observation(**{**base.__dict__, "detector": ChildReport("InferenceService", "tumour-triage-detector", ready("http://d"))})
+    status = compute_status(done, status, "tumour-triage", "t1")
+    assert conditions(status)["Ready"]["status"] == "True" and "detector" in conditions(status)["Ready"]["message"]
+    assert status["children"]["detector"] == "tumour-triage-detector"
+    assert status["urls"]["detect"] == "http://d/v1/models/tumour-triage-detector:predict"
+    without = compute_status(base, None, "tumour-triage", "t0")
+    assert conditions(without)["DetectorReady"]["status"] == "Unknown"  # the spec has a detector; none was reported
+    no_detector = ExplainedModelSpec.model_validate({**load_sample("outlier-gated")["spec"], "detector": None, "graph": {}})
+    plain = compute_status(observation(no_detector, ready("http://p"), ready("http://e"), ready("http://g")), None, "x", "t0")
+    assert conditions(plain)["DetectorReady"]["reason"] == "NoDetector" and conditions(plain)["Ready"]["status"] == "True"

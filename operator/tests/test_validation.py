@@ -64,6 +64,19 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("a digest for a runtime's artifact", lambda s: s["predictor"].update(modelFormat="onnx", storageSha256="a" * 64, batching=None),
      "spec.predictor.storageSha256", "only Glassbox's predictor"),
     ("a body limit past 1 GiB", _set(["explainer", "maxBodyBytes"], 2**31), "spec.explainer.maxBodyBytes", "less than or equal to 1073741824"),
+    ("a detect route without a detector", _set(["graph", "routes"], ["explain", "predictAndExplainIfOutlier"]),
+     "spec.graph.routes", "add spec.detector"),
+    ("a detector with no reference data", lambda s: (s.update(detector={}), s["explainer"]["methods"].__setitem__(slice(None), [{"type": "IntegratedGradients"}]),
+                                                    s["explainer"].pop("referenceData")),
+     "spec.detector.referenceData", "fitted on reference data"),
+    ("too few held-out rows for the alarm rate", lambda s: (s.update(detector={"falsePositiveRate": 0.001}), s["explainer"]["referenceData"].update(maxRows=2000)),
+     "spec.detector.calibrationFraction", "needs at least 999 held-out rows"),
+    ("an alarm rate of a half or more", _set(["detector"], {"falsePositiveRate": 0.6}), "spec.detector.falsePositiveRate", "less than or equal to 0.5"),
+    ("predictAndExplainIfOutlier with an explainer that scales to zero",
+     lambda s: (s.update(detector={}), s["graph"].update(routes=["explain", "predictAndExplainIfOutlier"]), s["explainer"]["autoscaling"].update(minReplicas=0)),
+     "spec.explainer.autoscaling.minReplicas", "predictAndExplainIfOutlier"),
+    ("a detector's ServiceAccount must be a name", _set(["detector"], {"serviceAccountName": "BAD NAME"}),
+     "spec.detector.serviceAccountName", "pattern"),
 ]
 
 
@@ -134,9 +147,10 @@ def test_influence_needs_labels() -> None:
 
 def test_a_service_account_is_the_administrators_choice_unless_allowed(credit_risk: dict[str, Any]) -> None:
     credit_risk["spec"]["explainer"]["serviceAccountName"] = "cluster-admin-sa"
+    credit_risk["spec"]["detector"] = {"serviceAccountName": "cluster-admin-sa"}
     spec, problems = find_spec_problems("credit-risk", credit_risk["spec"])
     assert spec is not None and problems == []
     refused = policy_problems(spec, allow_service_account_names=False)
-    assert [p.field for p in refused] == ["spec.explainer.serviceAccountName"]
+    assert [p.field for p in refused] == ["spec.explainer.serviceAccountName", "spec.detector.serviceAccountName"]
     assert "allowServiceAccountNames=true" in refused[0].message
     assert policy_problems(spec, allow_service_account_names=True) == []

@@ -62,10 +62,11 @@ log = logging.getLogger("glassbox.explainers.explainer_server")
 _CURRENT = threading.local()
 # A request may carry at most this many values (an image batch, a long table).
 REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
-# What an explanation request may name: the instances, the method, a picture, and the graph's route
-# (KServe's router sends the whole body to every step).
-V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id"})
-V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route"})
+# What an explanation request may name: the instances, the method, a picture, the graph's route
+# (KServe's router sends the whole body to every step), and `flagged`: the indices, in the request the
+# detector's gate narrowed, of the instances it passed on (see detector_server), echoed in the answer.
+V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id", "flagged"})
+V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route", "flagged"})
 # An explanation request carries a few instances: 8 MiB holds four 224x224x3 images as JSON.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -255,6 +256,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             unknown = sorted(set(payload) - accepted)
             if unknown:
                 raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
+        flagged = payload.get("flagged") if isinstance(payload, dict) else None
         if isinstance(payload, dict) and is_v2_body(payload):
             # A v2 body on the v1 path: KServe's graph router sends one body to every step, whatever the path.
             top_level = {k: payload[k] for k in ("method", "picture") if k in payload}
@@ -272,6 +274,13 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         method = self._method_for(requested)
         chosen.append(method)
         instances = method.check_instances(decode_request(payload, REQUEST_LIMITS).instances)
+        if flagged is not None and not (
+            isinstance(flagged, list) and len(flagged) == len(instances)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in flagged)
+        ):
+            raise InputError(
+                f"'flagged' must list one index (a whole number, 0 or more) per instance, {len(instances)} in all; got {str(flagged)[:100]}"
+            )
         self._admit()
 
         cancelled = threading.Event()
@@ -289,6 +298,8 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 answer = explanation_json(explanation)
                 answer["method"] = method.name
                 answer["summary"] = method.summarize(explanation, instances)
+                if flagged is not None:
+                    answer["flagged"] = flagged
                 if picture:
                     answer["picture"] = {"content_type": "image/png", "base64": base64.b64encode(method.picture(explanation, instances)).decode()}
                 return answer

@@ -1,4 +1,4 @@
-"""Local mode: an ExplainedModel's predictor and explainer as processes on loopback.
+"""Local mode: an ExplainedModel's predictor, explainer and detector as processes on loopback.
 
 The arguments are the ones the operator writes into the InferenceServices (the
 same builders make them); only what differs on one machine is replaced: the
@@ -31,9 +31,11 @@ from glassbox.operator.builders import (
     STORAGE_URI_ENV,
     OperatorConfig,
     Parent,
+    build_detector_isvc,
     build_explainer_isvc,
     build_inference_graph,
     build_predictor_isvc,
+    detector_name,
 )
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import find_spec_problems
@@ -189,6 +191,15 @@ class LocalDeployment:
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
         return [sys.executable, "-m", "glassbox.explainers.explainer_server", *args], env
 
+    def detector_command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        detector = build_detector_isvc(self.parent, self.spec, OperatorConfig())
+        if detector is None:
+            raise LocalModeError("the spec has no detector")
+        container = _container(detector)
+        args = [*container["args"], f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        return [sys.executable, "-m", "glassbox.explainers.detector_server", *args], env
+
     # ------------------------------------------------------------------ running
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], url: str) -> LocalProcess:
@@ -230,8 +241,16 @@ class LocalDeployment:
         explainer = self._spawn("explainer", command, env, f"http://127.0.0.1:{port}")
         self._wait_ready(explainer, f"/v2/models/{self.model_name}/ready")
 
+    def start_detector(self) -> None:
+        port = free_port()
+        command, env = self.detector_command(port)
+        detector = self._spawn("detector", command, env, f"http://127.0.0.1:{port}")
+        self._wait_ready(detector, f"/v2/models/{detector_name(self.name)}/ready")
+
     def start(self) -> None:
         try:
+            if self.spec.detector is not None:
+                self.start_detector()
             self.start_explainer(self.start_predictor())
         except BaseException:
             self.stop()
@@ -247,18 +266,27 @@ class LocalDeployment:
     def explainer_base(self) -> str:
         return next(p.url for p in self.processes if p.name == "explainer")
 
+    @property
+    def detector_base(self) -> str | None:
+        return next((p.url for p in self.processes if p.name == "detector"), None)
+
     def urls(self) -> dict[str, str]:
         target = self.predictor_target(self.predictor_base)
-        return {
+        urls = {
             "predict": target.predict_url(),
             "explain": self.explainer_base + explain_path(self.model_name),
         }
+        if self.detector_base is not None:
+            urls["detect"] = f"{self.detector_base}/v1/models/{detector_name(self.name)}:predict"
+        return urls
 
-    def inference_graph(self, predictor_base: str | None = None, explainer_base: str | None = None) -> dict[str, Any] | None:
+    def inference_graph(
+        self, predictor_base: str | None = None, explainer_base: str | None = None, detector_base: str | None = None,
+    ) -> dict[str, Any] | None:
         """The InferenceGraph the operator would write, its steps pointing at these servers (or at the
         given base URLs): what KServe's router is started with (`--graph-json` of its spec)."""
         target = self.predictor_target(predictor_base or self.predictor_base)
-        return build_inference_graph(self.parent, self.spec, target, explainer_base or self.explainer_base)
+        return build_inference_graph(self.parent, self.spec, target, explainer_base or self.explainer_base, detector_base or self.detector_base)
 
     def stop(self) -> None:
         with _stop_signals_deferred():  # a second Ctrl-C must not leave a server behind
@@ -280,7 +308,7 @@ class LocalDeployment:
 
 def run_up(manifest: Path, predictor_url: str | None) -> int:
     """`glassbox up`: start, print the URLs, wait for Ctrl-C (or SIGTERM, as `timeout`, systemd and CI send);
-    either stops both servers, also while they are starting."""
+    either stops every server, also while they are starting."""
     # Also SIGINT: a shell that starts a job in the background starts it with SIGINT ignored.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _interrupt)
@@ -292,12 +320,15 @@ def run_up(manifest: Path, predictor_url: str | None) -> int:
             print(f"predict: POST {urls['predict']}")
             methods = [m.effective_name for m in deployment.spec.explainer.methods]
             print(f"explain: POST {urls['explain']}  {{\"instances\": [...], \"method\": one of {methods}}}")
-            print("Ctrl-C stops both.", flush=True)
+            if "detect" in urls:
+                print(f"detect:  POST {urls['detect']}  {{\"instances\": [...]}}")
+            count = len(deployment.processes)
+            print({1: "Ctrl-C stops it.", 2: "Ctrl-C stops both."}.get(count, f"Ctrl-C stops all {count}."), flush=True)
             while all(p.process.poll() is None for p in deployment.processes):
                 time.sleep(0.5)
             gone = [p for p in deployment.processes if p.process.poll() is not None]
             print(f"the {gone[0].name} exited; its log ends:\n{gone[0].log_tail()}", file=sys.stderr)
             return 1
     except KeyboardInterrupt:
-        print("\nstopped both servers", flush=True)
+        print("\nstopped both servers" if deployment.spec.detector is None else "\nstopped the servers", flush=True)
         return 0

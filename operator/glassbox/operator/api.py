@@ -461,10 +461,75 @@ class ExplainerSpec(ApiModel):
         return self.default_method or self.methods[0].effective_name
 
 
+class DetectorType(enum.StrEnum):
+    NearestNeighbors = "NearestNeighbors"
+
+
+# The environment variable that carries a DetectorFit (JSON) to the detector server.
+DETECTOR_FIT_ENV = "GLASSBOX_DETECTOR_FIT"
+
+
+class DetectorFit(ApiModel):
+    """How the outlier detector is fitted: all that its server receives, so a scaling edit never refits it."""
+
+    type: DetectorType = Field(
+        DetectorType.NearestNeighbors,
+        description="NearestNeighbors: an input's score is its mean distance to the k nearest reference rows (features "
+        "scaled by their median and interquartile range; images pooled to an 8x8 grid first).",
+    )
+    false_positive_rate: float = Field(
+        0.01, gt=0, le=0.5,
+        description="The alarm rate on inputs like the reference data: the threshold is set on held-out reference rows "
+        "so that at most this fraction of such inputs is flagged.",
+    )
+    neighbors: int = Field(10, ge=1, le=1000, description="k: reference rows an input's distance is averaged over.")
+    calibration_fraction: float = Field(
+        0.3, ge=0.05, le=0.95,
+        description="Fraction of the reference rows held out to set the threshold; the rest are searched for neighbours. "
+        "The threshold needs at least 1/falsePositiveRate - 1 held-out rows.",
+    )
+    seed: int = Field(0, description="Seed of the split between searched and held-out rows: the same seed gives the same threshold.")
+    reference_data: ReferenceData | None = Field(
+        None, description="Rows the detector is fitted on: what inputs should look like. The explainer's referenceData when omitted.",
+    )
+
+
+class DetectorSpec(DetectorFit):
+    """An outlier detector beside the explainer: its own InferenceService, light and scaled on its own."""
+
+    resources: ComputeResources = Field(
+        default_factory=lambda: ComputeResources(cpu_request="500m", memory_request="1Gi"), description="CPU and memory per replica.",
+    )
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the detector.")
+    max_body_bytes: int | None = Field(
+        None, ge=1024, le=MAX_BODY_BYTES_LIMIT,
+        description="Largest request body the detector takes; a larger one gets 413 before it is read. 8 MiB when omitted.",
+    )
+    node_selector: dict[str, str] | None = Field(None, description="Node labels the detector pods require.")
+    tolerations: list[Toleration] | None = Field(None, description="Taints the detector pods tolerate.")
+    service_account_name: str | None = Field(
+        None, pattern=DNS_1123_SUBDOMAIN, max_length=253,
+        description="ServiceAccount of the detector pods: the identity its referenceData is read with from a private bucket.",
+    )
+
+    def fit_settings(self, fallback_reference: ReferenceData | None) -> DetectorFit:
+        """What the detector server is told: the fit, with the explainer's reference data where it names none."""
+        fit = DetectorFit.model_validate(self.model_dump(include=set(DetectorFit.model_fields)))
+        if fit.reference_data is None:
+            fit = fit.model_copy(update={"reference_data": fallback_reference})
+        return fit
+
+
 class Route(enum.StrEnum):
     predict = "predict"
     explain = "explain"
     predict_and_explain = "predictAndExplain"
+    detect = "detect"
+    predict_and_explain_if_outlier = "predictAndExplainIfOutlier"
+
+
+# Routes that need spec.detector.
+DETECTOR_ROUTES = frozenset({Route.detect, Route.predict_and_explain_if_outlier})
 
 
 class GraphSpec(ApiModel):
@@ -510,6 +575,11 @@ class ExplainedModelSpec(ApiModel):
 
     predictor: PredictorSpec = Field(description="The model to explain: one to deploy, or an existing InferenceService.")
     explainer: ExplainerSpec = Field(description="The explanation methods and how the explainer runs.")
+    detector: DetectorSpec | None = Field(
+        None,
+        description="An outlier detector fitted on reference data, served beside the explainer; the graph's detect and "
+        "predictAndExplainIfOutlier routes call it.",
+    )
     graph: GraphSpec = Field(default_factory=GraphSpec, description="The InferenceGraph routes.")
     exposure: Exposure = Field(
         Exposure.cluster_local,
@@ -528,7 +598,7 @@ class ExplainedModelSpec(ApiModel):
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Ready, PredictorReady, ExplainerReady, GraphReady, SpecValid or ScalingAsSpecified.")
+    type: str = Field(description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid or ScalingAsSpecified.")
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="One CamelCase word saying why.")
     message: str = Field("", description="What is wrong and what would be right, for a person.")
@@ -540,17 +610,19 @@ class StatusUrls(ApiModel):
     predict: str | None = Field(None, description="URL that answers predictions.")
     explain: str | None = Field(None, description="URL that answers explanations (the method name is a query parameter).")
     graph: str | None = Field(None, description="URL of the InferenceGraph.")
+    detect: str | None = Field(None, description="URL that answers outlier verdicts (v1; v2 at /v2/models/NAME/infer).")
 
 
 class Children(ApiModel):
     predictor: str | None = Field(None, description="Name of the predictor InferenceService (owned, or the existing one).")
     explainer: str | None = Field(None, description="Name of the explainer InferenceService.")
     graph: str | None = Field(None, description="Name of the InferenceGraph.")
+    detector: str | None = Field(None, description="Name of the outlier detector's InferenceService.")
 
 
 class ExplainedModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="The generation of the spec this status describes.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, GraphReady, SpecValid, ScalingAsSpecified.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid, ScalingAsSpecified.")
     urls: StatusUrls = Field(default_factory=StatusUrls, description="The URLs to call.")
     children: Children = Field(default_factory=Children, description="The objects this ExplainedModel made or uses.")
     methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")

@@ -14,6 +14,8 @@ from typing import Any
 
 from glassbox.operator.api import (
     API_VERSION,
+    DETECTOR_FIT_ENV,
+    DETECTOR_ROUTES,
     KIND,
     Autoscaling,
     ComputeResources,
@@ -77,6 +79,12 @@ SERVING_PORT = 8080
 READY_PATH = "/v2/health/ready"
 # The explainer's answer to a request whose `route` the graph does not offer.
 UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
+# The detector's gate: the request narrowed to its outliers, with their indices in `flagged`
+# (explainers/detector_server.py); the graph explains only when `flagged.0` exists.
+DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
+FLAGGED_CONDITION = "flagged.0"
+# The detector lives in the explainer's image.
+DETECTOR_COMMAND = ["python", "-m", "glassbox.explainers.detector_server"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,11 @@ def explainer_name(parent_name: str) -> str:
 
 def graph_name(parent_name: str) -> str:
     return f"{parent_name}-graph"
+
+
+def detector_name(parent_name: str) -> str:
+    """The detector's InferenceService, and the model name it serves."""
+    return f"{parent_name}-detector"
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -349,6 +362,35 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
     )
 
 
+def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> dict[str, Any] | None:
+    """The outlier detector: its own InferenceService in the explainer's image, light and scaled on its own.
+    Its pod receives only what the fit needs (DetectorFit), so a scaling edit never refits it."""
+    detector = spec.detector
+    if detector is None:
+        return None
+    name = detector_name(parent.name)
+    args = [f"--model_name={name}"]
+    if detector.max_body_bytes is not None:
+        args.append(f"--max_body_bytes={detector.max_body_bytes}")
+    fit = detector.fit_settings(spec.explainer.reference_data)
+    env = [{"name": PROTOCOL_ENV, "value": "v2"}, {"name": DETECTOR_FIT_ENV, "value": fit.model_dump_json(by_alias=True, exclude_none=True)}]
+    container = {
+        **_glassbox_container(config.explainer_image, args, env, build_resources(detector.resources, 0)),
+        "command": DETECTOR_COMMAND,
+    }
+    component: dict[str, Any] = {
+        **_component_scaling(detector.autoscaling),
+        **_placement(detector.node_selector, detector.tolerations, detector.service_account_name),
+        "containers": [container],
+    }
+    return _with_identity(parent, "detector", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external)
+
+
+def detector_target(detector_base_url: str, parent_name: str) -> PredictTarget:
+    """Where the detector answers: both protocols, on its own model name."""
+    return PredictTarget(detector_base_url, detector_name(parent_name), Protocol.v1, answers_both_protocols=True)
+
+
 def _route_conditions(route: Route) -> list[tuple[str, str]]:
     """(step-name suffix, gjson condition): the route named at the top level, or in a v2 body's parameters."""
     return [
@@ -357,10 +399,16 @@ def _route_conditions(route: Route) -> list[tuple[str, str]]:
     ]
 
 
-NODE_OF_ROUTE = {Route.predict: "predict", Route.explain: "explain", Route.predict_and_explain: "predict-and-explain"}
+NODE_OF_ROUTE = {
+    Route.predict: "predict",
+    Route.explain: "explain",
+    Route.predict_and_explain: "predict-and-explain",
+    Route.detect: "detect",
+    Route.predict_and_explain_if_outlier: "predict-and-explain-if-outlier",
+}
 
 
-def _predict_node(target: PredictTarget) -> dict[str, Any]:
+def _predict_node(target: PredictTarget, server: str = "predictor") -> dict[str, Any]:
     """A Switch on the body's shape: v2 `inputs` to the v2 path, v1 `instances` to the v1 path (KServe's
     router ignores the request's path and sends every step the same body). Another runtime is called in
     its own protocol only, and answers a body of the other shape with its own error."""
@@ -370,24 +418,30 @@ def _predict_node(target: PredictTarget) -> dict[str, Any]:
             {"name": "v2-body", "serviceUrl": target.predict_url(Protocol.v2), "condition": "inputs"},
             {"name": "v1-body", "serviceUrl": target.predict_url(Protocol.v1), "condition": "instances"},
         ]
-    steps.append({"name": "predictor", "serviceUrl": target.predict_url(), "condition": "@this"})
+    steps.append({"name": server, "serviceUrl": target.predict_url(), "condition": "@this"})
     for step in steps:
         step["dependency"] = "Hard"
     return {"routerType": "Switch", "steps": steps}
 
 
+def graph_needs_detector(spec: ExplainedModelSpec) -> bool:
+    return spec.graph.enabled and any(route in DETECTOR_ROUTES for route in spec.graph.routes)
+
+
 def build_inference_graph(
-    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, explainer_base_url: str
+    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, explainer_base_url: str, detector_base_url: str | None = None,
 ) -> dict[str, Any] | None:
     """The InferenceGraph: a Switch on the request's `route` (or `parameters.route`); a request naming
     none takes the default route; one naming a route the graph does not offer gets the explainer's 400
-    that lists the routes there are."""
+    that lists the routes there are. Routes that call the detector need its address."""
     if not spec.graph.enabled:
         return None
+    if graph_needs_detector(spec) and detector_base_url is None:
+        raise ValueError("the graph's detect routes need the detector's address")
     routes = list(dict.fromkeys(spec.graph.routes))
     explain_url = explainer_base_url + explain_path(target.model_name)
     nodes: dict[str, Any] = {}
-    if Route.predict in routes or Route.predict_and_explain in routes:
+    if {Route.predict, Route.predict_and_explain, Route.predict_and_explain_if_outlier} & set(routes):
         nodes["predict"] = _predict_node(target)
     if Route.explain in routes:
         nodes["explain"] = {
@@ -402,6 +456,33 @@ def build_inference_graph(
             "steps": [
                 {"name": "prediction", "nodeName": "predict", "dependency": "Hard"},
                 {"name": "explanation", "serviceUrl": explain_url, "dependency": "Soft"},
+            ],
+        }
+    if detector_base_url is not None and graph_needs_detector(spec):
+        detector = detector_target(detector_base_url, parent.name)
+        # The detector answers v1 and v2 bodies, like Glassbox's predictor: the same Switch on the body's shape.
+        nodes["detect"] = _predict_node(detector, "detector")
+    if Route.predict_and_explain_if_outlier in routes:
+        assert detector_base_url is not None
+        gate_url = detector_base_url + DETECTOR_GATE_PATH.format(model=detector_name(parent.name))
+        # The gate answers the request narrowed to its outliers, naming them in `flagged`; only when one was
+        # flagged (`flagged.0` exists) does the Sequence send that on to the explainer, so exactly the flagged
+        # instances are explained. Otherwise the gate's own answer ({"flagged": [], "summary": ...}) stands.
+        nodes["explain-if-outlier"] = {
+            "routerType": "Sequence",
+            "steps": [
+                {"name": "gate", "serviceUrl": gate_url, "dependency": "Hard"},
+                {"name": "explainer", "serviceUrl": explain_url, "condition": FLAGGED_CONDITION, "dependency": "Hard"},
+            ],
+        }
+        # The prediction decides the answer (Hard); the verdict and the explanation are Soft: a failed
+        # or slow detector or explainer is answered in its place, and the prediction still comes back.
+        nodes["predict-and-explain-if-outlier"] = {
+            "routerType": "Ensemble",
+            "steps": [
+                {"name": "prediction", "nodeName": "predict", "dependency": "Hard"},
+                {"name": "detection", "nodeName": "detect", "dependency": "Soft"},
+                {"name": "explanation", "nodeName": "explain-if-outlier", "dependency": "Soft"},
             ],
         }
     switch_steps: list[dict[str, Any]] = []
@@ -446,6 +527,8 @@ def build_disruption_budgets(parent: Parent, spec: ExplainedModelSpec, api_versi
     if spec.predictor.deploys_model:
         wanted.append(("predictor", predictor_name(parent.name, spec), spec.predictor.autoscaling))
     wanted.append(("explainer", explainer_name(parent.name), spec.explainer.autoscaling))
+    if spec.detector is not None:
+        wanted.append(("detector", detector_name(parent.name), spec.detector.autoscaling))
     budgets = []
     for component, isvc, autoscaling in wanted:
         if autoscaling.min_replicas > 1:
@@ -466,19 +549,25 @@ class DesiredChildren:
     predictor: dict[str, Any] | None
     explainer: dict[str, Any] | None
     graph: dict[str, Any] | None
+    detector: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
-        return [body for body in (self.predictor, self.explainer, self.graph) if body is not None]
+        return [body for body in (self.predictor, self.explainer, self.detector, self.graph) if body is not None]
 
 
 def build_children(
     parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig,
-    predictor: PredictTarget | None = None, explainer_base_url: str | None = None,
+    predictor: PredictTarget | None = None, explainer_base_url: str | None = None, detector_base_url: str | None = None,
 ) -> DesiredChildren:
     """All children at once, given the addresses KServe reported (the explainer needs the predictor's,
-    the graph both); the operator builds them one by one as the addresses appear."""
+    the graph all of them); the operator builds them one by one as the addresses appear."""
     explainer = build_explainer_isvc(parent, spec, predictor, config) if predictor is not None else None
     graph = None
-    if predictor is not None and explainer_base_url is not None:
-        graph = build_inference_graph(parent, spec, predictor, explainer_base_url)
-    return DesiredChildren(predictor=build_predictor_isvc(parent, spec, config), explainer=explainer, graph=graph)
+    addresses_known = predictor is not None and explainer_base_url is not None
+    if addresses_known and (detector_base_url is not None or not graph_needs_detector(spec)):
+        assert predictor is not None and explainer_base_url is not None
+        graph = build_inference_graph(parent, spec, predictor, explainer_base_url, detector_base_url)
+    return DesiredChildren(
+        predictor=build_predictor_isvc(parent, spec, config), explainer=explainer, graph=graph,
+        detector=build_detector_isvc(parent, spec, config),
+    )

@@ -24,12 +24,15 @@ from glassbox.operator.builders import (
     SPEC_HASH_ANNOTATION,
     OperatorConfig,
     Parent,
+    build_detector_isvc,
     build_disruption_budgets,
     build_explainer_isvc,
     build_inference_graph,
     build_predictor_isvc,
+    detector_name,
     explainer_name,
     graph_name,
+    graph_needs_detector,
     predictor_name,
     predictor_target_of_own,
 )
@@ -219,7 +222,7 @@ class Reconciler:
         # Only API failures are worth a retry; a missing existing InferenceService is
         # noticed by its watch when it appears.
         failures = [
-            r.failure[1] for r in (observation.predictor, observation.explainer, observation.graph, *observation.budgets)
+            r.failure[1] for r in (observation.predictor, observation.explainer, observation.detector, observation.graph, *observation.budgets)
             if r and r.failure and r.failure[0] == "ApiError"
         ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
@@ -281,23 +284,27 @@ class Reconciler:
         else:
             explainer = converge(build_explainer_isvc(parent, spec, target, self.config))
 
+        detector_body = build_detector_isvc(parent, spec, self.config)
+        detector = converge(detector_body) if detector_body is not None else None
         graph = None
         if spec.graph.enabled:
             explainer_base = address_url(explainer.live)
-            if target is None or explainer_base is None:
+            detector_base = address_url(detector.live) if detector is not None else None
+            called = [predictor_isvc, explainer_name(parent.name)] + ([detector_name(parent.name)] if graph_needs_detector(spec) else [])
+            if target is None or explainer_base is None or (graph_needs_detector(spec) and detector_base is None):
                 graph = waiting(
                     GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), "WaitingForAddresses",
-                    f"waiting for KServe to report the addresses of InferenceServices '{predictor_isvc}' and "
-                    f"'{explainer_name(parent.name)}' (status.address.url): the graph's steps call them there",
+                    f"waiting for KServe to report the addresses of InferenceServices {', '.join(repr(n) for n in called)} "
+                    "(status.address.url): the graph's steps call them there",
                 )
             else:
-                body = build_inference_graph(parent, spec, target, explainer_base)
+                body = build_inference_graph(parent, spec, target, explainer_base, detector_base)
                 assert body is not None
                 graph = converge(body)
         budgets = tuple(converge(body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
         return Observation(
             generation=generation, spec=spec, predictor=predictor, explainer=explainer, graph=graph,
-            graph_enabled=spec.graph.enabled, predictor_target=target, budgets=budgets,
+            graph_enabled=spec.graph.enabled, predictor_target=target, budgets=budgets, detector=detector,
         )
 
     def pdb_api_version(self) -> str:
@@ -354,6 +361,8 @@ class Reconciler:
             wanted.add(("InferenceService", predictor_name(parent.name, spec)))
         if spec.graph.enabled:
             wanted.add(("InferenceGraph", graph_name(parent.name)))
+        if spec.detector is not None:
+            wanted.add(("InferenceService", detector_name(parent.name)))
         return wanted
 
     def _prune(self, parent: Parent, wanted: set[tuple[str, str]]) -> None:

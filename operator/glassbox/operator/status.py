@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glassbox.operator.api import Autoscaling, ExplainedModelSpec, ScaleMetric
-from glassbox.operator.builders import explainer_name, graph_name, predictor_name
+from glassbox.operator.builders import detector_name, explainer_name, graph_name, predictor_name
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem
 
@@ -19,9 +19,10 @@ READY = "Ready"
 PREDICTOR_READY = "PredictorReady"
 EXPLAINER_READY = "ExplainerReady"
 GRAPH_READY = "GraphReady"
+DETECTOR_READY = "DetectorReady"
 SPEC_VALID = "SpecValid"
 SCALING_AS_SPECIFIED = "ScalingAsSpecified"
-CONDITION_TYPES = (READY, PREDICTOR_READY, EXPLAINER_READY, GRAPH_READY, SPEC_VALID, SCALING_AS_SPECIFIED)
+CONDITION_TYPES = (READY, PREDICTOR_READY, EXPLAINER_READY, DETECTOR_READY, GRAPH_READY, SPEC_VALID, SCALING_AS_SPECIFIED)
 # KServe's names (old and v0.20) for its mode without Knative: an HPA on cpu or memory, at least one replica.
 RAW_DEPLOYMENT_MODES = frozenset({"RawDeployment", "Standard"})
 # How many problems one condition message lists before it says how many more.
@@ -65,6 +66,8 @@ class Observation:
     predictor_target: PredictTarget | None = None
     # The PodDisruptionBudgets of the children with more than one replica.
     budgets: tuple[ChildReport, ...] = ()
+    # The outlier detector, when the spec has one.
+    detector: ChildReport | None = None
 
 
 def describe_problems(problems: list[SpecProblem]) -> str:
@@ -160,6 +163,10 @@ def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
     states[SCALING_AS_SPECIFIED] = scaling_state(observation)
     states[PREDICTOR_READY] = child_state(observation.predictor, "predictor")
     states[EXPLAINER_READY] = child_state(observation.explainer, "explainer")
+    if observation.spec is not None and observation.spec.detector is None:
+        states[DETECTOR_READY] = ConditionState("True", "NoDetector", "the spec has no detector")
+    else:
+        states[DETECTOR_READY] = child_state(observation.detector, "detector")
     if not observation.graph_enabled:
         states[GRAPH_READY] = ConditionState("True", "GraphDisabled", "spec.graph.enabled is false: no InferenceGraph")
     else:
@@ -172,13 +179,14 @@ def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
     else:
         waiting = [
             f"{kind}: {states[kind].message}"
-            for kind in (PREDICTOR_READY, EXPLAINER_READY, GRAPH_READY)
+            for kind in (PREDICTOR_READY, EXPLAINER_READY, DETECTOR_READY, GRAPH_READY)
             if states[kind].status != "True"
         ]
         if waiting:
             states[READY] = ConditionState("False", "ChildrenNotReady", "; ".join(waiting))
         else:
-            states[READY] = ConditionState("True", "Ready", "predictor, explainer and graph are ready")
+            has_detector = observation.spec is not None and observation.spec.detector is not None
+            states[READY] = ConditionState("True", "Ready", f"predictor, explainer{', detector' if has_detector else ''} and graph are ready")
     return states
 
 
@@ -223,16 +231,19 @@ def compute_status(observation: Observation, previous_status: dict[str, Any] | N
             "predictor": model,
             "explainer": explainer_name(parent_name),
             "graph": graph_name(parent_name) if observation.graph_enabled else None,
+            "detector": detector_name(parent_name) if spec.detector is not None else None,
         }
         status["methods"] = ",".join(method.effective_name for method in spec.explainer.methods)
         target = observation.predictor_target
         predictor_url = _url_of(observation.predictor)
         explainer_url = _url_of(observation.explainer)
+        detector_url = _url_of(observation.detector)
         # status.url is where users call from outside; the path is KServe's for the model and protocol.
         status["urls"] = {
             "predict": predictor_url + target.path if predictor_url and target else None,
             "explain": explainer_url + explain_path(target.model_name) if explainer_url and target else None,
             "graph": _url_of(observation.graph),
+            "detect": detector_url + f"/v1/models/{detector_name(parent_name)}:predict" if detector_url else None,
         }
     else:
         # Keep what the last valid spec produced: the children still exist.

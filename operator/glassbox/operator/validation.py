@@ -8,6 +8,7 @@ condition and an Event, and does not retry until the spec changes.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +17,17 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel as _camel
 
 from glassbox.operator.api import (
+    DETECTOR_ROUTES,
     DNS_1035_LABEL,
     METHODS_NEEDING_REFERENCE_DATA,
     PARAMETER_FIELD_OF,
     Autoscaling,
     ComputeResources,
+    DetectorSpec,
     ExplainedModelSpec,
+    ExplainerSpec,
     MethodType,
+    PredictorSpec,
     Protocol,
     Route,
     ScaleMetric,
@@ -253,6 +258,7 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
             )
         )
 
+    problems.extend(_detector_problems(spec))
     graph = spec.graph
     if len(set(graph.routes)) != len(graph.routes):
         problems.append(SpecProblem("spec.graph.routes", "lists a route more than once; list each route once"))
@@ -264,15 +270,16 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "add it to routes or choose one of them",
             )
         )
-    if graph.enabled and Route.predict_and_explain in graph.routes and explainer.autoscaling.min_replicas == 0:
-        problems.append(
-            SpecProblem(
-                "spec.explainer.autoscaling.minReplicas",
-                "is 0, but the graph offers predictAndExplain: KServe's router loses the whole answer, prediction included, "
-                "when a step answers no JSON, as a scaled-to-zero explainer's first request may while it starts and fits its "
-                "methods; set minReplicas to at least 1, or remove predictAndExplain from spec.graph.routes",
+    for route in (Route.predict_and_explain, Route.predict_and_explain_if_outlier):
+        if graph.enabled and route in graph.routes and explainer.autoscaling.min_replicas == 0:
+            problems.append(
+                SpecProblem(
+                    "spec.explainer.autoscaling.minReplicas",
+                    f"is 0, but the graph offers {route.value}: KServe's router loses the whole answer, prediction included, "
+                    "when a step answers no JSON, as a scaled-to-zero explainer's first request may while it starts and fits its "
+                    f"methods; set minReplicas to at least 1, or remove {route.value} from spec.graph.routes",
+                )
             )
-        )
     if graph.min_replicas is not None and graph.max_replicas is not None and graph.max_replicas < graph.min_replicas:
         problems.append(
             SpecProblem(
@@ -280,6 +287,45 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 f"is {graph.max_replicas}, below minReplicas {graph.min_replicas}; it must be at least minReplicas",
             )
         )
+    return problems
+
+
+def _detector_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    detector = spec.detector
+    if detector is None:
+        needing = [route.value for route in spec.graph.routes if route in DETECTOR_ROUTES]
+        if spec.graph.enabled and needing:
+            return [
+                SpecProblem(
+                    "spec.graph.routes",
+                    f"{needing} call the outlier detector, and the spec has none: add spec.detector (for example "
+                    "`detector: {falsePositiveRate: 0.01}`), or remove those routes",
+                )
+            ]
+        return []
+    problems = []
+    if detector.reference_data is None and spec.explainer.reference_data is None:
+        problems.append(
+            SpecProblem(
+                "spec.detector.referenceData",
+                "the detector is fitted on reference data (what inputs should look like): set referenceData on spec.detector "
+                "or on spec.explainer",
+            )
+        )
+    held_out_needed = math.ceil(1 / detector.false_positive_rate) - 1
+    reference = detector.reference_data or spec.explainer.reference_data
+    max_rows = reference.max_rows if reference is not None else None
+    if max_rows is not None and round(max_rows * detector.calibration_fraction) < held_out_needed:
+        problems.append(
+            SpecProblem(
+                "spec.detector.calibrationFraction",
+                f"holds out {round(max_rows * detector.calibration_fraction)} of referenceData's maxRows {max_rows}, and a "
+                f"falsePositiveRate of {detector.false_positive_rate:g} needs at least {held_out_needed} held-out rows: "
+                "raise maxRows or calibrationFraction, or the falsePositiveRate",
+            )
+        )
+    problems.extend(_autoscaling_problems("spec.detector.autoscaling", detector.autoscaling))
+    problems.extend(_resource_problems("spec.detector.resources", detector.resources))
     return problems
 
 
@@ -292,6 +338,8 @@ def _storage_scheme_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
     data = [("spec.explainer.referenceData", spec.explainer.reference_data)] + [
         (f"spec.explainer.methods[{i}].referenceData", m.reference_data) for i, m in enumerate(spec.explainer.methods)
     ]
+    if spec.detector is not None:
+        data.append(("spec.detector.referenceData", spec.detector.reference_data))
     for path, reference in data:
         if reference is not None:
             uris += [(f"{path}.uri", reference.uri), (f"{path}.labelsUri", reference.labels_uri)]
@@ -338,8 +386,11 @@ def policy_problems(spec: ExplainedModelSpec, allow_service_account_names: bool)
     """What this install's administrator does not let a spec choose (the operator's configuration, not the schema)."""
     problems = []
     if not allow_service_account_names:
-        for path, component in (("spec.predictor", spec.predictor), ("spec.explainer", spec.explainer)):
-            if component.service_account_name:
+        components: list[tuple[str, PredictorSpec | ExplainerSpec | DetectorSpec | None]] = [
+            ("spec.predictor", spec.predictor), ("spec.explainer", spec.explainer), ("spec.detector", spec.detector),
+        ]
+        for path, component in components:
+            if component is not None and component.service_account_name:
                 problems.append(
                     SpecProblem(
                         f"{path}.serviceAccountName",

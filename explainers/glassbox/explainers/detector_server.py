@@ -1,0 +1,210 @@
+"""Glassbox's outlier detector: a `kserve.Model` server that says, per instance, whether an input is unlike
+the reference data it was fitted on (see outliers for the method and its threshold).
+
+    python -m glassbox.explainers.detector_server --model_name credit-risk-detector \
+        [--detector_fit JSON (default $GLASSBOX_DETECTOR_FIT)] [--data_dir DIR] [kserve's own flags]
+
+    POST /v1/models/NAME:predict   {"instances": [[...], ...]}
+      -> {"predictions": [{"is_outlier": true, "score": 4.1, "threshold": 2.3, "reference_quantile": 1.0}, ...]}
+    POST /v2/models/NAME/infer     -> outputs is_outlier (BOOL), score, threshold, reference_quantile (FP64)
+    POST /glassbox/v1/models/NAME/flagged   (the graph's gate before the explainer)
+      -> the request narrowed to its outliers, with "flagged": [their indices in the request];
+         {"flagged": [], "summary": "..."} when there are none
+
+`reference_quantile` is the fraction of held-out reference rows that score below the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import kserve
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import Counter, Gauge, Histogram
+
+from glassbox.explainers.http_errors import http_error
+from glassbox.explainers.outliers import DetectorFitError, NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
+from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, decode_request, is_v2_body, v2_request_from_json
+from glassbox.explainers.reference_data import load_reference
+from glassbox.explainers.server_logging import configure_logging
+from glassbox.explainers.serving import serve
+from glassbox.operator.api import DETECTOR_FIT_ENV, DetectorFit
+
+log = logging.getLogger("glassbox.explainers.detector_server")
+
+# The gate's path; the model's name follows it (the graph calls it before the explainer).
+FLAGGED_PATH_PREFIX = "/glassbox/v1/models/"
+FLAGGED_PATH_SUFFIX = "/flagged"
+# A detection request carries what a prediction request does, short of a perturbation set.
+REQUEST_LIMITS = Limits(max_instances=10_000, max_elements=16_000_000)
+MAX_BODY_BYTES = 8 * 1024 * 1024
+# Scores relative to the threshold: 1 is the line between ordinary and outlier.
+SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+INSTANCES = Counter("glassbox_detector_instances", "Instances scored", ["model"])
+OUTLIERS = Counter("glassbox_detector_outliers", "Instances flagged as outliers (their rate over instances is the outlier rate)", ["model"])
+SCORE_RATIO = Histogram(
+    "glassbox_detector_score_to_threshold", "Each instance's score divided by the threshold (above 1: flagged)", ["model"],
+    buckets=SCORE_RATIO_BUCKETS,
+)
+THRESHOLD = Gauge("glassbox_detector_threshold", "The fitted threshold on the score", ["model"])
+TARGET_RATE = Gauge("glassbox_detector_target_false_positive_rate", "The false-positive rate the threshold was set for", ["model"])
+
+
+def flagged_path(model_name: str) -> str:
+    return f"{FLAGGED_PATH_PREFIX}{model_name}{FLAGGED_PATH_SUFFIX}"
+
+
+class OutlierDetector(kserve.Model):  # type: ignore[misc]
+    def __init__(self, name: str, fit: DetectorFit, data_dir: Path | None = None):
+        super().__init__(name)
+        self.fit = fit
+        self.data_dir = data_dir
+        self.detector: NearestNeighborsDetector | None = None
+
+    def load(self) -> bool:
+        if self.detector is None:
+            if self.fit.reference_data is None:
+                raise DetectorFitError("the detector has no reference data: set spec.detector.referenceData")
+            started = time.monotonic()
+            table = load_reference(self.fit.reference_data, self.data_dir)
+            self.detector = fit_nearest_neighbors(
+                table.features, false_positive_rate=self.fit.false_positive_rate, k=self.fit.neighbors,
+                calibration_fraction=self.fit.calibration_fraction, seed=self.fit.seed,
+            )
+            held_out = len(self.detector.calibration_scores)
+            log.info(
+                "fitted the detector on %d reference rows in %.1f s: threshold %.4g for a false-positive rate of %g (%d held out)",
+                len(table.features), time.monotonic() - started, self.detector.threshold, self.fit.false_positive_rate, held_out,
+            )
+            if held_out < 10 / self.fit.false_positive_rate:
+                log.warning(
+                    "only %d held-out reference rows: the alarm rate on ordinary inputs may differ from %g by a third of it or more; "
+                    "give the detector at least %d", held_out, self.fit.false_positive_rate, round(10 / self.fit.false_positive_rate),
+                )
+            THRESHOLD.labels(self.name).set(self.detector.threshold)
+            TARGET_RATE.labels(self.name).set(self.fit.false_positive_rate)
+        self.ready = True
+        return True
+
+    def judge(self, request: DecodedRequest) -> Verdicts:
+        """The verdicts for a decoded request, counted on /metrics; InputError for instances the detector cannot score."""
+        assert self.detector is not None, "load() first"
+        if isinstance(request.instances, list):
+            raise InputError("the detector scores numeric instances, not text")
+        try:
+            verdicts = self.detector.verdicts(request.instances)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        INSTANCES.labels(self.name).inc(len(verdicts.scores))
+        OUTLIERS.labels(self.name).inc(int(verdicts.is_outlier.sum()))
+        for ratio in verdicts.scores / verdicts.threshold:
+            SCORE_RATIO.labels(self.name).observe(float(ratio))
+        return verdicts
+
+    async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+        assert self.detector is not None, "load() first"
+        try:
+            if isinstance(payload, dict) and is_v2_body(payload):
+                payload = v2_request_from_json(payload, self.name)  # a v2 body on the v1 path (the graph's router ignores paths)
+            request = decode_request(payload, REQUEST_LIMITS)
+            verdicts = self.judge(request)
+        except InputError as error:
+            raise http_error(error.status, str(error)) from None
+        quantiles = self.detector.reference_quantile(verdicts.scores)
+        if request.protocol == "v2":
+            count = len(verdicts.scores)
+            outputs = [
+                InferOutput(name="is_outlier", shape=[count], datatype="BOOL", data=verdicts.is_outlier.tolist()),
+                InferOutput(name="score", shape=[count], datatype="FP64", data=verdicts.scores.tolist()),
+                InferOutput(name="threshold", shape=[count], datatype="FP64", data=[verdicts.threshold] * count),
+                InferOutput(name="reference_quantile", shape=[count], datatype="FP64", data=quantiles.tolist()),
+            ]
+            request_id = payload.id if isinstance(payload, InferRequest) else None
+            return InferResponse(response_id=request_id or (headers or {}).get("x-request-id") or "", model_name=self.name, infer_outputs=outputs)
+        return {
+            "predictions": [
+                {"is_outlier": bool(flag), "score": float(score), "threshold": verdicts.threshold, "reference_quantile": float(quantile)}
+                for flag, score, quantile in zip(verdicts.is_outlier, verdicts.scores, quantiles, strict=True)
+            ]
+        }
+
+    def narrow_to_outliers(self, body: Any) -> dict[str, Any]:
+        """The gate: the request as it came, holding only its outliers and naming their indices in `flagged`.
+
+        KServe's router then sends it on to the explainer only when `flagged.0` exists, so exactly the
+        flagged instances are explained, with the method and options the request asked for."""
+        if not isinstance(body, dict):
+            raise InputError("the request body must be a JSON object with 'instances' (v1) or 'inputs' (v2)")
+        v2 = is_v2_body(body)
+        request = decode_request(v2_request_from_json(body, self.name) if v2 else body, REQUEST_LIMITS)
+        verdicts = self.judge(request)
+        flagged = [int(i) for i in np.flatnonzero(verdicts.is_outlier)]
+        if not flagged:
+            highest = float(verdicts.scores.max())
+            return {
+                "flagged": [],
+                "summary": f"none of the {len(verdicts.scores)} instances is an outlier (highest score {highest:.4g}, "
+                f"threshold {verdicts.threshold:.4g}): nothing to explain",
+            }
+        if v2:
+            tensor = dict(body["inputs"][0])
+            rows = np.asarray(request.instances)[flagged]
+            tensor.update(shape=[len(flagged), *rows.shape[1:]], data=rows.reshape(-1).tolist())
+            return {**body, "inputs": [tensor], "flagged": flagged}
+        instances = body.get("instances", body.get("inputs"))
+        assert isinstance(instances, list)  # decode_request took it
+        return {**{k: v for k, v in body.items() if k != "inputs"}, "instances": [instances[i] for i in flagged], "flagged": flagged}
+
+
+def gate_route(model: OutlierDetector) -> Any:
+    async def flagged(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            return JSONResponse(status_code=400, content={"error": f"the body is not JSON ({error}); send a JSON object with 'instances'"})
+        try:
+            return JSONResponse(content=model.narrow_to_outliers(body))
+        except InputError as error:
+            return JSONResponse(status_code=error.status, content={"error": str(error)})
+
+    return flagged
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector_fit", default=os.environ.get(DETECTOR_FIT_ENV), help=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})")
+    parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
+    parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
+    parser.set_defaults(enable_latency_logging=False)
+    return parser
+
+
+def main() -> None:
+    args, _ = build_parser().parse_known_args()
+    configure_logging(args.log_config_file)
+    if not args.detector_fit:
+        raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
+    model = OutlierDetector(args.model_name, DetectorFit.model_validate_json(args.detector_fit), Path(args.data_dir) if args.data_dir else None)
+    try:
+        model.load()
+    except DetectorFitError as error:
+        raise SystemExit(f"the detector cannot start: {error}") from None
+    kserve.model_server.app.add_api_route(flagged_path(model.name), gate_route(model), methods=["POST"], include_in_schema=False)
+    serve(
+        model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
+        longest_request_seconds=30.0,
+    )
+
+
+if __name__ == "__main__":
+    main()
