@@ -69,6 +69,8 @@ def main() -> int:
         else:
             report_address(name)
             report_address(f"{name}-explainer")
+        if manifest["spec"].get("detector") is not None:
+            report_address(f"{name}-detector")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}

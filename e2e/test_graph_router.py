@@ -346,3 +346,86 @@ def test_an_explanation_longer_than_the_routers_default_timeout_completes(slow_g
     assert long["seconds"] > 60
     assert long["status"] == 200, long["text"]
     explanation_shape(long["body"], "kernelshap")
+
+
+# --------------------------------------------------------------------------- outlier-gated explanations
+
+UNUSUAL = [0.9, 0.2, 0.5, 0.5, 4.0]  # f4 far beyond the uniform reference data; the model still says class 1
+
+
+@pytest.fixture(scope="module")
+def outlier_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """outlier-gated: the detector beside the explainer, routes predict, detect and predictAndExplainIfOutlier
+    (the default), through KServe's router: only the flagged instances are explained, and a slow explainer
+    costs neither the prediction nor the verdict."""
+    folder = tmp_path_factory.mktemp("graph-outliers")
+    tabular_folder(folder)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["spec"]["predictor"]["storageUri"] = "model"
+        explainer = manifest["spec"]["explainer"]
+        explainer["methods"] = [{"type": "AnchorTabular"}, {"type": "KernelShap", "kernelShap": {"nsamples": 100, "backgroundSize": 20}}]
+        explainer["timeoutSeconds"] = 10
+
+    manifest = runnable("outlier-gated", folder, edit)
+
+    def v2(rows: list[list[float]], **parameters: Any) -> dict[str, Any]:
+        tensor = {"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP32", "data": [x for row in rows for x in row]}
+        return {"inputs": [tensor], "parameters": parameters}
+
+    return by_id(run_plan(folder, {"manifest": str(manifest), "slow_delay": 12, "requests": [
+        {"id": "detect-v1", "body": {"instances": [ROW, UNUSUAL], "route": "detect"}},
+        {"id": "detect-v2", "body": v2([ROW, UNUSUAL], route="detect")},
+        {"id": "ordinary-v1", "body": {"instances": [ROW], "method": "kernelshap"}},
+        {"id": "mixed-v1", "body": {"instances": [ROW, UNUSUAL, ROW], "method": "kernelshap"}},
+        {"id": "mixed-v2", "body": v2([UNUSUAL, ROW], method="kernelshap", route="predictAndExplainIfOutlier")},
+        {"id": "slow-explainer", "body": {"instances": [UNUSUAL], "method": "kernelshap"}, "proxy_mode": "slow"},
+        {"id": "unknown-route", "body": {"instances": [ROW], "route": "explain"}},
+    ]}))
+
+
+def test_detect_answers_the_verdicts_in_either_protocol(outlier_graph: dict[str, Any]) -> None:
+    v1 = outlier_graph["detect-v1"]
+    assert v1["status"] == 200, v1["text"]
+    assert [p["is_outlier"] for p in v1["body"]["predictions"]] == [False, True]
+    v2 = outlier_graph["detect-v2"]
+    assert v2["status"] == 200, v2["text"]
+    outputs = {o["name"]: o["data"] for o in v2["body"]["outputs"]}
+    assert outputs["is_outlier"] == [False, True] and outputs["score"][1] > outputs["threshold"][1]
+
+
+def test_an_ordinary_input_is_predicted_and_judged_but_not_explained(outlier_graph: dict[str, Any]) -> None:
+    result = outlier_graph["ordinary-v1"]
+    assert result["status"] == 200, result["text"]
+    assert set(result["body"]) == {"prediction", "detection", "explanation"}
+    prediction_shape(result["body"]["prediction"], "v1")
+    assert result["body"]["detection"]["predictions"][0]["is_outlier"] is False
+    assert result["body"]["explanation"]["flagged"] == [] and "nothing to explain" in result["body"]["explanation"]["summary"]
+
+
+@pytest.mark.parametrize(("case", "rows", "flagged"), [("mixed-v1", 3, [1]), ("mixed-v2", 2, [0])])
+def test_exactly_the_flagged_inputs_are_explained(outlier_graph: dict[str, Any], case: str, rows: int, flagged: list[int]) -> None:
+    result = outlier_graph[case]
+    assert result["status"] == 200, result["text"]
+    body = result["body"]
+    verdicts = body["detection"]["predictions"] if case.endswith("v1") else body["detection"]["outputs"][0]["data"]
+    marked = [i for i, v in enumerate(verdicts) if (v["is_outlier"] if isinstance(v, dict) else v)]
+    assert marked == flagged
+    explanation = body["explanation"]
+    explanation_shape(explanation, "kernelshap")
+    assert explanation["flagged"] == flagged and len(explanation["summary"]) == len(flagged)
+    predictions = body["prediction"]["predictions"] if case.endswith("v1") else body["prediction"]["outputs"][0]["data"]
+    assert len(predictions) == (rows if case.endswith("v1") else rows * 2)  # v2: two class scores per row, flattened
+
+
+def test_a_slow_explainer_costs_neither_the_prediction_nor_the_verdict(outlier_graph: dict[str, Any]) -> None:
+    result = outlier_graph["slow-explainer"]
+    assert result["status"] == 200, result["text"]
+    prediction_shape(result["body"]["prediction"], "v1")
+    assert result["body"]["detection"]["predictions"][0]["is_outlier"] is True
+    assert "took longer than 10 s" in result["body"]["explanation"]["error"], result["text"]
+
+
+def test_a_route_the_outlier_graph_does_not_offer_is_named(outlier_graph: dict[str, Any]) -> None:
+    result = outlier_graph["unknown-route"]
+    assert result["status"] == 400 and "predictAndExplainIfOutlier" in result["body"]["error"], result["text"]

@@ -184,6 +184,17 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         assert component.get("nodeSelector") == spec["predictor"].get("nodeSelector")
         assert component.get("tolerations") == spec["predictor"].get("tolerations")
 
+    if "detector" in spec:
+        detector = wait_for("the detector InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-detector"))
+        detector_container = detector["spec"]["predictor"]["containers"][0]
+        assert detector_container["command"][-1] == "glassbox.explainers.detector_server"
+        assert detector["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
+        report_address(cluster, namespace, f"{name}-detector")
+        wait_for(
+            "status.children.detector",
+            lambda: ((get(cluster, XM, namespace, name) or {}).get("status") or {}).get("children", {}).get("detector") == f"{name}-detector",
+        )
+
     graph_wanted = (spec.get("graph") or {}).get("enabled", True)
     if graph_wanted:
         report_address(cluster, namespace, f"{name}-explainer")
@@ -195,6 +206,9 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         if "explain" in routes:
             explain_url = f"http://{name}-explainer.{namespace}.svc.cluster.local/v1/models/{target}:explain"
             assert graph["spec"]["nodes"]["explain"]["steps"][0]["serviceUrl"] == explain_url
+        if "predictAndExplainIfOutlier" in routes:
+            gate = graph["spec"]["nodes"]["explain-if-outlier"]["steps"][0]["serviceUrl"]
+            assert gate == f"http://{name}-detector.{namespace}.svc.cluster.local/glassbox/v1/models/{name}-detector/flagged"
     else:
         assert get(cluster, GRAPHS, namespace, f"{name}-graph") is None
 

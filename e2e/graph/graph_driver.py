@@ -3,7 +3,7 @@
     unshare -n python e2e/graph/graph_driver.py PLAN.json RESULTS.json
 
 PLAN names the ExplainedModel manifest (and, for an existing InferenceService,
-the manifest that serves it), the router binary, and the requests to send to
+the manifest that serves it; its detector too when it has one), the router binary, and the requests to send to
 the router. The graph is the one the operator's builders generate, with its
 steps pointing at these servers where KServe's controller would point them
 (`status.address.url` plus KServe's paths: see glassbox.operator.kserve_addressing).
@@ -65,6 +65,8 @@ def main(plan_path: Path, results_path: Path) -> int:
             extra_explainer_args=list(plan.get("explainer_args") or []),
         )
         started.append(deployment)
+        if deployment.spec.detector is not None:
+            deployment.start_detector()
         predictor_host = deployment.start_predictor()
         if any("proxy_mode" in request for request in plan["requests"]):
             proxy = FaultProxy(f"http://{predictor_host}", delay=float(plan.get("slow_delay", 1.0)))

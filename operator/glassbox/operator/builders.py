@@ -472,7 +472,8 @@ def build_inference_graph(
             "routerType": "Sequence",
             "steps": [
                 {"name": "gate", "serviceUrl": gate_url, "dependency": "Hard"},
-                {"name": "explainer", "serviceUrl": explain_url, "condition": FLAGGED_CONDITION, "dependency": "Hard"},
+                # `data: $response`: the gate's narrowed body, not the request (the router's default for a step).
+                {"name": "explainer", "serviceUrl": explain_url, "condition": FLAGGED_CONDITION, "data": "$response", "dependency": "Hard"},
             ],
         }
         # The prediction decides the answer (Hard); the verdict and the explanation are Soft: a failed
