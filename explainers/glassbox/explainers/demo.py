@@ -3,7 +3,9 @@
 It writes the model (TorchScript), the training data (CSV) and an
 ExplainedModel manifest, starts local mode (the same servers and arguments as
 in a cluster), asks for a prediction and for explanations by five methods over
-HTTP, prints them, and writes a PNG per method.
+HTTP, prints them, and writes a PNG per method. Then the outlier detector
+judges an ordinary and an unusual patient, and only the unusual one is
+explained, as the graph's predictAndExplainIfOutlier route does.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
         "spec": {
             "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 1024, "maxLatencyMs": 0}},
             "explainer": {"referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"}, "methods": METHODS, "timeoutSeconds": 120},
+            # Fitted on the explainer's reference data: at most 1% of patients like those are flagged.
+            "detector": {"falsePositiveRate": 0.01},
         },
     }
     path = out / "explainedmodel.yaml"
@@ -71,10 +75,10 @@ def run_demo(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"1. training a PyTorch classifier on scikit-learn's breast cancer data (569 rows, 30 features) -> {out}/model/model.pt")
     manifest, rows, names = prepare(out)
-    print(f"2. glassbox up {manifest}: the predictor and the explainer start on loopback (the explainer fits 5 methods)")
+    print(f"2. glassbox up {manifest}: the predictor, the explainer (fitting 5 methods) and the outlier detector start on loopback")
     with LocalDeployment(manifest, log_dir=out / "logs") as deployment:
         urls = deployment.urls()
-        print(f"   predict: {urls['predict']}\n   explain: {urls['explain']}")
+        print(f"   predict: {urls['predict']}\n   explain: {urls['explain']}\n   detect:  {urls['detect']}")
         client = httpx.Client(timeout=300)
         body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.reshape(-1).tolist()}]}
         prediction = client.post(urls["predict"], json=body).raise_for_status().json()
@@ -94,5 +98,49 @@ def run_demo(out: Path) -> int:
             png = pictures / f"{method['name']}.png"
             png.write_bytes(base64.b64decode(answer["picture"]["base64"]))
             print(f"  picture: {png}")
+        if _outliers(client, deployment, rows, names, pictures) != 0:
+            return 1
     print(f"\ndone in {time.monotonic() - started:.0f} s; the servers are stopped. To run them yourself: glassbox up {manifest}")
+    return 0
+
+
+def unusual_patient(row: np.ndarray, names: list[str]) -> np.ndarray:
+    """The same patient with a data-entry slip: the worst area written in square micrometres, not square millimetres
+    (one value a million times too large would be easy; this one is 100 times, beyond any patient in the data)."""
+    changed = row.copy()
+    changed[names.index("worst_area")] *= 100
+    return changed
+
+
+def _outliers(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarray, names: list[str], pictures: Path) -> int:
+    """Step 5: what predictAndExplainIfOutlier does, call by call: judge both patients, narrow the request to the
+    flagged one at the detector's gate, explain only that."""
+    ordinary, unusual = rows[0], unusual_patient(rows[0], names)
+    both = [ordinary.tolist(), unusual.tolist()]
+    print("\n5. the outlier detector: an ordinary patient, and the same patient with worst_area entered 100 times too large")
+    response = client.post(deployment.urls()["detect"], json={"instances": both, "picture": True})
+    if response.status_code != 200:
+        print(f"detect: {response.status_code} {response.text[:300]}")
+        return 1
+    answer = response.json()
+    for who, verdict in zip(("ordinary", "unusual"), answer["predictions"], strict=True):
+        print(
+            f"  {who}: score {verdict['score']:.3g} against threshold {verdict['threshold']:.3g} "
+            f"(above {verdict['reference_quantile']:.0%} of held-out reference patients): {'OUTLIER' if verdict['is_outlier'] else 'ordinary'}"
+        )
+    png = pictures / "outliers.png"
+    png.write_bytes(base64.b64decode(answer["picture"]["base64"]))
+    print(f"  picture: {png}")
+    gate = f"{deployment.detector_base}/glassbox/v1/models/{deployment.name}-detector/flagged"
+    narrowed = client.post(gate, json={"instances": both, "method": "anchors"}).raise_for_status().json()
+    if not narrowed["flagged"]:
+        print(f"  {narrowed['summary']}")
+        return 0
+    began = time.monotonic()
+    explained = client.post(deployment.urls()["explain"], json=narrowed)
+    if explained.status_code != 200:
+        print(f"explain: {explained.status_code} {explained.text[:300]}")
+        return 1
+    print(f"  explained only instance {narrowed['flagged']} (the gate passed on {len(narrowed['instances'])} of 2):")
+    _print_explanation("anchors", explained.json(), time.monotonic() - began)
     return 0

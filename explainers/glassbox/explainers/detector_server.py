@@ -7,6 +7,7 @@ the reference data it was fitted on (see outliers for the method and its thresho
     POST /v1/models/NAME:predict   {"instances": [[...], ...]}
       -> {"predictions": [{"is_outlier": true, "score": 4.1, "threshold": 2.3, "reference_quantile": 1.0}, ...]}
     POST /v2/models/NAME/infer     -> outputs is_outlier (BOOL), score, threshold, reference_quantile (FP64)
+    "picture": true (v1; `parameters.picture` in v2) adds a PNG of the scores against the reference rows' scores
     POST /glassbox/v1/models/NAME/flagged   (the graph's gate before the explainer)
       -> the request narrowed to its outliers, with "flagged": [their indices in the request];
          {"flagged": [], "summary": "..."} when there are none
@@ -17,6 +18,7 @@ the reference data it was fitted on (see outliers for the method and its thresho
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -117,6 +119,7 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             if isinstance(payload, dict) and is_v2_body(payload):
                 payload = v2_request_from_json(payload, self.name)  # a v2 body on the v1 path (the graph's router ignores paths)
             request = decode_request(payload, REQUEST_LIMITS)
+            picture = self._picture_asked(payload)
             verdicts = self.judge(request)
         except InputError as error:
             raise http_error(error.status, str(error)) from None
@@ -129,14 +132,39 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 InferOutput(name="threshold", shape=[count], datatype="FP64", data=[verdicts.threshold] * count),
                 InferOutput(name="reference_quantile", shape=[count], datatype="FP64", data=quantiles.tolist()),
             ]
+            if picture:
+                outputs.append(InferOutput(name="picture", shape=[1], datatype="BYTES", data=[self._picture(verdicts)]))
             request_id = payload.id if isinstance(payload, InferRequest) else None
             return InferResponse(response_id=request_id or (headers or {}).get("x-request-id") or "", model_name=self.name, infer_outputs=outputs)
-        return {
+        answer: dict[str, Any] = {
             "predictions": [
                 {"is_outlier": bool(flag), "score": float(score), "threshold": verdicts.threshold, "reference_quantile": float(quantile)}
                 for flag, score, quantile in zip(verdicts.is_outlier, verdicts.scores, quantiles, strict=True)
             ]
         }
+        if picture:
+            answer["picture"] = {"content_type": "image/png", "base64": self._picture(verdicts)}
+        return answer
+
+    @staticmethod
+    def _picture_asked(payload: dict[str, Any] | InferRequest) -> bool:
+        asked = payload.get("picture", False) if isinstance(payload, dict) else (payload.parameters or {}).get("picture", False)
+        if not isinstance(asked, bool):
+            raise InputError(f"'picture' must be true or false, got {asked!r}")
+        return asked
+
+    def _picture(self, verdicts: Verdicts) -> str:
+        """A base64 PNG: each input's score against the held-out reference rows' scores and the threshold."""
+        from glassbox.explainers.pictures import score_against_reference
+
+        assert self.detector is not None
+        flagged = int(verdicts.is_outlier.sum())
+        title = (
+            f"{flagged} of {len(verdicts.scores)} inputs flagged: scores above the threshold set for a "
+            f"{self.detector.false_positive_rate:g} false-positive rate"
+        )
+        png = score_against_reference(self.detector.calibration_scores, verdicts.threshold, verdicts.scores, title)
+        return base64.b64encode(png).decode()
 
     def narrow_to_outliers(self, body: Any) -> dict[str, Any]:
         """The gate: the request as it came, holding only its outliers and naming their indices in `flagged`.

@@ -101,3 +101,24 @@ def image_overlay(image: np.ndarray, heat: np.ndarray, title: str) -> bytes:
     axes.axis("off")
     axes.set_title(title, fontsize=11)
     return _png(figure)
+
+
+def score_against_reference(reference_scores: np.ndarray, threshold: float, scores: np.ndarray, title: str) -> bytes:
+    """The held-out reference rows' outlier scores as a histogram, the threshold as a line, and each input's
+    score as a marker on it: how unusual an input is, next to what ordinary looks like."""
+    reference_scores = np.asarray(reference_scores, dtype=float)
+    scores = np.asarray(scores, dtype=float).reshape(-1)
+    figure, axes = _figure(7.5, 3.4)
+    top = max(float(reference_scores.max()), float(scores.max()), threshold) * 1.05
+    axes.hist(reference_scores, bins=np.linspace(0, top, 40), color="#999999", label="held-out reference rows")
+    axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.3g}")
+    for index, score in enumerate(scores):
+        color = POSITIVE if score > threshold else NEGATIVE
+        axes.axvline(score, color=color, linewidth=2.2)
+        axes.annotate(f"input {index}", (score, 0.92 - 0.1 * (index % 6)), xycoords=("data", "axes fraction"), color=color, fontsize=9,
+                      xytext=(4, 0), textcoords="offset points")
+    axes.set_xlabel("outlier score (mean distance to the nearest reference rows)")
+    axes.set_ylabel("reference rows")
+    axes.set_title(title, fontsize=11)
+    axes.legend(fontsize=8, loc="center right")
+    return _png(figure)
