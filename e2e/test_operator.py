@@ -478,3 +478,44 @@ def test_without_kserve_a_clear_condition_then_recovery_once_installed(cluster: 
             stop_operator(running)
     finally:
         bare.down(quiet=True)
+
+
+def test_the_status_shows_the_threshold_the_ready_detector_fitted(
+    cluster: Cluster, operator: RunningOperator, namespace: str, tmp_path: Path
+) -> None:
+    """A real detector on loopback, where KServe reports the detector InferenceService's address: once KServe
+    says it is ready, the operator reads what it fitted, once, into status.detector."""
+    import httpx
+    import numpy as np
+    import pandas as pd
+
+    from glassbox.explainers.local import LocalDeployment
+
+    manifest = sample("outlier-gated")
+    manifest["spec"]["explainer"]["referenceData"] = {"uri": "train.csv"}
+    frame = pd.DataFrame(np.random.default_rng(0).uniform(size=(400, 5)), columns=[f"f{i}" for i in range(5)])
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "xm.yaml").write_text(yaml.safe_dump(manifest))
+    deployment = LocalDeployment(tmp_path / "xm.yaml", log_dir=tmp_path / "logs")
+    try:
+        deployment.start_detector()
+        assert deployment.detector_base is not None
+        fitted = httpx.get(f"{deployment.detector_base}/glassbox/v1/models/tumour-triage-detector/fitted").json()
+        apply_manifest(cluster, namespace, manifest)
+        wait_for("the detector InferenceService", lambda: get(cluster, KSERVE, namespace, "tumour-triage-detector"))
+        report_address(cluster, namespace, "tumour-triage-detector", deployment.detector_base)
+        body = get(cluster, XM, namespace, "tumour-triage")
+        assert body is not None and "detector" not in (body.get("status") or {}), "read only once KServe says it is ready"
+        cluster.objects.patch_namespaced_custom_object_status(*KSERVE[:2], namespace, KSERVE[2], "tumour-triage-detector", {"status": {
+            "url": deployment.detector_base, "address": {"url": deployment.detector_base},
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        }})
+        body = wait_for(
+            "status.detector", lambda: (b := get(cluster, XM, namespace, "tumour-triage")) and (b.get("status") or {}).get("detector") and b,
+        )
+        shown = body["status"]["detector"]
+        assert shown["threshold"] == fitted["threshold"] > 0
+        assert shown["falsePositiveRate"] == 0.01 and shown["heldOutRows"] == 120 and len(shown["specHash"]) == 16
+        assert condition(body, "DetectorReady")["status"] == "True"
+    finally:
+        deployment.stop()

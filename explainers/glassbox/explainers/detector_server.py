@@ -11,6 +11,7 @@ the reference data it was fitted on (see outliers for the method and its thresho
     POST /glassbox/v1/models/NAME/flagged   (the graph's gate before the explainer)
       -> the request narrowed to its outliers, with "flagged": [their indices in the request];
          {"flagged": [], "summary": "..."} when there are none
+    GET /glassbox/v1/models/NAME/fitted -> {"threshold", "falsePositiveRate", "heldOutRows"} (for the status)
 
 `reference_quantile` is the fraction of held-out reference rows that score below the input.
 """
@@ -39,13 +40,10 @@ from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, dec
 from glassbox.explainers.reference_data import load_reference
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
-from glassbox.operator.api import DETECTOR_FIT_ENV, DetectorFit
+from glassbox.operator.api import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH, DetectorFit
 
 log = logging.getLogger("glassbox.explainers.detector_server")
 
-# The gate's path; the model's name follows it (the graph calls it before the explainer).
-FLAGGED_PATH_PREFIX = "/glassbox/v1/models/"
-FLAGGED_PATH_SUFFIX = "/flagged"
 # A detection request carries what a prediction request does, short of a perturbation set.
 REQUEST_LIMITS = Limits(max_instances=10_000, max_elements=16_000_000)
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -60,10 +58,6 @@ SCORE_RATIO = Histogram(
 )
 THRESHOLD = Gauge("glassbox_detector_threshold", "The fitted threshold on the score", ["model"])
 TARGET_RATE = Gauge("glassbox_detector_target_false_positive_rate", "The false-positive rate the threshold was set for", ["model"])
-
-
-def flagged_path(model_name: str) -> str:
-    return f"{FLAGGED_PATH_PREFIX}{model_name}{FLAGGED_PATH_SUFFIX}"
 
 
 class OutlierDetector(kserve.Model):  # type: ignore[misc]
@@ -208,6 +202,20 @@ def gate_route(model: OutlierDetector) -> Any:
     return flagged
 
 
+def fitted_route(model: OutlierDetector) -> Any:
+    async def fitted() -> JSONResponse:
+        """What the detector fitted: the operator shows it in the ExplainedModel's status."""
+        if model.detector is None:
+            return JSONResponse(status_code=503, content={"error": "the detector has not been fitted yet"})
+        return JSONResponse(content={
+            "threshold": model.detector.threshold,
+            "falsePositiveRate": model.detector.false_positive_rate,
+            "heldOutRows": len(model.detector.calibration_scores),
+        })
+
+    return fitted
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--detector_fit", default=os.environ.get(DETECTOR_FIT_ENV), help=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})")
@@ -227,7 +235,9 @@ def main() -> None:
         model.load()
     except DetectorFitError as error:
         raise SystemExit(f"the detector cannot start: {error}") from None
-    kserve.model_server.app.add_api_route(flagged_path(model.name), gate_route(model), methods=["POST"], include_in_schema=False)
+    app = kserve.model_server.app
+    app.add_api_route(DETECTOR_GATE_PATH.format(model=model.name), gate_route(model), methods=["POST"], include_in_schema=False)
+    app.add_api_route(DETECTOR_FITTED_PATH.format(model=model.name), fitted_route(model), methods=["GET"], include_in_schema=False)
     serve(
         model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
         longest_request_seconds=30.0,

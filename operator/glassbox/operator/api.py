@@ -465,8 +465,11 @@ class DetectorType(enum.StrEnum):
     NearestNeighbors = "NearestNeighbors"
 
 
-# The environment variable that carries a DetectorFit (JSON) to the detector server.
+# The environment variable that carries a DetectorFit (JSON) to the detector server, and the detector's
+# own paths: the graph's gate (the request narrowed to its outliers) and what it fitted (for the status).
 DETECTOR_FIT_ENV = "GLASSBOX_DETECTOR_FIT"
+DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
+DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
 
 
 class DetectorFit(ApiModel):
@@ -620,9 +623,19 @@ class Children(ApiModel):
     detector: str | None = Field(None, description="Name of the outlier detector's InferenceService.")
 
 
+class DetectorStatus(ApiModel):
+    """What the detector fitted, as it reports it once ready."""
+
+    threshold: float = Field(description="The fitted threshold on the outlier score: inputs scoring above it are flagged.")
+    false_positive_rate: float = Field(description="The alarm rate the threshold was set for.")
+    held_out_rows: int = Field(description="Reference rows held out to set the threshold.")
+    spec_hash: str = Field(description="The detector InferenceService's spec hash this was read from.")
+
+
 class ExplainedModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="The generation of the spec this status describes.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid, ScalingAsSpecified.")
     urls: StatusUrls = Field(default_factory=StatusUrls, description="The URLs to call.")
     children: Children = Field(default_factory=Children, description="The objects this ExplainedModel made or uses.")
     methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")
+    detector: DetectorStatus | None = Field(None, description="The detector's fitted threshold, once it is ready.")

@@ -15,6 +15,7 @@ from typing import Any
 from glassbox.operator.api import (
     API_VERSION,
     DETECTOR_FIT_ENV,
+    DETECTOR_GATE_PATH,
     DETECTOR_ROUTES,
     KIND,
     Autoscaling,
@@ -79,9 +80,8 @@ SERVING_PORT = 8080
 READY_PATH = "/v2/health/ready"
 # The explainer's answer to a request whose `route` the graph does not offer.
 UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
-# The detector's gate: the request narrowed to its outliers, with their indices in `flagged`
-# (explainers/detector_server.py); the graph explains only when `flagged.0` exists.
-DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
+# The detector's gate (api.DETECTOR_GATE_PATH) answers the request narrowed to its outliers, with their
+# indices in `flagged` (explainers/detector_server.py); the graph explains only when `flagged.0` exists.
 FLAGGED_CONDITION = "flagged.0"
 # The detector lives in the explainer's image.
 DETECTOR_COMMAND = ["python", "-m", "glassbox.explainers.detector_server"]

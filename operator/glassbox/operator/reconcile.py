@@ -36,6 +36,7 @@ from glassbox.operator.builders import (
     predictor_name,
     predictor_target_of_own,
 )
+from glassbox.operator.detector_fitted import read_detector_fitted
 from glassbox.operator.kserve_addressing import PredictTarget, address_url, predict_target, runtime_name
 from glassbox.operator.kube import KubeApi, KubeError, Rejected, ResourceTypeMissing
 from glassbox.operator.status import (
@@ -43,6 +44,7 @@ from glassbox.operator.status import (
     ChildReport,
     Observation,
     compute_status,
+    kserve_readiness,
     status_changed,
     status_patch,
 )
@@ -152,8 +154,12 @@ def warnings_to_post(previous: dict[str, Any], status: dict[str, Any]) -> list[t
 class Reconciler:
     """Holds the API wrapper and the operator's configuration; reconciles one ExplainedModel at a time per object."""
 
-    def __init__(self, api: KubeApi, config: OperatorConfig, now: Callable[[], str], emit_warning: EventSink):
+    def __init__(
+        self, api: KubeApi, config: OperatorConfig, now: Callable[[], str], emit_warning: EventSink,
+        read_fitted: Callable[[str, str], dict[str, Any] | None] = read_detector_fitted,
+    ):
         self.api = api
+        self.read_fitted = read_fitted
         self.config = config
         self.now = now
         self.emit_warning = emit_warning
@@ -206,7 +212,7 @@ class Reconciler:
             return Outcome(ready=False, problems=problems)
 
         try:
-            observation = self._converge_children(parent, spec, generation)
+            observation = self._converge_children(parent, spec, generation, previous_status)
             if spec_changed_since_status(previous_status, generation):
                 self._prune(parent, self._wanted(parent, spec))
         except ResourceTypeMissing as missing:
@@ -227,7 +233,9 @@ class Reconciler:
         ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
 
-    def _converge_children(self, parent: Parent, spec: ExplainedModelSpec, generation: int | None) -> Observation:
+    def _converge_children(
+        self, parent: Parent, spec: ExplainedModelSpec, generation: int | None, previous_status: dict[str, Any]
+    ) -> Observation:
         """Predictor, then explainer, then graph: each needs the address KServe reports for the one before."""
 
         def converge(body: dict[str, Any]) -> ChildReport:
@@ -286,6 +294,7 @@ class Reconciler:
 
         detector_body = build_detector_isvc(parent, spec, self.config)
         detector = converge(detector_body) if detector_body is not None else None
+        detector_fitted = self._detector_fitted(parent, detector, previous_status) if detector is not None else None
         graph = None
         if spec.graph.enabled:
             explainer_base = address_url(explainer.live)
@@ -305,7 +314,21 @@ class Reconciler:
         return Observation(
             generation=generation, spec=spec, predictor=predictor, explainer=explainer, graph=graph,
             graph_enabled=spec.graph.enabled, predictor_target=target, budgets=budgets, detector=detector,
+            detector_fitted=detector_fitted,
         )
+
+    def _detector_fitted(self, parent: Parent, detector: ChildReport, previous_status: dict[str, Any]) -> dict[str, Any] | None:
+        """What the ready detector fitted: read once per detector spec (its spec hash), then carried in the status."""
+        live = detector.live
+        if live is None or kserve_readiness(detector).status != "True":
+            return None
+        spec_hash = ((live.get("metadata") or {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+        known = previous_status.get("detector")
+        if isinstance(known, dict) and known.get("specHash") == spec_hash:
+            return known
+        base = address_url(live)
+        fitted = self.read_fitted(base, detector_name(parent.name)) if base else None
+        return {**fitted, "specHash": spec_hash} if fitted is not None else None
 
     def pdb_api_version(self) -> str:
         """policy/v1 where served (Kubernetes 1.21+), else policy/v1beta1; asked once."""

@@ -66,8 +66,9 @@ class Observation:
     predictor_target: PredictTarget | None = None
     # The PodDisruptionBudgets of the children with more than one replica.
     budgets: tuple[ChildReport, ...] = ()
-    # The outlier detector, when the spec has one.
+    # The outlier detector, when the spec has one, and what it fitted once it is ready.
     detector: ChildReport | None = None
+    detector_fitted: dict[str, Any] | None = None
 
 
 def describe_problems(problems: list[SpecProblem]) -> str:
@@ -234,6 +235,8 @@ def compute_status(observation: Observation, previous_status: dict[str, Any] | N
             "detector": detector_name(parent_name) if spec.detector is not None else None,
         }
         status["methods"] = ",".join(method.effective_name for method in spec.explainer.methods)
+        if observation.detector_fitted is not None:
+            status["detector"] = observation.detector_fitted
         target = observation.predictor_target
         predictor_url = _url_of(observation.predictor)
         explainer_url = _url_of(observation.explainer)
@@ -251,6 +254,8 @@ def compute_status(observation: Observation, previous_status: dict[str, Any] | N
         status["urls"] = previous_status.get("urls") or {}
         if previous_status.get("methods"):
             status["methods"] = previous_status["methods"]
+        if previous_status.get("detector"):
+            status["detector"] = previous_status["detector"]
     status["urls"] = {k: v for k, v in status["urls"].items() if v}
     status["children"] = {k: v for k, v in status["children"].items() if v}
     return status

@@ -1,0 +1,47 @@
+"""The one place the operator calls a server of the data plane: what the outlier detector fitted (its
+threshold), read once per detector spec for the ExplainedModel's status.
+
+The address is the one KServe reported for the detector InferenceService the operator itself created.
+A short timeout, no redirects, a small answer: an unreachable detector (a mesh that requires mTLS, a
+network policy) leaves the threshold out of the status and costs the reconcile at most the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from typing import Any
+
+from glassbox.operator.api import DETECTOR_FITTED_PATH
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 5.0
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
+def read_detector_fitted(base_url: str, model: str) -> dict[str, Any] | None:
+    """{"threshold", "falsePositiveRate", "heldOutRows"} from the detector at `base_url`, or None."""
+    url = base_url.rstrip("/") + DETECTOR_FITTED_PATH.format(model=model)
+    try:
+        with _OPENER.open(urllib.request.Request(url, headers={"accept": "application/json"}), timeout=TIMEOUT_SECONDS) as answer:
+            body = json.loads(answer.read(MAX_ANSWER_BYTES))
+        fitted = {
+            "threshold": float(body["threshold"]),
+            "falsePositiveRate": float(body["falsePositiveRate"]),
+            "heldOutRows": int(body["heldOutRows"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError) as error:  # urllib's errors are OSErrors
+        log.info("could not read what the detector at %s fitted (%s); the status leaves the threshold out for now", url, error)
+        return None
+    return fitted
