@@ -50,7 +50,7 @@ def proxy(tabular: tuple[LocalDeployment, FaultProxy]) -> Iterator[FaultProxy]:
 @pytest.fixture(scope="session")
 def text(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
     folder = tmp_path_factory.mktemp("text")
-    with LocalDeployment(build_text(folder), log_dir=folder / "logs") as deployment:
+    with LocalDeployment(build_text(folder, detector=True), log_dir=folder / "logs") as deployment:
         yield deployment
 
 

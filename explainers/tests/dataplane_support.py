@@ -89,17 +89,18 @@ def build_tabular(folder: Path, protocol: str = "v2") -> Path:
     )
 
 
-def build_text(folder: Path) -> Path:
+def build_text(folder: Path, detector: bool = False) -> Path:
+    """The text model; with `detector`, an outlier detector fitted on 600 of the training texts (a CSV column)."""
     texts, y = text_data()
     text_classifier(texts, y, folder / "model")
-    return manifest(
-        "sentiment",
-        {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
-            "explainer": {"methods": [{"name": "anchors", "type": "AnchorText"}, {"name": "ig", "type": "IntegratedGradients"}]},
-        },
-        folder,
-    )
+    spec: dict[str, Any] = {
+        "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
+        "explainer": {"methods": [{"name": "anchors", "type": "AnchorText"}, {"name": "ig", "type": "IntegratedGradients"}]},
+    }
+    if detector:
+        pd.DataFrame({"review": text_data(rows=600, seed=1)[0]}).to_csv(folder / "reviews.csv", index=False)
+        spec["detector"] = {"falsePositiveRate": 0.02, "referenceData": {"uri": "reviews.csv", "textColumn": "review"}}
+    return manifest("sentiment", spec, folder)
 
 
 def build_image(folder: Path) -> Path:

@@ -75,6 +75,8 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("predictAndExplainIfOutlier with an explainer that scales to zero",
      lambda s: (s.update(detector={}), s["graph"].update(routes=["explain", "predictAndExplainIfOutlier"]), s["explainer"]["autoscaling"].update(minReplicas=0)),
      "spec.explainer.autoscaling.minReplicas", "predictAndExplainIfOutlier"),
+    ("texts from an NPY file", _set(["detector"], {"referenceData": {"uri": "reviews.npy", "textColumn": "review"}}),
+     "spec.detector.referenceData.textColumn", "CSV or Parquet"),
     ("a detector's ServiceAccount must be a name", _set(["detector"], {"serviceAccountName": "BAD NAME"}),
      "spec.detector.serviceAccountName", "pattern"),
 ]

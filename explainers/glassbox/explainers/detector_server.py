@@ -37,7 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.outliers import DetectorFitError, NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
 from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, decode_request, is_v2_body, v2_request_from_json
-from glassbox.explainers.reference_data import load_reference
+from glassbox.explainers.reference_data import load_reference, load_reference_texts
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
 from glassbox.operator.api import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH, DetectorFit
@@ -72,15 +72,16 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             if self.fit.reference_data is None:
                 raise DetectorFitError("the detector has no reference data: set spec.detector.referenceData")
             started = time.monotonic()
-            table = load_reference(self.fit.reference_data, self.data_dir)
+            reference = self.fit.reference_data
+            rows = load_reference_texts(reference, self.data_dir) if reference.text_column else load_reference(reference, self.data_dir).features
             self.detector = fit_nearest_neighbors(
-                table.features, false_positive_rate=self.fit.false_positive_rate, k=self.fit.neighbors,
+                rows, false_positive_rate=self.fit.false_positive_rate, k=self.fit.neighbors,
                 calibration_fraction=self.fit.calibration_fraction, seed=self.fit.seed,
             )
             held_out = len(self.detector.calibration_scores)
             log.info(
                 "fitted the detector on %d reference rows in %.1f s: threshold %.4g for a false-positive rate of %g (%d held out)",
-                len(table.features), time.monotonic() - started, self.detector.threshold, self.fit.false_positive_rate, held_out,
+                len(rows), time.monotonic() - started, self.detector.threshold, self.fit.false_positive_rate, held_out,
             )
             if held_out < 10 / self.fit.false_positive_rate:
                 log.warning(
@@ -95,8 +96,6 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
     def judge(self, request: DecodedRequest) -> Verdicts:
         """The verdicts for a decoded request, counted on /metrics; InputError for instances the detector cannot score."""
         assert self.detector is not None, "load() first"
-        if isinstance(request.instances, list):
-            raise InputError("the detector scores numeric instances, not text")
         try:
             verdicts = self.detector.verdicts(request.instances)
         except ValueError as error:

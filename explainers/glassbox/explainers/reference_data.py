@@ -48,6 +48,25 @@ def _read_table(path: Path, data_format: DataFormat, uri: str) -> tuple[np.ndarr
     return None, [str(c) for c in frame.columns], frame
 
 
+def load_reference_texts(spec: ReferenceData, base: Path | None = None) -> list[str]:
+    """The texts in column `textColumn` of a CSV or Parquet file (sampled to maxRows when asked)."""
+    path = resolve(spec.uri, base, DownloadLimits(spec.max_bytes, spec.download_timeout_seconds, spec.sha256))
+    data_format = _format_of(spec, path)
+    if data_format is DataFormat.npy:
+        raise ReferenceDataError(f"{spec.uri}: texts come from a column of a CSV or Parquet file (textColumn), not from NPY")
+    _, columns, frame = _read_table(path, data_format, spec.uri)
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    if spec.text_column not in frame.columns:
+        raise ReferenceDataError(f"{spec.uri}: no column '{spec.text_column}' (textColumn); columns are {columns}")
+    texts = [str(text) for text in frame[spec.text_column].fillna("").tolist()]
+    if spec.max_rows is not None and len(texts) > spec.max_rows:
+        chosen = np.sort(np.random.default_rng(0).choice(len(texts), spec.max_rows, replace=False))
+        texts = [texts[i] for i in chosen]
+    return texts
+
+
 def load_reference(spec: ReferenceData, base: Path | None = None) -> ReferenceTable:
     """Read, check and (when asked) sample the reference data."""
     path = resolve(spec.uri, base, DownloadLimits(spec.max_bytes, spec.download_timeout_seconds, spec.sha256))

@@ -232,6 +232,11 @@ class ReferenceData(ApiModel):
     target_column: str | None = Field(
         None, description="Column of a CSV or Parquet file that holds labels; it is dropped from the features."
     )
+    text_column: str | None = Field(
+        None,
+        description="Column of a CSV or Parquet file that holds texts: the rows are then texts, not features (reference "
+        "data for the outlier detector of a text model).",
+    )
     feature_names: list[str] | None = Field(
         None, description="Names of the features, in column order; read from the file's header when omitted."
     )

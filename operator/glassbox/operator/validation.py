@@ -23,6 +23,7 @@ from glassbox.operator.api import (
     PARAMETER_FIELD_OF,
     Autoscaling,
     ComputeResources,
+    DataFormat,
     DetectorSpec,
     ExplainedModelSpec,
     ExplainerSpec,
@@ -311,6 +312,11 @@ def _detector_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "the detector is fitted on reference data (what inputs should look like): set referenceData on spec.detector "
                 "or on spec.explainer",
             )
+        )
+    data = detector.reference_data
+    if data is not None and data.text_column and (data.format is DataFormat.npy or data.uri.lower().endswith(".npy")):
+        problems.append(
+            SpecProblem("spec.detector.referenceData.textColumn", "texts come from a column of a CSV or Parquet file, not from NPY")
         )
     held_out_needed = math.ceil(1 / detector.false_positive_rate) - 1
     reference = detector.reference_data or spec.explainer.reference_data
