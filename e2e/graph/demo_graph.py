@@ -4,10 +4,10 @@
 
 It trains the demo's model and writes its manifest (as `make demo` does), then,
 in a private network namespace (`unshare -n`: the router's port 8080 is fixed),
-starts the predictor and the explainer in local mode and KServe's router with
+starts the predictor, the explainer and the detector in local mode and KServe's router with
 the graph the operator's builders generate, its steps resolved as KServe's
 controller resolves them. It sends each route a v1 and a v2 body, with and
-without a method, and an unknown route, and prints each request and the
+without a method, an ordinary and an unusual patient to the outlier routes, and an unknown route, and prints each request and the
 router's answer (long lists and summaries shortened). The router is built
 once from `../shared/kserve-router` and cached; without it the demo says what
 it needs and stops.
@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from glassbox.explainers.demo import prepare  # noqa: E402
+from glassbox.explainers.demo import prepare, unusual_patient  # noqa: E402
 
 from kserve_router import router_or_reason  # noqa: E402
 
 
-def requests(row: list[float]) -> list[dict[str, Any]]:
+def requests(row: list[float], unusual: list[float]) -> list[dict[str, Any]]:
     """What a user of either protocol sends: v1 names route and method at the top, v2 in `parameters`."""
     v1 = {"instances": [row]}
+    both = {"instances": [row, unusual]}
     v2 = {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]}
     asked = [
         ("no route: the default (predict)", v1),
@@ -41,7 +42,10 @@ def requests(row: list[float]) -> list[dict[str, Any]]:
         ("predictAndExplain by ig", {**v2, "parameters": {"route": "predictAndExplain", "method": "ig"}}),
         ("a method the explainer lacks: the explanation's error, the prediction kept",
          {**v1, "route": "predictAndExplain", "method": "lime"}),
-        ("a route the graph lacks", {**v1, "route": "detect"}),
+        ("detect: the patient, and the same patient with worst_area entered 100 times too large", {**both, "route": "detect"}),
+        ("predictAndExplainIfOutlier by anchors: both predicted and judged, only the unusual one explained",
+         {**both, "route": "predictAndExplainIfOutlier", "method": "anchors"}),
+        ("a route the graph lacks", {**v1, "route": "monitor"}),
     ]
     return [{"id": f"{index}. {title}", "body": body} for index, (title, body) in enumerate(asked, 1)]
 
@@ -80,12 +84,12 @@ def main() -> int:
     began = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     print(f"1. training the demo's PyTorch classifier (breast cancer, 30 features) -> {out}/model/model.pt")
-    manifest, rows, _ = prepare(out)
+    manifest, rows, names = prepare(out)
     manifest = manifest.resolve()
-    sent = requests([float(x) for x in rows[0]])
+    sent = requests([float(x) for x in rows[0]], [float(x) for x in unusual_patient(rows[0], names)])
     plan = {"manifest": str(manifest), "router": str(router), "logs": str((out / "logs").resolve()), "requests": sent}
     (out / "plan.json").write_text(json.dumps(plan))
-    print("2. in a private network namespace: the predictor and the explainer in local mode (5 methods fitted),")
+    print("2. in a private network namespace: the predictor, the explainer (5 methods fitted) and the detector in local mode,")
     print("   and KServe's router on :8080 with the InferenceGraph the operator generates for this manifest")
     driver = Path(__file__).resolve().parent / "graph_driver.py"
     subprocess.run(["unshare", "-n", sys.executable, str(driver), str(out / "plan.json"), str(out / "results.json")], check=True)

@@ -54,6 +54,7 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
             "explainer": {"referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"}, "methods": METHODS, "timeoutSeconds": 120},
             # Fitted on the explainer's reference data: at most 1% of patients like those are flagged.
             "detector": {"falsePositiveRate": 0.01},
+            "graph": {"routes": ["predict", "explain", "predictAndExplain", "detect", "predictAndExplainIfOutlier"]},
         },
     }
     path = out / "explainedmodel.yaml"
@@ -105,8 +106,8 @@ def run_demo(out: Path) -> int:
 
 
 def unusual_patient(row: np.ndarray, names: list[str]) -> np.ndarray:
-    """The same patient with a data-entry slip: the worst area written in square micrometres, not square millimetres
-    (one value a million times too large would be easy; this one is 100 times, beyond any patient in the data)."""
+    """The same patient with a data-entry slip: worst_area with two zeros too many (100 times the value, beyond any
+    patient in the data, while every other measurement stays ordinary)."""
     changed = row.copy()
     changed[names.index("worst_area")] *= 100
     return changed
