@@ -19,6 +19,7 @@ the reference data it was fitted on (see outliers for the method and its thresho
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import logging
@@ -102,7 +103,9 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             raise InputError(str(error)) from None
         INSTANCES.labels(self.name).inc(len(verdicts.scores))
         OUTLIERS.labels(self.name).inc(int(verdicts.is_outlier.sum()))
-        for ratio in verdicts.scores / verdicts.threshold:
+        # A threshold of 0 (reference rows that all repeat one another) flags every input that differs at all.
+        ratios = verdicts.scores / verdicts.threshold if verdicts.threshold > 0 else np.where(verdicts.is_outlier, np.inf, 0.0)
+        for ratio in ratios:
             SCORE_RATIO.labels(self.name).observe(float(ratio))
         return verdicts
 
@@ -113,7 +116,9 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 payload = v2_request_from_json(payload, self.name)  # a v2 body on the v1 path (the graph's router ignores paths)
             request = decode_request(payload, REQUEST_LIMITS)
             picture = self._picture_asked(payload)
-            verdicts = self.judge(request)
+            # Off the event loop: 10,000 rows against a large reference set take a while, and the
+            # requests beside this one (and the readiness probe) must not wait for them.
+            verdicts = await asyncio.to_thread(self.judge, request)
         except InputError as error:
             raise http_error(error.status, str(error)) from None
         quantiles = self.detector.reference_quantile(verdicts.scores)
@@ -126,7 +131,8 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 InferOutput(name="reference_quantile", shape=[count], datatype="FP64", data=quantiles.tolist()),
             ]
             if picture:
-                outputs.append(InferOutput(name="picture", shape=[1], datatype="BYTES", data=[self._picture(verdicts)]))
+                png = await asyncio.to_thread(self._picture, verdicts)
+                outputs.append(InferOutput(name="picture", shape=[1], datatype="BYTES", data=[png]))
             request_id = payload.id if isinstance(payload, InferRequest) else None
             return InferResponse(response_id=request_id or (headers or {}).get("x-request-id") or "", model_name=self.name, infer_outputs=outputs)
         answer: dict[str, Any] = {
@@ -136,7 +142,7 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             ]
         }
         if picture:
-            answer["picture"] = {"content_type": "image/png", "base64": self._picture(verdicts)}
+            answer["picture"] = {"content_type": "image/png", "base64": await asyncio.to_thread(self._picture, verdicts)}
         return answer
 
     @staticmethod
@@ -194,7 +200,7 @@ def gate_route(model: OutlierDetector) -> Any:
         except ValueError as error:
             return JSONResponse(status_code=400, content={"error": f"the body is not JSON ({error}); send a JSON object with 'instances'"})
         try:
-            return JSONResponse(content=model.narrow_to_outliers(body))
+            return JSONResponse(content=await asyncio.to_thread(model.narrow_to_outliers, body))
         except InputError as error:
             return JSONResponse(status_code=error.status, content={"error": str(error)})
 
