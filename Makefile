@@ -34,9 +34,10 @@ crds: $(STAMP) ## regenerate the CRD from the pydantic API (crds/ and the chart)
 	$(VENV)/bin/glassbox crd > crds/explainedmodels.glassbox.dev.yaml
 	cp crds/explainedmodels.glassbox.dev.yaml charts/glassbox-operator/crds/explainedmodels.glassbox.dev.yaml
 
-lint: $(STAMP) ## ruff and strict mypy
+lint: $(STAMP) ## ruff, strict mypy, and the import contract between the planes
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider operator/tests/test_import_contract.py
 
 unit: $(STAMP) cluster-tools ## tests that need no cluster (helm renders the chart; the data plane runs on loopback)
 	$(PY) -m pytest operator/tests explainers/tests

@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from glassbox.explainers.local import LocalDeployment, free_port
-from glassbox.operator.api import ExplainerSpec
-from glassbox.operator.builders import EXPLAINER_SPEC_ENV
+from glassbox.contract.api import ExplainerSpec
+from glassbox.contract.wire import EXPLAINER_SPEC_ENV
+from glassbox.local import LocalDeployment, free_port
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))

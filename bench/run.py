@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from glassbox.explainers.examples import tabular_classifier, text_classifier
-from glassbox.explainers.local import LocalDeployment
+from glassbox.local import LocalDeployment
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))

@@ -489,7 +489,7 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
     import numpy as np
     import pandas as pd
 
-    from glassbox.explainers.local import LocalDeployment
+    from glassbox.local import LocalDeployment
 
     manifest = sample("outlier-gated")
     manifest["spec"]["explainer"]["referenceData"] = {"uri": "train.csv"}

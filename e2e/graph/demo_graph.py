@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from glassbox.explainers.demo import prepare, unusual_patient  # noqa: E402
+from glassbox.demo import prepare, unusual_patient  # noqa: E402
 
 from kserve_router import router_or_reason  # noqa: E402
 

@@ -25,7 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "explainers" / "tests"))
 from dataplane_support import FaultProxy  # noqa: E402
 
-from glassbox.explainers.local import LocalDeployment  # noqa: E402
+from glassbox.local import LocalDeployment  # noqa: E402
 
 ROUTER = "http://127.0.0.1:8080"
 

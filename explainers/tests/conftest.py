@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dataplane_support import FaultProxy, build_image, build_tabular, build_text
 
-from glassbox.explainers.local import LocalDeployment
+from glassbox.local import LocalDeployment
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,11 @@ import pytest
 from dataplane_support import FaultProxy, explain, pretty
 from fastapi import HTTPException
 
+from glassbox.contract.api import ExplainerSpec
+from glassbox.contract.wire import EXPLAINER_SPEC_ENV
 from glassbox.explainers.explainer_server import ExplainerModel
-from glassbox.explainers.local import LocalDeployment, free_port
 from glassbox.explainers.predictor_client import PredictorSettings
-from glassbox.operator.api import ExplainerSpec
-from glassbox.operator.builders import EXPLAINER_SPEC_ENV
+from glassbox.local import LocalDeployment, free_port
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]

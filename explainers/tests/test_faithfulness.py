@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from dataplane_support import FaultProxy, explain, pretty, tabular_data
 
-from glassbox.explainers.local import LocalDeployment
+from glassbox.local import LocalDeployment
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from dataplane_support import FaultProxy, pretty
 
-from glassbox.explainers.local import LocalDeployment
+from glassbox.local import LocalDeployment
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]

@@ -14,8 +14,8 @@ from dataplane_support import FEATURES, FaultProxy, explain, pretty, tabular_dat
 from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from glassbox.explainers.local import LocalDeployment
 from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v2_request
+from glassbox.local import LocalDeployment
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ROWS = [[0.9, 0.2, 0.5, 0.7, 0.1], [0.1, 0.8, 0.3, 0.2, 0.9]]
@@ -302,9 +302,9 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
     """The explainer model itself, in process, against the predictor through the proxy; the proxy turns slow."""
     from fastapi import HTTPException
 
+    from glassbox.contract.api import ExplainerSpec
     from glassbox.explainers.explainer_server import ExplainerModel
     from glassbox.explainers.predictor_client import PredictorSettings
-    from glassbox.operator.api import ExplainerSpec
 
     deployment = tabular[0]
     spec = ExplainerSpec.model_validate(

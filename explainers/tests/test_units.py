@@ -12,8 +12,8 @@ import pytest
 import torch
 from kserve.errors import InvalidInput
 
+from glassbox.contract.api import ReferenceData
 from glassbox.explainers.batching import DynamicBatcher, Overloaded
-from glassbox.explainers.local import LocalDeployment, LocalModeError, read_manifest
 from glassbox.explainers.methods.kernel_shap import l1_regularisation
 from glassbox.explainers.payloads import (
     INFERENCE_HEADER,
@@ -31,7 +31,7 @@ from glassbox.explainers.payloads import (
 from glassbox.explainers.reference_data import ReferenceDataError, load_reference
 from glassbox.explainers.storage import StorageError, resolve
 from glassbox.explainers.torch_artifacts import ArtifactError, Tokenizer, find_artifact, load_module
-from glassbox.operator.api import ReferenceData
+from glassbox.local import LocalDeployment, LocalModeError, read_manifest
 
 # --------------------------------------------------------------------------- payloads
 

@@ -112,7 +112,7 @@ def _crd(_: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glassbox.explainers.local import LocalModeError, run_up
+    from glassbox.local import LocalModeError, run_up
 
     try:
         return run_up(Path(args.manifest), args.predictor_url)
@@ -124,7 +124,7 @@ def _up(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from glassbox.explainers.demo import run_demo
+    from glassbox.demo import run_demo
 
     return run_demo(Path(args.out))
 
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     crd = commands.add_parser("crd", help="print the ExplainedModel CustomResourceDefinition (YAML)")
     crd.set_defaults(run=_crd)
 
-    up = commands.add_parser("up", help="run an ExplainedModel's predictor and explainer locally, on loopback")
+    up = commands.add_parser("up", help="run an ExplainedModel's predictor, explainer and detector locally, on loopback")
     up.add_argument("manifest", help="an ExplainedModel manifest (YAML); relative paths in it are read from its folder")
     up.add_argument("--predictor-url", default=None, help="an already running predictor, for spec.predictor.inferenceServiceName")
     up.set_defaults(run=_up)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from glassbox.operator.api import DETECTOR_FIT_ENV, ExplainedModelSpec
+from glassbox.contract.api import ExplainedModelSpec
+from glassbox.contract.wire import DETECTOR_FIT_ENV
 from glassbox.operator.builders import (
     EXPLAINER_SPEC_ENV,
     SPEC_HASH_ANNOTATION,

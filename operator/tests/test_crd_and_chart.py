@@ -21,7 +21,7 @@ CHART = REPO / "charts" / "glassbox-operator"
 
 @pytest.mark.parametrize("path", CHECKED_IN, ids=["crds", "chart"])
 def test_checked_in_crd_matches_the_api(path: Path) -> None:
-    assert path.read_text() == render_crd(), f"{path} drifted from glassbox.operator.api: run `make crds` and commit"
+    assert path.read_text() == render_crd(), f"{path} drifted from glassbox.contract.api: run `make crds` and commit"
 
 
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

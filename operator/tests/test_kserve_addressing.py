@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from glassbox.operator.api import Protocol
+from glassbox.contract.api import Protocol
 from glassbox.operator.kserve_addressing import graph_protocol, model_name, predict_target
 
 

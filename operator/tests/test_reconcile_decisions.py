@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from glassbox.operator.api import ExplainedModelSpec, Protocol
+from glassbox.contract.api import ExplainedModelSpec, Protocol
 from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
 from glassbox.operator.kserve_addressing import PredictTarget
 from glassbox.operator.reconcile import is_subset, needs_apply, ownership_conflict, spec_changed_since_status, warnings_to_post

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from glassbox.operator.api import ExplainedModelSpec, Protocol
+from glassbox.contract.api import ExplainedModelSpec, Protocol
 from glassbox.operator.kserve_addressing import PredictTarget
 from glassbox.operator.status import (
     ChildReport,

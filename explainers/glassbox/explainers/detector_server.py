@@ -35,13 +35,14 @@ from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge, Histogram
 
+from glassbox.contract.api import DetectorFit
+from glassbox.contract.wire import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.outliers import DetectorFitError, NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
 from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, decode_request, is_v2_body, v2_request_from_json
 from glassbox.explainers.reference_data import load_reference, load_reference_texts
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
-from glassbox.operator.api import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH, DetectorFit
 
 log = logging.getLogger("glassbox.explainers.detector_server")
 

@@ -36,6 +36,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from glassbox.contract.api import ExplainerSpec
+from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 from glassbox.explainers import explanation_metrics as metrics
 from glassbox.explainers.http_errors import http_error, overloaded
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
@@ -53,8 +55,6 @@ from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
-from glassbox.operator.api import ExplainerSpec
-from glassbox.operator.builders import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")

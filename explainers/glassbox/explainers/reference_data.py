@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from glassbox.contract.api import DataFormat, ReferenceData
 from glassbox.explainers.storage import DownloadLimits, resolve
-from glassbox.operator.api import DataFormat, ReferenceData
 
 
 class ReferenceDataError(ValueError):

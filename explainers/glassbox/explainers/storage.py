@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from glassbox.operator.api import (
+from glassbox.contract.api import (
     DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
     DEFAULT_MAX_DOWNLOAD_BYTES,
     MAX_DOWNLOAD_BYTES,

@@ -12,10 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from glassbox.operator.api import (
+from glassbox.contract.api import (
     API_VERSION,
-    DETECTOR_FIT_ENV,
-    DETECTOR_GATE_PATH,
     DETECTOR_ROUTES,
     KIND,
     Autoscaling,
@@ -25,6 +23,14 @@ from glassbox.operator.api import (
     Route,
     Toleration,
     uses_glassbox_predictor,
+)
+from glassbox.contract.wire import (
+    DETECTOR_FIT_ENV,
+    DETECTOR_GATE_PATH,
+    EXPLAINER_SPEC_ENV,
+    MODEL_DIR,
+    STORAGE_URI_ENV,
+    UNKNOWN_ROUTE_PATH,
 )
 from glassbox.operator.kserve_addressing import PROTOCOL_ENV, PredictTarget, address_url, explain_path
 
@@ -38,11 +44,6 @@ PARENT_LABEL = "glassbox.dev/explained-model"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "glassbox.dev/spec-hash"
 GPU_RESOURCE = "nvidia.com/gpu"
-# KServe reads these from a custom container: the storage initializer fetches
-# STORAGE_URI into /mnt/models, and PROTOCOL (kserve_addressing) tells the graph which paths to call.
-STORAGE_URI_ENV = "STORAGE_URI"
-EXPLAINER_SPEC_ENV = "GLASSBOX_EXPLAINER_SPEC"
-MODEL_DIR = "/mnt/models"
 # The request field the graph's root Switch routes on.
 ROUTE_FIELD = "route"
 
@@ -78,8 +79,6 @@ GLASSBOX_IMAGE_USER = 65532
 SERVING_PORT = 8080
 # The explainer's readiness follows its predictor's (explainers/readiness.py answers 503 while the predictor does not).
 READY_PATH = "/v2/health/ready"
-# The explainer's answer to a request whose `route` the graph does not offer.
-UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 # The detector's gate (api.DETECTOR_GATE_PATH) answers the request narrowed to its outliers, with their
 # indices in `flagged` (explainers/detector_server.py); the graph explains only when `flagged.0` exists.
 FLAGGED_CONDITION = "flagged.0"

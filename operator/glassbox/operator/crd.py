@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from glassbox.operator.api import (
+from glassbox.contract.api import (
     GROUP,
     KIND,
     PLURAL,
@@ -147,5 +147,5 @@ def build_crd() -> dict[str, Any]:
 
 def render_crd() -> str:
     """The CRD as the YAML checked into crds/ and the Helm chart."""
-    header = "# Generated from glassbox.operator.api by `glassbox crd`; do not edit. Regenerate with `make crds`.\n"
+    header = "# Generated from glassbox.contract.api by `glassbox crd`; do not edit. Regenerate with `make crds`.\n"
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)

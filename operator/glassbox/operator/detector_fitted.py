@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from glassbox.operator.api import DETECTOR_FITTED_PATH
+from glassbox.contract.wire import DETECTOR_FITTED_PATH
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import kopf
 
-from glassbox.operator.api import GROUP, PLURAL, VERSION
+from glassbox.contract.api import GROUP, PLURAL, VERSION
 from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
 from glassbox.operator.kube import KubeError
 from glassbox.operator.reconcile import Outcome, Reconciler

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from glassbox.operator.api import Protocol
+from glassbox.contract.api import Protocol
 
 # The env var and container names KServe reads (pkg/constants/constants.go).
 PROTOCOL_ENV = "PROTOCOL"

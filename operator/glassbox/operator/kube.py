@@ -16,7 +16,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from glassbox.operator.api import GROUP, PLURAL, VERSION
+from glassbox.contract.api import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "glassbox-operator"
 # (connect, read) seconds for every call: a hung API server fails the call instead of a worker thread.

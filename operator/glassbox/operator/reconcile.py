@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from glassbox.operator.api import API_VERSION, GROUP, KIND, ExplainedModelSpec
+from glassbox.contract.api import API_VERSION, GROUP, KIND, ExplainedModelSpec
 from glassbox.operator.builders import (
     DEPLOYMENT_MODE_ANNOTATION,
     GRAPH_API_VERSION,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from glassbox.operator.api import Autoscaling, ExplainedModelSpec, ScaleMetric
+from glassbox.contract.api import Autoscaling, ExplainedModelSpec, ScaleMetric
 from glassbox.operator.builders import detector_name, explainer_name, graph_name, predictor_name
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem

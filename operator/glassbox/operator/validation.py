@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel as _camel
 
-from glassbox.operator.api import (
+from glassbox.contract.api import (
     DETECTOR_ROUTES,
     DNS_1035_LABEL,
     METHODS_NEEDING_REFERENCE_DATA,

@@ -5,13 +5,13 @@ Adding a method touches one file here and one test.
 
 from __future__ import annotations
 
+from glassbox.contract.api import MethodType
 from glassbox.explainers.methods.anchors import AnchorImageMethod, AnchorTabularMethod, AnchorTextMethod
 from glassbox.explainers.methods.base import ExplanationMethod, MethodContext
 from glassbox.explainers.methods.counterfactual import CounterfactualMethod
 from glassbox.explainers.methods.influence import TrainingDataInfluenceMethod
 from glassbox.explainers.methods.integrated_gradients import IntegratedGradientsMethod
 from glassbox.explainers.methods.kernel_shap import KernelShapMethod
-from glassbox.operator.api import MethodType
 
 METHODS: dict[MethodType, type[ExplanationMethod]] = {
     cls.method_type: cls

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.contract.api import MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances
 from glassbox.explainers.methods.random_state import own_random_state
 from glassbox.explainers.payloads import InputError
-from glassbox.operator.api import MethodType
 
 
 def _prediction(explanation: Any) -> int:

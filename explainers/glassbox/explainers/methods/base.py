@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from glassbox.contract.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, MethodSpec, MethodType
 from glassbox.explainers.payloads import InputError
 from glassbox.explainers.reference_data import ReferenceTable
-from glassbox.operator.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, MethodSpec, MethodType
 
 Predict = Callable[[Any], np.ndarray]
 Instances = np.ndarray | list[str]

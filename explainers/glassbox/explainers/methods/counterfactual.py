@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.contract.api import MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplanationMethod, Instances
 from glassbox.explainers.payloads import InputError
-from glassbox.operator.api import MethodType
 
 
 def _train_autoencoder(features: np.ndarray, latent_dim: int, seed: int, steps: int = 1500) -> tuple[Any, Any]:

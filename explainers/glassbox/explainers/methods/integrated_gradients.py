@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.contract.api import MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplanationMethod, Instances, top_contributions
-from glassbox.operator.api import MethodType
 
 
 class IntegratedGradientsMethod(ExplanationMethod):

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.contract.api import MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances, top_contributions
 from glassbox.explainers.methods.random_state import own_random_state
-from glassbox.operator.api import MethodType
 
 
 def l1_regularisation(value: str) -> Any:

@@ -24,11 +24,10 @@ from typing import Any
 import httpx
 import yaml
 
+from glassbox.contract.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
+from glassbox.contract.wire import MODEL_DIR, STORAGE_URI_ENV
 from glassbox.explainers.storage import ARTIFACT_LIMITS, resolve
-from glassbox.operator.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
 from glassbox.operator.builders import (
-    MODEL_DIR,
-    STORAGE_URI_ENV,
     OperatorConfig,
     Parent,
     build_detector_isvc,

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from glassbox.explainers.examples import tabular_classifier
-from glassbox.explainers.local import LocalDeployment
+from glassbox.local import LocalDeployment
 
 METHODS: list[dict[str, Any]] = [
     {"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"threshold": 0.95, "seed": 0}},

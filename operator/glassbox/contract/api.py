@@ -1,4 +1,4 @@
-"""The ExplainedModel API (group glassbox.dev, version v1alpha1).
+"""The ExplainedModel API (group glassbox.dev, version v1alpha1): the resource both planes read.
 
 These pydantic models are the single source of the API: the CRD in `crds/` is
 generated from them (`glassbox crd`), the operator parses every object through
@@ -468,13 +468,6 @@ class ExplainerSpec(ApiModel):
 
 class DetectorType(enum.StrEnum):
     NearestNeighbors = "NearestNeighbors"
-
-
-# The environment variable that carries a DetectorFit (JSON) to the detector server, and the detector's
-# own paths: the graph's gate (the request narrowed to its outliers) and what it fitted (for the status).
-DETECTOR_FIT_ENV = "GLASSBOX_DETECTOR_FIT"
-DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
-DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
 
 
 class DetectorFit(ApiModel):

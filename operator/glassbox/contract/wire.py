@@ -1,0 +1,22 @@
+"""The wire between the operator and the servers: the environment variables and URL paths the builders
+write into the InferenceServices and the graph, and the servers read and serve.
+
+Defined once here, so the two sides cannot drift apart; imported by the operator's builders and by the
+servers, never the other way round.
+"""
+
+from __future__ import annotations
+
+# The ExplainerSpec (JSON) the explainer server fits its methods from.
+EXPLAINER_SPEC_ENV = "GLASSBOX_EXPLAINER_SPEC"
+# The DetectorFit (JSON) the detector server fits from.
+DETECTOR_FIT_ENV = "GLASSBOX_DETECTOR_FIT"
+# KServe's storage initializer fetches STORAGE_URI into MODEL_DIR for a custom container.
+STORAGE_URI_ENV = "STORAGE_URI"
+MODEL_DIR = "/mnt/models"
+# The explainer's answer to a request whose `route` the graph does not offer (the graph lists its routes in the query).
+UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
+# The detector's own paths: the graph's gate (the request narrowed to its outliers, their indices in
+# `flagged`) and what it fitted (the operator shows it in the status).
+DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
+DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
