@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from glassbox.contract.api import ExplainerSpec
+from glassbox.contract.api import ExplainerFit
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV
 from glassbox.local import LocalDeployment, free_port
 
@@ -88,7 +88,7 @@ class Servers:
     def explainer(self, name: str, predictor_host: str, methods: list[dict[str, Any]], *flags: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         command, env = self.deployment.explainer_command(port, predictor_host)
-        env[EXPLAINER_SPEC_ENV] = ExplainerSpec.model_validate({"referenceData": REFERENCE, "methods": methods}).model_dump_json(
+        env[EXPLAINER_SPEC_ENV] = ExplainerFit.model_validate({"referenceData": REFERENCE, "methods": methods}).model_dump_json(
             by_alias=True, exclude_none=True
         )
         base = f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from glassbox.contract.api import ExplainedModelSpec
+from glassbox.contract.api import ExplainedModelSpec, ExplainerFit
 from glassbox.contract.wire import DETECTOR_FIT_ENV
 from glassbox.operator.builders import (
     EXPLAINER_SPEC_ENV,
@@ -85,15 +85,25 @@ def test_gpu_node_selector_and_tolerations_reach_the_predictor(credit_risk: dict
     assert "--max_batch_size=512" in container["args"]
 
 
-def test_the_explainer_scales_independently_and_carries_its_spec(credit_risk: dict[str, Any]) -> None:
+def test_the_explainer_scales_independently_and_carries_only_what_it_fits_from(credit_risk: dict[str, Any]) -> None:
     explainer = children_of(credit_risk)[1]
     component = explainer["spec"]["predictor"]
     assert (component["minReplicas"], component["maxReplicas"], component["scaleTarget"]) == (1, 10, 2)
     env = {e["name"]: e["value"] for e in component["containers"][0]["env"]}
-    carried = ExplainedModelSpec.model_validate({**credit_risk["spec"], "explainer": yaml.safe_load(env[EXPLAINER_SPEC_ENV])}).explainer
-    assert carried == ExplainedModelSpec.model_validate(credit_risk["spec"]).explainer
+    carried = ExplainerFit.model_validate_json(env[EXPLAINER_SPEC_ENV])
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"]).explainer
+    assert (carried.methods, carried.default_method, carried.reference_data) == (spec.methods, spec.default_method, spec.reference_data)
     # A white-box method (ig) needs the weights: the storage initializer fetches them.
     assert env["STORAGE_URI"] == credit_risk["spec"]["predictor"]["storageUri"]
+    # A scaling, resources or placement edit changes the component, never the container: no pod rolls, nothing refits.
+    edited = copy.deepcopy(credit_risk)
+    edited["spec"]["explainer"]["autoscaling"]["maxReplicas"] = 30
+    edited["spec"]["explainer"]["resources"] = {"cpuRequest": "4", "memoryRequest": "4Gi"}
+    edited["spec"]["explainer"]["tolerations"] = [{"key": "spot", "operator": "Exists"}]
+    rescaled = children_of(edited)[1]["spec"]["predictor"]
+    assert rescaled["containers"][0]["env"] == component["containers"][0]["env"]
+    assert rescaled["containers"][0]["args"] == component["containers"][0]["args"]
+    assert rescaled["maxReplicas"] == 30
 
 
 def test_a_black_box_explainer_does_not_download_the_model(credit_risk: dict[str, Any]) -> None:

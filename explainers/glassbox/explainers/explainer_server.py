@@ -4,7 +4,7 @@
         --predictor_host credit-risk-predictor.ml.svc.cluster.local --predictor_protocol v2 \
         [--model_dir /mnt/models] [--explain_timeout_seconds 60] [kserve's own flags]
 
-The methods and their reference data come from the ExplainerSpec in
+The methods and their reference data come from the ExplainerFit in
 $GLASSBOX_EXPLAINER_SPEC (JSON), which the operator writes from the
 ExplainedModel. Call it with
 
@@ -36,7 +36,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from glassbox.contract.api import ExplainerSpec
+from glassbox.contract.api import ExplainerFit
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 from glassbox.explainers import explanation_metrics as metrics
 from glassbox.explainers.http_errors import http_error, overloaded
@@ -126,7 +126,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
     def __init__(
         self,
         name: str,
-        spec: ExplainerSpec,
+        spec: ExplainerFit,
         predictor: PredictorSettings,
         model_dir: str | None = None,
         explain_timeout_seconds: float = 60.0,
@@ -381,7 +381,7 @@ async def unknown_route(request: Request) -> JSONResponse:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerSpec JSON (default: ${EXPLAINER_SPEC_ENV})")
+    parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})")
     parser.add_argument("--model_dir", default=None, help="the model artifact, for white-box methods")
     parser.add_argument("--model_sha256", default=None, help="refuse to load an artifact whose SHA-256 is not this")
     parser.add_argument("--explain_timeout_seconds", type=float, default=60.0, help="longest one explanation may take (then 504)")
@@ -413,8 +413,8 @@ def main() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     configure_logging(args.log_config_file)
     if not args.explainer_spec:
-        raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerSpec (JSON)")
-    spec = ExplainerSpec.model_validate_json(args.explainer_spec)
+        raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerFit (JSON)")
+    spec = ExplainerFit.model_validate_json(args.explainer_spec)
     if not args.predictor_host and any(not m.is_white_box for m in spec.methods):
         raise SystemExit("black-box methods call the predictor: pass --predictor_host HOST[:PORT]")
     settings = PredictorSettings(

@@ -417,8 +417,9 @@ PARAMETER_FIELD_OF: dict[MethodType, str] = {
 # --------------------------------------------------------------------------- explainer and graph
 
 
-class ExplainerSpec(ApiModel):
-    """How the explainer runs: its methods, data, and its own scaling, independent of the predictor."""
+class ExplainerFit(ApiModel):
+    """What the explainer server fits its methods from: all its pod receives of the ExplainerSpec, so a
+    scaling, resources or placement edit never rolls its pods or refits its methods."""
 
     methods: list[MethodSpec] = Field(min_length=1, description="The explanation methods to serve (at least one).")
     default_method: str | None = Field(
@@ -429,6 +430,16 @@ class ExplainerSpec(ApiModel):
     reference_data: ReferenceData | None = Field(
         None, description="Reference data shared by every method that needs it."
     )
+
+    @property
+    def effective_default_method(self) -> str:
+        """The method that explains a request naming none."""
+        return self.default_method or self.methods[0].effective_name
+
+
+class ExplainerSpec(ExplainerFit):
+    """How the explainer runs: its methods, data, and its own scaling, independent of the predictor."""
+
     model_storage_uri: str | None = Field(
         None,
         description="Model artifact for white-box methods when the predictor is an existing InferenceService; defaults to predictor.storageUri.",
@@ -460,10 +471,9 @@ class ExplainerSpec(ApiModel):
         "injects) that referenceData and modelStorageUri are read with from a private bucket.",
     )
 
-    @property
-    def effective_default_method(self) -> str:
-        """The method that explains a request naming none."""
-        return self.default_method or self.methods[0].effective_name
+    def fit_settings(self) -> ExplainerFit:
+        """What the explainer server is told (the rest reaches it as arguments, or not at all)."""
+        return ExplainerFit.model_validate(self.model_dump(include=set(ExplainerFit.model_fields)))
 
 
 class DetectorType(enum.StrEnum):

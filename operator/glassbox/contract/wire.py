@@ -7,7 +7,7 @@ servers, never the other way round.
 
 from __future__ import annotations
 
-# The ExplainerSpec (JSON) the explainer server fits its methods from.
+# The ExplainerFit (JSON) the explainer server fits its methods from.
 EXPLAINER_SPEC_ENV = "GLASSBOX_EXPLAINER_SPEC"
 # The DetectorFit (JSON) the detector server fits from.
 DETECTOR_FIT_ENV = "GLASSBOX_DETECTOR_FIT"

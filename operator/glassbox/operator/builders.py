@@ -336,7 +336,8 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
         {"name": PROTOCOL_ENV, "value": "v1"},
         {
             "name": EXPLAINER_SPEC_ENV,
-            "value": explainer.model_dump_json(by_alias=True, exclude_none=True),
+            # Only what the server fits from: a scaling or resources edit leaves the pod template as it was.
+            "value": explainer.fit_settings().model_dump_json(by_alias=True, exclude_none=True),
         },
     ]
     model_uri = explainer.model_storage_uri or spec.predictor.storage_uri
