@@ -496,3 +496,40 @@ def test_local_mode_runs_the_operators_arguments(tmp_path: Path) -> None:
     explainer, env = deployment.explainer_command(8001, "127.0.0.1:8000")
     assert "--predictor_host=127.0.0.1:8000" in explainer and "--predictor_protocol=v2" in explainer
     assert "AnchorText" in env["GLASSBOX_EXPLAINER_SPEC"]
+
+
+@pytest.mark.parametrize("server", ["predictor_server", "explainer_server", "detector_server"])
+def test_a_misspelt_flag_stops_a_server_and_is_named(server: str) -> None:
+    import subprocess
+    import sys
+
+    started = subprocess.run(
+        [sys.executable, "-m", f"glassbox.explainers.{server}", "--model_name=m", "--max_batch_sise=8"]
+        + (["--model_dir=/nonexistent"] if server == "predictor_server" else []),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert started.returncode == 2 and "unrecognized arguments: --max_batch_sise=8" in started.stderr, started.stderr[-2000:]
+
+
+def test_every_argument_the_builders_write_is_one_its_server_reads() -> None:
+    """The wire, both ends: each sample's containers, parsed by the parser of the server they run."""
+    import yaml
+
+    from glassbox.explainers import detector_server, explainer_server, predictor_server
+
+    parsers = {
+        "glassbox-predictor": predictor_server.build_parser(),
+        "glassbox-explainer": explainer_server.build_parser(),
+        "detector": detector_server.build_parser(),
+    }
+    golden = Path(__file__).resolve().parents[2] / "operator" / "tests" / "golden"
+    seen = set()
+    for path in sorted(golden.glob("*.children.yaml")):
+        for child in yaml.safe_load_all(path.read_text()):
+            for container in (child.get("spec") or {}).get("predictor", {}).get("containers", []):
+                if "glassbox" not in container["image"]:
+                    continue
+                kind = "detector" if container.get("command", [""])[-1].endswith("detector_server") else container["image"].split("/")[-1].split(":")[0]
+                parsers[kind].parse_args(container["args"])  # exits 2 naming an argument the server does not know
+                seen.add(kind)
+    assert seen == set(parsers)

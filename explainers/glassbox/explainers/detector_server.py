@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args, _ = build_parser().parse_known_args()
+    args = build_parser().parse_args()  # a misspelt flag is an error, never silently ignored
     configure_logging(args.log_config_file)
     if not args.detector_fit:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")

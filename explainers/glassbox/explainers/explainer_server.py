@@ -408,7 +408,7 @@ def main() -> None:
     # sooner to the threads whose predictor answers have arrived (measured against local
     # mode on 2 cores: AnchorTabular from 1.9 to 2.4 explanations per second at one client).
     sys.setswitchinterval(0.0005)
-    args, _ = build_parser().parse_known_args()
+    args = build_parser().parse_args()  # a misspelt flag is an error, never silently ignored
     # Load-time fitting logs what it does; alibi's progress bars would flood the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
     configure_logging(args.log_config_file)

@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args, _ = build_parser().parse_known_args()
+    args = build_parser().parse_args()  # a misspelt flag is an error, never silently ignored
     configure_logging(args.log_config_file)
     # Binary v2 tensors reach the model as the bytes they came in (see request_from_bytes).
     InferRequest.from_bytes = staticmethod(request_from_bytes)
