@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lock pin-images help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
+.PHONY: lock pin-images format help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -34,7 +34,11 @@ crds: $(STAMP) ## regenerate the CRD from the pydantic API (crds/ and the chart)
 	$(VENV)/bin/glassbox crd > crds/explainedmodels.glassbox.dev.yaml
 	cp crds/explainedmodels.glassbox.dev.yaml charts/glassbox-operator/crds/explainedmodels.glassbox.dev.yaml
 
-lint: $(STAMP) ## ruff, strict mypy, and the import contract between the planes
+format: $(STAMP) ## format the code as make lint expects (ruff format)
+	$(VENV)/bin/ruff format .
+
+lint: $(STAMP) ## ruff (format and checks), strict mypy, and the import contract between the planes
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider operator/tests/test_import_contract.py

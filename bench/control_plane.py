@@ -61,7 +61,10 @@ class ChildWatch:
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, args=(group, version, plural), daemon=True)
-            for group, version, plural in (("serving.kserve.io", "v1beta1", "inferenceservices"), ("serving.kserve.io", "v1alpha1", "inferencegraphs"))
+            for group, version, plural in (
+                ("serving.kserve.io", "v1beta1", "inferenceservices"),
+                ("serving.kserve.io", "v1alpha1", "inferencegraphs"),
+            )
         ]
         for thread in self._threads:
             thread.start()
@@ -69,7 +72,9 @@ class ChildWatch:
     def _run(self, group: str, version: str, plural: str) -> None:
         stream = watch.Watch()
         while not self._stop.is_set():
-            for event in stream.stream(self.objects.list_namespaced_custom_object, group, version, self.namespace, plural, timeout_seconds=5):
+            for event in stream.stream(
+                self.objects.list_namespaced_custom_object, group, version, self.namespace, plural, timeout_seconds=5
+            ):
                 key = (plural, event["object"]["metadata"]["name"])
                 now = time.perf_counter()
                 if event["type"] == "ADDED":
@@ -81,7 +86,9 @@ class ChildWatch:
 
     def _report_address(self, name: str) -> None:
         status = {"status": {"address": {"url": f"http://{name}.{self.namespace}.svc.cluster.local"}}}
-        self.objects.patch_namespaced_custom_object_status("serving.kserve.io", "v1beta1", self.namespace, "inferenceservices", name, status)
+        self.objects.patch_namespaced_custom_object_status(
+            "serving.kserve.io", "v1beta1", self.namespace, "inferenceservices", name, status
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -158,14 +165,23 @@ def main() -> int:
         def change(name: str) -> None:
             changed_at[name] = time.perf_counter()
             objects.patch_namespaced_custom_object(
-                "glassbox.dev", "v1alpha1", namespace, "explainedmodels", name, {"spec": {"predictor": {"autoscaling": {"maxReplicas": 6}}}}
+                "glassbox.dev",
+                "v1alpha1",
+                namespace,
+                "explainedmodels",
+                name,
+                {"spec": {"predictor": {"autoscaling": {"maxReplicas": 6}}}},
             )
 
         sample = names[:50]
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(pool.map(change, sample))
         wait_for(lambda: all(("inferenceservices", n) in children.modified for n in sample), 120)
-        converge = [children.modified[("inferenceservices", n)] - changed_at[n] for n in sample if ("inferenceservices", n) in children.modified]
+        converge = [
+            children.modified[("inferenceservices", n)] - changed_at[n]
+            for n in sample
+            if ("inferenceservices", n) in children.modified
+        ]
 
         more = [f"model-{i:04d}" for i in range(args.objects, args.memory_objects)]
         create_all(objects, namespace, more)
@@ -180,7 +196,11 @@ def main() -> int:
             "objects": args.objects,
             "all_children_written": complete,
             "children_written_s": {"median": statistics.median(written), "p99": percentile(written, 0.99), "max": max(written)},
-            "converge_after_change_s": {"median": statistics.median(converge), "p99": percentile(converge, 0.99), "changed": len(sample)},
+            "converge_after_change_s": {
+                "median": statistics.median(converge),
+                "p99": percentile(converge, 0.99),
+                "changed": len(sample),
+            },
             "memory_objects": len(everything),
             "operator_peak_rss_mb": memory,
         }
@@ -197,18 +217,23 @@ def main() -> int:
 
 def render(results: dict[str, Any]) -> str:
     written, converge = results["children_written_s"], results["converge_after_change_s"]
-    return "\n".join([
-        f"# Control plane ({results['when']})",
-        "",
-        f"Machine: {results['machine']}; Kubernetes 1.20.2 API server, etcd and operator on the same cores; the benchmark "
-        "reports each InferenceService's address as KServe would, as soon as it appears. Command: `make bench`.",
-        "",
-        "| measure | median | p99 | goal |",
-        "| --- | ---: | ---: | --- |",
-        f"| create to children written, {results['objects']} ExplainedModels at once | {written['median']:.2f} s | {written['p99']:.2f} s | p99 < 1 s |",
-        f"| spec change to child updated, {converge['changed']} at once | {converge['median']:.2f} s | {converge['p99']:.2f} s | |",
-        f"| operator peak resident memory, {results['memory_objects']} ExplainedModels | {results['operator_peak_rss_mb']:.0f} MB | | < 250 MB |",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"# Control plane ({results['when']})",
+                "",
+                f"Machine: {results['machine']}; Kubernetes 1.20.2 API server, etcd and operator on the same cores; the benchmark "
+                "reports each InferenceService's address as KServe would, as soon as it appears. Command: `make bench`.",
+                "",
+                "| measure | median | p99 | goal |",
+                "| --- | ---: | ---: | --- |",
+                f"| create to children written, {results['objects']} ExplainedModels at once | {written['median']:.2f} s | {written['p99']:.2f} s | p99 < 1 s |",
+                f"| spec change to child updated, {converge['changed']} at once | {converge['median']:.2f} s | {converge['p99']:.2f} s | |",
+                f"| operator peak resident memory, {results['memory_objects']} ExplainedModels | {results['operator_peak_rss_mb']:.0f} MB | | < 250 MB |",
+            ]
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # What resolves with alibi 0.9.6 (the version Glassbox runs) on Python 3.11.
 PINS = [
-    "mlserver==1.6.1", "mlserver-alibi-explain==1.6.1", "mlserver-sklearn==1.6.1", "alibi[shap,tensorflow]==0.9.6",
-    "numpy<2", "tensorflow-cpu==2.14.1", "setuptools<81",
+    "mlserver==1.6.1",
+    "mlserver-alibi-explain==1.6.1",
+    "mlserver-sklearn==1.6.1",
+    "alibi[shap,tensorflow]==0.9.6",
+    "numpy<2",
+    "tensorflow-cpu==2.14.1",
+    "setuptools<81",
 ]
 MODEL_PORT, EXPLAINER_PORT = 18300, 18310
 EXPLAINERS = {  # name: (alibi explainer type, model it explains)
@@ -86,23 +91,48 @@ class MLServerDeployment:
         fitted.mkdir(parents=True, exist_ok=True)
         python = str(self.venv / "bin" / "python")
         with (self.root / "fit.log").open("wb") as log:
-            subprocess.run([python, str(HERE / "mlserver" / "fit.py"), str(self.work), str(fitted)], env=env, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=600)
+            subprocess.run(
+                [python, str(HERE / "mlserver" / "fit.py"), str(self.work), str(fitted)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=600,
+            )
         ports = {"model": MODEL_PORT, "explainer": EXPLAINER_PORT}
         for server, port in ports.items():
-            _write(self.root / server / "settings.json", {"http_port": port, "grpc_port": port + 1, "metrics_port": port + 2, "parallel_workers": 0})
+            _write(
+                self.root / server / "settings.json",
+                {"http_port": port, "grpc_port": port + 1, "metrics_port": port + 2, "parallel_workers": 0},
+            )
         for model in ("wine", "sentiment"):
             folder = self.work / ("tabular" if model == "wine" else "text") / "model"
-            _write(self.root / "model" / model / "model-settings.json",
-                   {"name": model, "implementation": "runtime.TorchScriptModel", "parameters": {"uri": str(folder)}})
+            _write(
+                self.root / "model" / model / "model-settings.json",
+                {"name": model, "implementation": "runtime.TorchScriptModel", "parameters": {"uri": str(folder)}},
+            )
         for name, (kind, model) in EXPLAINERS.items():
-            _write(self.root / "explainer" / name / "model-settings.json", {
-                "name": name, "implementation": "mlserver_alibi_explain.AlibiExplainRuntime",
-                "parameters": {"uri": str(fitted / name), "extra": {
-                    "explainer_type": kind, "infer_uri": f"http://127.0.0.1:{MODEL_PORT}/v2/models/{model}/infer"}},
-            })
+            _write(
+                self.root / "explainer" / name / "model-settings.json",
+                {
+                    "name": name,
+                    "implementation": "mlserver_alibi_explain.AlibiExplainRuntime",
+                    "parameters": {
+                        "uri": str(fitted / name),
+                        "extra": {"explainer_type": kind, "infer_uri": f"http://127.0.0.1:{MODEL_PORT}/v2/models/{model}/infer"},
+                    },
+                },
+            )
         for server in ports:
             log = (self.root / f"{server}.log").open("wb")
-            self.processes.append(subprocess.Popen([str(self.venv / "bin" / "mlserver"), "start", str(self.root / server)], env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.processes.append(
+                subprocess.Popen(
+                    [str(self.venv / "bin" / "mlserver"), "start", str(self.root / server)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         deadline = time.monotonic() + 300
         for port, names in ((MODEL_PORT, ("wine", "sentiment")), (EXPLAINER_PORT, tuple(EXPLAINERS))):
             for name in names:
@@ -143,7 +173,13 @@ class MLServerDeployment:
 
     def explain(self, name: str, instance: Any, parameters: dict[str, Any]) -> dict[str, Any]:
         if isinstance(instance, str):
-            tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": [instance], "parameters": {"content_type": "str"}}
+            tensor = {
+                "name": "text",
+                "shape": [1],
+                "datatype": "BYTES",
+                "data": [instance],
+                "parameters": {"content_type": "str"},
+            }
         else:
             tensor = {"name": "x", "shape": [1, len(instance)], "datatype": "FP64", "data": [float(v) for v in instance]}
         response = self.client.post(

@@ -65,7 +65,9 @@ class Servers:
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+            )
         self.started.append(process)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -85,7 +87,9 @@ class Servers:
         base = f"http://127.0.0.1:{port}"
         return base, self._spawn(name, [*command, *flags], env, f"{base}/v2/models/{MODEL}/ready")
 
-    def explainer(self, name: str, predictor_host: str, methods: list[dict[str, Any]], *flags: str) -> tuple[str, subprocess.Popen[bytes]]:
+    def explainer(
+        self, name: str, predictor_host: str, methods: list[dict[str, Any]], *flags: str
+    ) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         command, env = self.deployment.explainer_command(port, predictor_host)
         env[EXPLAINER_SPEC_ENV] = ExplainerFit.model_validate({"referenceData": REFERENCE, "methods": methods}).model_dump_json(
@@ -125,13 +129,21 @@ def bad_input(predictor: str, explainer: str, predictor_pid: int, explainer_pid:
             case, path, body, headers, _, _ = CASES[index % len(CASES)]
             base = explainer if path == EXPLAIN else predictor
             client.request("GET" if case.startswith("GET") else "POST", base + path, content=body, headers=headers)
-        growth = {name: round((rss_bytes(pid) - rss_before[name]) / 2**20, 1) for name, pid in (("predictor", predictor_pid), ("explainer", explainer_pid))}
+        growth = {
+            name: round((rss_bytes(pid) - rss_before[name]) / 2**20, 1)
+            for name, pid in (("predictor", predictor_pid), ("explainer", explainer_pid))
+        }
     server_errors = [c for c, r in classes.items() if any(s >= 500 for s in r["statuses"])]
     wrong = [c for c, r in classes.items() if r["statuses"] != [r["expected"]]]
     p99 = percentile(latencies, 0.99)
     return {
-        "classes": len(classes), "server_errors": server_errors, "unexpected_status": wrong, "p99_ms": ms(p99),
-        "slowest": max(classes.items(), key=lambda kv: kv[1]["p99_ms"])[0], "requests_for_rss": rounds, "rss_growth_mb": growth,
+        "classes": len(classes),
+        "server_errors": server_errors,
+        "unexpected_status": wrong,
+        "p99_ms": ms(p99),
+        "slowest": max(classes.items(), key=lambda kv: kv[1]["p99_ms"])[0],
+        "requests_for_rss": rounds,
+        "rss_growth_mb": growth,
         "met": not server_errors and not wrong and p99 < 0.050 and all(g < 20 for g in growth.values()) and len(classes) >= 30,
         "per_class": classes,
     }
@@ -141,7 +153,8 @@ def body_limits(predictor: str, explainer: str, predictor_pid: int, explainer_pi
     """A declared 1 GiB upload, and a chunked one past the limit: 413, time to it, RSS growth against the limit."""
     results: dict[str, Any] = {}
     for name, base, path, pid, limit in (
-        ("predictor", predictor, PREDICT_V1, predictor_pid, 64 * 2**20), ("explainer", explainer, EXPLAIN, explainer_pid, 8 * 2**20),
+        ("predictor", predictor, PREDICT_V1, predictor_pid, 64 * 2**20),
+        ("explainer", explainer, EXPLAIN, explainer_pid, 8 * 2**20),
     ):
         port = int(base.rsplit(":", 1)[1])
         before = rss_bytes(pid)
@@ -152,12 +165,18 @@ def body_limits(predictor: str, explainer: str, predictor_pid: int, explainer_pi
         head = f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".encode()
         piece = b"[" * 2**20
         began = time.perf_counter()
-        chunked = send_raw(port, head, body_chunks=limit // len(piece) + 16, chunk=f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        chunked = send_raw(
+            port, head, body_chunks=limit // len(piece) + 16, chunk=f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+        )
         chunked_s = time.perf_counter() - began
         growth = rss_bytes(pid) - before
         results[name] = {
-            "limit_mib": limit // 2**20, "declared_1gib_status": int(declared.split()[1]), "declared_1gib_ms": ms(declared_s),
-            "chunked_status": int(chunked.split()[1]), "chunked_ms": ms(chunked_s), "rss_growth_mb": round(growth / 2**20, 1),
+            "limit_mib": limit // 2**20,
+            "declared_1gib_status": int(declared.split()[1]),
+            "declared_1gib_ms": ms(declared_s),
+            "chunked_status": int(chunked.split()[1]),
+            "chunked_ms": ms(chunked_s),
+            "rss_growth_mb": round(growth / 2**20, 1),
             "met": declared.startswith(b"HTTP/1.1 413") and chunked.startswith(b"HTTP/1.1 413") and growth < 1.5 * limit,
         }
     return results
@@ -186,9 +205,14 @@ def batch_isolation(servers: Servers, valid: int, bad: int) -> dict[str, Any]:
         good = [o for o in outcomes if not o[0]]
         wrong = [o for o in outcomes if o[0]]
         results[f"max_latency_{latency_ms}ms"] = {
-            "valid": len(good), "valid_200": sum(1 for o in good if o[1] == 200), "bad": len(wrong), "bad_400": sum(1 for o in wrong if o[1] == 400),
-            "bad_p99_ms": ms(percentile([o[2] for o in wrong], 0.99)), "bad_max_ms": ms(max(o[2] for o in wrong)),
-            "valid_p99_ms": ms(percentile([o[2] for o in good], 0.99)), "batcher_alive": alive,
+            "valid": len(good),
+            "valid_200": sum(1 for o in good if o[1] == 200),
+            "bad": len(wrong),
+            "bad_400": sum(1 for o in wrong if o[1] == 400),
+            "bad_p99_ms": ms(percentile([o[2] for o in wrong], 0.99)),
+            "bad_max_ms": ms(max(o[2] for o in wrong)),
+            "valid_p99_ms": ms(percentile([o[2] for o in good], 0.99)),
+            "batcher_alive": alive,
             "met": all(o[1] == 200 for o in good) and all(o[1] == 400 and o[2] < 0.1 for o in wrong) and alive,
         }
     return results
@@ -228,11 +252,13 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
     async def closed_loop(clients: int, until: float) -> int:
         done = 0
         async with httpx.AsyncClient(timeout=60) as client:
+
             async def one() -> None:
                 nonlocal done
                 while time.monotonic() < until:
                     if (await client.post(url, json=body)).status_code == 200:
                         done += 1
+
             await asyncio.gather(*(one() for _ in range(clients)))
         return done
 
@@ -244,6 +270,7 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
 
     async def open_loop() -> None:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1000)) as client:
+
             async def one() -> None:
                 began = time.perf_counter()
                 answer = await client.post(url, json=body)
@@ -255,7 +282,9 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
                 tasks.append(asyncio.create_task(one()))
                 if i % max(1, int(rate / 4)) == 0:
-                    depths.append(await asyncio.to_thread(metric, explainer, 'glassbox_explainer_waiting_explanations{model="synthetic"}'))
+                    depths.append(
+                        await asyncio.to_thread(metric, explainer, 'glassbox_explainer_waiting_explanations{model="synthetic"}')
+                    )
             await asyncio.gather(*tasks)
 
     asyncio.run(open_loop())
@@ -266,10 +295,17 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
     admitted_p99 = percentile(admitted, 0.99) if admitted else float("nan")
     refused_p99 = percentile([o[1] for o in refused], 0.99) if refused else float("nan")
     return {
-        "unloaded_p99_ms": ms(unloaded_p99), "capacity_per_s": round(capacity, 2), "offered_per_s": round(rate, 1), "sent": len(outcomes),
-        "admitted": len(admitted), "refused_503": len(refused), "other_statuses": others,
-        "refused_with_retry_after": all(o[2] is not None for o in refused), "refused_p99_ms": ms(refused_p99),
-        "admitted_p99_ms": ms(admitted_p99), "admitted_p99_over_unloaded": round(admitted_p99 / unloaded_p99, 2),
+        "unloaded_p99_ms": ms(unloaded_p99),
+        "capacity_per_s": round(capacity, 2),
+        "offered_per_s": round(rate, 1),
+        "sent": len(outcomes),
+        "admitted": len(admitted),
+        "refused_503": len(refused),
+        "other_statuses": others,
+        "refused_with_retry_after": all(o[2] is not None for o in refused),
+        "refused_p99_ms": ms(refused_p99),
+        "admitted_p99_ms": ms(admitted_p99),
+        "admitted_p99_over_unloaded": round(admitted_p99 / unloaded_p99, 2),
         "max_waiting_seen": max(depths) if depths else None,
         "met": bool(refused) and refused_p99 < 0.05 and admitted_p99 <= 2 * unloaded_p99 and not others,
     }
@@ -278,7 +314,11 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
 def deadlines(servers: Servers, proxy: FaultProxy, timeout_s: float) -> dict[str, Any]:
     """A predictor that answers one byte every 0.5 s; 4 workers, 8 explanations; then the predictor is well again."""
     explainer, _ = servers.explainer(
-        "explainer-deadlines", proxy.url.split("://")[1], [SHAP], f"--explain_timeout_seconds={timeout_s:g}", "--explain_workers=4",
+        "explainer-deadlines",
+        proxy.url.split("://")[1],
+        [SHAP],
+        f"--explain_timeout_seconds={timeout_s:g}",
+        "--explain_workers=4",
         "--max_waiting_explanations=4",  # four computed, four waiting for a worker: both kinds meet the deadline
     )
     url = f"{explainer}{EXPLAIN}"
@@ -306,9 +346,13 @@ def deadlines(servers: Servers, proxy: FaultProxy, timeout_s: float) -> dict[str
     times = [t for _, t in outcomes]
     within = all(abs(t - timeout_s) <= 0.1 * timeout_s for t in times)
     return {
-        "timeout_s": timeout_s, "statuses": sorted({s for s, _ in outcomes}), "answer_s": [round(t, 2) for t in sorted(times)],
-        "predictor_calls_while_dripping": drip_calls, "timeouts_counted": timeouts,
-        "recovered_status": recovered, "recovery_s": round(recovery_s, 2),
+        "timeout_s": timeout_s,
+        "statuses": sorted({s for s, _ in outcomes}),
+        "answer_s": [round(t, 2) for t in sorted(times)],
+        "predictor_calls_while_dripping": drip_calls,
+        "timeouts_counted": timeouts,
+        "recovered_status": recovered,
+        "recovery_s": round(recovery_s, 2),
         "met": all(s == 504 for s, _ in outcomes) and within and recovered == 200 and recovery_s < 1.0 and drip_calls <= 8 * 1.5,
     }
 
@@ -316,7 +360,11 @@ def deadlines(servers: Servers, proxy: FaultProxy, timeout_s: float) -> dict[str
 def shutdown(servers: Servers, proxy: FaultProxy, explanation_s: float) -> dict[str, Any]:
     """Eight explanations of about `explanation_s` in flight (the proxy slows each predictor call), then SIGTERM."""
     explainer, process = servers.explainer(
-        "explainer-shutdown", proxy.url.split("://")[1], [SHAP], "--explain_timeout_seconds=60", "--explain_workers=8",
+        "explainer-shutdown",
+        proxy.url.split("://")[1],
+        [SHAP],
+        "--explain_timeout_seconds=60",
+        "--explain_workers=8",
     )
     url = f"{explainer}{EXPLAIN}"
     body = {"instances": [ROW], "method": "shap"}
@@ -355,11 +403,18 @@ def shutdown(servers: Servers, proxy: FaultProxy, explanation_s: float) -> dict[
     proxy.mode, proxy.delay = "pass", 5.0
     last_answer = max(a[2] for a in answers)
     return {
-        "in_flight": 8, "explanation_s": sorted(round(a[1], 1) for a in answers), "statuses": sorted({a[0] for a in answers}),
+        "in_flight": 8,
+        "explanation_s": sorted(round(a[1], 1) for a in answers),
+        "statuses": sorted({a[0] for a in answers}),
         "readiness_failed_after_s": None if unready_after is None else round(unready_after, 2),
-        "last_answer_after_s": round(last_answer - signalled, 1), "exited_after_s": round(exited - signalled, 1),
-        "exited_after_last_answer_s": round(exited - last_answer, 2), "exit_code": process.returncode,
-        "met": [a[0] for a in answers] == [200] * 8 and unready_after is not None and unready_after < 1 and exited - last_answer < 2,
+        "last_answer_after_s": round(last_answer - signalled, 1),
+        "exited_after_s": round(exited - signalled, 1),
+        "exited_after_last_answer_s": round(exited - last_answer, 2),
+        "exit_code": process.returncode,
+        "met": [a[0] for a in answers] == [200] * 8
+        and unready_after is not None
+        and unready_after < 1
+        and exited - last_answer < 2,
     }
 
 
@@ -417,12 +472,17 @@ def main() -> None:
     deployment = LocalDeployment(manifest, log_dir=folder / "logs")
     servers = Servers(deployment, folder / "logs")
     proxy: FaultProxy | None = None
-    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}", "scenarios": {}}
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "scenarios": {},
+    }
     scenarios = results["scenarios"]
 
     def report(name: str, result: dict[str, Any]) -> None:
         scenarios[name] = result
-        print(f"{name}: {'met' if result.get('met', all(r.get('met') for r in result.values() if isinstance(r, dict))) else 'NOT met'}")
+        print(
+            f"{name}: {'met' if result.get('met', all(r.get('met') for r in result.values() if isinstance(r, dict))) else 'NOT met'}"
+        )
         print("  " + json.dumps({k: v for k, v in result.items() if k != "per_class"}), flush=True)
 
     try:

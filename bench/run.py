@@ -59,9 +59,16 @@ def prepare(folder: Path) -> dict[str, Any]:
     frame["class"] = y
     frame.to_csv(folder / "tabular" / "train.csv", index=False)
     tabular_manifest = {
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "wine"},
+        "apiVersion": "glassbox.dev/v1alpha1",
+        "kind": "ExplainedModel",
+        "metadata": {"name": "wine"},
         "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0}},
+            "predictor": {
+                "modelFormat": "pytorch",
+                "storageUri": "model",
+                "protocol": "v2",
+                "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0},
+            },
             "explainer": {
                 "referenceData": {"uri": "train.csv", "targetColumn": "class"},
                 "timeoutSeconds": 300,
@@ -76,17 +83,27 @@ def prepare(folder: Path) -> dict[str, Any]:
     texts, labels = text_data(rows=300, seed=SEED)
     text_classifier(texts, labels, folder / "text" / "model")
     text_manifest = {
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "sentiment"},
+        "apiVersion": "glassbox.dev/v1alpha1",
+        "kind": "ExplainedModel",
+        "metadata": {"name": "sentiment"},
         "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1", "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0}},
+            "predictor": {
+                "modelFormat": "pytorch",
+                "storageUri": "model",
+                "protocol": "v1",
+                "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0},
+            },
             "explainer": {"methods": [{"name": "anchors", "type": "AnchorText", "anchorText": {"seed": SEED}}]},
         },
     }
     (folder / "text" / "sentiment.yaml").write_text(yaml.safe_dump(text_manifest, sort_keys=False))
     rng = np.random.default_rng(SEED)
     return {
-        "X": X, "names": names, "tabular_rows": X[rng.choice(len(X), 5, replace=False)],
-        "texts": [t for t, label in zip(texts, labels, strict=True) if label == 1][:3] + [t for t, label in zip(texts, labels, strict=True) if label == 0][:2],
+        "X": X,
+        "names": names,
+        "tabular_rows": X[rng.choice(len(X), 5, replace=False)],
+        "texts": [t for t, label in zip(texts, labels, strict=True) if label == 1][:3]
+        + [t for t, label in zip(texts, labels, strict=True) if label == 0][:2],
     }
 
 
@@ -126,7 +143,11 @@ def predictor_counters(deployment: LocalDeployment, model: str) -> dict[str, flo
 
 def summarise(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
-    return {"median_s": statistics.median(ordered), "p95_s": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))], "runs": len(ordered)}
+    return {
+        "median_s": statistics.median(ordered),
+        "p95_s": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],
+        "runs": len(ordered),
+    }
 
 
 # The explain parameters of every runner: alibi's defaults but for these (Glassbox's methods have the same defaults).
@@ -178,11 +199,17 @@ def run_in_process(method: str, bench: dict[str, Any], folder: Path, repeats: in
             answers.append(explain_one(item))
             latencies.append(time.perf_counter() - began)
     explanations = repeats * len(inputs)
-    return {**summarise(latencies), "calls_per_explanation": calls["calls"] / explanations, "rows_per_explanation": calls["rows"] / explanations,
-            "anchors": [list(a.anchor) for a in answers[: len(inputs)]] if method.startswith("Anchor") else None}
+    return {
+        **summarise(latencies),
+        "calls_per_explanation": calls["calls"] / explanations,
+        "rows_per_explanation": calls["rows"] / explanations,
+        "anchors": [list(a.anchor) for a in answers[: len(inputs)]] if method.startswith("Anchor") else None,
+    }
 
 
-def run_glassbox(method: str, deployment: LocalDeployment, model: str, inputs: list[Any], name: str, repeats: int) -> dict[str, Any]:
+def run_glassbox(
+    method: str, deployment: LocalDeployment, model: str, inputs: list[Any], name: str, repeats: int
+) -> dict[str, Any]:
     url = deployment.urls()["explain"]
     client = httpx.Client(timeout=600)
     before = predictor_counters(deployment, model)
@@ -190,15 +217,20 @@ def run_glassbox(method: str, deployment: LocalDeployment, model: str, inputs: l
     for _ in range(repeats):
         for item in inputs:
             began = time.perf_counter()
-            response = client.post(url, json={"instances": [item if isinstance(item, str) else list(map(float, item))], "method": name})
+            response = client.post(
+                url, json={"instances": [item if isinstance(item, str) else list(map(float, item))], "method": name}
+            )
             latencies.append(time.perf_counter() - began)
             response.raise_for_status()
             answers.append(response.json())
     after = predictor_counters(deployment, model)
     explanations = repeats * len(inputs)
-    return {**summarise(latencies), "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
-            "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
-            "anchors": [a["data"]["anchor"] for a in answers[: len(inputs)]] if method.startswith("Anchor") else None}
+    return {
+        **summarise(latencies),
+        "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
+        "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
+        "anchors": [a["data"]["anchor"] for a in answers[: len(inputs)]] if method.startswith("Anchor") else None,
+    }
 
 
 def throughput(deployment: LocalDeployment, inputs: list[Any], name: str, clients: int, per_client: int) -> float:
@@ -245,9 +277,12 @@ def run_mlserver(method: str, deployment: Any, inputs: list[Any], repeats: int) 
             latencies.append(time.perf_counter() - began)
     after = deployment.counters(model)
     explanations = repeats * len(inputs)
-    return {**summarise(latencies), "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
-            "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
-            "anchors": [a["data"]["anchor"] for a in answers[: len(inputs)]] if method.startswith("Anchor") else None}
+    return {
+        **summarise(latencies),
+        "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
+        "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
+        "anchors": [a["data"]["anchor"] for a in answers[: len(inputs)]] if method.startswith("Anchor") else None,
+    }
 
 
 def measure_mlserver(results: dict[str, Any], bench: dict[str, Any], work: Path, venv: Path, repeats: int) -> None:
@@ -291,7 +326,15 @@ def render(results: dict[str, Any]) -> str:
                 f"| {cell['rows_per_explanation']:.0f} | {over_a} | {over_b} |"
             )
     same = ", ".join(f"{m} {'yes' if v['anchors_equal'] else 'NO'}" for m, v in results.get("same_answers", {}).items())
-    lines += ["", f"Same anchors over HTTP as in process (fixed seed): {same}.", "", f"MLServer alibi-explain (c): {results['mlserver']}", "", "| concurrent clients | explanations / s (AnchorTabular, one explainer process) |", "| ---: | ---: |"]
+    lines += [
+        "",
+        f"Same anchors over HTTP as in process (fixed seed): {same}.",
+        "",
+        f"MLServer alibi-explain (c): {results['mlserver']}",
+        "",
+        "| concurrent clients | explanations / s (AnchorTabular, one explainer process) |",
+        "| ---: | ---: |",
+    ]
     for clients, rate in results["throughput"].items():
         lines.append(f"| {clients} | {rate:.2f} |")
     lines += [
@@ -329,7 +372,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--mlserver-venv", default=str(HERE / ".venv-mlserver"), help="MLServer's own environment (created when missing)")
+    parser.add_argument(
+        "--mlserver-venv", default=str(HERE / ".venv-mlserver"), help="MLServer's own environment (created when missing)"
+    )
     parser.add_argument("--no-mlserver", action="store_true", help="skip runner (c)")
     args = parser.parse_args()
     import logging
@@ -347,7 +392,9 @@ def main() -> int:
         "latency": {},
     }
     # Throughput at 16 clients: 4 explanations computed, the other 12 wait for a worker (not refused).
-    with LocalDeployment(work / "tabular" / "wine.yaml", log_dir=work / "logs-tabular", extra_explainer_args=["--max_waiting_explanations=12"]) as tabular:
+    with LocalDeployment(
+        work / "tabular" / "wine.yaml", log_dir=work / "logs-tabular", extra_explainer_args=["--max_waiting_explanations=12"]
+    ) as tabular:
         rows = list(bench["tabular_rows"])
         for method, name in (("AnchorTabular", "anchors"), ("KernelShap", "shap")):
             print(f"{method}: in process, then over HTTP", flush=True)
@@ -363,8 +410,11 @@ def main() -> int:
         standalone = predictor_standalone_rows_per_second(tabular, len(bench["names"]))
         cell = results["latency"]["KernelShap"]["b_glassbox_http"]
         during = cell["rows_per_explanation"] / cell["median_s"]
-        results.update(predictor_standalone_rows_per_s=standalone, predictor_rows_per_s_during_kernelshap=during,
-                       predictor_share_during_kernelshap=during / standalone)
+        results.update(
+            predictor_standalone_rows_per_s=standalone,
+            predictor_rows_per_s_during_kernelshap=during,
+            predictor_share_during_kernelshap=during / standalone,
+        )
     with LocalDeployment(work / "text" / "sentiment.yaml", log_dir=work / "logs-text") as text:
         print("AnchorText: in process, then over HTTP", flush=True)
         results["latency"]["AnchorText"] = {

@@ -59,9 +59,17 @@ def installed_chart(cluster: Cluster) -> Iterator[None]:
     # The server publishes the CRD's OpenAPI schema (for kubectl explain and validation) a moment later.
     wait_for("the ExplainedModel OpenAPI schema", lambda: cluster.kubectl("explain", "xm.spec", check=False).returncode == 0)
     cluster.helm(
-        "upgrade", "--install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
-        "--set", "replicas=0",  # the test runs the operator itself, with the chart's ServiceAccount
-        "--set", "clusterWide=true",  # the tests make a namespace each
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--set",
+        "replicas=0",  # the test runs the operator itself, with the chart's ServiceAccount
+        "--set",
+        "clusterWide=true",  # the tests make a namespace each
     )
     try:
         yield
@@ -91,4 +99,3 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         yield name
     finally:
         cluster.core.delete_namespace(name)
-

@@ -57,11 +57,22 @@ def main() -> int:
         def report_address(isvc: str) -> None:
             """KServe's part (no KServe controller runs here): the in-cluster address its ingress reconciler reports."""
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not kubectl("get", "inferenceservices", "-n", "default", "-o", "name").count(f"/{isvc}\n"):
+            while time.monotonic() < deadline and not kubectl("get", "inferenceservices", "-n", "default", "-o", "name").count(
+                f"/{isvc}\n"
+            ):
                 time.sleep(0.3)
             url = f"http://{isvc}.default.svc.cluster.local"
-            kubectl("patch", "inferenceservice", isvc, "-n", "default", "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"address": {"url": url}}}))
+            kubectl(
+                "patch",
+                "inferenceservice",
+                isvc,
+                "-n",
+                "default",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps({"status": {"address": {"url": url}}}),
+            )
             print(f"   playing KServe: InferenceService {isvc} gets status.address.url {url}")
 
         if existing:
@@ -80,7 +91,9 @@ def main() -> int:
         print("\n5. what the operator created:\n")
         print(kubectl("get", "explainedmodels,inferenceservices,inferencegraphs", "-n", "default", "-o", "wide"))
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and f"{name}-graph" not in kubectl("get", "inferencegraphs", "-n", "default", "-o", "name"):
+        while time.monotonic() < deadline and f"{name}-graph" not in kubectl(
+            "get", "inferencegraphs", "-n", "default", "-o", "name"
+        ):
             time.sleep(0.3)
         graphs = kubectl("get", "inferencegraphs", "-n", "default", "-o", "name")
         if f"{name}-graph" in graphs:
@@ -100,7 +113,9 @@ def main() -> int:
             print(f"   {condition['type']:<15} {condition['status']:<8} {condition['reason']}: {condition['message'][:110]}")
     finally:
         if args.keep:
-            print(f"\nstill running: export KUBECONFIG={kubeconfig}; stop with `make cluster-down` and kill {operator.process.pid}")
+            print(
+                f"\nstill running: export KUBECONFIG={kubeconfig}; stop with `make cluster-down` and kill {operator.process.pid}"
+            )
         else:
             stop_operator(operator)
             if started_here:

@@ -32,7 +32,9 @@ def start_operator(kubeconfig: Path, log: Path, extra: list[str] | None = None) 
     handle = open(log, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "glassbox.cli", "operator", *(extra or [])],
-        stdout=handle, stderr=subprocess.STDOUT, env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     handle.close()
     deadline = time.monotonic() + 60
@@ -42,7 +44,9 @@ def start_operator(kubeconfig: Path, log: Path, extra: list[str] | None = None) 
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
                 if answer.status == 200:
-                    return RunningOperator(process=process, log=log, kubeconfig=kubeconfig, health_url=f"http://127.0.0.1:{port}/healthz")
+                    return RunningOperator(
+                        process=process, log=log, kubeconfig=kubeconfig, health_url=f"http://127.0.0.1:{port}/healthz"
+                    )
         except OSError:
             pass
         time.sleep(0.5)
@@ -57,5 +61,3 @@ def stop_operator(operator: RunningOperator) -> None:
     except subprocess.TimeoutExpired:
         operator.process.kill()
         operator.process.wait()
-
-

@@ -61,8 +61,13 @@ def body(shape: str, route: str | None, method: str | None, row: Any = ROW) -> d
 
 def matrix(method: str, row: Any = ROW) -> list[dict[str, Any]]:
     return [
-        {"id": f"{route}/{shape}/{'method' if named else 'no-method'}", "body": body(shape, route, method if named else None, row)}
-        for route in ROUTES for shape in BODIES for named in (True, False)
+        {
+            "id": f"{route}/{shape}/{'method' if named else 'no-method'}",
+            "body": body(shape, route, method if named else None, row),
+        }
+        for route in ROUTES
+        for shape in BODIES
+        for named in (True, False)
     ]
 
 
@@ -89,8 +94,16 @@ def run_plan(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
     plan = {**plan, "router": str(ROUTER), "logs": str(folder / "logs")}
     (folder / "plan.json").write_text(json.dumps(plan))
     subprocess.run(
-        ["unshare", "-n", sys.executable, str(REPO / "e2e" / "graph" / "graph_driver.py"), str(folder / "plan.json"), str(folder / "results.json")],
-        check=True, timeout=900,
+        [
+            "unshare",
+            "-n",
+            sys.executable,
+            str(REPO / "e2e" / "graph" / "graph_driver.py"),
+            str(folder / "plan.json"),
+            str(folder / "results.json"),
+        ],
+        check=True,
+        timeout=900,
     )
     results: dict[str, Any] = json.loads((folder / "results.json").read_text())
     assert "error" not in results, f"{results['error']}\n{json.dumps(results.get('logs'), indent=1)[:6000]}"
@@ -139,17 +152,31 @@ def v1_existing_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
 
     manifest = runnable("existing-inferenceservice", folder, edit)
     existing = folder / "existing.yaml"
-    existing.write_text(yaml.safe_dump({
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "loan-approval-sklearn"},
-        "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
-            "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "train.csv", "targetColumn": "label"}},
+    existing.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "glassbox.dev/v1alpha1",
+                "kind": "ExplainedModel",
+                "metadata": {"name": "loan-approval-sklearn"},
+                "spec": {
+                    "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
+                    "explainer": {
+                        "methods": [{"type": "KernelShap"}],
+                        "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+                    },
+                },
+            }
+        )
+    )
+    return run_plan(
+        folder,
+        {
+            "manifest": str(manifest),
+            "existing_manifest": str(existing),
+            "existing_answers_both_protocols": True,
+            "requests": matrix("counterfactual"),
         },
-    }))
-    return run_plan(folder, {
-        "manifest": str(manifest), "existing_manifest": str(existing), "existing_answers_both_protocols": True,
-        "requests": matrix("counterfactual"),
-    })
+    )
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +193,19 @@ def text_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     manifest = runnable("text-anchors", folder, edit)
     runtime = folder / "runtime.yaml"
-    runtime.write_text(yaml.safe_dump({
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "review-sentiment"},
-        "spec": {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
-                 "explainer": {"methods": [{"type": "AnchorText"}]}},
-    }))
+    runtime.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "glassbox.dev/v1alpha1",
+                "kind": "ExplainedModel",
+                "metadata": {"name": "review-sentiment"},
+                "spec": {
+                    "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
+                    "explainer": {"methods": [{"type": "AnchorText"}]},
+                },
+            }
+        )
+    )
     return run_plan(folder, {"manifest": str(manifest), "existing_manifest": str(runtime), "requests": matrix("anchors", TEXT)})
 
 
@@ -189,12 +224,25 @@ def influence_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     manifest = runnable("training-data-influence", folder, edit)
     existing = folder / "existing.yaml"
-    existing.write_text(yaml.safe_dump({
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": "fraud-detector-torch"},
-        "spec": {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2"},
-                 "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "train.csv", "targetColumn": "label"}}},
-    }))
-    return run_plan(folder, {"manifest": str(manifest), "existing_manifest": str(existing), "requests": matrix("integratedgradients")})
+    existing.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "glassbox.dev/v1alpha1",
+                "kind": "ExplainedModel",
+                "metadata": {"name": "fraud-detector-torch"},
+                "spec": {
+                    "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2"},
+                    "explainer": {
+                        "methods": [{"type": "KernelShap"}],
+                        "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+                    },
+                },
+            }
+        )
+    )
+    return run_plan(
+        folder, {"manifest": str(manifest), "existing_manifest": str(existing), "requests": matrix("integratedgradients")}
+    )
 
 
 # --------------------------------------------------------------------------- what each answer must be
@@ -262,32 +310,70 @@ def cell(results: dict[str, Any], route: str | None, shape: str, named: bool) ->
 
 @pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
 def test_v2_predictor_graph(v2_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
-    check(cell(v2_graph, route, shape, named), route, shape, named, Expected(
-        offered=["predict", "explain", "predictAndExplain"], default_route="predict",
-        requested_method="anchortabular", default_method="kernelshap"))
+    check(
+        cell(v2_graph, route, shape, named),
+        route,
+        shape,
+        named,
+        Expected(
+            offered=["predict", "explain", "predictAndExplain"],
+            default_route="predict",
+            requested_method="anchortabular",
+            default_method="kernelshap",
+        ),
+    )
 
 
 @pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
 def test_v1_existing_predictor_graph(v1_existing_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
-    check(cell(v1_existing_graph, route, shape, named), route, shape, named, Expected(
-        offered=["predict", "explain"], default_route="predict",
-        requested_method="counterfactual", default_method="anchortabular"))
+    check(
+        cell(v1_existing_graph, route, shape, named),
+        route,
+        shape,
+        named,
+        Expected(
+            offered=["predict", "explain"],
+            default_route="predict",
+            requested_method="counterfactual",
+            default_method="anchortabular",
+        ),
+    )
 
 
 @pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
 def test_text_anchors_graph(text_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
     """No predict route: a request naming none is explained; the v1 runtime takes v1 bodies only."""
-    check(cell(text_graph, route, shape, named), route, shape, named, Expected(
-        offered=["explain", "predictAndExplain"], default_route="explain",
-        requested_method="anchors", default_method="anchors", predictor_shapes=("v1",)))
+    check(
+        cell(text_graph, route, shape, named),
+        route,
+        shape,
+        named,
+        Expected(
+            offered=["explain", "predictAndExplain"],
+            default_route="explain",
+            requested_method="anchors",
+            default_method="anchors",
+            predictor_shapes=("v1",),
+        ),
+    )
 
 
 @pytest.mark.parametrize(("route", "shape", "named"), CELLS, ids=CELL_IDS)
 def test_training_data_influence_graph(influence_graph: dict[str, Any], route: str | None, shape: str, named: bool) -> None:
     """White-box methods beside an existing v2 service's weights; that service is called in v2 only."""
-    check(cell(influence_graph, route, shape, named), route, shape, named, Expected(
-        offered=["predict", "explain", "predictAndExplain"], default_route="predict",
-        requested_method="integratedgradients", default_method="trainingdatainfluence", predictor_shapes=("v2",)))
+    check(
+        cell(influence_graph, route, shape, named),
+        route,
+        shape,
+        named,
+        Expected(
+            offered=["predict", "explain", "predictAndExplain"],
+            default_route="predict",
+            requested_method="integratedgradients",
+            default_method="trainingdatainfluence",
+            predictor_shapes=("v2",),
+        ),
+    )
 
 
 def test_the_router_was_fed_the_builders_graph(v2_graph: dict[str, Any]) -> None:
@@ -313,22 +399,37 @@ def slow_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     "timeoutSeconds": timeout,
                 },
             }
+
         return apply
 
     short = runnable("tabular-pytorch-gpu", folder, edit(3))
     v1 = body("v1", "predictAndExplain", None)
-    short_results = run_plan(folder, {"manifest": str(short), "slow_delay": 5, "requests": [
-        {"id": "both-slow", "body": v1, "proxy_mode": "slow"},
-        {"id": "explain-slow", "body": {**v1, "route": "explain"}, "proxy_mode": "slow"},
-    ]})
+    short_results = run_plan(
+        folder,
+        {
+            "manifest": str(short),
+            "slow_delay": 5,
+            "requests": [
+                {"id": "both-slow", "body": v1, "proxy_mode": "slow"},
+                {"id": "explain-slow", "body": {**v1, "route": "explain"}, "proxy_mode": "slow"},
+            ],
+        },
+    )
     long_folder = tmp_path_factory.mktemp("graph-long")
     tabular_folder(long_folder)
     long = runnable("tabular-pytorch-gpu", long_folder, edit(150))
     # KernelSHAP makes two predictor calls per explanation: 2 x 31 s is past the router's default 60 s.
-    long_results = run_plan(long_folder, {
-        "manifest": str(long), "slow_delay": 31, "explainer_args": ["--predictor_request_timeout_seconds=60"], "requests": [
-        {"id": "explain-long", "body": {**v1, "route": "explain"}, "proxy_mode": "slow", "timeout": 300},
-    ]})
+    long_results = run_plan(
+        long_folder,
+        {
+            "manifest": str(long),
+            "slow_delay": 31,
+            "explainer_args": ["--predictor_request_timeout_seconds=60"],
+            "requests": [
+                {"id": "explain-long", "body": {**v1, "route": "explain"}, "proxy_mode": "slow", "timeout": 300},
+            ],
+        },
+    )
     return {**by_id(short_results), **by_id(long_results)}
 
 
@@ -364,24 +465,41 @@ def outlier_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     def edit(manifest: dict[str, Any]) -> None:
         manifest["spec"]["predictor"]["storageUri"] = "model"
         explainer = manifest["spec"]["explainer"]
-        explainer["methods"] = [{"type": "AnchorTabular"}, {"type": "KernelShap", "kernelShap": {"nsamples": 100, "backgroundSize": 20}}]
+        explainer["methods"] = [
+            {"type": "AnchorTabular"},
+            {"type": "KernelShap", "kernelShap": {"nsamples": 100, "backgroundSize": 20}},
+        ]
         explainer["timeoutSeconds"] = 10
 
     manifest = runnable("outlier-gated", folder, edit)
 
     def v2(rows: list[list[float]], **parameters: Any) -> dict[str, Any]:
-        tensor = {"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP32", "data": [x for row in rows for x in row]}
+        tensor = {
+            "name": "input-0",
+            "shape": [len(rows), len(rows[0])],
+            "datatype": "FP32",
+            "data": [x for row in rows for x in row],
+        }
         return {"inputs": [tensor], "parameters": parameters}
 
-    return by_id(run_plan(folder, {"manifest": str(manifest), "slow_delay": 12, "requests": [
-        {"id": "detect-v1", "body": {"instances": [ROW, UNUSUAL], "route": "detect"}},
-        {"id": "detect-v2", "body": v2([ROW, UNUSUAL], route="detect")},
-        {"id": "ordinary-v1", "body": {"instances": [ROW], "method": "kernelshap"}},
-        {"id": "mixed-v1", "body": {"instances": [ROW, UNUSUAL, ROW], "method": "kernelshap"}},
-        {"id": "mixed-v2", "body": v2([UNUSUAL, ROW], method="kernelshap", route="predictAndExplainIfOutlier")},
-        {"id": "slow-explainer", "body": {"instances": [UNUSUAL], "method": "kernelshap"}, "proxy_mode": "slow"},
-        {"id": "unknown-route", "body": {"instances": [ROW], "route": "explain"}},
-    ]}))
+    return by_id(
+        run_plan(
+            folder,
+            {
+                "manifest": str(manifest),
+                "slow_delay": 12,
+                "requests": [
+                    {"id": "detect-v1", "body": {"instances": [ROW, UNUSUAL], "route": "detect"}},
+                    {"id": "detect-v2", "body": v2([ROW, UNUSUAL], route="detect")},
+                    {"id": "ordinary-v1", "body": {"instances": [ROW], "method": "kernelshap"}},
+                    {"id": "mixed-v1", "body": {"instances": [ROW, UNUSUAL, ROW], "method": "kernelshap"}},
+                    {"id": "mixed-v2", "body": v2([UNUSUAL, ROW], method="kernelshap", route="predictAndExplainIfOutlier")},
+                    {"id": "slow-explainer", "body": {"instances": [UNUSUAL], "method": "kernelshap"}, "proxy_mode": "slow"},
+                    {"id": "unknown-route", "body": {"instances": [ROW], "route": "explain"}},
+                ],
+            },
+        )
+    )
 
 
 def test_detect_answers_the_verdicts_in_either_protocol(outlier_graph: dict[str, Any]) -> None:
@@ -404,7 +522,9 @@ def test_an_ordinary_input_is_predicted_and_judged_but_not_explained(outlier_gra
 
 
 @pytest.mark.parametrize(("case", "rows", "flagged"), [("mixed-v1", 3, [1]), ("mixed-v2", 2, [0])])
-def test_exactly_the_flagged_inputs_are_explained(outlier_graph: dict[str, Any], case: str, rows: int, flagged: list[int]) -> None:
+def test_exactly_the_flagged_inputs_are_explained(
+    outlier_graph: dict[str, Any], case: str, rows: int, flagged: list[int]
+) -> None:
     result = outlier_graph[case]
     assert result["status"] == 200, result["text"]
     body = result["body"]

@@ -63,13 +63,17 @@ def set_ready(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name
 def report_address(cluster: Cluster, namespace: str, name: str, url: str | None = None) -> None:
     """Play KServe's ingress reconciler: an InferenceService gets its in-cluster address before it is ready."""
     address = url or f"http://{name}.{namespace}.svc.cluster.local"
-    cluster.objects.patch_namespaced_custom_object_status(*KSERVE[:2], namespace, KSERVE[2], name, {"status": {"address": {"url": address}}})
+    cluster.objects.patch_namespaced_custom_object_status(
+        *KSERVE[:2], namespace, KSERVE[2], name, {"status": {"address": {"url": address}}}
+    )
 
 
 def create_existing(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any] | None = None) -> None:
     """An InferenceService someone else made, with the address KServe reports for it."""
     body = {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": name, "namespace": namespace},
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace},
         "spec": spec or {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://models/loans"}}},
     }
     cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], body)
@@ -103,9 +107,16 @@ INVALID_BY_SCHEMA = [
     ("unknown method", lambda m: m["spec"]["explainer"]["methods"][0].__setitem__("type", "Lime"), "type"),
     ("no methods", lambda m: m["spec"]["explainer"].__setitem__("methods", []), "spec.explainer.methods"),
     ("no explainer", lambda m: m["spec"].pop("explainer"), "spec.explainer"),
-    ("threshold above 1", lambda m: m["spec"]["explainer"]["methods"][0].__setitem__("anchorTabular", {"threshold": 1.5}), "threshold"),
-    ("a host for a service name", lambda m: m["spec"]["predictor"].__setitem__("inferenceServiceName", "attacker.example.net:8080"),
-     "spec.predictor.inferenceServiceName"),
+    (
+        "threshold above 1",
+        lambda m: m["spec"]["explainer"]["methods"][0].__setitem__("anchorTabular", {"threshold": 1.5}),
+        "threshold",
+    ),
+    (
+        "a host for a service name",
+        lambda m: m["spec"]["predictor"].__setitem__("inferenceServiceName", "attacker.example.net:8080"),
+        "spec.predictor.inferenceServiceName",
+    ),
 ]
 
 
@@ -131,15 +142,21 @@ def test_schema_rejects_invalid_manifests_before_the_operator_sees_them(
 
 def test_rbac_is_least_privilege(cluster: Cluster, operator: RunningOperator) -> None:
     def can(*args: str) -> bool:
-        result = cluster.kubectl("auth", "can-i", *args, "--as=system:serviceaccount:glassbox-system:glassbox-operator", check=False)
+        result = cluster.kubectl(
+            "auth", "can-i", *args, "--as=system:serviceaccount:glassbox-system:glassbox-operator", check=False
+        )
         return result.stdout.strip() == "yes"
 
     assert can("patch", "inferenceservices.serving.kserve.io", "-n", "default")
     assert can("watch", "explainedmodels.glassbox.dev", "--all-namespaces")
     for verb, resource in [
-        ("get", "secrets"), ("create", "deployments.apps"), ("delete", "explainedmodels.glassbox.dev"),
-        ("create", "explainedmodels.glassbox.dev"), ("update", "servingruntimes.serving.kserve.io"),
-        ("create", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "pods"),
+        ("get", "secrets"),
+        ("create", "deployments.apps"),
+        ("delete", "explainedmodels.glassbox.dev"),
+        ("create", "explainedmodels.glassbox.dev"),
+        ("update", "servingruntimes.serving.kserve.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "pods"),
     ]:
         assert not can(verb, resource, "-n", "default"), f"the operator may {verb} {resource}"
 
@@ -159,7 +176,11 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         wait_for("the predictor InferenceService", lambda: get(cluster, KSERVE, namespace, name))
         waiting = wait_for(
             "ExplainerReady=False waiting for the predictor's address",
-            lambda: (b := get(cluster, XM, namespace, name)) and condition(b, "ExplainerReady").get("reason") == "WaitingForPredictorAddress" and b,
+            lambda: (
+                (b := get(cluster, XM, namespace, name))
+                and condition(b, "ExplainerReady").get("reason") == "WaitingForPredictorAddress"
+                and b
+            ),
         )
         assert get(cluster, KSERVE, namespace, f"{name}-explainer") is None, "the explainer needs the predictor's address first"
         assert f"InferenceService '{name}'" in condition(waiting, "ExplainerReady")["message"]
@@ -168,7 +189,9 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
 
     explainer = wait_for("the explainer InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-explainer"))
     container = explainer["spec"]["predictor"]["containers"][0]
-    expected_host = f"{name}-predictor.{namespace}.svc.cluster.local:8080" if target == name else f"{target}.{namespace}.svc.cluster.local"
+    expected_host = (
+        f"{name}-predictor.{namespace}.svc.cluster.local:8080" if target == name else f"{target}.{namespace}.svc.cluster.local"
+    )
     assert f"--predictor_host={expected_host}" in container["args"]
     assert f"--predictor_protocol={spec['predictor'].get('protocol', 'v2' if target == name else 'v1')}" in container["args"]
     assert container["resources"]["requests"]["cpu"]
@@ -180,7 +203,9 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         predictor = wait_for("the predictor InferenceService", lambda: get(cluster, KSERVE, namespace, name))
         component = predictor["spec"]["predictor"]
         resources = (component.get("containers") or [component.get("model")])[0]["resources"]
-        assert resources["limits"].get("nvidia.com/gpu") == (str(spec["predictor"]["gpus"]) if spec["predictor"].get("gpus") else None)
+        assert resources["limits"].get("nvidia.com/gpu") == (
+            str(spec["predictor"]["gpus"]) if spec["predictor"].get("gpus") else None
+        )
         assert component.get("nodeSelector") == spec["predictor"].get("nodeSelector")
         assert component.get("tolerations") == spec["predictor"].get("tolerations")
 
@@ -192,7 +217,10 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         report_address(cluster, namespace, f"{name}-detector")
         wait_for(
             "status.children.detector",
-            lambda: ((get(cluster, XM, namespace, name) or {}).get("status") or {}).get("children", {}).get("detector") == f"{name}-detector",
+            lambda: (
+                ((get(cluster, XM, namespace, name) or {}).get("status") or {}).get("children", {}).get("detector")
+                == f"{name}-detector"
+            ),
         )
 
     graph_wanted = (spec.get("graph") or {}).get("enabled", True)
@@ -212,7 +240,10 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
     else:
         assert get(cluster, GRAPHS, namespace, f"{name}-graph") is None
 
-    body = wait_for("status.observedGeneration", lambda: (b := get(cluster, XM, namespace, name)) and (b.get("status") or {}).get("observedGeneration") and b)
+    body = wait_for(
+        "status.observedGeneration",
+        lambda: (b := get(cluster, XM, namespace, name)) and (b.get("status") or {}).get("observedGeneration") and b,
+    )
     assert condition(body, "SpecValid")["status"] == "True"
     assert body["status"]["children"]["explainer"] == f"{name}-explainer"
 
@@ -244,11 +275,16 @@ def test_a_changed_spec_converges_including_removed_fields(cluster: Cluster, ope
         )
 
     wait_for("the children to follow the new spec", converged)
-    body = wait_for("observedGeneration 2", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and b["status"].get("observedGeneration") == 2 and b)
+    body = wait_for(
+        "observedGeneration 2",
+        lambda: (b := get(cluster, XM, namespace, "credit-risk")) and b["status"].get("observedGeneration") == 2 and b,
+    )
     assert body["metadata"]["generation"] == 2
 
 
-def test_switching_to_an_existing_predictor_deletes_the_owned_one(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+def test_switching_to_an_existing_predictor_deletes_the_owned_one(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
     manifest = sample("tabular-pytorch-gpu")
     apply_with_addresses(cluster, namespace, manifest)
     create_existing(cluster, namespace, "credit-risk-v2")
@@ -259,8 +295,12 @@ def test_switching_to_an_existing_predictor_deletes_the_owned_one(cluster: Clust
     wait_for("the owned predictor to be deleted", lambda: get(cluster, KSERVE, namespace, "credit-risk") is None)
     explainer = wait_for(
         "the explainer to call the existing predictor",
-        lambda: (b := get(cluster, KSERVE, namespace, "credit-risk-explainer"))
-        and f"--predictor_host=credit-risk-v2.{namespace}.svc.cluster.local" in b["spec"]["predictor"]["containers"][0]["args"] and b,
+        lambda: (
+            (b := get(cluster, KSERVE, namespace, "credit-risk-explainer"))
+            and f"--predictor_host=credit-risk-v2.{namespace}.svc.cluster.local"
+            in b["spec"]["predictor"]["containers"][0]["args"]
+            and b
+        ),
     )
     assert "--model_name=credit-risk-v2" in explainer["spec"]["predictor"]["containers"][0]["args"]
 
@@ -271,7 +311,11 @@ def test_a_deleted_child_is_recreated(cluster: Cluster, operator: RunningOperato
     cluster.objects.delete_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], "credit-risk-explainer")
     again = wait_for(
         "a new explainer",
-        lambda: (b := get(cluster, KSERVE, namespace, "credit-risk-explainer")) and b["metadata"]["uid"] != first["metadata"]["uid"] and b,
+        lambda: (
+            (b := get(cluster, KSERVE, namespace, "credit-risk-explainer"))
+            and b["metadata"]["uid"] != first["metadata"]["uid"]
+            and b
+        ),
     )
     assert again["spec"] == first["spec"]
 
@@ -284,17 +328,24 @@ def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: Ru
     assert condition(body, "Ready").get("status") != "True"
     # A child just created (the apply answers 201) is pending KServe's report, not missing, and says so
     # without waiting for another reconcile.
-    pending = wait_for("GraphReady Pending", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "GraphReady").get("reason") == "Pending")
+    pending = wait_for(
+        "GraphReady Pending",
+        lambda: condition(get(cluster, XM, namespace, "credit-risk"), "GraphReady").get("reason") == "Pending",
+    )
     assert pending
 
     set_ready(cluster, KSERVE, namespace, "credit-risk", f"http://credit-risk.{namespace}.example.com")
     set_ready(cluster, KSERVE, namespace, "credit-risk-explainer", f"http://credit-risk-explainer.{namespace}.example.com")
-    partly = wait_for("PredictorReady", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "PredictorReady").get("status") == "True")
+    partly = wait_for(
+        "PredictorReady", lambda: condition(get(cluster, XM, namespace, "credit-risk"), "PredictorReady").get("status") == "True"
+    )
     assert partly
     assert condition(get(cluster, XM, namespace, "credit-risk"), "Ready")["reason"] == "ChildrenNotReady"
 
     set_ready(cluster, GRAPHS, namespace, "credit-risk-graph", f"http://credit-risk-graph.{namespace}.example.com")
-    body = wait_for("Ready", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "Ready").get("status") == "True" and b)
+    body = wait_for(
+        "Ready", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "Ready").get("status") == "True" and b
+    )
     assert body["status"]["urls"] == {
         "predict": f"http://credit-risk.{namespace}.example.com/v2/models/credit-risk/infer",
         "explain": f"http://credit-risk-explainer.{namespace}.example.com/v1/models/credit-risk:explain",
@@ -316,7 +367,9 @@ def test_deleting_the_explained_model_collects_children_but_never_an_existing_se
     set_ready(cluster, KSERVE, namespace, "loan-approval-sklearn", f"http://loan-approval-sklearn.{namespace}.example.com")
     body = wait_for(
         "PredictorReady from the existing service",
-        lambda: (b := get(cluster, XM, namespace, "loan-approval")) and condition(b, "PredictorReady").get("status") == "True" and b,
+        lambda: (
+            (b := get(cluster, XM, namespace, "loan-approval")) and condition(b, "PredictorReady").get("status") == "True" and b
+        ),
     )
     assert body["status"]["urls"]["predict"].endswith("/v1/models/loan-approval-sklearn:predict")
 
@@ -330,7 +383,9 @@ def test_deleting_the_explained_model_collects_children_but_never_an_existing_se
     assert "glassbox-operator" not in managers
 
 
-def test_a_name_taken_by_someone_elses_inferenceservice_is_never_written(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+def test_a_name_taken_by_someone_elses_inferenceservice_is_never_written(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
     """The ExplainedModel 'credit-risk' would deploy its predictor as 'credit-risk': a service of that name made by
     someone else is neither overwritten nor adopted, so deleting the ExplainedModel cannot collect it."""
     create_existing(cluster, namespace, "credit-risk")
@@ -338,7 +393,11 @@ def test_a_name_taken_by_someone_elses_inferenceservice_is_never_written(cluster
     apply_manifest(cluster, namespace, sample("tabular-pytorch-gpu"))
     body = wait_for(
         "PredictorReady=False NameConflict",
-        lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "PredictorReady").get("reason") == "NameConflict" and b,
+        lambda: (
+            (b := get(cluster, XM, namespace, "credit-risk"))
+            and condition(b, "PredictorReady").get("reason") == "NameConflict"
+            and b
+        ),
     )
     assert "InferenceService 'credit-risk' already exists" in condition(body, "PredictorReady")["message"]
     assert "was not created by Glassbox" in condition(body, "PredictorReady")["message"]
@@ -351,7 +410,9 @@ def test_a_name_taken_by_someone_elses_inferenceservice_is_never_written(cluster
 
     wait_for("a NameConflict event", conflicts)
     # A child event (the taken service changing) reconciles again: still one Event.
-    cluster.objects.patch_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], "credit-risk", {"metadata": {"labels": {"team": "risk"}}})
+    cluster.objects.patch_namespaced_custom_object(
+        *KSERVE[:2], namespace, KSERVE[2], "credit-risk", {"metadata": {"labels": {"team": "risk"}}}
+    )
     time.sleep(3)
     assert sum(e.count or 1 for e in conflicts()) == 1
     assert get(cluster, KSERVE, namespace, "credit-risk-explainer") is None
@@ -381,7 +442,9 @@ def test_deletion_needs_no_operator(cluster: Cluster, operator: RunningOperator,
         operator.process, operator.log, operator.health_url = again.process, again.log, again.health_url
 
 
-def test_several_replicas_get_a_disruption_budget_and_lose_it_with_one(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+def test_several_replicas_get_a_disruption_budget_and_lose_it_with_one(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
     manifest = sample("tabular-pytorch-gpu")
     manifest["spec"]["explainer"]["autoscaling"].update(minReplicas=2, maxReplicas=4)
     apply_with_addresses(cluster, namespace, manifest)
@@ -393,7 +456,10 @@ def test_several_replicas_get_a_disruption_budget_and_lose_it_with_one(cluster: 
 
     found = wait_for("the explainer's PodDisruptionBudget", budget)
     assert found["spec"]["maxUnavailable"] == 1
-    assert found["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": "credit-risk-explainer", "component": "predictor"}
+    assert found["spec"]["selector"]["matchLabels"] == {
+        "serving.kserve.io/inferenceservice": "credit-risk-explainer",
+        "component": "predictor",
+    }
     assert found["metadata"]["ownerReferences"][0]["kind"] == "ExplainedModel"
     listed = cluster.objects.list_namespaced_custom_object("policy", version, namespace, "poddisruptionbudgets")["items"]
     assert [b["metadata"]["name"] for b in listed] == ["credit-risk-explainer"]  # the predictor keeps one replica: no budget
@@ -406,11 +472,16 @@ def test_several_replicas_get_a_disruption_budget_and_lose_it_with_one(cluster: 
 # --------------------------------------------------------------------------- bad specs
 
 
-def test_a_cross_field_error_names_the_field_in_status_and_one_event(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:
+def test_a_cross_field_error_names_the_field_in_status_and_one_event(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
     manifest = sample("tabular-pytorch-gpu")
     manifest["spec"]["predictor"]["inferenceServiceName"] = "also-existing"  # both storageUri and an existing service
     apply_manifest(cluster, namespace, manifest)
-    body = wait_for("SpecValid=False", lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "SpecValid").get("status") == "False" and b)
+    body = wait_for(
+        "SpecValid=False",
+        lambda: (b := get(cluster, XM, namespace, "credit-risk")) and condition(b, "SpecValid").get("status") == "False" and b,
+    )
     message = condition(body, "SpecValid")["message"]
     assert message.startswith("spec.predictor.storageUri:") and "not both" in message
     assert condition(body, "Ready") == {**condition(body, "Ready"), "status": "False", "reason": "InvalidSpec"}
@@ -464,12 +535,18 @@ def test_without_kserve_a_clear_condition_then_recovery_once_installed(cluster: 
             bare_cluster.kubectl("apply", "-n", "default", "-f", str(REPO / "crds" / "samples" / "tabular-pytorch-gpu.yaml"))
             body = wait_for(
                 "Ready=False with reason KServeNotInstalled",
-                lambda: (b := get(bare_cluster, XM, "default", "credit-risk")) and condition(b, "Ready").get("reason") == "KServeNotInstalled" and b,
+                lambda: (
+                    (b := get(bare_cluster, XM, "default", "credit-risk"))
+                    and condition(b, "Ready").get("reason") == "KServeNotInstalled"
+                    and b
+                ),
             )
             assert "InferenceService" in condition(body, "Ready")["message"] and "install" in condition(body, "Ready")["message"]
 
             localcluster.install_kserve_crds(info.kubeconfig)
-            wait_for("the children once KServe is installed", lambda: get(bare_cluster, KSERVE, "default", "credit-risk"), timeout=90)
+            wait_for(
+                "the children once KServe is installed", lambda: get(bare_cluster, KSERVE, "default", "credit-risk"), timeout=90
+            )
             wait_for(
                 "the condition to clear",
                 lambda: condition(get(bare_cluster, XM, "default", "credit-risk"), "Ready").get("reason") == "ChildrenNotReady",
@@ -506,12 +583,22 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         report_address(cluster, namespace, "tumour-triage-detector", deployment.detector_base)
         body = get(cluster, XM, namespace, "tumour-triage")
         assert body is not None and "detector" not in (body.get("status") or {}), "read only once KServe says it is ready"
-        cluster.objects.patch_namespaced_custom_object_status(*KSERVE[:2], namespace, KSERVE[2], "tumour-triage-detector", {"status": {
-            "url": deployment.detector_base, "address": {"url": deployment.detector_base},
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        }})
+        cluster.objects.patch_namespaced_custom_object_status(
+            *KSERVE[:2],
+            namespace,
+            KSERVE[2],
+            "tumour-triage-detector",
+            {
+                "status": {
+                    "url": deployment.detector_base,
+                    "address": {"url": deployment.detector_base},
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                }
+            },
+        )
         body = wait_for(
-            "status.detector", lambda: (b := get(cluster, XM, namespace, "tumour-triage")) and (b.get("status") or {}).get("detector") and b,
+            "status.detector",
+            lambda: (b := get(cluster, XM, namespace, "tumour-triage")) and (b.get("status") or {}).get("detector") and b,
         )
         shown = body["status"]["detector"]
         assert shown["threshold"] == fitted["threshold"] > 0

@@ -24,7 +24,9 @@ COUNT = 20
 
 def _manifest(name: str) -> dict[str, Any]:
     return {
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": name},
+        "apiVersion": "glassbox.dev/v1alpha1",
+        "kind": "ExplainedModel",
+        "metadata": {"name": name},
         "spec": {
             "predictor": {"modelFormat": "pytorch", "storageUri": f"s3://models/{name}.pt"},
             "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
@@ -87,9 +89,15 @@ def test_an_api_server_outage_during_creation_converges_without_duplicates(
         assert len(owners) == 1 and owners[0]["name"] == child["metadata"]["labels"]["glassbox.dev/explained-model"]
 
     def settled() -> bool:
-        before = {x["metadata"]["name"]: x["metadata"]["resourceVersion"] for x in cluster.objects.list_namespaced_custom_object(*XM[:2], namespace, XM[2])["items"]}
+        before = {
+            x["metadata"]["name"]: x["metadata"]["resourceVersion"]
+            for x in cluster.objects.list_namespaced_custom_object(*XM[:2], namespace, XM[2])["items"]
+        }
         time.sleep(3)
-        after = {x["metadata"]["name"]: x["metadata"]["resourceVersion"] for x in cluster.objects.list_namespaced_custom_object(*XM[:2], namespace, XM[2])["items"]}
+        after = {
+            x["metadata"]["name"]: x["metadata"]["resourceVersion"]
+            for x in cluster.objects.list_namespaced_custom_object(*XM[:2], namespace, XM[2])["items"]
+        }
         return before == after and all(_get(cluster, XM, namespace, n) for n in names)
 
     wait_for("every ExplainedModel to stop changing", settled, timeout=60)

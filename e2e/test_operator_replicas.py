@@ -19,13 +19,17 @@ KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 
 
 def _manifest(name: str) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": name},
-        "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "s3://models/m.pt"},
-            "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
-        },
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "glassbox.dev/v1alpha1",
+            "kind": "ExplainedModel",
+            "metadata": {"name": name},
+            "spec": {
+                "predictor": {"modelFormat": "pytorch", "storageUri": "s3://models/m.pt"},
+                "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
+            },
+        }
+    )
 
 
 def _handled(log: Path) -> bool:
@@ -39,7 +43,9 @@ def two_namespaced_installs(cluster: Cluster) -> Iterator[list[str]]:
         # Default values: the operator acts in the release's namespace only, with a Role there. One install
         # adds the NetworkPolicy, so the API server's own schema checks it.
         extra = ["--set", "networkPolicy.enabled=true"] if namespace == "team-a" else []
-        cluster.helm("install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "replicas=0", *extra)
+        cluster.helm(
+            "install", RELEASE, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "replicas=0", *extra
+        )
     try:
         yield namespaces
     finally:
@@ -48,7 +54,9 @@ def two_namespaced_installs(cluster: Cluster) -> Iterator[list[str]]:
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-def test_namespaced_installs_side_by_side_one_active_replica_each(cluster: Cluster, two_namespaced_installs: list[str], tmp_path: Path) -> None:
+def test_namespaced_installs_side_by_side_one_active_replica_each(
+    cluster: Cluster, two_namespaced_installs: list[str], tmp_path: Path
+) -> None:
     team_a, team_b = two_namespaced_installs
     policy = cluster.kubectl("get", "networkpolicy", "-n", team_a, "-o", "name").stdout.split()
     assert policy == ["networkpolicy.networking.k8s.io/glassbox-operator-predictors"]
@@ -57,9 +65,15 @@ def test_namespaced_installs_side_by_side_one_active_replica_each(cluster: Clust
     def start(namespace: str, label: str) -> RunningOperator:
         kubeconfig = service_account_kubeconfig(cluster, tmp_path / f"{label}.kubeconfig", namespace, RELEASE)
         # What the chart's Deployment runs, with the chart's ServiceAccount and nothing more.
-        process = start_operator(kubeconfig, tmp_path / f"{label}.log", [
-            f"--namespace={namespace}", f"--leader-election-namespace={namespace}", f"--leader-election-name={RELEASE}",
-        ])
+        process = start_operator(
+            kubeconfig,
+            tmp_path / f"{label}.log",
+            [
+                f"--namespace={namespace}",
+                f"--leader-election-namespace={namespace}",
+                f"--leader-election-name={RELEASE}",
+            ],
+        )
         running.append(process)
         return process
 
@@ -72,7 +86,11 @@ def test_namespaced_installs_side_by_side_one_active_replica_each(cluster: Clust
 
         for namespace in (team_a, team_b):
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_manifest("m"))
-            wait_for(f"the predictor in {namespace}", lambda ns=namespace: cluster.objects.get_namespaced_custom_object(*KSERVE[:2], ns, KSERVE[2], "m"))
+            wait_for(
+                f"the predictor in {namespace}",
+                lambda ns=namespace: cluster.objects.get_namespaced_custom_object(*KSERVE[:2], ns, KSERVE[2], "m"),
+            )
+
         # Each process watches its own namespace only, so any object handled in its log is one of that namespace.
         # (A cluster-wide operator of other tests may apply the children first: handling, not applying, is what shows who acts.)
         # A process whose watch began after the object was applied handles it as resumed, not created (b1 starts last).

@@ -1,6 +1,6 @@
 """Fit and save the explainers MLServer's alibi-explain runtime loads, with the same settings as the other runners.
 
-    bench/.venv-mlserver/bin/python bench/mlserver/fit.py WORK_FOLDER OUT_FOLDER
+bench/.venv-mlserver/bin/python bench/mlserver/fit.py WORK_FOLDER OUT_FOLDER
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def main(work: Path, out: Path) -> None:
     shap.fit(X, summarise_background=True, n_background_samples=50)
     shap.save(out / "shap")
 
-    text = AnchorText(TorchScriptPredict(str(work / "text" / "model")), sampling_strategy="unknown", nlp=spacy.blank("en"), seed=SEED)
+    text = AnchorText(
+        TorchScriptPredict(str(work / "text" / "model")), sampling_strategy="unknown", nlp=spacy.blank("en"), seed=SEED
+    )
     text.save(out / "text-anchors")
 
 

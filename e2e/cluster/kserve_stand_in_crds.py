@@ -97,15 +97,23 @@ def crd(kind: str, plural: str, version: str, scope: str, class_name: str) -> di
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}", "annotations": {"glassbox.dev/stand-in": "generated from the kserve SDK's models"}},
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "annotations": {"glassbox.dev/stand-in": "generated from the kserve SDK's models"},
+        },
         "spec": {
             "group": GROUP,
             "scope": scope,
             "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [{
-                "name": version, "served": True, "storage": True, "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": schema},
-            }],
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
         },
     }
 

@@ -90,7 +90,9 @@ class ClusterInfo:
     kubeconfig: Path
 
 
-def write_kubeconfig(path: Path, server: str, token: str, ca_file: Path, user: str = "admin", namespace: str | None = None) -> Path:
+def write_kubeconfig(
+    path: Path, server: str, token: str, ca_file: Path, user: str = "admin", namespace: str | None = None
+) -> Path:
     """A kubeconfig for a cluster with the given bearer token (used for the operator's ServiceAccount too)."""
     ca = base64.b64encode(ca_file.read_bytes()).decode()
     context: dict[str, Any] = {"cluster": "glassbox-local", "user": user}
@@ -144,8 +146,11 @@ def install_kserve_crds(kubeconfig: Path) -> None:
     """Server-side apply (the InferenceService CRD is too large for client-side apply's annotation)."""
     documents = kserve_crd_documents()
     for document in documents:
-        kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=glassbox-e2e", "-f", "-"],
-                kubeconfig=kubeconfig, input=json.dumps(document))
+        kubectl(
+            ["apply", "--server-side", "--force-conflicts", "--field-manager=glassbox-e2e", "-f", "-"],
+            kubeconfig=kubeconfig,
+            input=json.dumps(document),
+        )
     wait_established([document["metadata"]["name"] for document in documents], kubeconfig)
 
 
@@ -206,7 +211,9 @@ class LocalCluster:
 
     def _start(self, name: str, argv: list[str]) -> int:
         with open(self.state / f"{name}.log", "ab") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         (self.state / f"{name}.pid").write_text(str(process.pid))
         return process.pid
 
@@ -247,7 +254,9 @@ class LocalCluster:
         self.down(quiet=True)
         for binary in (KUBE_BIN / "kube-apiserver", KUBE_BIN / "kube-controller-manager"):
             if not binary.exists():
-                raise ClusterError(f"{binary} is missing: run `make cluster-tools` (builds Kubernetes 1.20.2 once, about 8 minutes)")
+                raise ClusterError(
+                    f"{binary} is missing: run `make cluster-tools` (builds Kubernetes 1.20.2 once, about 8 minutes)"
+                )
         etcd = shutil.which("etcd")
         if etcd is None:
             raise ClusterError("etcd is not installed: run `make cluster-tools` (installs Debian's etcd-server)")
@@ -255,8 +264,11 @@ class LocalCluster:
         certs = self.state / "certs"
         certs.mkdir(parents=True, exist_ok=True)
         subprocess.run(["openssl", "genrsa", "-out", str(certs / "sa.key"), "2048"], check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(certs / "sa.key"), "-pubout", "-out", str(certs / "sa.pub")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(certs / "sa.key"), "-pubout", "-out", str(certs / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
         token = secrets.token_hex(24)
         (self.state / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
         etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
@@ -265,10 +277,15 @@ class LocalCluster:
         etcd_pid = self._start(
             "etcd",
             [
-                etcd, "--name=glassbox", f"--data-dir={self.state / 'etcd-data'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_port}", f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer_port}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-cluster=glassbox=http://127.0.0.1:{peer_port}", "--log-level=warn",
+                etcd,
+                "--name=glassbox",
+                f"--data-dir={self.state / 'etcd-data'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=glassbox=http://127.0.0.1:{peer_port}",
+                "--log-level=warn",
             ],
         )
 
@@ -286,17 +303,22 @@ class LocalCluster:
             [
                 str(KUBE_BIN / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}", "--insecure-port=0",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                "--insecure-port=0",
                 f"--cert-dir={certs}",
                 f"--token-auth-file={self.state / 'tokens.csv'}",
-                "--authorization-mode=RBAC", "--anonymous-auth=false",
+                "--authorization-mode=RBAC",
+                "--anonymous-auth=false",
                 f"--service-account-key-file={certs / 'sa.pub'}",
                 f"--service-account-signing-key-file={certs / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 # OwnerReferencesPermissionEnforcement, as on OpenShift: proves the chart's RBAC covers blockOwnerDeletion.
                 "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,ResourceQuota,OwnerReferencesPermissionEnforcement",
-                "--allow-privileged=true", "--v=1",
+                "--allow-privileged=true",
+                "--v=1",
             ],
         )
         # The serving certificate appears once the server starts; the kubeconfig needs it.
@@ -315,7 +337,10 @@ class LocalCluster:
                 f"--service-account-private-key-file={certs / 'sa.key'}",
                 f"--root-ca-file={self.ca_file}",
                 "--use-service-account-credentials=false",
-                "--leader-elect=false", "--port=0", "--secure-port=0", "--v=1",
+                "--leader-elect=false",
+                "--port=0",
+                "--secure-port=0",
+                "--v=1",
             ],
         )
 

@@ -40,11 +40,15 @@ def requests(row: list[float], unusual: list[float]) -> list[dict[str, Any]]:
         ("explain by shap", {**v2, "parameters": {"route": "explain", "method": "shap"}}),
         ("predictAndExplain by counterfactual", {**v1, "route": "predictAndExplain", "method": "counterfactual"}),
         ("predictAndExplain by ig", {**v2, "parameters": {"route": "predictAndExplain", "method": "ig"}}),
-        ("a method the explainer lacks: the explanation's error, the prediction kept",
-         {**v1, "route": "predictAndExplain", "method": "lime"}),
+        (
+            "a method the explainer lacks: the explanation's error, the prediction kept",
+            {**v1, "route": "predictAndExplain", "method": "lime"},
+        ),
         ("detect: the patient, and the same patient with worst_area entered 100 times too large", {**both, "route": "detect"}),
-        ("predictAndExplainIfOutlier by anchors: both predicted and judged, only the unusual one explained",
-         {**both, "route": "predictAndExplainIfOutlier", "method": "anchors"}),
+        (
+            "predictAndExplainIfOutlier by anchors: both predicted and judged, only the unusual one explained",
+            {**both, "route": "predictAndExplainIfOutlier", "method": "anchors"},
+        ),
         ("a route the graph lacks", {**v1, "route": "monitor"}),
     ]
     return [{"id": f"{index}. {title}", "body": body} for index, (title, body) in enumerate(asked, 1)]
@@ -104,7 +108,9 @@ def main() -> int:
     for request, answer in zip(sent, results["requests"], strict=True):
         print(f"\n{request['id']}")
         print(f"  POST / {json.dumps(shortened(request['body']))}")
-        print(f"  {answer['status']} ({answer['seconds']:.1f} s) {json.dumps(shortened(answer['body'] if answer['body'] is not None else answer['text']))}")
+        print(
+            f"  {answer['status']} ({answer['seconds']:.1f} s) {json.dumps(shortened(answer['body'] if answer['body'] is not None else answer['text']))}"
+        )
         body = answer["body"] if isinstance(answer["body"], dict) else {}
         for line in explanation_lines(body.get("explanation", body)):
             print(line)

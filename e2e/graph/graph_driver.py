@@ -60,7 +60,9 @@ def main(plan_path: Path, results_path: Path) -> int:
             started.append(existing)
             predictor_url = "http://" + existing.start_predictor()
         deployment = LocalDeployment(
-            Path(plan["manifest"]), predictor_url=predictor_url, log_dir=logs / "deployment",
+            Path(plan["manifest"]),
+            predictor_url=predictor_url,
+            log_dir=logs / "deployment",
             existing_answers_both_protocols=bool(plan.get("existing_answers_both_protocols")),
             extra_explainer_args=list(plan.get("explainer_args") or []),
         )
@@ -78,7 +80,9 @@ def main(plan_path: Path, results_path: Path) -> int:
         results["graph"] = graph["spec"]
         router_log = logs / "router.log"
         with open(router_log, "wb") as handle:
-            router = subprocess.Popen([plan["router"], "--graph-json", json.dumps(graph["spec"])], stdout=handle, stderr=subprocess.STDOUT)
+            router = subprocess.Popen(
+                [plan["router"], "--graph-json", json.dumps(graph["spec"])], stdout=handle, stderr=subprocess.STDOUT
+            )
         wait_for_router(router, router_log)
         with httpx.Client(timeout=None) as client:
             for request in plan["requests"]:
@@ -86,8 +90,12 @@ def main(plan_path: Path, results_path: Path) -> int:
                     proxy.mode = request.get("proxy_mode", "pass")
                 started_at = time.monotonic()
                 try:
-                    answer = client.post(ROUTER + request.get("path", "/"), content=json.dumps(request["body"]),
-                                         headers={"content-type": "application/json"}, timeout=request.get("timeout", 120))
+                    answer = client.post(
+                        ROUTER + request.get("path", "/"),
+                        content=json.dumps(request["body"]),
+                        headers={"content-type": "application/json"},
+                        timeout=request.get("timeout", 120),
+                    )
                     status, text = answer.status_code, answer.text
                 except httpx.HTTPError as error:
                     status, text = None, f"{type(error).__name__}: {error}"
@@ -96,7 +104,13 @@ def main(plan_path: Path, results_path: Path) -> int:
                 except ValueError:
                     body = None
                 results["requests"].append(
-                    {"id": request["id"], "status": status, "body": body, "text": text[:2000], "seconds": time.monotonic() - started_at}
+                    {
+                        "id": request["id"],
+                        "status": status,
+                        "body": body,
+                        "text": text[:2000],
+                        "seconds": time.monotonic() - started_at,
+                    }
                 )
                 if proxy is not None:
                     proxy.mode = "pass"

@@ -70,7 +70,12 @@ def build_tabular(folder: Path, protocol: str = "v2") -> Path:
     return manifest(
         "synthetic",
         {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": protocol, "batching": {"maxBatchSize": 512, "maxLatencyMs": 2}},
+            "predictor": {
+                "modelFormat": "pytorch",
+                "storageUri": "model",
+                "protocol": protocol,
+                "batching": {"maxBatchSize": 512, "maxLatencyMs": 2},
+            },
             "explainer": {
                 "referenceData": {"uri": "train.csv", "targetColumn": "label"},
                 "timeoutSeconds": 60,
@@ -114,7 +119,9 @@ def build_image(folder: Path) -> Path:
             "explainer": {
                 "methods": [
                     {
-                        "name": "anchors", "type": "AnchorImage", "anchorImage": {"nSegments": 16, "imageShape": [16, 16, 1]},
+                        "name": "anchors",
+                        "type": "AnchorImage",
+                        "anchorImage": {"nSegments": 16, "imageShape": [16, 16, 1]},
                         "referenceData": {"uri": "background.npy"},
                     },
                     {"name": "ig", "type": "IntegratedGradients"},
@@ -150,7 +157,9 @@ class FaultProxy:
             def log_message(self, *_: Any) -> None:
                 pass
 
-            def _answer(self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None) -> None:
+            def _answer(
+                self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 for name, value in (extra or {}).items():

@@ -19,7 +19,14 @@ def model_and_data() -> tuple[LogisticRegression, np.ndarray]:
     return LogisticRegression(C=100).fit(X, y), X
 
 
-@pytest.mark.parametrize("row", [[0.6, 0.55, 0.5, 0.2, 0.9, 0.1, 0.4, 0.7], [0.3, 0.5, 0.55, 0.8, 0.1, 0.5, 0.5, 0.5], [0.9, 0.7, 0.1, 0.5, 0.5, 0.2, 0.3, 0.9]])
+@pytest.mark.parametrize(
+    "row",
+    [
+        [0.6, 0.55, 0.5, 0.2, 0.9, 0.1, 0.4, 0.7],
+        [0.3, 0.5, 0.55, 0.8, 0.1, 0.5, 0.5, 0.5],
+        [0.9, 0.7, 0.1, 0.5, 0.5, 0.2, 0.3, 0.9],
+    ],
+)
 def test_same_anchor_in_fewer_calls(model_and_data: tuple[LogisticRegression, np.ndarray], row: list[float]) -> None:
     model, X = model_and_data
     calls: list[int] = []

@@ -109,7 +109,10 @@ async def test_binary_input_but_json_output_is_kserves_json(apps: tuple[BinaryIn
 BAD_BINARY = [
     ("wrong feature count", lambda: v2_request(np.ones((2, 3)), binary=True)),
     ("tensor shorter than its shape", lambda: _truncated(v2_request(np.ones((2, 5)), binary=True))),
-    ("header is not JSON", lambda: (b"{not json" + b"\x00" * 40, {"content-type": "application/octet-stream", INFERENCE_HEADER: "9"})),
+    (
+        "header is not JSON",
+        lambda: (b"{not json" + b"\x00" * 40, {"content-type": "application/octet-stream", INFERENCE_HEADER: "9"}),
+    ),
     ("header longer than the body", lambda: (b"{}", {"content-type": "application/octet-stream", INFERENCE_HEADER: "99"})),
 ]
 
@@ -146,7 +149,12 @@ async def test_other_requests_go_to_kserve_untouched(apps: tuple[BinaryInferRout
         ("POST", PATH, {"content-type": "application/json", INFERENCE_HEADER: "10"}, None),
         ("POST", PATH, {"content-type": "application/octet-stream"}, None),
         ("GET", PATH, {"content-type": "application/octet-stream", INFERENCE_HEADER: "10"}, None),
-        ("POST", "/v2/models/synthetic/versions/1/infer", {"content-type": "application/octet-stream", INFERENCE_HEADER: "10"}, None),
+        (
+            "POST",
+            "/v2/models/synthetic/versions/1/infer",
+            {"content-type": "application/octet-stream", INFERENCE_HEADER: "10"},
+            None,
+        ),
         ("POST", "/v1/models/synthetic:predict", {"content-type": "application/octet-stream", INFERENCE_HEADER: "10"}, None),
     ],
 )

@@ -46,7 +46,9 @@ def test_v1_verdicts_match_the_detector_fitted_in_process_on_the_same_data(tabul
 async def test_kserves_rest_client_gets_v2_verdicts(tabular: Tabular) -> None:
     client = InferenceRESTClient(RESTConfig(protocol="v2"))
     tensor = InferInput("input-0", [2, 5], "FP32", data=[*ORDINARY, *UNUSUAL])
-    response = await client.infer(tabular[0].detector_base, InferRequest(model_name=DETECTOR, infer_inputs=[tensor]), model_name=DETECTOR)
+    response = await client.infer(
+        tabular[0].detector_base, InferRequest(model_name=DETECTOR, infer_inputs=[tensor]), model_name=DETECTOR
+    )
     outputs = {o.name: o.as_numpy().tolist() for o in response.outputs}
     assert outputs["is_outlier"] == [False, True]
     assert outputs["threshold"][0] == outputs["threshold"][1] > 0
@@ -135,7 +137,10 @@ def test_a_text_models_detector_flags_unusual_wording_and_the_gate_narrows_text(
     assert response.status_code == 200, pretty(response)
     assert [p["is_outlier"] for p in response.json()["predictions"]] == [False, True]
     gate = f"{text.detector_base}/glassbox/v1/models/sentiment-detector/flagged"
-    body = {"inputs": [{"name": "input-0", "shape": [2], "datatype": "BYTES", "data": [unusual, ordinary]}], "parameters": {"method": "anchors"}}
+    body = {
+        "inputs": [{"name": "input-0", "shape": [2], "datatype": "BYTES", "data": [unusual, ordinary]}],
+        "parameters": {"method": "anchors"},
+    }
     narrowed = httpx.post(gate, json=body).json()
     assert narrowed["flagged"] == [0] and narrowed["inputs"][0]["shape"] == [1] and narrowed["inputs"][0]["data"] == [unusual]
     explained = httpx.post(text.urls()["explain"], json=narrowed, timeout=60)

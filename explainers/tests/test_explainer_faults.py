@@ -39,12 +39,21 @@ def in_process_explainer(tabular: Tabular, timeout_seconds: float, workers: int,
     spec = ExplainerSpec.model_validate(
         {
             "referenceData": {"uri": "train.csv", "targetColumn": "label"},
-            "methods": [{"name": "anchors", "type": "AnchorTabular"}, {"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 100}}],
+            "methods": [
+                {"name": "anchors", "type": "AnchorTabular"},
+                {"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 100}},
+            ],
         }
     )
     settings = PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2", timeout_seconds=30)
     model = ExplainerModel(
-        "synthetic", spec, settings, explain_timeout_seconds=timeout_seconds, data_dir=deployment.base, workers=workers, max_waiting=max_waiting
+        "synthetic",
+        spec,
+        settings,
+        explain_timeout_seconds=timeout_seconds,
+        data_dir=deployment.base,
+        workers=workers,
+        max_waiting=max_waiting,
     )
     model.load()
     return model
@@ -156,19 +165,26 @@ def test_explanation_metrics_are_on_metrics(tabular: Tabular) -> None:
     assert "no-such-method" not in text  # no label from a request
 
 
-def test_sigterm_answers_every_explanation_in_flight_fails_readiness_and_exits(tabular: Tabular, proxy: FaultProxy, tmp_path: Path) -> None:
+def test_sigterm_answers_every_explanation_in_flight_fails_readiness_and_exits(
+    tabular: Tabular, proxy: FaultProxy, tmp_path: Path
+) -> None:
     """Eight explanations in flight, each slowed by the predictor, when the explainer gets SIGTERM."""
     deployment = tabular[0]
     port = free_port()
     command, env = deployment.explainer_command(port, proxy.url.split("://")[1])
     command += ["--explain_workers=8"]
     only_shap = ExplainerSpec.model_validate(
-        {"referenceData": {"uri": "train.csv", "targetColumn": "label"}, "methods": [{"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 100}}]}
+        {
+            "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+            "methods": [{"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 100}}],
+        }
     )
     env[EXPLAINER_SPEC_ENV] = only_shap.model_dump_json(by_alias=True, exclude_none=True)
     log = tmp_path / "explainer.log"
     with open(log, "wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         ready = wait_for(lambda: _status(f"{base}/v2/models/synthetic/ready") == 200, 300)
@@ -182,7 +198,9 @@ def test_sigterm_answers_every_explanation_in_flight_fails_readiness_and_exits(t
         threads = [threading.Thread(target=one) for _ in range(8)]
         for thread in threads:
             thread.start()
-        assert wait_for(lambda: "glassbox_explainer_running_explanations{model=\"synthetic\"} 8.0" in httpx.get(f"{base}/metrics").text, 10)
+        assert wait_for(
+            lambda: 'glassbox_explainer_running_explanations{model="synthetic"} 8.0' in httpx.get(f"{base}/metrics").text, 10
+        )
         process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         assert wait_for(lambda: _status(f"{base}/v2/models/synthetic/ready") != 200, 1.0)  # readiness fails at once

@@ -70,7 +70,9 @@ def test_influence_finds_the_near_duplicate(tabular_folder: object, tabular: Tab
 
 
 def test_the_text_anchor_names_the_decisive_word(text: LocalDeployment) -> None:
-    response = explain(text.urls()["explain"], ["the acting was excellent and the music quite rather very"], "anchors", picture=True)
+    response = explain(
+        text.urls()["explain"], ["the acting was excellent and the music quite rather very"], "anchors", picture=True
+    )
     assert response.status_code == 200, pretty(response)
     answer = response.json()
     assert answer["data"]["anchor"] == ["excellent"]

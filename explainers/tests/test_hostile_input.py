@@ -65,28 +65,89 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ("inputs holds a number", PREDICT_V2, b'{"inputs": [1]}', JSON, 422, "inputs"),
     ("no inputs", PREDICT_V2, b'{"inputs": []}', JSON, 400, "input"),
     # v2 binary tensors that lie about themselves
-    ("a header length that is not a number", PREDICT_V2, *binary(fp32_tensor([1, 5]), ROW_BYTES, length="abc"), 400, "inference-header-content-length"),
-    ("a header length past the body", PREDICT_V2, *binary(fp32_tensor([1, 5]), ROW_BYTES, length="100000"), 400, "inference-header-content-length"),
-    ("a header that is not JSON", PREDICT_V2, b"{not json" + ROW_BYTES, {"content-type": "application/octet-stream", "inference-header-content-length": "9"}, 400, "JSON"),
+    (
+        "a header length that is not a number",
+        PREDICT_V2,
+        *binary(fp32_tensor([1, 5]), ROW_BYTES, length="abc"),
+        400,
+        "inference-header-content-length",
+    ),
+    (
+        "a header length past the body",
+        PREDICT_V2,
+        *binary(fp32_tensor([1, 5]), ROW_BYTES, length="100000"),
+        400,
+        "inference-header-content-length",
+    ),
+    (
+        "a header that is not JSON",
+        PREDICT_V2,
+        b"{not json" + ROW_BYTES,
+        {"content-type": "application/octet-stream", "inference-header-content-length": "9"},
+        400,
+        "JSON",
+    ),
     ("binary_data_size not a number", PREDICT_V2, *binary(fp32_tensor([1, 5], "abc"), ROW_BYTES), 400, "binary_data_size"),
     ("binary_data_size past the body", PREDICT_V2, *binary(fp32_tensor([1, 5], 4000), ROW_BYTES), 400, "binary_data_size"),
     ("binary data shorter than the shape", PREDICT_V2, *binary(fp32_tensor([2, 5], 20), ROW_BYTES), 400, "shape"),
-    ("a BYTES length prefix of 2^31", PREDICT_V2, *binary(
-        {"inputs": [{"name": "input-0", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}]},
-        struct.pack("<I", 2**31) + b"abcd"), 400, "BYTES"),
+    (
+        "a BYTES length prefix of 2^31",
+        PREDICT_V2,
+        *binary(
+            {"inputs": [{"name": "input-0", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}]},
+            struct.pack("<I", 2**31) + b"abcd",
+        ),
+        400,
+        "BYTES",
+    ),
     # the wrong model, verb or media type
     ("a model that is not here", "/v1/models/other:predict", json.dumps({"instances": [ROW]}).encode(), JSON, 404, "other"),
     ("GET on the predict path", PREDICT_V1, b"", {}, 404, "does not exist"),
     # the explainer
     ("an unknown method", EXPLAIN, json.dumps({"instances": [ROW], "method": "lime"}).encode(), JSON, 404, "the methods are"),
-    ("an unknown parameter", EXPLAIN, json.dumps({"instances": [ROW], "method": "anchors", "treshold": 0.9}).encode(), JSON, 400, "treshold"),
-    ("picture as a string", EXPLAIN, json.dumps({"instances": [ROW], "method": "anchors", "picture": "false"}).encode(), JSON, 400, "picture"),
+    (
+        "an unknown parameter",
+        EXPLAIN,
+        json.dumps({"instances": [ROW], "method": "anchors", "treshold": 0.9}).encode(),
+        JSON,
+        400,
+        "treshold",
+    ),
+    (
+        "picture as a string",
+        EXPLAIN,
+        json.dumps({"instances": [ROW], "method": "anchors", "picture": "false"}).encode(),
+        JSON,
+        400,
+        "picture",
+    ),
     ("explainer: truncated JSON", EXPLAIN, b'{"instances": [[0.9', JSON, 400, "JSON"),
     ("explainer: invalid UTF-8", EXPLAIN, b'{"instances": [[0.9, 0.2, 0.5, 0.7, 0.1]], "method": "\xff"}', JSON, 400, "UTF-8"),
-    ("explainer: the wrong width", EXPLAIN, json.dumps({"instances": [[0.9, 0.2]], "method": "shap"}).encode(), JSON, 400, "features"),
-    ("explainer: text for a numeric model", EXPLAIN, json.dumps({"instances": ["hello"], "method": "shap"}).encode(), JSON, 400, "numeric"),
+    (
+        "explainer: the wrong width",
+        EXPLAIN,
+        json.dumps({"instances": [[0.9, 0.2]], "method": "shap"}).encode(),
+        JSON,
+        400,
+        "features",
+    ),
+    (
+        "explainer: text for a numeric model",
+        EXPLAIN,
+        json.dumps({"instances": ["hello"], "method": "shap"}).encode(),
+        JSON,
+        400,
+        "numeric",
+    ),
     ("explainer: no rows", EXPLAIN, json.dumps({"instances": [], "method": "shap"}).encode(), JSON, 400, "instances"),
-    ("explainer: duplicate keys", EXPLAIN, b'{"instances": [[0.9, 0.2, 0.5, 0.7, 0.1]], "method": "shap", "method": "anchors"}', JSON, 400, "duplicate"),
+    (
+        "explainer: duplicate keys",
+        EXPLAIN,
+        b'{"instances": [[0.9, 0.2, 0.5, 0.7, 0.1]], "method": "shap", "method": "anchors"}',
+        JSON,
+        400,
+        "duplicate",
+    ),
 ]
 
 
@@ -113,9 +174,16 @@ def test_json_is_json_whatever_the_charset_parameter(tabular: Tabular, content_t
     """What many Java and .NET clients send; once a 500 from the explainer and a 400 blaming the body from the predictor."""
     deployment = tabular[0]
     headers = {"content-type": content_type}
-    predicted = httpx.post(deployment.predictor_base + PREDICT_V1, content=json.dumps({"instances": [ROW]}), headers=headers, timeout=30)
+    predicted = httpx.post(
+        deployment.predictor_base + PREDICT_V1, content=json.dumps({"instances": [ROW]}), headers=headers, timeout=30
+    )
     assert predicted.status_code == 200, pretty(predicted)
-    explained = httpx.post(deployment.explainer_base + EXPLAIN, content=json.dumps({"instances": [ROW], "method": "shap"}), headers=headers, timeout=60)
+    explained = httpx.post(
+        deployment.explainer_base + EXPLAIN,
+        content=json.dumps({"instances": [ROW], "method": "shap"}),
+        headers=headers,
+        timeout=60,
+    )
     assert explained.status_code == 200, pretty(explained)
 
 
@@ -149,7 +217,7 @@ def send_raw(port: int, head: bytes, body_chunks: int, chunk: bytes) -> bytes:
             if not pending:
                 pending, left = chunk, left - 1
             try:
-                pending = pending[sock.send(pending):]
+                pending = pending[sock.send(pending) :]
             except (BrokenPipeError, ConnectionResetError):
                 break
         answer = b""

@@ -42,7 +42,10 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("stop", "when"), [(signal.SIGTERM, "ready"), (signal.SIGINT, "starting")])
 def test_glassbox_up_stops_both_servers_on_a_signal(manifest: Path, stop: signal.Signals, when: str) -> None:
     up = subprocess.Popen(
-        [sys.executable, "-m", "glassbox.cli", "up", str(manifest)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "glassbox.cli", "up", str(manifest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert up.stdout is not None
     output = []

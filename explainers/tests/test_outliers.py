@@ -57,7 +57,9 @@ def test_planted_outliers_rank_above_clean_rows(name: str) -> None:
     assert auc >= 0.95, f"{name}: ROC AUC {auc:.3f}"
     for kind in range(3):  # no kind of outlier hides behind the others
         chosen = kinds == kind
-        kind_auc = roc_auc_score(np.r_[np.zeros(len(clean)), np.ones(chosen.sum())], np.r_[detector.scores(clean), detector.scores(outliers[chosen])])
+        kind_auc = roc_auc_score(
+            np.r_[np.zeros(len(clean)), np.ones(chosen.sum())], np.r_[detector.scores(clean), detector.scores(outliers[chosen])]
+        )
         assert kind_auc >= 0.9, f"{name}: ROC AUC {kind_auc:.3f} on outliers of kind {kind}"
 
 

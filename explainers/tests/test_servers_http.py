@@ -67,7 +67,9 @@ async def test_kserve_clients_call_the_predictor_with_both_protocols(tabular: Ta
     assert raw.status_code == 200 and INFERENCE_HEADER in raw.headers, pretty(raw)
     # Answered the short way (binary_infer_route), which sends a length and a type; kserve's stack streams it untyped.
     assert raw.headers["content-type"] == "application/octet-stream" and raw.headers["content-length"] == str(len(raw.content))
-    np.testing.assert_allclose(predictions_from_response("v2", raw.content, raw.headers[INFERENCE_HEADER], 2), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        predictions_from_response("v2", raw.content, raw.headers[INFERENCE_HEADER], 2), expected, rtol=1e-5
+    )
 
     grpc = InferenceGRPCClient(f"127.0.0.1:{deployment.predictor_grpc_port}")
     tensor = InferInput("x", [2, 5], "FP32")
@@ -81,8 +83,12 @@ PREDICTOR_BAD_INPUTS = [
     ("wrong feature count", {"instances": [[1.0, 2.0, 3.0]]}, 400, "cannot take instances of shape [3]"),
     ("not a number", {"instances": [[1.0, "high", 3.0, 4.0, 5.0]]}, 400, "not a number"),
     ("ragged rows", {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0], [1.0]]}, 400, "different lengths"),
-    ("a v2 body on the v1 path", {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}, 400,
-     "this is a v2 (Open Inference Protocol) body, sent to a v1 path"),
+    (
+        "a v2 body on the v1 path",
+        {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]},
+        400,
+        "this is a v2 (Open Inference Protocol) body, sent to a v1 path",
+    ),
     ("text for a numeric model", {"instances": ["hello"]}, 400, "numeric instances"),
     ("no instances", {"rows": [[1, 2, 3, 4, 5]]}, 400, "no 'instances'"),
     ("too many rows", {"instances": [[0.5] * 5] * 262_145}, 413, "at most 262144"),
@@ -90,7 +96,9 @@ PREDICTOR_BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("case,body,status,words", PREDICTOR_BAD_INPUTS, ids=[c[0] for c in PREDICTOR_BAD_INPUTS])
-def test_predictor_bad_input_gets_a_clear_4xx(tabular: Tabular, case: str, body: dict[str, object], status: int, words: str) -> None:
+def test_predictor_bad_input_gets_a_clear_4xx(
+    tabular: Tabular, case: str, body: dict[str, object], status: int, words: str
+) -> None:
     response = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", json=body, timeout=30)
     assert response.status_code == status, pretty(response)
     assert words in response.text
@@ -119,7 +127,9 @@ async def test_malformed_requests_among_valid_ones_fail_alone_and_the_predictor_
 
 def test_predictor_refuses_nan(tabular: Tabular) -> None:
     content = json.dumps({"instances": [[float("nan"), 0.1, 0.2, 0.3, 0.4]]})  # Python writes NaN, as some clients do
-    response = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", content=content, headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{tabular[0].predictor_base}/v1/models/synthetic:predict", content=content, headers={"content-type": "application/json"}
+    )
     assert 400 <= response.status_code < 500, pretty(response)
     assert "NaN" in response.text or "JSON" in response.text or "json" in response.text
     healthy = httpx.post(f"{tabular[0].predictor_base}/v1/models/synthetic:predict", json={"instances": ROWS})
@@ -127,10 +137,16 @@ def test_predictor_refuses_nan(tabular: Tabular) -> None:
 
 
 V2_BAD_BODIES = [
-    ("a v1 body on the v2 path", {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0]]},
-     'has "instances", a v1 body: send it to /v1/models/synthetic:predict'),
-    ("a tensor without its shape", {"inputs": [{"name": "input-0", "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]},
-     "the body does not fit /v2/models/synthetic/infer: inputs.0.shape: Field required"),
+    (
+        "a v1 body on the v2 path",
+        {"instances": [[1.0, 2.0, 3.0, 4.0, 5.0]]},
+        'has "instances", a v1 body: send it to /v1/models/synthetic:predict',
+    ),
+    (
+        "a tensor without its shape",
+        {"inputs": [{"name": "input-0", "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]},
+        "the body does not fit /v2/models/synthetic/infer: inputs.0.shape: Field required",
+    ),
 ]
 
 
@@ -150,6 +166,7 @@ def test_predictor_bad_binary_input_gets_the_same_clear_4xx(tabular: Tabular) ->
     response = httpx.post(tabular[0].urls()["predict"], content=content, headers=headers)
     assert response.status_code == 400, pretty(response)
     assert "cannot take instances of shape [3]" in response.text
+
 
 # --------------------------------------------------------------------------- the explainer
 
@@ -185,7 +202,9 @@ def test_same_anchor_over_http_as_alibi_in_process(tabular: Tabular) -> None:
         in_process = AnchorTabular(predict, feature_names=FEATURES, seed=0)
         in_process.fit(X, disc_perc=(25, 50, 75))
         np.random.seed(0)
-        local = in_process.explain(np.asarray(row), threshold=0.95, delta=0.1, tau=0.15, batch_size=100, coverage_samples=10000, beam_size=1)
+        local = in_process.explain(
+            np.asarray(row), threshold=0.95, delta=0.1, tau=0.15, batch_size=100, coverage_samples=10000, beam_size=1
+        )
         for _ in range(2):  # and the server gives it again: no state leaks between requests
             remote = explain(deployment.urls()["explain"], [row], "anchors").json()["data"]
             assert remote["anchor"] == local.anchor
@@ -203,11 +222,31 @@ def test_pictures_are_pngs(tabular: Tabular) -> None:
 
 
 EXPLAINER_BAD_INPUTS = [
-    ("wrong feature count", {"instances": [[0.1, 0.2, 0.3]], "method": "shap"}, 400, "each instance must have 5 features (f0, f1, f2, f3, f4); got 3"),
+    (
+        "wrong feature count",
+        {"instances": [[0.1, 0.2, 0.3]], "method": "shap"},
+        400,
+        "each instance must have 5 features (f0, f1, f2, f3, f4); got 3",
+    ),
     ("not a number", {"instances": [[0.1, "x", 0.3, 0.4, 0.5]], "method": "shap"}, 400, "not a number"),
-    ("unknown method", {"instances": ROWS, "method": "lime"}, 404, "the methods are ['anchors', 'counterfactual', 'ig', 'influence', 'shap']"),
-    ("picture not a boolean", {"instances": ROWS[:1], "method": "shap", "picture": "false"}, 400, "'picture' must be true or false"),
-    ("a malformed v2 body", {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP32"}]}, 400, "malformed at 'inputs.0.data'"),
+    (
+        "unknown method",
+        {"instances": ROWS, "method": "lime"},
+        404,
+        "the methods are ['anchors', 'counterfactual', 'ig', 'influence', 'shap']",
+    ),
+    (
+        "picture not a boolean",
+        {"instances": ROWS[:1], "method": "shap", "picture": "false"},
+        400,
+        "'picture' must be true or false",
+    ),
+    (
+        "a malformed v2 body",
+        {"inputs": [{"name": "input-0", "shape": [1, 5], "datatype": "FP32"}]},
+        400,
+        "malformed at 'inputs.0.data'",
+    ),
     ("two instances for an anchor", {"instances": ROWS, "method": "anchors"}, 413, "at most 1 instance per request"),
     ("too many instances", {"instances": [[0.5] * 5] * 300, "method": "shap"}, 413, "at most 256"),
     ("text for a tabular model", {"instances": ["a sentence"], "method": "shap"}, 400, "numeric instances"),
@@ -216,7 +255,9 @@ EXPLAINER_BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("case,body,status,words", EXPLAINER_BAD_INPUTS, ids=[c[0] for c in EXPLAINER_BAD_INPUTS])
-def test_explainer_bad_input_gets_a_clear_4xx(tabular: Tabular, case: str, body: dict[str, object], status: int, words: str) -> None:
+def test_explainer_bad_input_gets_a_clear_4xx(
+    tabular: Tabular, case: str, body: dict[str, object], status: int, words: str
+) -> None:
     response = httpx.post(tabular[0].urls()["explain"], json=body, timeout=60)
     assert response.status_code == status, pretty(response)
     assert words in response.text, response.text
@@ -308,7 +349,10 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
 
     deployment = tabular[0]
     spec = ExplainerSpec.model_validate(
-        {"referenceData": {"uri": "train.csv", "targetColumn": "label"}, "methods": [{"name": "anchors", "type": "AnchorTabular"}]}
+        {
+            "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+            "methods": [{"name": "anchors", "type": "AnchorTabular"}],
+        }
     )
     settings = PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2")
     model = ExplainerModel("synthetic", spec, settings, explain_timeout_seconds=1.0, data_dir=deployment.base)

@@ -29,7 +29,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for start in range(0, len(PAYLOAD), 65536):
-                chunk = PAYLOAD[start:start + 65536]
+                chunk = PAYLOAD[start : start + 65536]
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
             self.wfile.write(b"0\r\n\r\n")
             return
@@ -95,16 +95,21 @@ def test_a_file_larger_than_the_cap_is_refused(server: str, path: str) -> None:
 
 
 def test_a_dripping_server_is_given_up_on_at_the_total_timeout(server: str) -> None:
-    with pytest.raises(StorageError, match=r"not downloaded within 1 s \(referenceData.downloadTimeoutSeconds for reference data\)"):
+    with pytest.raises(
+        StorageError, match=r"not downloaded within 1 s \(referenceData.downloadTimeoutSeconds for reference data\)"
+    ):
         resolve(f"{server}/drip", limits=DownloadLimits(timeout_seconds=1))
 
 
-@pytest.mark.parametrize("target,message", [
-    ("http://169.254.169.254/latest/meta-data/iam/", "a cloud metadata address"),
-    ("http://169.254.10.1/x", "a link-local address"),
-    ("http://[fe80::1]/x", "a link-local address"),
-    ("file:///etc/passwd", "only http\\(s\\) redirects"),
-])
+@pytest.mark.parametrize(
+    "target,message",
+    [
+        ("http://169.254.169.254/latest/meta-data/iam/", "a cloud metadata address"),
+        ("http://169.254.10.1/x", "a link-local address"),
+        ("http://[fe80::1]/x", "a link-local address"),
+        ("file:///etc/passwd", "only http\\(s\\) redirects"),
+    ],
+)
 def test_redirects_never_reach_metadata_link_local_or_local_files(server: str, target: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
         resolve(f"{server}/redirect-to/{target}")

@@ -103,7 +103,9 @@ def test_the_memo_sends_each_row_once_per_explanation() -> None:
 
     def predict(rows: np.ndarray | list[str]) -> np.ndarray:
         sent.append(len(rows))
-        return np.asarray([[float(len(r))] for r in rows]) if isinstance(rows, list) else np.asarray(rows).sum(axis=1, keepdims=True)
+        return (
+            np.asarray([[float(len(r))] for r in rows]) if isinstance(rows, list) else np.asarray(rows).sum(axis=1, keepdims=True)
+        )
 
     memo = PredictionMemo(max_rows_per_call=10)
     rows = np.asarray([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]])
@@ -119,7 +121,10 @@ def test_the_memo_sends_each_row_once_per_explanation() -> None:
     assert sent[-1] == 3
     # Images: rows of any shape are one key each.
     images = np.arange(24, dtype=np.float32).reshape(3, 2, 2, 2)
-    np.testing.assert_array_equal(PredictionMemo().predict(np.concatenate([images, images[:1]]), lambda x: np.asarray(x).reshape(len(x), -1).sum(axis=1)), [28, 92, 156, 28])
+    np.testing.assert_array_equal(
+        PredictionMemo().predict(np.concatenate([images, images[:1]]), lambda x: np.asarray(x).reshape(len(x), -1).sum(axis=1)),
+        [28, 92, 156, 28],
+    )
 
 
 def test_a_full_memo_still_answers_every_row() -> None:
@@ -333,9 +338,13 @@ async def test_a_malformed_request_fails_alone_and_every_request_beside_it_is_an
     rng = np.random.default_rng(0)
     sent: list[tuple[np.ndarray, bool]] = [(rng.normal(size=(int(rng.integers(1, 8)), 5)), True) for _ in range(100)]
     # 1-D, too narrow, one dimension too many: each must fail alone. Integer rows of the right width are fine.
-    for index, (rows, ok) in enumerate([(np.ones(3), False), (np.ones((2, 3)), False), (np.ones((2, 5, 1)), False), (np.ones((1, 5), dtype=np.int64), True)]):
+    for index, (rows, ok) in enumerate(
+        [(np.ones(3), False), (np.ones((2, 3)), False), (np.ones((2, 5, 1)), False), (np.ones((1, 5), dtype=np.int64), True)]
+    ):
         sent.insert(index * 25 + 3, (rows, ok))
-    answers = await asyncio.wait_for(asyncio.gather(*(batcher.predict(rows) for rows, _ in sent), return_exceptions=True), timeout=30)
+    answers = await asyncio.wait_for(
+        asyncio.gather(*(batcher.predict(rows) for rows, _ in sent), return_exceptions=True), timeout=30
+    )
     for (rows, ok), answer in zip(sent, answers, strict=True):
         if ok:
             assert not isinstance(answer, BaseException), answer
@@ -477,7 +486,9 @@ def test_l1_regularisation_choices() -> None:
 
 def test_local_mode_refuses_an_invalid_manifest(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("apiVersion: glassbox.dev/v1alpha1\nkind: ExplainedModel\nmetadata: {name: x}\nspec:\n  predictor: {storageUri: m, inferenceServiceName: y}\n  explainer: {methods: [{type: AnchorText}]}\n")
+    path.write_text(
+        "apiVersion: glassbox.dev/v1alpha1\nkind: ExplainedModel\nmetadata: {name: x}\nspec:\n  predictor: {storageUri: m, inferenceServiceName: y}\n  explainer: {methods: [{type: AnchorText}]}\n"
+    )
     with pytest.raises(LocalModeError, match="spec.predictor.storageUri: set either storageUri"):
         read_manifest(path)
 
@@ -492,7 +503,9 @@ def test_local_mode_runs_the_operators_arguments(tmp_path: Path) -> None:
     )
     deployment = LocalDeployment(path)
     predictor, _ = deployment.predictor_command(8000)
-    assert f"--model_dir={tmp_path / 'model'}" in predictor and "--device=cuda" in predictor and "--max_batch_size=64" in predictor
+    assert (
+        f"--model_dir={tmp_path / 'model'}" in predictor and "--device=cuda" in predictor and "--max_batch_size=64" in predictor
+    )
     explainer, env = deployment.explainer_command(8001, "127.0.0.1:8000")
     assert "--predictor_host=127.0.0.1:8000" in explainer and "--predictor_protocol=v2" in explainer
     assert "AnchorText" in env["GLASSBOX_EXPLAINER_SPEC"]
@@ -506,7 +519,9 @@ def test_a_misspelt_flag_stops_a_server_and_is_named(server: str) -> None:
     started = subprocess.run(
         [sys.executable, "-m", f"glassbox.explainers.{server}", "--model_name=m", "--max_batch_sise=8"]
         + (["--model_dir=/nonexistent"] if server == "predictor_server" else []),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert started.returncode == 2 and "unrecognized arguments: --max_batch_sise=8" in started.stderr, started.stderr[-2000:]
 
@@ -529,7 +544,11 @@ def test_every_argument_the_builders_write_is_one_its_server_reads() -> None:
             for container in (child.get("spec") or {}).get("predictor", {}).get("containers", []):
                 if "glassbox" not in container["image"]:
                     continue
-                kind = "detector" if container.get("command", [""])[-1].endswith("detector_server") else container["image"].split("/")[-1].split(":")[0]
+                kind = (
+                    "detector"
+                    if container.get("command", [""])[-1].endswith("detector_server")
+                    else container["image"].split("/")[-1].split(":")[0]
+                )
                 parsers[kind].parse_args(container["args"])  # exits 2 naming an argument the server does not know
                 seen.add(kind)
     assert seen == set(parsers)

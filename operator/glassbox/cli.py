@@ -138,32 +138,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     operator = commands.add_parser("operator", help="run the ExplainedModel operator (all namespaces unless --namespace)")
     operator.add_argument(
-        "--namespace", action="append", default=[], metavar="NS",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
         help="watch only this namespace (repeatable); default: all namespaces",
     )
     operator.add_argument(
-        "--explainer-image", default=os.environ.get("GLASSBOX_EXPLAINER_IMAGE", defaults.explainer_image),
+        "--explainer-image",
+        default=os.environ.get("GLASSBOX_EXPLAINER_IMAGE", defaults.explainer_image),
         help="image of the explainer server (env GLASSBOX_EXPLAINER_IMAGE)",
     )
     operator.add_argument(
-        "--predictor-image", default=os.environ.get("GLASSBOX_PREDICTOR_IMAGE", defaults.predictor_image),
+        "--predictor-image",
+        default=os.environ.get("GLASSBOX_PREDICTOR_IMAGE", defaults.predictor_image),
         help="image of the PyTorch predictor server (env GLASSBOX_PREDICTOR_IMAGE)",
     )
     operator.add_argument(
-        "--health-address", default=os.environ.get("GLASSBOX_HEALTH_ADDRESS", ""), metavar="HOST:PORT",
+        "--health-address",
+        default=os.environ.get("GLASSBOX_HEALTH_ADDRESS", ""),
+        metavar="HOST:PORT",
         help="serve liveness and readiness at http://HOST:PORT/healthz (env GLASSBOX_HEALTH_ADDRESS)",
     )
     operator.add_argument(
-        "--leader-election-namespace", default=os.environ.get("GLASSBOX_LEADER_ELECTION_NAMESPACE", ""), metavar="NS",
+        "--leader-election-namespace",
+        default=os.environ.get("GLASSBOX_LEADER_ELECTION_NAMESPACE", ""),
+        metavar="NS",
         help="run as one of several replicas: only the holder of a Lease in NS acts (env GLASSBOX_LEADER_ELECTION_NAMESPACE); "
         "default: no election, this process acts alone",
     )
     operator.add_argument(
-        "--leader-election-name", default=os.environ.get("GLASSBOX_LEADER_ELECTION_NAME", "glassbox-operator"), metavar="NAME",
+        "--leader-election-name",
+        default=os.environ.get("GLASSBOX_LEADER_ELECTION_NAME", "glassbox-operator"),
+        metavar="NAME",
         help="the Lease's name (env GLASSBOX_LEADER_ELECTION_NAME)",
     )
     operator.add_argument(
-        "--allow-service-account-names", action="store_true",
+        "--allow-service-account-names",
+        action="store_true",
         default=os.environ.get("GLASSBOX_ALLOW_SERVICE_ACCOUNT_NAMES", "").lower() in ("1", "true", "yes"),
         help="let ExplainedModels choose their pods' ServiceAccount (spec.*.serviceAccountName); by default they run as "
         "their namespace's default ServiceAccount (env GLASSBOX_ALLOW_SERVICE_ACCOUNT_NAMES)",

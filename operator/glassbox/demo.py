@@ -40,7 +40,9 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
 
     data = load_breast_cancer()
     names = [n.replace(" ", "_") for n in data.feature_names]
-    X_train, X_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.2, random_state=0, stratify=data.target)
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.2, random_state=0, stratify=data.target
+    )
     tabular_classifier(X_train, y_train, out / "model")
     frame = pd.DataFrame(X_train, columns=names)
     frame["malignant_or_benign"] = y_train
@@ -50,8 +52,17 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
         "kind": "ExplainedModel",
         "metadata": {"name": "breast-cancer"},
         "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2", "batching": {"maxBatchSize": 1024, "maxLatencyMs": 0}},
-            "explainer": {"referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"}, "methods": METHODS, "timeoutSeconds": 120},
+            "predictor": {
+                "modelFormat": "pytorch",
+                "storageUri": "model",
+                "protocol": "v2",
+                "batching": {"maxBatchSize": 1024, "maxLatencyMs": 0},
+            },
+            "explainer": {
+                "referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"},
+                "methods": METHODS,
+                "timeoutSeconds": 120,
+            },
             # Fitted on the explainer's reference data: at most 1% of patients like those are flagged.
             "detector": {"falsePositiveRate": 0.01},
             "graph": {"routes": ["predict", "explain", "predictAndExplain", "detect", "predictAndExplainIfOutlier"]},
@@ -74,9 +85,13 @@ def run_demo(out: Path) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"1. training a PyTorch classifier on scikit-learn's breast cancer data (569 rows, 30 features) -> {out}/model/model.pt")
+    print(
+        f"1. training a PyTorch classifier on scikit-learn's breast cancer data (569 rows, 30 features) -> {out}/model/model.pt"
+    )
     manifest, rows, names = prepare(out)
-    print(f"2. glassbox up {manifest}: the predictor, the explainer (fitting 5 methods) and the outlier detector start on loopback")
+    print(
+        f"2. glassbox up {manifest}: the predictor, the explainer (fitting 5 methods) and the outlier detector start on loopback"
+    )
     with LocalDeployment(manifest, log_dir=out / "logs") as deployment:
         urls = deployment.urls()
         print(f"   predict: {urls['predict']}\n   explain: {urls['explain']}\n   detect:  {urls['detect']}")
@@ -84,13 +99,18 @@ def run_demo(out: Path) -> int:
         body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.reshape(-1).tolist()}]}
         prediction = client.post(urls["predict"], json=body).raise_for_status().json()
         probabilities = np.asarray(prediction["outputs"][0]["data"]).reshape(prediction["outputs"][0]["shape"])
-        print("\n3. prediction (v2 Open Inference Protocol), P(benign) for three held-out patients:", ", ".join(f"{p:.3f}" for p in probabilities[:, 1]))
+        print(
+            "\n3. prediction (v2 Open Inference Protocol), P(benign) for three held-out patients:",
+            ", ".join(f"{p:.3f}" for p in probabilities[:, 1]),
+        )
         print("\n4. explanations of the first patient, each through the explainer's HTTP endpoint:")
         pictures = out / "pictures"
         pictures.mkdir(exist_ok=True)
         for method in METHODS:
             began = time.monotonic()
-            response = client.post(urls["explain"], json={"instances": rows[:1].tolist(), "method": method["name"], "picture": True})
+            response = client.post(
+                urls["explain"], json={"instances": rows[:1].tolist(), "method": method["name"], "picture": True}
+            )
             if response.status_code != 200:
                 print(f"\n{method['name']}: {response.status_code} {response.text[:300]}")
                 return 1

@@ -176,12 +176,16 @@ class LocalDeployment:
     def predictor_target(self, predictor_base: str) -> PredictTarget:
         """The predictor on loopback, as KServe would report it (`status.address.url`) in a cluster."""
         return PredictTarget(
-            predictor_base, self.model_name, self.protocol,
+            predictor_base,
+            self.model_name,
+            self.protocol,
             answers_both_protocols=uses_glassbox_predictor(self.spec.predictor) or self.existing_answers_both_protocols,
         )
 
     def explainer_command(self, port: int, predictor_host: str) -> tuple[list[str], dict[str, str]]:
-        explainer = build_explainer_isvc(self.parent, self.spec, self.predictor_target(f"http://{predictor_host}"), OperatorConfig())
+        explainer = build_explainer_isvc(
+            self.parent, self.spec, self.predictor_target(f"http://{predictor_host}"), OperatorConfig()
+        )
         container = _container(explainer)
         args = list(container["args"])
         if f"--model_dir={MODEL_DIR}" in args:
@@ -206,7 +210,9 @@ class LocalDeployment:
         log = self.log_dir / f"{name}.log"
         # A stop signal waits until the process is on the list that stop() kills.
         with open(log, "wb") as handle, _stop_signals_deferred():
-            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+            process = subprocess.Popen(
+                command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+            )
             started = LocalProcess(name, process, log, url)
             self.processes.append(started)
         return started
@@ -215,7 +221,9 @@ class LocalDeployment:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if started.process.poll() is not None:
-                raise LocalModeError(f"the {started.name} exited with {started.process.returncode}; its log ({started.log}) ends:\n{started.log_tail()}")
+                raise LocalModeError(
+                    f"the {started.name} exited with {started.process.returncode}; its log ({started.log}) ends:\n{started.log_tail()}"
+                )
             try:
                 if httpx.get(started.url + ready_path, timeout=2).status_code == 200:
                     return
@@ -280,12 +288,17 @@ class LocalDeployment:
         return urls
 
     def inference_graph(
-        self, predictor_base: str | None = None, explainer_base: str | None = None, detector_base: str | None = None,
+        self,
+        predictor_base: str | None = None,
+        explainer_base: str | None = None,
+        detector_base: str | None = None,
     ) -> dict[str, Any] | None:
         """The InferenceGraph the operator would write, its steps pointing at these servers (or at the
         given base URLs): what KServe's router is started with (`--graph-json` of its spec)."""
         target = self.predictor_target(predictor_base or self.predictor_base)
-        return build_inference_graph(self.parent, self.spec, target, explainer_base or self.explainer_base, detector_base or self.detector_base)
+        return build_inference_graph(
+            self.parent, self.spec, target, explainer_base or self.explainer_base, detector_base or self.detector_base
+        )
 
     def stop(self) -> None:
         with _stop_signals_deferred():  # a second Ctrl-C must not leave a server behind
@@ -299,7 +312,11 @@ class LocalDeployment:
             try:
                 started.process.wait(timeout=STOP_WAIT_SECONDS)
             except subprocess.TimeoutExpired:
-                print(f"the {started.name} had not stopped {STOP_WAIT_SECONDS} s after SIGTERM: killed it", file=sys.stderr, flush=True)
+                print(
+                    f"the {started.name} had not stopped {STOP_WAIT_SECONDS} s after SIGTERM: killed it",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 os.killpg(started.process.pid, signal.SIGKILL)
                 started.process.wait()
         self.processes.clear()
@@ -318,9 +335,9 @@ def run_up(manifest: Path, predictor_url: str | None) -> int:
             urls = deployment.urls()
             print(f"predict: POST {urls['predict']}")
             methods = [m.effective_name for m in deployment.spec.explainer.methods]
-            print(f"explain: POST {urls['explain']}  {{\"instances\": [...], \"method\": one of {methods}}}")
+            print(f'explain: POST {urls["explain"]}  {{"instances": [...], "method": one of {methods}}}')
             if "detect" in urls:
-                print(f"detect:  POST {urls['detect']}  {{\"instances\": [...]}}")
+                print(f'detect:  POST {urls["detect"]}  {{"instances": [...]}}')
             count = len(deployment.processes)
             print({1: "Ctrl-C stops it.", 2: "Ctrl-C stops both."}.get(count, f"Ctrl-C stops all {count}."), flush=True)
             while all(p.process.poll() is None for p in deployment.processes):

@@ -92,7 +92,11 @@ def test_the_explainer_scales_independently_and_carries_only_what_it_fits_from(c
     env = {e["name"]: e["value"] for e in component["containers"][0]["env"]}
     carried = ExplainerFit.model_validate_json(env[EXPLAINER_SPEC_ENV])
     spec = ExplainedModelSpec.model_validate(credit_risk["spec"]).explainer
-    assert (carried.methods, carried.default_method, carried.reference_data) == (spec.methods, spec.default_method, spec.reference_data)
+    assert (carried.methods, carried.default_method, carried.reference_data) == (
+        spec.methods,
+        spec.default_method,
+        spec.reference_data,
+    )
     # A white-box method (ig) needs the weights: the storage initializer fetches them.
     assert env["STORAGE_URI"] == credit_risk["spec"]["predictor"]["storageUri"]
     # A scaling, resources or placement edit changes the component, never the container: no pod rolls, nothing refits.
@@ -107,7 +111,9 @@ def test_the_explainer_scales_independently_and_carries_only_what_it_fits_from(c
 
 
 def test_a_black_box_explainer_does_not_download_the_model(credit_risk: dict[str, Any]) -> None:
-    credit_risk["spec"]["explainer"]["methods"] = [m for m in credit_risk["spec"]["explainer"]["methods"] if m["type"] != "IntegratedGradients"]
+    credit_risk["spec"]["explainer"]["methods"] = [
+        m for m in credit_risk["spec"]["explainer"]["methods"] if m["type"] != "IntegratedGradients"
+    ]
     env = {e["name"] for e in children_of(credit_risk)[1]["spec"]["predictor"]["containers"][0]["env"]}
     assert "STORAGE_URI" not in env
 
@@ -126,8 +132,14 @@ def test_every_child_is_owned_and_labelled(credit_risk: dict[str, Any]) -> None:
         meta = child["metadata"]
         assert meta["namespace"] == "ml"
         assert meta["ownerReferences"] == [
-            {"apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "name": "credit-risk", "uid": "abc",
-             "controller": True, "blockOwnerDeletion": True}
+            {
+                "apiVersion": "glassbox.dev/v1alpha1",
+                "kind": "ExplainedModel",
+                "name": "credit-risk",
+                "uid": "abc",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
         ]
         assert meta["labels"]["glassbox.dev/explained-model"] == "credit-risk"
 
@@ -147,8 +159,15 @@ def test_graph_routes_switch_on_the_route_field_then_on_the_body_shape(credit_ri
     root = nodes["root"]
     assert root["routerType"] == "Switch"
     assert [s["name"] for s in root["steps"]] == [
-        "predict", "predict-in-parameters", "explain", "explain-in-parameters", "predict-and-explain",
-        "predict-and-explain-in-parameters", "unknown-route", "unknown-route-in-parameters", "default",
+        "predict",
+        "predict-in-parameters",
+        "explain",
+        "explain-in-parameters",
+        "predict-and-explain",
+        "predict-and-explain-in-parameters",
+        "unknown-route",
+        "unknown-route-in-parameters",
+        "default",
     ]
     assert root["steps"][2]["condition"] == '[@this].#(route=="explain")'
     assert root["steps"][3]["condition"] == '[@this].#(parameters.route=="explain")'
@@ -157,11 +176,29 @@ def test_graph_routes_switch_on_the_route_field_then_on_the_body_shape(credit_ri
         "http://credit-risk-explainer.ml.svc.cluster.local/glassbox/v1/unknown-route?routes=predict,explain,predictAndExplain"
     )
     predictor = "http://credit-risk.ml.svc.cluster.local"
-    assert nodes["predict"] == {"routerType": "Switch", "steps": [
-        {"name": "v2-body", "serviceUrl": f"{predictor}/v2/models/credit-risk/infer", "condition": "inputs", "dependency": "Hard"},
-        {"name": "v1-body", "serviceUrl": f"{predictor}/v1/models/credit-risk:predict", "condition": "instances", "dependency": "Hard"},
-        {"name": "predictor", "serviceUrl": f"{predictor}/v2/models/credit-risk/infer", "condition": "@this", "dependency": "Hard"},
-    ]}
+    assert nodes["predict"] == {
+        "routerType": "Switch",
+        "steps": [
+            {
+                "name": "v2-body",
+                "serviceUrl": f"{predictor}/v2/models/credit-risk/infer",
+                "condition": "inputs",
+                "dependency": "Hard",
+            },
+            {
+                "name": "v1-body",
+                "serviceUrl": f"{predictor}/v1/models/credit-risk:predict",
+                "condition": "instances",
+                "dependency": "Hard",
+            },
+            {
+                "name": "predictor",
+                "serviceUrl": f"{predictor}/v2/models/credit-risk/infer",
+                "condition": "@this",
+                "dependency": "Hard",
+            },
+        ],
+    }
     explain_url = "http://credit-risk-explainer.ml.svc.cluster.local/v1/models/credit-risk:explain"
     assert nodes["explain"]["steps"][0]["serviceUrl"] == explain_url
     assert nodes["predict-and-explain"]["routerType"] == "Ensemble"
@@ -212,7 +249,10 @@ def test_a_headless_raw_deployment_address_keeps_its_port(credit_risk: dict[str,
     assert target is not None
     explainer = build_children(parent, spec, CONFIG, target).explainer
     assert explainer is not None
-    assert "--predictor_host=credit-risk-predictor.ml.svc.cluster.local:8080" in explainer["spec"]["predictor"]["containers"][0]["args"]
+    assert (
+        "--predictor_host=credit-risk-predictor.ml.svc.cluster.local:8080"
+        in explainer["spec"]["predictor"]["containers"][0]["args"]
+    )
 
 
 def test_body_limits_reach_the_servers(credit_risk: dict[str, Any]) -> None:
@@ -223,7 +263,9 @@ def test_body_limits_reach_the_servers(credit_risk: dict[str, Any]) -> None:
     assert f"--max_body_bytes={16 * 2**20}" in explainer["spec"]["predictor"]["containers"][0]["args"]
 
 
-@pytest.mark.parametrize("mode,grace", [(None, None), ("Serverless", None), ("Knative", None), ("RawDeployment", 75), ("Standard", 75)])
+@pytest.mark.parametrize(
+    "mode,grace", [(None, None), ("Serverless", None), ("Knative", None), ("RawDeployment", 75), ("Standard", 75)]
+)
 def test_kserve_deployment_mode_is_copied_and_a_plain_deployment_drains_past_the_timeout(
     credit_risk: dict[str, Any], mode: str | None, grace: int | None
 ) -> None:
@@ -232,7 +274,9 @@ def test_kserve_deployment_mode_is_copied_and_a_plain_deployment_drains_past_the
     parent = Parent("credit-risk", "ml", "u", deployment_mode=mode)
     spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
     target = predictor_target_of_own(parent, spec, reported("credit-risk", "ml"))
-    children = build_children(parent, spec, CONFIG, target, explainer_base_url="http://credit-risk-explainer.ml.svc.cluster.local")
+    children = build_children(
+        parent, spec, CONFIG, target, explainer_base_url="http://credit-risk-explainer.ml.svc.cluster.local"
+    )
     assert children.explainer is not None and children.graph is not None and children.predictor is not None
     for child in (children.predictor, children.explainer, children.graph):
         assert child["metadata"]["annotations"].get("serving.kserve.io/deploymentMode") == mode
@@ -301,7 +345,10 @@ def test_every_container_glassbox_builds_meets_the_restricted_profile(path: Path
 
 def test_the_checker_catches_what_the_profile_forbids() -> None:
     assert set(restricted_profile_violations({"securityContext": {"privileged": True, "runAsUser": 0}})) >= {
-        "privileged", "allowPrivilegeEscalation must be false", "must run as non-root", "capabilities must drop ALL",
+        "privileged",
+        "allowPrivilegeEscalation must be false",
+        "must run as non-root",
+        "capabilities must drop ALL",
     }
 
 
@@ -325,7 +372,10 @@ def test_a_disruption_budget_for_each_deployed_service_with_more_than_one_replic
     manifest["spec"]["predictor"]["autoscaling"].update(minReplicas=2, maxReplicas=4)
     manifest["spec"]["explainer"]["autoscaling"].update(minReplicas=3, maxReplicas=6)
     budgets = build_disruption_budgets(parent, ExplainedModelSpec.model_validate(manifest["spec"]), "policy/v1beta1")
-    assert [(b["apiVersion"], b["metadata"]["name"]) for b in budgets] == [("policy/v1beta1", "credit-risk"), ("policy/v1beta1", "credit-risk-explainer")]
+    assert [(b["apiVersion"], b["metadata"]["name"]) for b in budgets] == [
+        ("policy/v1beta1", "credit-risk"),
+        ("policy/v1beta1", "credit-risk-explainer"),
+    ]
     assert budgets[1]["spec"] == {
         "maxUnavailable": 1,
         # KServe's own labels on the component's pods.
@@ -343,7 +393,9 @@ def test_the_detector_gets_only_its_fit_and_a_scaling_edit_leaves_its_pods_alone
     container = detector["spec"]["predictor"]["containers"][0]
     assert container["command"][-1] == "glassbox.explainers.detector_server" and container["image"] == CONFIG.explainer_image
     fit = json.loads(next(e["value"] for e in container["env"] if e["name"] == DETECTOR_FIT_ENV))
-    assert fit["referenceData"]["uri"] == manifest["spec"]["explainer"]["referenceData"]["uri"]  # the explainer's, when it names none
+    assert (
+        fit["referenceData"]["uri"] == manifest["spec"]["explainer"]["referenceData"]["uri"]
+    )  # the explainer's, when it names none
     assert not {"autoscaling", "resources", "nodeSelector", "tolerations", "serviceAccountName"} & set(fit)
     manifest["spec"]["detector"]["autoscaling"]["maxReplicas"] = 12
     manifest["spec"]["detector"]["resources"] = {"cpuRequest": "2", "memoryRequest": "4Gi"}

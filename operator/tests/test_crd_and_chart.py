@@ -15,7 +15,10 @@ from glassbox.operator.crd import build_crd, render_crd
 
 from sample_manifests import REPO
 
-CHECKED_IN = [REPO / "crds" / "explainedmodels.glassbox.dev.yaml", REPO / "charts" / "glassbox-operator" / "crds" / "explainedmodels.glassbox.dev.yaml"]
+CHECKED_IN = [
+    REPO / "crds" / "explainedmodels.glassbox.dev.yaml",
+    REPO / "charts" / "glassbox-operator" / "crds" / "explainedmodels.glassbox.dev.yaml",
+]
 CHART = REPO / "charts" / "glassbox-operator"
 
 
@@ -38,7 +41,9 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
 def test_the_schema_is_structural_and_documented() -> None:
     schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema["properties"]["spec"], "spec"):
-        assert not {"$ref", "anyOf", "oneOf", "allOf", "additionalProperties"} & set(node) or isinstance(node.get("additionalProperties"), dict), path
+        assert not {"$ref", "anyOf", "oneOf", "allOf", "additionalProperties"} & set(node) or isinstance(
+            node.get("additionalProperties"), dict
+        ), path
         assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{path} has no type"
         assert node.get("description") or path.endswith("[]") or path.endswith("{}"), f"{path} has no description"
 
@@ -77,7 +82,10 @@ def test_the_deployment_is_locked_down() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False, "capabilities": {"drop": ["ALL"]},
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
     }
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
@@ -85,7 +93,11 @@ def test_the_deployment_is_locked_down() -> None:
 
 
 def _scoped(documents: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
-    return [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in documents if d["kind"].endswith(("Role", "RoleBinding"))]
+    return [
+        (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+        for d in documents
+        if d["kind"].endswith(("Role", "RoleBinding"))
+    ]
 
 
 def _args(documents: list[dict[str, Any]]) -> list[str]:
@@ -100,7 +112,10 @@ def test_rbac_is_the_release_namespace_by_default_listed_namespaces_or_cluster_w
     assert _args(default) == ["operator", "--namespace=glassbox-system"]
 
     listed = _rendered("watchNamespaces={ml,risk}")
-    assert {(k, ns) for k, _, ns in _scoped(listed) if k == "Role" and _ != "glassbox-operator-leader-election"} == {("Role", "ml"), ("Role", "risk")}
+    assert {(k, ns) for k, _, ns in _scoped(listed) if k == "Role" and _ != "glassbox-operator-leader-election"} == {
+        ("Role", "ml"),
+        ("Role", "risk"),
+    }
     assert _args(listed) == ["operator", "--namespace=ml", "--namespace=risk"]
 
     wide = _rendered("clusterWide=true")
@@ -111,8 +126,15 @@ def test_rbac_is_the_release_namespace_by_default_listed_namespaces_or_cluster_w
     assert reader["metadata"]["name"] == "glassbox-system-glassbox-operator-reader"
     assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in reader["rules"])
     # The Lease: any may be created (a name cannot restrict create), only ours read and renewed.
-    lease_rules = next(d for d in default if d["metadata"]["name"] == "glassbox-operator-leader-election" and d["kind"] == "Role")["rules"]
-    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["glassbox-operator"], "verbs": ["get", "update"]} in lease_rules
+    lease_rules = next(
+        d for d in default if d["metadata"]["name"] == "glassbox-operator-leader-election" and d["kind"] == "Role"
+    )["rules"]
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["glassbox-operator"],
+        "verbs": ["get", "update"],
+    } in lease_rules
 
 
 def test_two_namespaced_installs_share_no_cluster_scoped_name() -> None:
@@ -137,9 +159,16 @@ def test_an_optional_network_policy_admits_only_glassbox_system_namespaces_and_l
     policies = [d for d in documents if d["kind"] == "NetworkPolicy"]
     assert [p["metadata"]["namespace"] for p in policies] == ["ml", "risk"]
     spec = policies[0]["spec"]
-    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "glassbox", "app.kubernetes.io/component": "predictor"}
+    assert spec["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/managed-by": "glassbox",
+        "app.kubernetes.io/component": "predictor",
+    }
     peers = spec["ingress"][0]["from"]
-    assert peers[0]["podSelector"]["matchExpressions"][1] == {"key": "app.kubernetes.io/component", "operator": "In", "values": ["explainer", "graph"]}
+    assert peers[0]["podSelector"]["matchExpressions"][1] == {
+        "key": "app.kubernetes.io/component",
+        "operator": "In",
+        "values": ["explainer", "graph"],
+    }
     assert peers[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["knative-serving", "istio-system", "kserve"]
     refused = _helm("template", "x", str(CHART), "--set", "networkPolicy.enabled=true", "--set", "clusterWide=true")
     assert refused.returncode != 0 and "watchNamespaces" in refused.stderr
@@ -166,13 +195,17 @@ def test_each_image_lock_pins_every_dependency_within_pyproject_with_hashes(lock
     assert pins and len(blocks) == len(pins), "every pinned package carries its hashes"
     normalized = {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    wanted = list(project["project"]["dependencies"]) + [line for extra in extras for line in project["project"]["optional-dependencies"][extra]]
+    wanted = list(project["project"]["dependencies"]) + [
+        line for extra in extras for line in project["project"]["optional-dependencies"][extra]
+    ]
     wanted += project["build-system"]["requires"]  # the image builds glassbox without fetching a build environment
     for line in wanted:
         requirement = Requirement(line)
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
         assert name in normalized, f"{requirement.name} is not in {lock_path}: run make lock"
-        assert requirement.specifier.contains(normalized[name]), f"{requirement.name}=={normalized[name]} breaks {line}: run make lock"
+        assert requirement.specifier.contains(normalized[name]), (
+            f"{requirement.name}=={normalized[name]} breaks {line}: run make lock"
+        )
     if "explainers" in extras:
         # resolved for the image's platform (linux/amd64), not this machine's CPU-only torch
         assert "nvidia-cublas" in normalized and "+cpu" not in normalized["torch"]

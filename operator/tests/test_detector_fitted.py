@@ -13,7 +13,11 @@ import pytest
 from glassbox.operator.detector_fitted import read_detector_fitted
 
 ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
-    "/glassbox/v1/models/good/fitted": (200, {}, json.dumps({"threshold": 1.5, "falsePositiveRate": 0.01, "heldOutRows": 120}).encode()),
+    "/glassbox/v1/models/good/fitted": (
+        200,
+        {},
+        json.dumps({"threshold": 1.5, "falsePositiveRate": 0.01, "heldOutRows": 120}).encode(),
+    ),
     "/glassbox/v1/models/garbage/fitted": (200, {}, b"<html>not json</html>"),
     "/glassbox/v1/models/partial/fitted": (200, {}, json.dumps({"threshold": 1.5}).encode()),
     "/glassbox/v1/models/starting/fitted": (503, {}, b'{"error": "not fitted yet"}'),

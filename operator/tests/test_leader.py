@@ -41,7 +41,12 @@ class LeaseStore:
 
 def _electors(store: LeaseStore, now: list[float]) -> tuple[LeaderElector, LeaderElector]:
     wall = lambda: datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(seconds=now[0])  # noqa: E731
-    make = lambda identity: LeaderElector(store, "glassbox-system", "glassbox-operator", identity, LeaseTerms(), clock=lambda: now[0], wall=wall)  # noqa: E731
+
+    def make(identity: str) -> LeaderElector:
+        return LeaderElector(
+            store, "glassbox-system", "glassbox-operator", identity, LeaseTerms(), clock=lambda: now[0], wall=wall
+        )
+
     return make("a"), make("b")
 
 

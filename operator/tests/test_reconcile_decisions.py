@@ -16,7 +16,9 @@ from sample_manifests import load_sample
 def desired_explainer() -> dict[str, Any]:
     manifest = load_sample("tabular-pytorch-gpu")
     target = PredictTarget("http://credit-risk.ml.svc.cluster.local", "credit-risk", Protocol.v2)
-    return build_explainer_isvc(Parent("credit-risk", "ml", "u"), ExplainedModelSpec.model_validate(manifest["spec"]), target, OperatorConfig())
+    return build_explainer_isvc(
+        Parent("credit-risk", "ml", "u"), ExplainedModelSpec.model_validate(manifest["spec"]), target, OperatorConfig()
+    )
 
 
 def as_stored(desired: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +61,15 @@ PARENT = Parent("churn", "ml", "uid-of-this-one")
 
 def test_a_child_is_ours_only_when_this_very_object_controls_it() -> None:
     ours = as_stored(desired_explainer())
-    ours["metadata"]["ownerReferences"] = [{"apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "name": "churn", "uid": "uid-of-this-one", "controller": True}]
+    ours["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "glassbox.dev/v1alpha1",
+            "kind": "ExplainedModel",
+            "name": "churn",
+            "uid": "uid-of-this-one",
+            "controller": True,
+        }
+    ]
     assert ownership_conflict(None, PARENT) is None
     assert ownership_conflict(ours, PARENT) is None
 
@@ -74,7 +84,9 @@ def test_a_child_is_ours_only_when_this_very_object_controls_it() -> None:
     assert ownership_conflict(borrowed, PARENT) is not None
 
     others = copy.deepcopy(ours)
-    others["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u2", "controller": True}]
+    others["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u2", "controller": True}
+    ]
     reason, message = ownership_conflict(others, PARENT) or ("", "")
     assert reason == "NameConflict" and "controlled by Deployment 'web'" in message
 

@@ -75,7 +75,9 @@ def test_a_periodic_check_without_progress_is_reported_stuck(elapsed: float, stu
 def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
     now = [0.0]
     passes: list[float] = []
-    resync = PeriodicResync(lambda ns: passes.append(now[0]) or [], lambda body: None, [], interval=3600, first_delay=0.2, clock=lambda: now[0])
+    resync = PeriodicResync(
+        lambda ns: passes.append(now[0]) or [], lambda body: None, [], interval=3600, first_delay=0.2, clock=lambda: now[0]
+    )
     resync.nudge()  # during start-up: resume handlers cover it
     assert not resync._wake.is_set()
     resync.start()

@@ -22,14 +22,18 @@ def ready(url: str) -> dict[str, Any]:
     return {"status": {"url": url, "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
-def observation(spec: ExplainedModelSpec, predictor: dict[str, Any] | None, explainer: dict[str, Any] | None, graph: dict[str, Any] | None) -> Observation:
+def observation(
+    spec: ExplainedModelSpec, predictor: dict[str, Any] | None, explainer: dict[str, Any] | None, graph: dict[str, Any] | None
+) -> Observation:
     return Observation(
         generation=3,
         spec=spec,
         predictor=ChildReport("InferenceService", "credit-risk", predictor),
         explainer=ChildReport("InferenceService", "credit-risk-explainer", explainer),
         graph=ChildReport("InferenceGraph", "credit-risk-graph", graph),
-        predictor_target=PredictTarget("http://credit-risk.ml.svc.cluster.local", "credit-risk", Protocol.v2) if predictor else None,
+        predictor_target=PredictTarget("http://credit-risk.ml.svc.cluster.local", "credit-risk", Protocol.v2)
+        if predictor
+        else None,
     )
 
 
@@ -47,7 +51,9 @@ def test_ready_only_when_every_child_is_ready(credit_risk: dict[str, Any]) -> No
     assert by_type["Ready"]["status"] == "False" and "ExplainerReady" in by_type["Ready"]["message"]
     assert status["urls"] == {"predict": "http://p/v2/models/credit-risk/infer"}
 
-    status = compute_status(observation(spec, ready("http://p/"), ready("http://e"), ready("http://g")), status, "credit-risk", "t1")
+    status = compute_status(
+        observation(spec, ready("http://p/"), ready("http://e"), ready("http://g")), status, "credit-risk", "t1"
+    )
     assert conditions(status)["Ready"]["status"] == "True"
     assert status["urls"] == {
         "predict": "http://p/v2/models/credit-risk/infer",
@@ -71,7 +77,9 @@ def test_transition_time_moves_only_when_status_changes(credit_risk: dict[str, A
 
 def test_kserve_reasons_are_passed_on(credit_risk: dict[str, Any]) -> None:
     spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
-    failing = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": "no GPU node"}]}}
+    failing = {
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": "no GPU node"}]}
+    }
     status = compute_status(observation(spec, failing, None, None), None, "credit-risk", "t0")
     predictor = conditions(status)["PredictorReady"]
     assert (predictor["status"], predictor["reason"]) == ("False", "RevisionMissing")
@@ -106,9 +114,12 @@ def test_status_patch_removes_keys_that_are_gone() -> None:
 def test_a_child_waiting_for_an_address_says_which(credit_risk: dict[str, Any]) -> None:
     spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
     waiting = Observation(
-        generation=1, spec=spec,
+        generation=1,
+        spec=spec,
         predictor=ChildReport("InferenceService", "credit-risk", {"status": {}}),
-        explainer=ChildReport("InferenceService", "credit-risk-explainer", None, waiting=("WaitingForPredictorAddress", "waiting for KServe")),
+        explainer=ChildReport(
+            "InferenceService", "credit-risk-explainer", None, waiting=("WaitingForPredictorAddress", "waiting for KServe")
+        ),
         graph=ChildReport("InferenceGraph", "credit-risk-graph", None, waiting=("WaitingForAddresses", "waiting too")),
     )
     by_type = conditions(compute_status(waiting, None, "credit-risk", "t0"))
@@ -124,23 +135,44 @@ def test_what_kserves_raw_deployment_mode_cannot_do_is_named(credit_risk: dict[s
     serverless = {"status": {"deploymentMode": "Serverless", "conditions": [{"type": "Ready", "status": "True"}]}}
     fine = conditions(compute_status(observation(spec, serverless, serverless, None), None, "credit-risk", "t0"))
     assert fine["ScalingAsSpecified"]["status"] == "True"
-    raw_state = conditions(compute_status(observation(spec, raw, serverless, None), None, "credit-risk", "t0"))["ScalingAsSpecified"]
+    raw_state = conditions(compute_status(observation(spec, raw, serverless, None), None, "credit-risk", "t0"))[
+        "ScalingAsSpecified"
+    ]
     assert raw_state["status"] == "False"
     assert raw_state["message"].startswith("spec.predictor.autoscaling.scaleMetric: concurrency needs KServe's Serverless mode")
-    refused = {"status": {"deploymentMode": "Serverless", "conditions": [
-        {"type": "Ready", "status": "False", "message": "admission webhook denied: must not set the field(s): spec.nodeSelector"}]}}
-    knative = conditions(compute_status(observation(spec, refused, serverless, None), None, "credit-risk", "t0"))["ScalingAsSpecified"]
-    assert "spec.predictor.nodeSelector/tolerations" in knative["message"] and "kubernetes.podspec-nodeselector" in knative["message"]
+    refused = {
+        "status": {
+            "deploymentMode": "Serverless",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "message": "admission webhook denied: must not set the field(s): spec.nodeSelector",
+                }
+            ],
+        }
+    }
+    knative = conditions(compute_status(observation(spec, refused, serverless, None), None, "credit-risk", "t0"))[
+        "ScalingAsSpecified"
+    ]
+    assert (
+        "spec.predictor.nodeSelector/tolerations" in knative["message"]
+        and "kubernetes.podspec-nodeselector" in knative["message"]
+    )
 
 
 def test_the_detector_has_its_own_condition_child_and_url() -> None:
     spec = ExplainedModelSpec.model_validate(load_sample("outlier-gated")["spec"])
     base = observation(spec, ready("http://p"), ready("http://e"), ready("http://g"))
-    waiting = Observation(**{**base.__dict__, "detector": ChildReport("InferenceService", "tumour-triage-detector", {"status": {}})})
+    waiting = Observation(
+        **{**base.__dict__, "detector": ChildReport("InferenceService", "tumour-triage-detector", {"status": {}})}
+    )
     status = compute_status(waiting, None, "tumour-triage", "t0")
     assert conditions(status)["DetectorReady"]["status"] == "Unknown"
     assert conditions(status)["Ready"]["status"] == "False" and "DetectorReady" in conditions(status)["Ready"]["message"]
-    done = Observation(**{**base.__dict__, "detector": ChildReport("InferenceService", "tumour-triage-detector", ready("http://d"))})
+    done = Observation(
+        **{**base.__dict__, "detector": ChildReport("InferenceService", "tumour-triage-detector", ready("http://d"))}
+    )
     status = compute_status(done, status, "tumour-triage", "t1")
     assert conditions(status)["Ready"]["status"] == "True" and "detector" in conditions(status)["Ready"]["message"]
     assert status["children"]["detector"] == "tumour-triage-detector"

@@ -25,6 +25,7 @@ def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return mutate
 
 
@@ -34,51 +35,158 @@ def _delete(path: list[Any]) -> Callable[[dict[str, Any]], None]:
         for key in path[:-1]:
             node = node[key]
         del node[path[-1]]
+
     return mutate
 
 
 CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
-    ("both storageUri and an existing service", _set(["predictor", "inferenceServiceName"], "other"), "spec.predictor.storageUri", "not both"),
-    ("neither storageUri nor an existing service", _delete(["predictor", "storageUri"]), "spec.predictor", "inferenceServiceName"),
+    (
+        "both storageUri and an existing service",
+        _set(["predictor", "inferenceServiceName"], "other"),
+        "spec.predictor.storageUri",
+        "not both",
+    ),
+    (
+        "neither storageUri nor an existing service",
+        _delete(["predictor", "storageUri"]),
+        "spec.predictor",
+        "inferenceServiceName",
+    ),
     ("storageUri without modelFormat", _delete(["predictor", "modelFormat"]), "spec.predictor.modelFormat", "pytorch"),
-    ("maxReplicas below minReplicas", _set(["predictor", "autoscaling", "minReplicas"], 5), "spec.predictor.autoscaling.maxReplicas", "at least minReplicas"),
-    ("cpu metric from zero", _set(["explainer", "autoscaling"], {"minReplicas": 0, "maxReplicas": 2, "scaleMetric": "cpu"}), "spec.explainer.autoscaling.scaleMetric", "concurrency or rps"),
-    ("bad quantity", _set(["predictor", "resources", "memoryRequest"], "8 gigs"), "spec.predictor.resources.memoryRequest", "quantity"),
-    ("parameters of another type", _set(["explainer", "methods", 0, "kernelShap"], {"nsamples": 10}), "spec.explainer.methods[0].kernelShap", "anchorTabular"),
-    ("duplicate method names", _set(["explainer", "methods", 1, "name"], "anchortabular"), "spec.explainer.methods[1].name", "distinct"),
-    ("no reference data", _delete(["explainer", "referenceData"]), "spec.explainer.methods[0].referenceData", "AnchorTabular is fitted"),
+    (
+        "maxReplicas below minReplicas",
+        _set(["predictor", "autoscaling", "minReplicas"], 5),
+        "spec.predictor.autoscaling.maxReplicas",
+        "at least minReplicas",
+    ),
+    (
+        "cpu metric from zero",
+        _set(["explainer", "autoscaling"], {"minReplicas": 0, "maxReplicas": 2, "scaleMetric": "cpu"}),
+        "spec.explainer.autoscaling.scaleMetric",
+        "concurrency or rps",
+    ),
+    (
+        "bad quantity",
+        _set(["predictor", "resources", "memoryRequest"], "8 gigs"),
+        "spec.predictor.resources.memoryRequest",
+        "quantity",
+    ),
+    (
+        "parameters of another type",
+        _set(["explainer", "methods", 0, "kernelShap"], {"nsamples": 10}),
+        "spec.explainer.methods[0].kernelShap",
+        "anchorTabular",
+    ),
+    (
+        "duplicate method names",
+        _set(["explainer", "methods", 1, "name"], "anchortabular"),
+        "spec.explainer.methods[1].name",
+        "distinct",
+    ),
+    (
+        "no reference data",
+        _delete(["explainer", "referenceData"]),
+        "spec.explainer.methods[0].referenceData",
+        "AnchorTabular is fitted",
+    ),
     ("explainer GPU without white-box", _set(["explainer", "gpus"], 1), "spec.explainer.gpus", "white-box"),
     ("duplicate routes", _set(["graph", "routes"], ["predict", "predict"]), "spec.graph.routes", "once"),
     ("unknown field", _set(["predictor", "gpu"], 1), "spec.predictor.gpu", "Extra inputs"),
     ("default method not served", _set(["explainer", "defaultMethod"], "lime"), "spec.explainer.defaultMethod", "anchortabular"),
-    ("default route not offered", _set(["graph", "routes"], ["predict"]), "spec.graph.defaultRoute", "not one of the graph's routes"),
-    ("predictAndExplain with an explainer that scales to zero", _set(["explainer", "autoscaling", "minReplicas"], 0),
-     "spec.explainer.autoscaling.minReplicas", "predictAndExplain"),
-    ("KServe's batcher on a v2 runtime", _set(["predictor", "modelFormat"], "sklearn"), "spec.predictor.batching", "v1 ':predict'"),
+    (
+        "default route not offered",
+        _set(["graph", "routes"], ["predict"]),
+        "spec.graph.defaultRoute",
+        "not one of the graph's routes",
+    ),
+    (
+        "predictAndExplain with an explainer that scales to zero",
+        _set(["explainer", "autoscaling", "minReplicas"], 0),
+        "spec.explainer.autoscaling.minReplicas",
+        "predictAndExplain",
+    ),
+    (
+        "KServe's batcher on a v2 runtime",
+        _set(["predictor", "modelFormat"], "sklearn"),
+        "spec.predictor.batching",
+        "v1 ':predict'",
+    ),
     ("wrong type", _set(["predictor", "gpus"], "one"), "spec.predictor.gpus", "integer"),
-    ("a body limit for another runtime", lambda s: s["predictor"].update(modelFormat="onnx", maxBodyBytes=2**20, batching=None),
-     "spec.predictor.maxBodyBytes", "Glassbox's predictor"),
-    ("a scheme Glassbox does not read", _set(["explainer", "referenceData", "uri"], "ftp://files.example.net/train.csv"),
-     "spec.explainer.referenceData.uri", "not a storage scheme"),
+    (
+        "a body limit for another runtime",
+        lambda s: s["predictor"].update(modelFormat="onnx", maxBodyBytes=2**20, batching=None),
+        "spec.predictor.maxBodyBytes",
+        "Glassbox's predictor",
+    ),
+    (
+        "a scheme Glassbox does not read",
+        _set(["explainer", "referenceData", "uri"], "ftp://files.example.net/train.csv"),
+        "spec.explainer.referenceData.uri",
+        "not a storage scheme",
+    ),
     ("a malformed digest", _set(["predictor", "storageSha256"], "abc"), "spec.predictor.storageSha256", "pattern"),
-    ("a digest for a runtime's artifact", lambda s: s["predictor"].update(modelFormat="onnx", storageSha256="a" * 64, batching=None),
-     "spec.predictor.storageSha256", "only Glassbox's predictor"),
-    ("a body limit past 1 GiB", _set(["explainer", "maxBodyBytes"], 2**31), "spec.explainer.maxBodyBytes", "less than or equal to 1073741824"),
-    ("a detect route without a detector", _set(["graph", "routes"], ["explain", "predictAndExplainIfOutlier"]),
-     "spec.graph.routes", "add spec.detector"),
-    ("a detector with no reference data", lambda s: (s.update(detector={}), s["explainer"]["methods"].__setitem__(slice(None), [{"type": "IntegratedGradients"}]),
-                                                    s["explainer"].pop("referenceData")),
-     "spec.detector.referenceData", "fitted on reference data"),
-    ("too few held-out rows for the alarm rate", lambda s: (s.update(detector={"falsePositiveRate": 0.001}), s["explainer"]["referenceData"].update(maxRows=2000)),
-     "spec.detector.calibrationFraction", "needs at least 999 held-out rows"),
-    ("an alarm rate of a half or more", _set(["detector"], {"falsePositiveRate": 0.6}), "spec.detector.falsePositiveRate", "less than or equal to 0.5"),
-    ("predictAndExplainIfOutlier with an explainer that scales to zero",
-     lambda s: (s.update(detector={}), s["graph"].update(routes=["explain", "predictAndExplainIfOutlier"]), s["explainer"]["autoscaling"].update(minReplicas=0)),
-     "spec.explainer.autoscaling.minReplicas", "predictAndExplainIfOutlier"),
-    ("texts from an NPY file", _set(["detector"], {"referenceData": {"uri": "reviews.npy", "textColumn": "review"}}),
-     "spec.detector.referenceData.textColumn", "CSV or Parquet"),
-    ("a detector's ServiceAccount must be a name", _set(["detector"], {"serviceAccountName": "BAD NAME"}),
-     "spec.detector.serviceAccountName", "pattern"),
+    (
+        "a digest for a runtime's artifact",
+        lambda s: s["predictor"].update(modelFormat="onnx", storageSha256="a" * 64, batching=None),
+        "spec.predictor.storageSha256",
+        "only Glassbox's predictor",
+    ),
+    (
+        "a body limit past 1 GiB",
+        _set(["explainer", "maxBodyBytes"], 2**31),
+        "spec.explainer.maxBodyBytes",
+        "less than or equal to 1073741824",
+    ),
+    (
+        "a detect route without a detector",
+        _set(["graph", "routes"], ["explain", "predictAndExplainIfOutlier"]),
+        "spec.graph.routes",
+        "add spec.detector",
+    ),
+    (
+        "a detector with no reference data",
+        lambda s: (
+            s.update(detector={}),
+            s["explainer"]["methods"].__setitem__(slice(None), [{"type": "IntegratedGradients"}]),
+            s["explainer"].pop("referenceData"),
+        ),
+        "spec.detector.referenceData",
+        "fitted on reference data",
+    ),
+    (
+        "too few held-out rows for the alarm rate",
+        lambda s: (s.update(detector={"falsePositiveRate": 0.001}), s["explainer"]["referenceData"].update(maxRows=2000)),
+        "spec.detector.calibrationFraction",
+        "needs at least 999 held-out rows",
+    ),
+    (
+        "an alarm rate of a half or more",
+        _set(["detector"], {"falsePositiveRate": 0.6}),
+        "spec.detector.falsePositiveRate",
+        "less than or equal to 0.5",
+    ),
+    (
+        "predictAndExplainIfOutlier with an explainer that scales to zero",
+        lambda s: (
+            s.update(detector={}),
+            s["graph"].update(routes=["explain", "predictAndExplainIfOutlier"]),
+            s["explainer"]["autoscaling"].update(minReplicas=0),
+        ),
+        "spec.explainer.autoscaling.minReplicas",
+        "predictAndExplainIfOutlier",
+    ),
+    (
+        "texts from an NPY file",
+        _set(["detector"], {"referenceData": {"uri": "reviews.npy", "textColumn": "review"}}),
+        "spec.detector.referenceData.textColumn",
+        "CSV or Parquet",
+    ),
+    (
+        "a detector's ServiceAccount must be a name",
+        _set(["detector"], {"serviceAccountName": "BAD NAME"}),
+        "spec.detector.serviceAccountName",
+        "pattern",
+    ),
 ]
 
 

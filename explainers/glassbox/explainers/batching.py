@@ -47,7 +47,11 @@ class Overloaded(Exception):
 
 class DynamicBatcher:
     def __init__(
-        self, forward: Callable[[np.ndarray], np.ndarray], max_batch_size: int, max_latency_ms: float, inline_max_rows: int = 0,
+        self,
+        forward: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int,
+        max_latency_ms: float,
+        inline_max_rows: int = 0,
         max_queued_rows: int | None = None,
     ):
         """`inline_max_rows`: batches of at most this many rows run on the event loop itself, skipping
@@ -124,7 +128,9 @@ class DynamicBatcher:
             except BaseException as error:  # the loop outlives anything one batch does
                 for item in batch:
                     if not item.future.done():
-                        item.future.set_exception(error if isinstance(error, Exception) else RuntimeError("the batch was cancelled"))
+                        item.future.set_exception(
+                            error if isinstance(error, Exception) else RuntimeError("the batch was cancelled")
+                        )
                 if not isinstance(error, Exception):
                     raise
             finally:

@@ -73,7 +73,9 @@ class BinaryInferRoute:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             request, _ = dataplane.decode(body, headers, protocol_version=PredictorProtocol.REST_V2.value, model_name=model_name)
             response, response_headers = await dataplane.infer(model_name=model_name, request=request, headers=headers)
-            response, encode_headers = dataplane.encode(model_name=model_name, response=response, headers=headers, req_attributes={})
+            response, encode_headers = dataplane.encode(
+                model_name=model_name, response=response, headers=headers, req_attributes={}
+            )
         except Exception as error:  # noqa: BLE001  (kserve's own stack answers it, as it would have)
             log.debug("binary inference for %s goes the long way: %s", model_name, error)
             return None

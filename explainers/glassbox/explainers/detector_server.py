@@ -53,13 +53,19 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 INSTANCES = Counter("glassbox_detector_instances", "Instances scored", ["model"])
-OUTLIERS = Counter("glassbox_detector_outliers", "Instances flagged as outliers (their rate over instances is the outlier rate)", ["model"])
+OUTLIERS = Counter(
+    "glassbox_detector_outliers", "Instances flagged as outliers (their rate over instances is the outlier rate)", ["model"]
+)
 SCORE_RATIO = Histogram(
-    "glassbox_detector_score_to_threshold", "Each instance's score divided by the threshold (above 1: flagged)", ["model"],
+    "glassbox_detector_score_to_threshold",
+    "Each instance's score divided by the threshold (above 1: flagged)",
+    ["model"],
     buckets=SCORE_RATIO_BUCKETS,
 )
 THRESHOLD = Gauge("glassbox_detector_threshold", "The fitted threshold on the score", ["model"])
-TARGET_RATE = Gauge("glassbox_detector_target_false_positive_rate", "The false-positive rate the threshold was set for", ["model"])
+TARGET_RATE = Gauge(
+    "glassbox_detector_target_false_positive_rate", "The false-positive rate the threshold was set for", ["model"]
+)
 
 
 class OutlierDetector(kserve.Model):  # type: ignore[misc]
@@ -75,20 +81,34 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 raise DetectorFitError("the detector has no reference data: set spec.detector.referenceData")
             started = time.monotonic()
             reference = self.fit.reference_data
-            rows = load_reference_texts(reference, self.data_dir) if reference.text_column else load_reference(reference, self.data_dir).features
+            rows = (
+                load_reference_texts(reference, self.data_dir)
+                if reference.text_column
+                else load_reference(reference, self.data_dir).features
+            )
             self.detector = fit_nearest_neighbors(
-                rows, false_positive_rate=self.fit.false_positive_rate, k=self.fit.neighbors,
-                calibration_fraction=self.fit.calibration_fraction, seed=self.fit.seed,
+                rows,
+                false_positive_rate=self.fit.false_positive_rate,
+                k=self.fit.neighbors,
+                calibration_fraction=self.fit.calibration_fraction,
+                seed=self.fit.seed,
             )
             held_out = len(self.detector.calibration_scores)
             log.info(
                 "fitted the detector on %d reference rows in %.1f s: threshold %.4g for a false-positive rate of %g (%d held out)",
-                len(rows), time.monotonic() - started, self.detector.threshold, self.fit.false_positive_rate, held_out,
+                len(rows),
+                time.monotonic() - started,
+                self.detector.threshold,
+                self.fit.false_positive_rate,
+                held_out,
             )
             if held_out < 10 / self.fit.false_positive_rate:
                 log.warning(
                     "only %d held-out reference rows: the alarm rate on ordinary inputs may differ from %g by a third of it or more; "
-                    "give the detector at least %d", held_out, self.fit.false_positive_rate, round(10 / self.fit.false_positive_rate),
+                    "give the detector at least %d",
+                    held_out,
+                    self.fit.false_positive_rate,
+                    round(10 / self.fit.false_positive_rate),
                 )
             THRESHOLD.labels(self.name).set(self.detector.threshold)
             TARGET_RATE.labels(self.name).set(self.fit.false_positive_rate)
@@ -110,7 +130,9 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             SCORE_RATIO.labels(self.name).observe(float(ratio))
         return verdicts
 
-    async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+    async def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
         assert self.detector is not None, "load() first"
         try:
             if isinstance(payload, dict) and is_v2_body(payload):
@@ -135,10 +157,17 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 png = await asyncio.to_thread(self._picture, verdicts)
                 outputs.append(InferOutput(name="picture", shape=[1], datatype="BYTES", data=[png]))
             request_id = payload.id if isinstance(payload, InferRequest) else None
-            return InferResponse(response_id=request_id or (headers or {}).get("x-request-id") or "", model_name=self.name, infer_outputs=outputs)
+            return InferResponse(
+                response_id=request_id or (headers or {}).get("x-request-id") or "", model_name=self.name, infer_outputs=outputs
+            )
         answer: dict[str, Any] = {
             "predictions": [
-                {"is_outlier": bool(flag), "score": float(score), "threshold": verdicts.threshold, "reference_quantile": float(quantile)}
+                {
+                    "is_outlier": bool(flag),
+                    "score": float(score),
+                    "threshold": verdicts.threshold,
+                    "reference_quantile": float(quantile),
+                }
                 for flag, score, quantile in zip(verdicts.is_outlier, verdicts.scores, quantiles, strict=True)
             ]
         }
@@ -191,7 +220,11 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             return {**body, "inputs": [tensor], "flagged": flagged}
         instances = body.get("instances", body.get("inputs"))
         assert isinstance(instances, list)  # decode_request took it
-        return {**{k: v for k, v in body.items() if k != "inputs"}, "instances": [instances[i] for i in flagged], "flagged": flagged}
+        return {
+            **{k: v for k, v in body.items() if k != "inputs"},
+            "instances": [instances[i] for i in flagged],
+            "flagged": flagged,
+        }
 
 
 def gate_route(model: OutlierDetector) -> Any:
@@ -199,7 +232,9 @@ def gate_route(model: OutlierDetector) -> Any:
         try:
             body = json.loads(await request.body())
         except ValueError as error:
-            return JSONResponse(status_code=400, content={"error": f"the body is not JSON ({error}); send a JSON object with 'instances'"})
+            return JSONResponse(
+                status_code=400, content={"error": f"the body is not JSON ({error}); send a JSON object with 'instances'"}
+            )
         try:
             return JSONResponse(content=await asyncio.to_thread(model.narrow_to_outliers, body))
         except InputError as error:
@@ -213,18 +248,24 @@ def fitted_route(model: OutlierDetector) -> Any:
         """What the detector fitted: the operator shows it in the ExplainedModel's status."""
         if model.detector is None:
             return JSONResponse(status_code=503, content={"error": "the detector has not been fitted yet"})
-        return JSONResponse(content={
-            "threshold": model.detector.threshold,
-            "falsePositiveRate": model.detector.false_positive_rate,
-            "heldOutRows": len(model.detector.calibration_scores),
-        })
+        return JSONResponse(
+            content={
+                "threshold": model.detector.threshold,
+                "falsePositiveRate": model.detector.false_positive_rate,
+                "heldOutRows": len(model.detector.calibration_scores),
+            }
+        )
 
     return fitted
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--detector_fit", default=os.environ.get(DETECTOR_FIT_ENV), help=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})")
+    parser = argparse.ArgumentParser(
+        parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--detector_fit", default=os.environ.get(DETECTOR_FIT_ENV), help=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})"
+    )
     parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
     parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
     parser.set_defaults(enable_latency_logging=False)
@@ -236,16 +277,24 @@ def main() -> None:
     configure_logging(args.log_config_file)
     if not args.detector_fit:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
-    model = OutlierDetector(args.model_name, DetectorFit.model_validate_json(args.detector_fit), Path(args.data_dir) if args.data_dir else None)
+    model = OutlierDetector(
+        args.model_name, DetectorFit.model_validate_json(args.detector_fit), Path(args.data_dir) if args.data_dir else None
+    )
     try:
         model.load()
     except DetectorFitError as error:
         raise SystemExit(f"the detector cannot start: {error}") from None
     app = kserve.model_server.app
     app.add_api_route(DETECTOR_GATE_PATH.format(model=model.name), gate_route(model), methods=["POST"], include_in_schema=False)
-    app.add_api_route(DETECTOR_FITTED_PATH.format(model=model.name), fitted_route(model), methods=["GET"], include_in_schema=False)
+    app.add_api_route(
+        DETECTOR_FITTED_PATH.format(model=model.name), fitted_route(model), methods=["GET"], include_in_schema=False
+    )
     serve(
-        model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
+        model,
+        args.http_port,
+        args.grpc_port,
+        log_each_request=args.enable_latency_logging,
+        max_body_bytes=args.max_body_bytes,
         longest_request_seconds=30.0,
     )
 

@@ -250,7 +250,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         with self._admission:
             self._admitted -= 1
 
-    async def _explain(self, payload: dict[str, Any] | InferRequest, deadline: float, chosen: list[ExplanationMethod]) -> dict[str, Any]:
+    async def _explain(
+        self, payload: dict[str, Any] | InferRequest, deadline: float, chosen: list[ExplanationMethod]
+    ) -> dict[str, Any]:
         if isinstance(payload, dict):
             accepted = V2_BODY_KEYS if is_v2_body(payload) else V1_BODY_KEYS
             unknown = sorted(set(payload) - accepted)
@@ -275,7 +277,8 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         chosen.append(method)
         instances = method.check_instances(decode_request(payload, REQUEST_LIMITS).instances)
         if flagged is not None and not (
-            isinstance(flagged, list) and len(flagged) == len(instances)
+            isinstance(flagged, list)
+            and len(flagged) == len(instances)
             and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in flagged)
         ):
             raise InputError(
@@ -301,7 +304,10 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 if flagged is not None:
                     answer["flagged"] = flagged
                 if picture:
-                    answer["picture"] = {"content_type": "image/png", "base64": base64.b64encode(method.picture(explanation, instances)).decode()}
+                    answer["picture"] = {
+                        "content_type": "image/png",
+                        "base64": base64.b64encode(method.picture(explanation, instances)).decode(),
+                    }
                 return answer
             finally:
                 _CURRENT.cancelled = _CURRENT.deadline = _CURRENT.usage = _CURRENT.memo = None
@@ -345,7 +351,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         except Exception as error:
             status = getattr(error, "status_code", None)
             if status:  # already an HTTP error
-                outcome = {503: metrics.OVERLOADED, 504: metrics.TIMEOUT}.get(status, metrics.BAD_REQUEST if status < 500 else metrics.ERROR)
+                outcome = {503: metrics.OVERLOADED, 504: metrics.TIMEOUT}.get(
+                    status, metrics.BAD_REQUEST if status < 500 else metrics.ERROR
+                )
                 raise
             log.exception("explanation failed")
             raise http_error(500, f"the explainer failed: {type(error).__name__}: {error}") from None
@@ -353,7 +361,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             method = chosen[0].name if chosen else metrics.NO_METHOD
             metrics.EXPLANATION_SECONDS.labels(self.name, method, outcome).observe(time.monotonic() - started)
 
-    async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+    async def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
         """v2 has no explain verb: `infer` on the explainer explains, answering the Explanation as a JSON BYTES output."""
         answer = await self.explain(payload, headers)
         if not isinstance(payload, InferRequest):
@@ -373,27 +383,35 @@ async def unknown_route(request: Request) -> JSONResponse:
     if named is None and isinstance(body, dict) and isinstance(body.get("parameters"), dict):
         named = body["parameters"].get("route")
     message = (
-        f"route {json.dumps(named)} is not one this graph offers: send \"route\" (or \"parameters\": {{\"route\": ...}} "
+        f'route {json.dumps(named)} is not one this graph offers: send "route" (or "parameters": {{"route": ...}} '
         f"in a v2 body) as one of {routes}, or leave it out for the graph's default route"
     )
     return JSONResponse(status_code=400, content={"error": message})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})")
+    parser = argparse.ArgumentParser(
+        parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})"
+    )
     parser.add_argument("--model_dir", default=None, help="the model artifact, for white-box methods")
     parser.add_argument("--model_sha256", default=None, help="refuse to load an artifact whose SHA-256 is not this")
     parser.add_argument("--explain_timeout_seconds", type=float, default=60.0, help="longest one explanation may take (then 504)")
     parser.add_argument(
-        "--predictor_max_request_rows", type=int, default=PredictorSettings.max_request_rows,
+        "--predictor_max_request_rows",
+        type=int,
+        default=PredictorSettings.max_request_rows,
         help="most rows per call to the predictor (larger perturbation batches go in parts, concurrently)",
     )
     parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
     parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
     parser.add_argument(
-        "--max_waiting_explanations", type=int, default=0,
+        "--max_waiting_explanations",
+        type=int,
+        default=0,
         help="explanations admitted to wait for a worker beyond those being computed; past it, 503 with Retry-After",
     )
     parser.add_argument(
@@ -418,20 +436,37 @@ def main() -> None:
     if not args.predictor_host and any(not m.is_white_box for m in spec.methods):
         raise SystemExit("black-box methods call the predictor: pass --predictor_host HOST[:PORT]")
     settings = PredictorSettings(
-        host=args.predictor_host or "", model_name=args.model_name, protocol=args.predictor_protocol,
-        timeout_seconds=float(args.predictor_request_timeout_seconds), retries=max(2, int(args.predictor_request_retries)),
-        max_request_rows=args.predictor_max_request_rows, use_ssl=bool(args.predictor_use_ssl),
+        host=args.predictor_host or "",
+        model_name=args.model_name,
+        protocol=args.predictor_protocol,
+        timeout_seconds=float(args.predictor_request_timeout_seconds),
+        retries=max(2, int(args.predictor_request_retries)),
+        max_request_rows=args.predictor_max_request_rows,
+        use_ssl=bool(args.predictor_use_ssl),
     )
     model = ExplainerModel(
-        args.model_name, spec, settings, model_dir=args.model_dir, explain_timeout_seconds=args.explain_timeout_seconds,
-        data_dir=Path(args.data_dir) if args.data_dir else None, device=args.device, workers=args.explain_workers,
-        max_waiting=args.max_waiting_explanations, memo_max_bytes=args.memo_max_bytes, model_sha256=args.model_sha256,
+        args.model_name,
+        spec,
+        settings,
+        model_dir=args.model_dir,
+        explain_timeout_seconds=args.explain_timeout_seconds,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        device=args.device,
+        workers=args.explain_workers,
+        max_waiting=args.max_waiting_explanations,
+        memo_max_bytes=args.memo_max_bytes,
+        model_sha256=args.model_sha256,
     )
     model.load()
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
     serve(
-        model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
-        longest_request_seconds=args.explain_timeout_seconds, not_ready=model.not_ready,
+        model,
+        args.http_port,
+        args.grpc_port,
+        log_each_request=args.enable_latency_logging,
+        max_body_bytes=args.max_body_bytes,
+        longest_request_seconds=args.explain_timeout_seconds,
+        not_ready=model.not_ready,
     )
 
 

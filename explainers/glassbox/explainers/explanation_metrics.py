@@ -40,6 +40,8 @@ PREDICTOR_ROWS = Histogram(
 )
 RUNNING = Gauge("glassbox_explainer_running_explanations", "Explanations being computed now", ["model"])
 WAITING = Gauge("glassbox_explainer_waiting_explanations", "Explanations admitted and waiting for a worker", ["model"])
-REFUSED = Counter("glassbox_explainer_refused", "Explanation requests refused with 503 (every worker busy, the waiting room full)", ["model"])
+REFUSED = Counter(
+    "glassbox_explainer_refused", "Explanation requests refused with 503 (every worker busy, the waiting room full)", ["model"]
+)
 TIMEOUTS = Counter("glassbox_explainer_timeouts", "Explanations answered 504 at explainer.timeoutSeconds", ["model", "method"])
 PREDICTOR_READY = Gauge("glassbox_explainer_predictor_ready", "1 while the predictor's last readiness probe succeeded", ["model"])

@@ -52,7 +52,7 @@ def _pool_images(rows: np.ndarray) -> np.ndarray:
     pooled = np.empty((n, grid_h, grid_w, channels))
     for i in range(grid_h):
         for j in range(grid_w):
-            pooled[:, i, j, :] = images[:, h_edges[i]:h_edges[i + 1], w_edges[j]:w_edges[j + 1], :].mean(axis=(1, 2))
+            pooled[:, i, j, :] = images[:, h_edges[i] : h_edges[i + 1], w_edges[j] : w_edges[j + 1], :].mean(axis=(1, 2))
     flat: np.ndarray = pooled.reshape(n, -1)
     return flat
 
@@ -64,7 +64,9 @@ def _hash_texts(texts: list[str]) -> Any:
     from sklearn.preprocessing import normalize
 
     words = HashingVectorizer(n_features=TEXT_BUCKETS, ngram_range=(1, 2), alternate_sign=False, norm=None)
-    characters = HashingVectorizer(n_features=TEXT_BUCKETS, analyzer="char_wb", ngram_range=(3, 3), alternate_sign=False, norm=None)
+    characters = HashingVectorizer(
+        n_features=TEXT_BUCKETS, analyzer="char_wb", ngram_range=(3, 3), alternate_sign=False, norm=None
+    )
     return normalize(hstack([words.transform(texts), characters.transform(texts)]).tocsr())
 
 
@@ -102,7 +104,9 @@ class Representation:
                 raise ValueError("this detector was fitted on text: send strings")
             return _hash_texts(inputs)
         if isinstance(inputs, list):
-            raise ValueError(f"this detector was fitted on numeric instances of shape {list(self.instance_shape)}: send numbers, not text")
+            raise ValueError(
+                f"this detector was fitted on numeric instances of shape {list(self.instance_shape)}: send numbers, not text"
+            )
         if tuple(inputs.shape[1:]) != self.instance_shape:
             raise ValueError(
                 f"instances of shape {list(inputs.shape[1:])}: this detector was fitted on instances of shape {list(self.instance_shape)}"
@@ -165,18 +169,22 @@ def _mean_knn_distance(vectors: Any, neighbours: Any, k: int, chunk: int = 1024)
     out = np.empty(count)
     squared_neighbours = _squared_norms(neighbours)
     for start in range(0, count, chunk):
-        block = vectors[start:start + chunk]
+        block = vectors[start : start + chunk]
         products = block @ neighbours.T
         products = products if isinstance(products, np.ndarray) else products.toarray()
         squared = _squared_norms(block)[:, None] - 2.0 * products + squared_neighbours[None, :]
         nearest = np.partition(np.maximum(squared, 0.0), k - 1, axis=1)[:, :k]
-        out[start:start + chunk] = np.sqrt(nearest).mean(axis=1)
+        out[start : start + chunk] = np.sqrt(nearest).mean(axis=1)
     return out
 
 
 def fit_nearest_neighbors(
-    reference: Inputs, *, false_positive_rate: float = 0.01, k: int = 10,
-    calibration_fraction: float = 0.3, seed: int = 0,
+    reference: Inputs,
+    *,
+    false_positive_rate: float = 0.01,
+    k: int = 10,
+    calibration_fraction: float = 0.3,
+    seed: int = 0,
 ) -> NearestNeighborsDetector:
     """Split the reference rows (seeded), search among one part, calibrate the threshold on the other."""
     if not 0 < false_positive_rate < 1:

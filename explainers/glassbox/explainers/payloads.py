@@ -140,20 +140,27 @@ def decode_request(payload: dict[str, Any] | InferRequest, limits: Limits = Limi
         try:
             array = tensor.as_numpy()
         except Exception as error:  # noqa: BLE001  (kserve raises several types for malformed tensors)
-            raise InputError(f"input '{tensor.name}' does not match its shape {tensor.shape} and datatype {tensor.datatype}: {error}") from None
+            raise InputError(
+                f"input '{tensor.name}' does not match its shape {tensor.shape} and datatype {tensor.datatype}: {error}"
+            ) from None
         if list(array.shape) != shape:
-            raise InputError(f"input '{tensor.name}' has shape {shape} but holds {array.size} values; send shape and data that agree")
+            raise InputError(
+                f"input '{tensor.name}' has shape {shape} but holds {array.size} values; send shape and data that agree"
+            )
         if tensor.datatype == "BYTES":
             return DecodedRequest(text_array(array.reshape(-1).tolist(), f"input '{tensor.name}'", limits), "v2", tensor.name)
         return DecodedRequest(
-            numeric_array(array, f"input '{tensor.name}'", limits), "v2", tensor.name, binary_output=bool(payload.use_binary_outputs)
+            numeric_array(array, f"input '{tensor.name}'", limits),
+            "v2",
+            tensor.name,
+            binary_output=bool(payload.use_binary_outputs),
         )
     if not isinstance(payload, dict):
         raise InputError("the request body must be a JSON object with 'instances'")
     if is_v2_body(payload):
         raise InputError(
             "this is a v2 (Open Inference Protocol) body, sent to a v1 path: send it to /v2/models/NAME/infer, "
-            "or send {\"instances\": [[...], ...]} here"
+            'or send {"instances": [[...], ...]} here'
         )
     values = payload.get("instances", payload.get("inputs"))
     if values is None:
@@ -174,19 +181,25 @@ def request_from_bytes(body: bytes, header_length: int, model_name: str) -> Infe
     try:
         header = orjson.loads(body[:header_length])
     except orjson.JSONDecodeError as error:
-        raise InvalidInput(f"the JSON header of the binary request (its first {header_length} bytes) is not JSON: {error}") from None
+        raise InvalidInput(
+            f"the JSON header of the binary request (its first {header_length} bytes) is not JSON: {error}"
+        ) from None
     if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
         raise InvalidInput("the JSON header of the binary request has no 'inputs' list")
     tensors, start = [], header_length
     for tensor in header["inputs"]:
         parameters = tensor.get("parameters") or {}
-        infer_input = InferInput(name=tensor.get("name"), shape=tensor.get("shape"), datatype=tensor.get("datatype"), parameters=parameters or None)
+        infer_input = InferInput(
+            name=tensor.get("name"), shape=tensor.get("shape"), datatype=tensor.get("datatype"), parameters=parameters or None
+        )
         if tensor.get("data") is not None:
             infer_input.data = tensor["data"]
         elif "binary_data_size" in parameters:
             size = parameters["binary_data_size"]
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise InvalidInput(f"input '{infer_input.name}' has binary_data_size {size!r}: it must be the tensor's length in bytes, a whole number")
+                raise InvalidInput(
+                    f"input '{infer_input.name}' has binary_data_size {size!r}: it must be the tensor's length in bytes, a whole number"
+                )
             end = start + size
             if end > len(body):
                 raise InvalidInput(
@@ -200,18 +213,26 @@ def request_from_bytes(body: bytes, header_length: int, model_name: str) -> Infe
         tensors.append(infer_input)
     outputs = [RequestedOutput(name=o.get("name"), parameters=o.get("parameters")) for o in header.get("outputs") or []]
     return InferRequest(
-        model_name=model_name, infer_inputs=tensors, request_id=header.get("id"), parameters=header.get("parameters"),
+        model_name=model_name,
+        infer_inputs=tensors,
+        request_id=header.get("id"),
+        parameters=header.get("parameters"),
         request_outputs=outputs or None,
     )
 
 
-def encode_predictions(predictions: np.ndarray, request: DecodedRequest, model_name: str, request_id: str | None = None) -> dict[str, Any] | InferResponse:
+def encode_predictions(
+    predictions: np.ndarray, request: DecodedRequest, model_name: str, request_id: str | None = None
+) -> dict[str, Any] | InferResponse:
     """The answer in the protocol the request came in."""
     if request.protocol == "v2":
         output = InferOutput(name="output-0", shape=list(predictions.shape), datatype=from_np_dtype(predictions.dtype))
         output.set_data_from_numpy(predictions, binary_data=request.binary_output)
         return InferResponse(
-            response_id=request_id or str(uuid.uuid4()), model_name=model_name, infer_outputs=[output], use_binary_outputs=request.binary_output
+            response_id=request_id or str(uuid.uuid4()),
+            model_name=model_name,
+            infer_outputs=[output],
+            use_binary_outputs=request.binary_output,
         )
     return {"predictions": predictions.tolist()}
 
@@ -232,15 +253,26 @@ def v2_request(instances: np.ndarray | list[str], binary: bool, input_name: str 
     """A v2 request: numbers as a binary FP32 tensor after a JSON header (KServe's and Triton's binary
     extension), or as JSON; strings always as JSON BYTES."""
     if isinstance(instances, list):
-        return json_body({"inputs": [{"name": input_name, "shape": [len(instances)], "datatype": "BYTES", "data": instances}]}), JSON_HEADERS
+        return json_body(
+            {"inputs": [{"name": input_name, "shape": [len(instances)], "datatype": "BYTES", "data": instances}]}
+        ), JSON_HEADERS
     array = np.ascontiguousarray(instances, dtype=np.float32)
     if not binary:
         tensor = {"name": input_name, "shape": list(array.shape), "datatype": "FP32", "data": array.reshape(-1)}
         return json_body({"inputs": [tensor]}), JSON_HEADERS
-    header = json_body({
-        "inputs": [{"name": input_name, "shape": list(array.shape), "datatype": "FP32", "parameters": {"binary_data_size": array.nbytes}}],
-        "parameters": {"binary_data_output": True},
-    })
+    header = json_body(
+        {
+            "inputs": [
+                {
+                    "name": input_name,
+                    "shape": list(array.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": array.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
     return header + array.tobytes(), {"content-type": "application/octet-stream", INFERENCE_HEADER: str(len(header))}
 
 

@@ -38,7 +38,9 @@ def attribution_bars(names: list[str], values: np.ndarray, title: str, top: int 
     order = list(np.argsort(-np.abs(values))[:top]) if sort else list(range(min(top, len(values))))
     shown = list(reversed(order))
     figure, axes = _figure(7.5, 0.38 * len(shown) + 1.2)
-    axes.barh([names[i] for i in shown], [values[i] for i in shown], color=[POSITIVE if values[i] >= 0 else NEGATIVE for i in shown])
+    axes.barh(
+        [names[i] for i in shown], [values[i] for i in shown], color=[POSITIVE if values[i] >= 0 else NEGATIVE for i in shown]
+    )
     axes.axvline(0, color="black", linewidth=0.8)
     axes.set_title(title, fontsize=11)
     return _png(figure)
@@ -53,10 +55,19 @@ def rule_card(title: str, conditions: list[str], precision: float, coverage: flo
     axes.axis("off")
     axes.set_title(title, fontsize=12, loc="left")
     for index, condition in enumerate(lines):
-        axes.text(0.02, 1 - (index + 0.7) / (len(lines) + 2.5), ("IF " if index == 0 else "AND ") + condition, fontsize=11, family="monospace", transform=axes.transAxes)
+        axes.text(
+            0.02,
+            1 - (index + 0.7) / (len(lines) + 2.5),
+            ("IF " if index == 0 else "AND ") + condition,
+            fontsize=11,
+            family="monospace",
+            transform=axes.transAxes,
+        )
     for offset, (label, value) in enumerate((("precision", precision), ("coverage", coverage))):
         y = 0.18 - offset * 0.14
-        axes.add_patch(Rectangle((0.2, y), 0.7 * value, 0.08, color=POSITIVE if offset == 0 else NEGATIVE, transform=axes.transAxes))
+        axes.add_patch(
+            Rectangle((0.2, y), 0.7 * value, 0.08, color=POSITIVE if offset == 0 else NEGATIVE, transform=axes.transAxes)
+        )
         axes.text(0.02, y + 0.01, f"{label} {value:.2f}", fontsize=10, transform=axes.transAxes)
     return _png(figure)
 
@@ -115,8 +126,15 @@ def score_against_reference(reference_scores: np.ndarray, threshold: float, scor
     for index, score in enumerate(scores):
         color = POSITIVE if score > threshold else NEGATIVE
         axes.axvline(score, color=color, linewidth=2.2)
-        axes.annotate(f"input {index}", (score, 0.92 - 0.1 * (index % 6)), xycoords=("data", "axes fraction"), color=color, fontsize=9,
-                      xytext=(4, 0), textcoords="offset points")
+        axes.annotate(
+            f"input {index}",
+            (score, 0.92 - 0.1 * (index % 6)),
+            xycoords=("data", "axes fraction"),
+            color=color,
+            fontsize=9,
+            xytext=(4, 0),
+            textcoords="offset points",
+        )
     axes.set_xlabel("outlier score (mean distance to the nearest reference rows)")
     axes.set_ylabel("reference rows")
     axes.set_title(title, fontsize=11)

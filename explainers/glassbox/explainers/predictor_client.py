@@ -154,7 +154,9 @@ class PredictorClient:
     def readiness_problem(self, timeout_seconds: float = 5.0) -> str | None:
         """None when the predictor says its model is ready, else what it did instead."""
         try:
-            answer = self._http.request("GET", self.ready_path, timeout_seconds=timeout_seconds, deadline=time.monotonic() + timeout_seconds)
+            answer = self._http.request(
+                "GET", self.ready_path, timeout_seconds=timeout_seconds, deadline=time.monotonic() + timeout_seconds
+            )
         except TimeoutError:
             return f"the predictor at {self.ready_url} did not answer within {timeout_seconds:g} s"
         except (OSError, http.client.HTTPException) as error:
@@ -197,14 +199,18 @@ class PredictorClient:
             if attempt == 0:
                 self._retry_budget.called()
             try:
-                answer = self._http.request("POST", settings.path, content, headers, deadline=min(own_deadline, deadline or own_deadline))
+                answer = self._http.request(
+                    "POST", settings.path, content, headers, deadline=min(own_deadline, deadline or own_deadline)
+                )
             except TimeoutError:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise ExplanationCancelled(
                         f"the explanation ran past its deadline waiting {time.monotonic() - started:.1f} s for the predictor at {settings.url}"
                     ) from None
                 # Not sent again: a predictor this slow is only slowed further by a second call.
-                raise PredictorError(f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504) from None
+                raise PredictorError(
+                    f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504
+                ) from None
             except (OSError, http.client.HTTPException) as error:
                 problem, status = f"could not be reached ({type(error).__name__}: {error})", 502
             else:
@@ -212,21 +218,34 @@ class PredictorClient:
                     self.stats.add(rows)
                     self._binary_answered = self._binary_answered or binary
                     try:
-                        return predictions_from_response(settings.protocol, answer.body, answer.headers.get(INFERENCE_HEADER), rows)
+                        return predictions_from_response(
+                            settings.protocol, answer.body, answer.headers.get(INFERENCE_HEADER), rows
+                        )
                     except ValueError as error:
                         raise PredictorError(f"the predictor at {settings.url} answered garbage: {error}") from None
                 detail = answer.text[:300]
                 refused_binary = binary and not self._binary_answered and not isinstance(instances, list)
                 if refused_binary and answer.status in (400, 415, 422):
                     # A v2 server without the binary tensor extension: JSON from now on.
-                    log.warning("the predictor at %s refused a binary tensor (%s: %s); sending JSON from now on", settings.url, answer.status, detail)
+                    log.warning(
+                        "the predictor at %s refused a binary tensor (%s: %s); sending JSON from now on",
+                        settings.url,
+                        answer.status,
+                        detail,
+                    )
                     self.binary = False
                     continue
                 if answer.status not in RETRIED_STATUSES:
-                    raise PredictorError(f"the predictor at {settings.url} refused {rows} instances with {answer.status}: {detail}")
+                    raise PredictorError(
+                        f"the predictor at {settings.url} refused {rows} instances with {answer.status}: {detail}"
+                    )
                 problem, status = f"answered {answer.status}: {detail}", 502
             backoff = settings.backoff_seconds * 2**attempt
-            if attempt >= settings.retries or (deadline is not None and time.monotonic() + backoff >= deadline) or not self._retry_budget.take():
+            if (
+                attempt >= settings.retries
+                or (deadline is not None and time.monotonic() + backoff >= deadline)
+                or not self._retry_budget.take()
+            ):
                 raise PredictorError(f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status)
             attempt += 1
             self.stats.retried()
@@ -372,7 +391,9 @@ class CallCoalescer:
                 self._queue.remove(me)
                 if me.lead:
                     self._pass_lead()
-        raise ExplanationCancelled("the explanation ran past its deadline waiting for a predictor call shared with other explanations")
+        raise ExplanationCancelled(
+            "the explanation ran past its deadline waiting for a predictor call shared with other explanations"
+        )
 
     def _pass_lead(self) -> None:
         """Under the lock: the first queued thread sends the next call, or nothing is in flight."""

@@ -40,7 +40,9 @@ log = logging.getLogger("glassbox.explainers.predictor_server")
 
 # On kserve's /metrics: what the predictor was asked, counted where it is served.
 REQUESTS = Counter("glassbox_predictor_requests", "Prediction requests answered", ["model"])
-REFUSED = Counter("glassbox_predictor_refused", "Prediction requests refused: overloaded (503) or past the deadline (504)", ["model", "why"])
+REFUSED = Counter(
+    "glassbox_predictor_refused", "Prediction requests refused: overloaded (503) or past the deadline (504)", ["model", "why"]
+)
 QUEUED_ROWS = Gauge("glassbox_predictor_queued_rows", "Rows waiting for the model", ["model"])
 ROWS = Counter("glassbox_predictor_rows", "Rows scored", ["model"])
 FORWARD_PASSES = Counter("glassbox_predictor_forward_passes", "Forward passes (dynamic batches) run", ["model"])
@@ -61,9 +63,16 @@ class ShapeMismatch(InputError):
 
 class TorchPredictor(kserve.Model):  # type: ignore[misc]
     def __init__(
-        self, name: str, model_dir: str, device: str = "auto", max_batch_size: int = 256, max_batch_latency_ms: float = 0.0,
-        max_request_rows: int = MAX_REQUEST_ROWS, cpu_threads: int = 1,
-        max_queued_rows: int = MAX_QUEUED_ROWS, request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
+        self,
+        name: str,
+        model_dir: str,
+        device: str = "auto",
+        max_batch_size: int = 256,
+        max_batch_latency_ms: float = 0.0,
+        max_request_rows: int = MAX_REQUEST_ROWS,
+        cpu_threads: int = 1,
+        max_queued_rows: int = MAX_QUEUED_ROWS,
+        request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
         model_sha256: str | None = None,
     ):
         super().__init__(name)
@@ -89,17 +98,29 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
             # torch's default (every core, spinning between passes) starves the processes
             # beside it, the explainer among them, for no gain on small models.
             torch.set_num_threads(self.cpu_threads)
-        model_dir = resolve(self.model_dir, limits=ARTIFACT_LIMITS)  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
+        model_dir = resolve(
+            self.model_dir, limits=ARTIFACT_LIMITS
+        )  # a local path in a pod (KServe fetched it); file:// or http(s):// locally
         self.module = load_module(model_dir, self.device, self.model_sha256)
         self.tokenizer = Tokenizer.load(model_dir)
         # On the CPU a pass over a few hundred rows takes microseconds: cheaper in place than
         # handed to a thread (measured 0.9 against 1.1 ms per 200-row request).
         inline = SMALL_CPU_BATCH_ROWS if self.device == "cpu" else 0
         self.batcher = DynamicBatcher(
-            self.forward, self.max_batch_size, self.max_batch_latency_ms, inline_max_rows=inline, max_queued_rows=self.max_queued_rows
+            self.forward,
+            self.max_batch_size,
+            self.max_batch_latency_ms,
+            inline_max_rows=inline,
+            max_queued_rows=self.max_queued_rows,
         )
         QUEUED_ROWS.labels(self.name).set_function(lambda: self.batcher.queued_rows if self.batcher else 0)
-        log.info("loaded %s on %s (batches of up to %d rows, %s ms)", self.model_dir, self.device, self.max_batch_size, self.max_batch_latency_ms)
+        log.info(
+            "loaded %s on %s (batches of up to %d rows, %s ms)",
+            self.model_dir,
+            self.device,
+            self.max_batch_size,
+            self.max_batch_latency_ms,
+        )
         self.ready = True
         return True
 
@@ -126,7 +147,9 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
             )
         return answer
 
-    async def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+    async def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
         assert self.batcher is not None, "load() first"
         try:
             request = decode_request(payload, self.limits)
@@ -147,7 +170,8 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
         except TimeoutError:
             REFUSED.labels(self.name, "deadline").inc()
             raise http_error(
-                504, f"the model did not answer within {self.request_timeout_seconds:g} s (--request_timeout_seconds); "
+                504,
+                f"the model did not answer within {self.request_timeout_seconds:g} s (--request_timeout_seconds); "
                 "send fewer rows per request, or give the predictor more replicas or a GPU",
             ) from None
         request_id = (headers or {}).get("x-request-id")
@@ -161,19 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where the forward pass runs")
     parser.add_argument("--max_batch_size", type=int, default=256, help="most rows in one forward pass")
     parser.add_argument(
-        "--max_batch_latency_ms", type=float, default=0.0,
+        "--max_batch_latency_ms",
+        type=float,
+        default=0.0,
         help="longest a request waits for others to join its batch; 0 runs a batch as soon as the model is free, "
         "with every request that queued while it was busy",
     )
     parser.add_argument("--max_request_rows", type=int, default=MAX_REQUEST_ROWS, help="most rows one request may carry")
     parser.add_argument(
-        "--max_queued_rows", type=int, default=MAX_QUEUED_ROWS, help="rows that may wait for the model at once; past it, 503 with Retry-After"
+        "--max_queued_rows",
+        type=int,
+        default=MAX_QUEUED_ROWS,
+        help="rows that may wait for the model at once; past it, 503 with Retry-After",
     )
     parser.add_argument(
-        "--request_timeout_seconds", type=float, default=REQUEST_TIMEOUT_SECONDS, help="longest a request waits for its answer (then 504)"
+        "--request_timeout_seconds",
+        type=float,
+        default=REQUEST_TIMEOUT_SECONDS,
+        help="longest a request waits for its answer (then 504)",
     )
     parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
-    parser.add_argument("--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)")
+    parser.add_argument(
+        "--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)"
+    )
     # kserve's flag, off by default here: an explainer sends a hundred requests per explanation
     # (`--enable_latency_logging true` brings back the access line and kserve's timing lines).
     parser.set_defaults(enable_latency_logging=False)
@@ -186,13 +220,26 @@ def main() -> None:
     # Binary v2 tensors reach the model as the bytes they came in (see request_from_bytes).
     InferRequest.from_bytes = staticmethod(request_from_bytes)
     model = TorchPredictor(
-        args.model_name, args.model_dir, args.device, args.max_batch_size, args.max_batch_latency_ms, args.max_request_rows, args.cpu_threads,
-        args.max_queued_rows, args.request_timeout_seconds, model_sha256=args.model_sha256,
+        args.model_name,
+        args.model_dir,
+        args.device,
+        args.max_batch_size,
+        args.max_batch_latency_ms,
+        args.max_request_rows,
+        args.cpu_threads,
+        args.max_queued_rows,
+        args.request_timeout_seconds,
+        model_sha256=args.model_sha256,
     )
     model.load()
     serve(
-        model, args.http_port, args.grpc_port, log_each_request=args.enable_latency_logging, max_body_bytes=args.max_body_bytes,
-        longest_request_seconds=args.request_timeout_seconds, binary_infer_route=True,
+        model,
+        args.http_port,
+        args.grpc_port,
+        log_each_request=args.enable_latency_logging,
+        max_body_bytes=args.max_body_bytes,
+        longest_request_seconds=args.request_timeout_seconds,
+        binary_infer_route=True,
     )
 
 

@@ -31,7 +31,11 @@ def _format_of(spec: ReferenceData, path: Path) -> DataFormat:
     if spec.format is not None:
         return spec.format
     suffix = path.suffix.lower()
-    for data_format, suffixes in ((DataFormat.csv, (".csv",)), (DataFormat.npy, (".npy",)), (DataFormat.parquet, (".parquet", ".pq"))):
+    for data_format, suffixes in (
+        (DataFormat.csv, (".csv",)),
+        (DataFormat.npy, (".npy",)),
+        (DataFormat.parquet, (".parquet", ".pq")),
+    ):
         if suffix in suffixes:
             return data_format
     raise ReferenceDataError(f"{spec.uri}: cannot tell the format from '{suffix}'; set format to csv, npy or parquet")
@@ -96,12 +100,18 @@ def load_reference(spec: ReferenceData, base: Path | None = None) -> ReferenceTa
     if not np.isfinite(features).all():
         raise ReferenceDataError(f"{spec.uri}: holds NaN or infinite values; impute or drop them before serving")
     if spec.labels_uri is not None:
-        labels_path = resolve(spec.labels_uri, base, DownloadLimits(spec.max_bytes, spec.download_timeout_seconds, spec.labels_sha256))
+        labels_path = resolve(
+            spec.labels_uri, base, DownloadLimits(spec.max_bytes, spec.download_timeout_seconds, spec.labels_sha256)
+        )
         labels = np.load(labels_path) if labels_path.suffix == ".npy" else np.loadtxt(labels_path, delimiter=",")
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != len(features):
             raise ReferenceDataError(f"{spec.labels_uri}: {len(labels)} labels for {len(features)} rows of {spec.uri}")
-    names = list(spec.feature_names) if spec.feature_names else (columns or ([] if images else [f"f{i}" for i in range(features.shape[1])]))
+    names = (
+        list(spec.feature_names)
+        if spec.feature_names
+        else (columns or ([] if images else [f"f{i}" for i in range(features.shape[1])]))
+    )
     if not images and len(names) != features.shape[1]:
         raise ReferenceDataError(f"featureNames has {len(names)} names for {features.shape[1]} columns of {spec.uri}")
     if spec.max_rows is not None and len(features) > spec.max_rows:

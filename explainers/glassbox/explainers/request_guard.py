@@ -58,7 +58,9 @@ def check_json(body: bytes) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise Refused(400, f"the body is not UTF-8 (byte {error.start} is {body[error.start:error.start + 1]!r}); send UTF-8 JSON") from None
+        raise Refused(
+            400, f"the body is not UTF-8 (byte {error.start} is {body[error.start : error.start + 1]!r}); send UTF-8 JSON"
+        ) from None
     try:
         orjson.loads(body)  # what kserve parses with: numbers too large for a double, NaN, trailing data
     except orjson.JSONDecodeError as error:
@@ -66,7 +68,9 @@ def check_json(body: bytes) -> None:
     try:
         json.loads(text, object_pairs_hook=refuse_duplicate_keys, parse_constant=refuse_constant)
     except json.JSONDecodeError as error:
-        raise Refused(400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}; send a JSON object") from None
+        raise Refused(
+            400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}; send a JSON object"
+        ) from None
     except RecursionError:
         raise Refused(400, "the JSON body is nested too deeply; send rows as lists of numbers") from None
 
@@ -75,7 +79,8 @@ def check_binary_header(headers: dict[bytes, bytes], body: bytes) -> None:
     value = headers.get(BINARY_LENGTH_HEADER, b"").decode("latin-1").strip()
     if not value.isdigit() or not 0 < int(value) <= len(body):
         raise Refused(
-            400, f"inference-header-content-length is {value!r}: it must be the length in bytes of the JSON header "
+            400,
+            f"inference-header-content-length is {value!r}: it must be the length in bytes of the JSON header "
             f"at the start of the body, a whole number from 1 to the body's {len(body)} bytes",
         )
 
@@ -88,7 +93,8 @@ class RequestGuard:
 
     def _too_large(self, size: str) -> Refused:
         return Refused(
-            413, f"the request body is {size}; this server takes at most {self.max_body_bytes} bytes ({self.limit_flag}): "
+            413,
+            f"the request body is {size}; this server takes at most {self.max_body_bytes} bytes ({self.limit_flag}): "
             "send fewer instances per request",
         )
 
@@ -141,11 +147,18 @@ async def read_body(receive: Receive, limit: int | None = None) -> bytes:
 
 async def _answer(send: Send, status: int, message: str) -> None:
     content = json.dumps({"error": message}).encode()
-    await send({
-        "type": "http.response.start", "status": status,
-        # The body may be unread: the connection closes after this answer.
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()), (b"connection", b"close")],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            # The body may be unread: the connection closes after this answer.
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": content})
 
 

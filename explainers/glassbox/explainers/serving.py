@@ -57,6 +57,7 @@ def describe_invalid_body(path: str, body: object, problems: list[dict[str, Any]
             f'{path} takes an Open Inference Protocol (v2) body, {{"inputs": [{{"name", "shape", "datatype", "data"}}]}}; '
             f'this one has "instances", a v1 body: send it to /v1{v1_path}, or send "inputs"'
         )
+
     # A v2 infer body may be JSON or binary: FastAPI reports the binary alternative too, which says nothing useful.
     def location(problem: dict[str, Any]) -> list[str]:
         return [str(part) for part in problem.get("loc", ())]
@@ -108,7 +109,10 @@ def serve(
     kserve.model_server.app.add_exception_handler(RequestValidationError, invalid_body_as_kserve_writes_it)
     kserve.model_server.app.add_exception_handler(InvalidInput, invalid_input_named)
     server = kserve.ModelServer(
-        http_port=http_port, grpc_port=grpc_port, enable_latency_logging=log_each_request, grace_period=math.ceil(longest_request_seconds + DRAIN_MARGIN_SECONDS)
+        http_port=http_port,
+        grpc_port=grpc_port,
+        enable_latency_logging=log_each_request,
+        grace_period=math.ceil(longest_request_seconds + DRAIN_MARGIN_SECONDS),
     )
     if server.workers != 1:
         raise SystemExit("Glassbox's servers run one worker process per pod (scale with replicas): leave --workers at 1")

@@ -37,9 +37,13 @@ class StorageError(RuntimeError):
 
 
 # Cloud metadata services answer on these addresses with the node's or the pod's credentials.
-METADATA_ADDRESSES = frozenset({
-    ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200"),
-})
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),
+    }
+)
 MAX_REDIRECTS = 3
 READ_TIMEOUT_SECONDS = 30.0
 
@@ -81,7 +85,9 @@ def _check_host(url: str) -> None:
     for address in sorted(addresses):
         reason = forbidden_address(str(address))
         if reason:
-            raise StorageError(f"{url}: '{host}' resolves to {address}, {reason}; reference data and artifacts come from a data store")
+            raise StorageError(
+                f"{url}: '{host}' resolves to {address}, {reason}; reference data and artifacts come from a data store"
+            )
 
 
 def _check_peer(url: str, response: httpx.Response) -> None:
@@ -103,7 +109,9 @@ def verify_sha256(path: Path, expected: str | None, what: str) -> None:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected.lower():
-        raise StorageError(f"{what}: SHA-256 is {digest.hexdigest()}, the spec pins {expected}; refusing to load a file that is not the pinned one")
+        raise StorageError(
+            f"{what}: SHA-256 is {digest.hexdigest()}, the spec pins {expected}; refusing to load a file that is not the pinned one"
+        )
 
 
 def _download(uri: str, target: Path, limits: DownloadLimits) -> None:
@@ -125,15 +133,21 @@ def _download(uri: str, target: Path, limits: DownloadLimits) -> None:
                     response.raise_for_status()
                     declared = int(response.headers.get("content-length") or 0)
                     if declared > limits.max_bytes:
-                        raise StorageError(f"{uri}: {declared} bytes, more than the limit of {limits.max_bytes} (referenceData.maxBytes for reference data); raise it or use a smaller file")
+                        raise StorageError(
+                            f"{uri}: {declared} bytes, more than the limit of {limits.max_bytes} (referenceData.maxBytes for reference data); raise it or use a smaller file"
+                        )
                     received = 0
                     with open(part, "wb") as out:
                         for chunk in response.iter_bytes():
                             received += len(chunk)
                             if received > limits.max_bytes:
-                                raise StorageError(f"{uri}: more than the limit of {limits.max_bytes} bytes (referenceData.maxBytes for reference data); raise it or use a smaller file")
+                                raise StorageError(
+                                    f"{uri}: more than the limit of {limits.max_bytes} bytes (referenceData.maxBytes for reference data); raise it or use a smaller file"
+                                )
                             if time.monotonic() > deadline:
-                                raise StorageError(f"{uri}: not downloaded within {limits.timeout_seconds:.0f} s (referenceData.downloadTimeoutSeconds for reference data)")
+                                raise StorageError(
+                                    f"{uri}: not downloaded within {limits.timeout_seconds:.0f} s (referenceData.downloadTimeoutSeconds for reference data)"
+                                )
                             out.write(chunk)
                     verify_sha256(part, limits.sha256, uri)
                     part.rename(target)

@@ -87,7 +87,9 @@ class Tokenizer:
         spec = json.loads(file.read_text())
         if spec.get("type", "bag_of_words") != "bag_of_words":
             raise ArtifactError(f"{file}: only type 'bag_of_words' is supported, got {spec.get('type')!r}")
-        return cls(vocabulary={str(k): int(v) for k, v in spec["vocabulary"].items()}, lowercase=bool(spec.get("lowercase", True)))
+        return cls(
+            vocabulary={str(k): int(v) for k, v in spec["vocabulary"].items()}, lowercase=bool(spec.get("lowercase", True))
+        )
 
     def save(self, model_dir: str | Path) -> None:
         payload = {"type": "bag_of_words", "lowercase": self.lowercase, "vocabulary": self.vocabulary}

@@ -105,7 +105,9 @@ class ComputeResources(ApiModel):
 class Autoscaling(ApiModel):
     """Replica bounds and the metric KServe scales on."""
 
-    min_replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="Fewest replicas; 0 lets KServe scale to zero (serverless mode).")
+    min_replicas: int = Field(
+        1, ge=0, le=MAX_REPLICAS, description="Fewest replicas; 0 lets KServe scale to zero (serverless mode)."
+    )
     max_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Most replicas; must be at least minReplicas.")
     scale_metric: ScaleMetric = Field(
         ScaleMetric.concurrency, description="Metric KServe's autoscaler targets: concurrency, rps, cpu or memory."
@@ -120,7 +122,8 @@ class DynamicBatching(ApiModel):
 
     max_batch_size: int = Field(256, ge=1, description="Most rows in one forward pass.")
     max_latency_ms: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="Longest a request waits for others to join its batch, in milliseconds. 0 runs a batch as soon as "
         "the model is free, with every request that queued while it was busy: no added latency, and batches still form under load.",
     )
@@ -141,7 +144,8 @@ class PredictorSpec(ApiModel):
         description="Format of the model artifact to deploy. 'pytorch' (TorchScript or torch.export) is served by Glassbox's GPU predictor; any other format is served by the KServe ServingRuntime that supports it.",
     )
     storage_uri: str | None = Field(
-        None, description="Where the model artifact lives: s3://, gs://, pvc://, https:// or any URI KServe's storage initializer reads."
+        None,
+        description="Where the model artifact lives: s3://, gs://, pvc://, https:// or any URI KServe's storage initializer reads.",
     )
     runtime: str | None = Field(
         None, description="Name of a KServe ServingRuntime to use instead of Glassbox's predictor (optional)."
@@ -153,7 +157,8 @@ class PredictorSpec(ApiModel):
         "to the protocol KServe's InferenceGraph uses for it (its runtime's first of v1 and v2).",
     )
     storage_sha256: str | None = Field(
-        None, pattern=SHA256_PATTERN,
+        None,
+        pattern=SHA256_PATTERN,
         description="SHA-256 of the model artifact (model.pt or model.pt2) for Glassbox's predictor: it refuses to load any "
         "other file. Whoever controls the artifact controls the pod; pin it.",
     )
@@ -164,13 +169,13 @@ class PredictorSpec(ApiModel):
         None, description="Dynamic batching of concurrent requests; recommended when explanations call this predictor."
     )
     max_body_bytes: int | None = Field(
-        None, ge=1024, le=MAX_BODY_BYTES_LIMIT,
+        None,
+        ge=1024,
+        le=MAX_BODY_BYTES_LIMIT,
         description="Largest request body Glassbox's predictor takes (modelFormat pytorch, no runtime); a larger one gets 413 "
         "before it is read. 64 MiB when omitted.",
     )
-    node_selector: dict[str, str] | None = Field(
-        None, description="Node labels the pods require, for example a GPU node pool."
-    )
+    node_selector: dict[str, str] | None = Field(None, description="Node labels the pods require, for example a GPU node pool.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the pods tolerate, for example on GPU nodes.")
     service_account_name: str | None = Field(
         None,
@@ -226,9 +231,7 @@ class ReferenceData(ApiModel):
 
     uri: str = Field(description="Storage URI or local path of the data: CSV, NPY or Parquet.")
     format: DataFormat | None = Field(None, description="csv, npy or parquet; inferred from the file extension when omitted.")
-    labels_uri: str | None = Field(
-        None, description="Storage URI of the training labels (needed by TrainingDataInfluence)."
-    )
+    labels_uri: str | None = Field(None, description="Storage URI of the training labels (needed by TrainingDataInfluence).")
     target_column: str | None = Field(
         None, description="Column of a CSV or Parquet file that holds labels; it is dropped from the features."
     )
@@ -246,16 +249,22 @@ class ReferenceData(ApiModel):
     )
     max_rows: int | None = Field(None, ge=1, description="Use at most this many rows (a seeded sample).")
     sha256: str | None = Field(
-        None, pattern=SHA256_PATTERN,
+        None,
+        pattern=SHA256_PATTERN,
         description="SHA-256 of the data file (64 hex digits); the explainer refuses to start on any other file.",
     )
     labels_sha256: str | None = Field(None, pattern=SHA256_PATTERN, description="SHA-256 of the labels file (labelsUri).")
     max_bytes: int = Field(
-        DEFAULT_MAX_DOWNLOAD_BYTES, ge=1, le=MAX_DOWNLOAD_BYTES,
+        DEFAULT_MAX_DOWNLOAD_BYTES,
+        ge=1,
+        le=MAX_DOWNLOAD_BYTES,
         description="Largest file downloaded over http(s); a larger one fails the explainer's start with a message saying so.",
     )
     download_timeout_seconds: int = Field(
-        DEFAULT_DOWNLOAD_TIMEOUT_SECONDS, ge=1, le=MAX_TIMEOUT_SECONDS, description="Longest a download over http(s) may take in all.",
+        DEFAULT_DOWNLOAD_TIMEOUT_SECONDS,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Longest a download over http(s) may take in all.",
     )
 
 
@@ -269,7 +278,9 @@ class AnchorTabularParameters(ApiModel):
     coverage_samples: int = Field(10000, ge=1, le=1_000_000, description="Samples used to estimate coverage.")
     beam_size: int = Field(1, ge=1, description="Candidate anchors kept per round.")
     max_anchor_size: int | None = Field(None, ge=1, description="Most predicates in an anchor; unbounded when omitted.")
-    disc_perc: list[int] = Field(default_factory=lambda: [25, 50, 75], description="Percentiles that discretise numerical features.")
+    disc_perc: list[int] = Field(
+        default_factory=lambda: [25, 50, 75], description="Percentiles that discretise numerical features."
+    )
     seed: int = Field(0, description="Random seed: the same seed gives the same anchor.")
 
 
@@ -278,7 +289,8 @@ class AnchorTextParameters(ApiModel):
 
     threshold: float = Field(0.95, gt=0, le=1, description="Minimum precision of the anchor.")
     sampling_strategy: Literal["unknown"] = Field(
-        "unknown", description="How words are perturbed: 'unknown' replaces them with alibi's placeholder token UNK (no language model needed)."
+        "unknown",
+        description="How words are perturbed: 'unknown' replaces them with alibi's placeholder token UNK (no language model needed).",
     )
     sample_proba: float = Field(0.5, gt=0, lt=1, description="Probability that a word is replaced by the placeholder.")
     batch_size: int = Field(100, ge=1, description="Perturbed sentences per candidate anchor per round.")
@@ -314,7 +326,9 @@ class LinkFunction(enum.StrEnum):
 class KernelShapParameters(ApiModel):
     """alibi KernelShap: additive feature attributions from a weighted linear model over coalitions."""
 
-    nsamples: int | None = Field(None, ge=1, le=MAX_NSAMPLES, description="Coalitions sampled per explanation; alibi's 'auto' (2M+2048) when omitted.")
+    nsamples: int | None = Field(
+        None, ge=1, le=MAX_NSAMPLES, description="Coalitions sampled per explanation; alibi's 'auto' (2M+2048) when omitted."
+    )
     background_size: int = Field(100, ge=1, description="Background rows the reference data is summarised to.")
     link: LinkFunction = Field(LinkFunction.identity, description="identity for probabilities, logit for log-odds.")
     l1_reg: str = Field("auto", description="Feature selection before the fit: auto, aic, bic, num_features(N) or false.")
@@ -372,7 +386,9 @@ class MethodSpec(ApiModel):
         max_length=40,
         description="Name of the method in URLs and responses; the type in lower case when omitted.",
     )
-    type: MethodType = Field(description="The method: AnchorTabular, AnchorText, AnchorImage, KernelShap, Counterfactual, IntegratedGradients or TrainingDataInfluence.")
+    type: MethodType = Field(
+        description="The method: AnchorTabular, AnchorText, AnchorImage, KernelShap, Counterfactual, IntegratedGradients or TrainingDataInfluence."
+    )
     reference_data: ReferenceData | None = Field(
         None, description="Reference data for this method; overrides the explainer's referenceData."
     )
@@ -427,9 +443,7 @@ class ExplainerFit(ApiModel):
         description="Name of the method that explains a request naming none (`method`, or `parameters.method` in a v2 body); "
         "the first method when omitted.",
     )
-    reference_data: ReferenceData | None = Field(
-        None, description="Reference data shared by every method that needs it."
-    )
+    reference_data: ReferenceData | None = Field(None, description="Reference data shared by every method that needs it.")
 
     @property
     def effective_default_method(self) -> str:
@@ -445,19 +459,24 @@ class ExplainerSpec(ExplainerFit):
         description="Model artifact for white-box methods when the predictor is an existing InferenceService; defaults to predictor.storageUri.",
     )
     model_storage_sha256: str | None = Field(
-        None, pattern=SHA256_PATTERN,
+        None,
+        pattern=SHA256_PATTERN,
         description="SHA-256 of the artifact at modelStorageUri; defaults to predictor.storageSha256 when the artifact is the predictor's.",
     )
     gpus: int = Field(0, ge=0, le=MAX_GPUS, description="NVIDIA GPUs per explainer replica, for white-box methods.")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the explainer.")
     timeout_seconds: int = Field(
-        60, ge=1, le=MAX_TIMEOUT_SECONDS,
+        60,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
         description="Longest one explanation may take before the explainer answers 504. The explainer's InferenceService "
         "and the graph's router wait longer than this, so the explainer's own answer always arrives.",
     )
     max_body_bytes: int | None = Field(
-        None, ge=1024, le=MAX_BODY_BYTES_LIMIT,
+        None,
+        ge=1024,
+        le=MAX_BODY_BYTES_LIMIT,
         description="Largest explanation request body; a larger one gets 413 before it is read. 8 MiB when omitted (four "
         "224x224x3 images as JSON).",
     )
@@ -489,19 +508,26 @@ class DetectorFit(ApiModel):
         "scaled by their median and interquartile range; images pooled to an 8x8 grid first).",
     )
     false_positive_rate: float = Field(
-        0.01, gt=0, le=0.5,
+        0.01,
+        gt=0,
+        le=0.5,
         description="The alarm rate on inputs like the reference data: the threshold is set on held-out reference rows "
         "so that at most this fraction of such inputs is flagged.",
     )
     neighbors: int = Field(10, ge=1, le=1000, description="k: reference rows an input's distance is averaged over.")
     calibration_fraction: float = Field(
-        0.3, ge=0.05, le=0.95,
+        0.3,
+        ge=0.05,
+        le=0.95,
         description="Fraction of the reference rows held out to set the threshold; the rest are searched for neighbours. "
         "The threshold needs at least 1/falsePositiveRate - 1 held-out rows.",
     )
-    seed: int = Field(0, description="Seed of the split between searched and held-out rows: the same seed gives the same threshold.")
+    seed: int = Field(
+        0, description="Seed of the split between searched and held-out rows: the same seed gives the same threshold."
+    )
     reference_data: ReferenceData | None = Field(
-        None, description="Rows the detector is fitted on: what inputs should look like. The explainer's referenceData when omitted.",
+        None,
+        description="Rows the detector is fitted on: what inputs should look like. The explainer's referenceData when omitted.",
     )
 
 
@@ -509,17 +535,22 @@ class DetectorSpec(DetectorFit):
     """An outlier detector beside the explainer: its own InferenceService, light and scaled on its own."""
 
     resources: ComputeResources = Field(
-        default_factory=lambda: ComputeResources(cpu_request="500m", memory_request="1Gi"), description="CPU and memory per replica.",
+        default_factory=lambda: ComputeResources(cpu_request="500m", memory_request="1Gi"),
+        description="CPU and memory per replica.",
     )
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the detector.")
     max_body_bytes: int | None = Field(
-        None, ge=1024, le=MAX_BODY_BYTES_LIMIT,
+        None,
+        ge=1024,
+        le=MAX_BODY_BYTES_LIMIT,
         description="Largest request body the detector takes; a larger one gets 413 before it is read. 8 MiB when omitted.",
     )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the detector pods require.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the detector pods tolerate.")
     service_account_name: str | None = Field(
-        None, pattern=DNS_1123_SUBDOMAIN, max_length=253,
+        None,
+        pattern=DNS_1123_SUBDOMAIN,
+        max_length=253,
         description="ServiceAccount of the detector pods: the identity its referenceData is read with from a private bucket.",
     )
 
@@ -609,7 +640,9 @@ class ExplainedModelSpec(ApiModel):
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid or ScalingAsSpecified.")
+    type: str = Field(
+        description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid or ScalingAsSpecified."
+    )
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="One CamelCase word saying why.")
     message: str = Field("", description="What is wrong and what would be right, for a person.")
@@ -642,7 +675,10 @@ class DetectorStatus(ApiModel):
 
 class ExplainedModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="The generation of the spec this status describes.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid, ScalingAsSpecified.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, PredictorReady, ExplainerReady, DetectorReady, GraphReady, SpecValid, ScalingAsSpecified.",
+    )
     urls: StatusUrls = Field(default_factory=StatusUrls, description="The URLs to call.")
     children: Children = Field(default_factory=Children, description="The objects this ExplainedModel made or uses.")
     methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")

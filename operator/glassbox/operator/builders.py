@@ -192,8 +192,14 @@ def _with_identity(
 
 def _glassbox_container(image: str, args: list[str], env: list[dict[str, str]], resources: dict[str, Any]) -> dict[str, Any]:
     """A container running one of Glassbox's own servers: restricted, as its image's user, with probes on kserve's health paths."""
+
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": SERVING_PORT}, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
+        return {
+            "httpGet": {"path": path, "port": SERVING_PORT},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": failures,
+        }
 
     return {
         "name": "kserve-container",
@@ -238,7 +244,9 @@ def _component_scaling(autoscaling: Autoscaling) -> dict[str, Any]:
     return scaling
 
 
-def _placement(node_selector: dict[str, str] | None, tolerations: list[Toleration] | None, service_account: str | None) -> dict[str, Any]:
+def _placement(
+    node_selector: dict[str, str] | None, tolerations: list[Toleration] | None, service_account: str | None
+) -> dict[str, Any]:
     placement: dict[str, Any] = {}
     if service_account:
         placement["serviceAccountName"] = service_account
@@ -296,21 +304,29 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
                 # KServe's batcher agent has no "run when free" mode: 1 ms is its closest.
                 "maxLatency": max(1, predictor.batching.max_latency_ms),
             }
-    return _with_identity(parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external)
+    return _with_identity(
+        parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external
+    )
 
 
-def predictor_target_of_own(parent: Parent, spec: ExplainedModelSpec, live_predictor: dict[str, Any] | None) -> PredictTarget | None:
+def predictor_target_of_own(
+    parent: Parent, spec: ExplainedModelSpec, live_predictor: dict[str, Any] | None
+) -> PredictTarget | None:
     """Where the predictor Glassbox deploys answers, once KServe reports its address."""
     base = address_url(live_predictor)
     if base is None:
         return None
     return PredictTarget(
-        base, predictor_name(parent.name, spec), spec.predictor.protocol_to_deploy,
+        base,
+        predictor_name(parent.name, spec),
+        spec.predictor.protocol_to_deploy,
         answers_both_protocols=uses_glassbox_predictor(spec.predictor),
     )
 
 
-def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig) -> dict[str, Any]:
+def build_explainer_isvc(
+    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig
+) -> dict[str, Any]:
     """The explainer: its own InferenceService, so it scales independently of the predictor.
 
     It serves the predictor's model name, so its paths mirror the predictor's, and
@@ -352,12 +368,19 @@ def build_explainer_isvc(parent: Parent, spec: ExplainedModelSpec, target: Predi
         **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),
         # KServe's request timeout for the component: past the explainer's own deadline, so its JSON 504 comes first.
         "timeout": explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS,
-        "containers": [_glassbox_container(config.explainer_image, args, env, build_resources(explainer.resources, explainer.gpus))],
+        "containers": [
+            _glassbox_container(config.explainer_image, args, env, build_resources(explainer.resources, explainer.gpus))
+        ],
     }
     if parent.raw_deployment:
         component["terminationGracePeriodSeconds"] = explainer.timeout_seconds + TERMINATION_MARGIN_SECONDS
     return _with_identity(
-        parent, "explainer", ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), {"predictor": component},
+        parent,
+        "explainer",
+        ISVC_API_VERSION,
+        "InferenceService",
+        explainer_name(parent.name),
+        {"predictor": component},
         not spec.is_external,
     )
 
@@ -373,7 +396,10 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
     if detector.max_body_bytes is not None:
         args.append(f"--max_body_bytes={detector.max_body_bytes}")
     fit = detector.fit_settings(spec.explainer.reference_data)
-    env = [{"name": PROTOCOL_ENV, "value": "v2"}, {"name": DETECTOR_FIT_ENV, "value": fit.model_dump_json(by_alias=True, exclude_none=True)}]
+    env = [
+        {"name": PROTOCOL_ENV, "value": "v2"},
+        {"name": DETECTOR_FIT_ENV, "value": fit.model_dump_json(by_alias=True, exclude_none=True)},
+    ]
     container = {
         **_glassbox_container(config.explainer_image, args, env, build_resources(detector.resources, 0)),
         "command": DETECTOR_COMMAND,
@@ -383,7 +409,9 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
         **_placement(detector.node_selector, detector.tolerations, detector.service_account_name),
         "containers": [container],
     }
-    return _with_identity(parent, "detector", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external)
+    return _with_identity(
+        parent, "detector", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external
+    )
 
 
 def detector_target(detector_base_url: str, parent_name: str) -> PredictTarget:
@@ -429,7 +457,11 @@ def graph_needs_detector(spec: ExplainedModelSpec) -> bool:
 
 
 def build_inference_graph(
-    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, explainer_base_url: str, detector_base_url: str | None = None,
+    parent: Parent,
+    spec: ExplainedModelSpec,
+    target: PredictTarget,
+    explainer_base_url: str,
+    detector_base_url: str | None = None,
 ) -> dict[str, Any] | None:
     """The InferenceGraph: a Switch on the request's `route` (or `parameters.route`); a request naming
     none takes the default route; one naming a route the graph does not offer gets the explainer's 400
@@ -473,7 +505,13 @@ def build_inference_graph(
             "steps": [
                 {"name": "gate", "serviceUrl": gate_url, "dependency": "Hard"},
                 # `data: $response`: the gate's narrowed body, not the request (the router's default for a step).
-                {"name": "explainer", "serviceUrl": explain_url, "condition": FLAGGED_CONDITION, "data": "$response", "dependency": "Hard"},
+                {
+                    "name": "explainer",
+                    "serviceUrl": explain_url,
+                    "condition": FLAGGED_CONDITION,
+                    "data": "$response",
+                    "dependency": "Hard",
+                },
             ],
         }
         # The prediction decides the answer (Hard); the verdict and the explanation are Soft: a failed
@@ -489,12 +527,19 @@ def build_inference_graph(
     switch_steps: list[dict[str, Any]] = []
     for route in routes:
         for suffix, condition in _route_conditions(route):
-            switch_steps.append({"name": f"{NODE_OF_ROUTE[route]}{suffix}", "nodeName": NODE_OF_ROUTE[route], "condition": condition})
+            switch_steps.append(
+                {"name": f"{NODE_OF_ROUTE[route]}{suffix}", "nodeName": NODE_OF_ROUTE[route], "condition": condition}
+            )
     unknown_url = f"{explainer_base_url}{UNKNOWN_ROUTE_PATH}?routes={','.join(r.value for r in routes)}"
     switch_steps += [
         # Switch takes the first step whose condition exists on the body: a `route` that matched none above is unknown.
         {"name": "unknown-route", "serviceUrl": unknown_url, "condition": ROUTE_FIELD, "dependency": "Hard"},
-        {"name": "unknown-route-in-parameters", "serviceUrl": unknown_url, "condition": f"parameters.{ROUTE_FIELD}", "dependency": "Hard"},
+        {
+            "name": "unknown-route-in-parameters",
+            "serviceUrl": unknown_url,
+            "condition": f"parameters.{ROUTE_FIELD}",
+            "dependency": "Hard",
+        },
     ]
     default = NODE_OF_ROUTE[spec.graph.effective_default_route]
     switch_steps.append({"name": "default", "nodeName": default, "condition": "@this"})
@@ -510,7 +555,9 @@ def build_inference_graph(
         graph_spec["minReplicas"] = spec.graph.min_replicas
     if spec.graph.max_replicas is not None:
         graph_spec["maxReplicas"] = spec.graph.max_replicas
-    return _with_identity(parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, not spec.is_external)
+    return _with_identity(
+        parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, not spec.is_external
+    )
 
 
 # KServe's labels on every pod of an InferenceService's component (kserve pkg/constants/constants.go
@@ -536,7 +583,12 @@ def build_disruption_budgets(parent: Parent, spec: ExplainedModelSpec, api_versi
             selector = {"matchLabels": {ISVC_POD_LABEL: isvc, KSERVE_COMPONENT_LABEL: "predictor"}}
             budgets.append(
                 _with_identity(
-                    parent, component, api_version, "PodDisruptionBudget", isvc, {"maxUnavailable": 1, "selector": selector},
+                    parent,
+                    component,
+                    api_version,
+                    "PodDisruptionBudget",
+                    isvc,
+                    {"maxUnavailable": 1, "selector": selector},
                     cluster_local=False,  # not an endpoint
                 )
             )
@@ -557,8 +609,12 @@ class DesiredChildren:
 
 
 def build_children(
-    parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig,
-    predictor: PredictTarget | None = None, explainer_base_url: str | None = None, detector_base_url: str | None = None,
+    parent: Parent,
+    spec: ExplainedModelSpec,
+    config: OperatorConfig,
+    predictor: PredictTarget | None = None,
+    explainer_base_url: str | None = None,
+    detector_base_url: str | None = None,
 ) -> DesiredChildren:
     """All children at once, given the addresses KServe reported (the explainer needs the predictor's,
     the graph all of them); the operator builds them one by one as the addresses appear."""
@@ -569,6 +625,8 @@ def build_children(
         assert predictor is not None and explainer_base_url is not None
         graph = build_inference_graph(parent, spec, predictor, explainer_base_url, detector_base_url)
     return DesiredChildren(
-        predictor=build_predictor_isvc(parent, spec, config), explainer=explainer, graph=graph,
+        predictor=build_predictor_isvc(parent, spec, config),
+        explainer=explainer,
+        graph=graph,
         detector=build_detector_isvc(parent, spec, config),
     )

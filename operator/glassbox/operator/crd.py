@@ -23,7 +23,19 @@ from glassbox.contract.api import (
     ExplainedModelStatus,
 )
 
-_KEPT_KEYWORDS = ("description", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "default", "format")
+_KEPT_KEYWORDS = (
+    "description",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "default",
+    "format",
+)
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +133,12 @@ def build_crd() -> dict[str, Any]:
                         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                         {"name": "Predictor", "type": "string", "jsonPath": ".status.children.predictor"},
                         {"name": "Methods", "type": "string", "jsonPath": ".status.methods"},
-                        {"name": "Reason", "type": "string", "priority": 1, "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+                        {
+                            "name": "Reason",
+                            "type": "string",
+                            "priority": 1,
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+                        },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

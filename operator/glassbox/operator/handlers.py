@@ -161,7 +161,9 @@ def forget_explained_model(name: str, namespace: str | None, memo: kopf.Memo, **
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def explained_models_by_existing_predictor(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[tuple[str | None, str], str] | None:
+def explained_models_by_existing_predictor(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str], str] | None:
     """(namespace, InferenceService name) -> the ExplainedModels that explain that existing InferenceService."""
     existing = (spec.get("predictor") or {}).get("inferenceServiceName")
     return {(namespace, existing): name} if existing else None
@@ -170,7 +172,8 @@ def explained_models_by_existing_predictor(namespace: str | None, name: str, spe
 def _owners_of(body: kopf.Body) -> list[str]:
     """The ExplainedModels that own this object (it is their child)."""
     return [
-        ref["name"] for ref in (body.get("metadata") or {}).get("ownerReferences") or []
+        ref["name"]
+        for ref in (body.get("metadata") or {}).get("ownerReferences") or []
         if ref.get("kind") == "ExplainedModel" and ref.get("apiVersion", "").startswith(f"{GROUP}/")
     ]
 

@@ -22,7 +22,16 @@ MLSERVER_MODEL_NAME_ENV = "MLSERVER_MODEL_NAME"
 TRANSFORMER_CONTAINER = "transformer-container"
 # Predictor implementations of the v1beta1 API other than `model` and `containers`.
 FRAMEWORK_PREDICTORS = (
-    "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "pmml", "lightgbm", "paddle", "huggingface",
+    "sklearn",
+    "xgboost",
+    "tensorflow",
+    "pytorch",
+    "triton",
+    "onnx",
+    "pmml",
+    "lightgbm",
+    "paddle",
+    "huggingface",
 )
 
 

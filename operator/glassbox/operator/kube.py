@@ -121,8 +121,7 @@ class KubeApi:
             )
         if error.status == 403:
             return Rejected(
-                f"forbidden to {action} {what}: the operator's ServiceAccount needs RBAC for "
-                f"{kind} in {api_version} ({message})",
+                f"forbidden to {action} {what}: the operator's ServiceAccount needs RBAC for {kind} in {api_version} ({message})",
                 403,
             )
         if error.status in (400, 422):
@@ -132,12 +131,24 @@ class KubeApi:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         group, version = _split(api_version)
         plural = PLURALS[(api_version, kind)]
-        return self._read(lambda: self._objects.get_namespaced_custom_object(group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT), api_version, kind, name)
+        return self._read(
+            lambda: self._objects.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT
+            ),
+            api_version,
+            kind,
+            name,
+        )
 
     def get_cluster_scoped(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         group, version = _split(api_version)
         plural = PLURALS[(api_version, kind)]
-        return self._read(lambda: self._objects.get_cluster_custom_object(group, version, plural, name, _request_timeout=REQUEST_TIMEOUT), api_version, kind, name)
+        return self._read(
+            lambda: self._objects.get_cluster_custom_object(group, version, plural, name, _request_timeout=REQUEST_TIMEOUT),
+            api_version,
+            kind,
+            name,
+        )
 
     def _read(self, call: Callable[[], Any], api_version: str, kind: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
@@ -157,11 +168,20 @@ class KubeApi:
         try:
             if namespace is None:
                 answer = self._objects.list_cluster_custom_object(
-                    group, version, plural, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT,
+                    group,
+                    version,
+                    plural,
+                    label_selector=label_selector,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
             else:
                 answer = self._objects.list_namespaced_custom_object(
-                    group, version, namespace, plural, label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT,
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    label_selector=label_selector,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
         except ApiException as error:
             raise self._fail(error, "list", api_version, kind, None) from error
@@ -216,11 +236,24 @@ class KubeApi:
         try:
             if action == "create":
                 answer = self._objects.create_namespaced_custom_object(
-                    group, version, meta["namespace"], plural, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT,
+                    group,
+                    version,
+                    meta["namespace"],
+                    plural,
+                    body,
+                    field_manager=FIELD_MANAGER,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
             else:
                 answer = self._objects.replace_namespaced_custom_object(
-                    group, version, meta["namespace"], plural, meta["name"], body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT,
+                    group,
+                    version,
+                    meta["namespace"],
+                    plural,
+                    meta["name"],
+                    body,
+                    field_manager=FIELD_MANAGER,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
             return cast(dict[str, Any], answer)
         except ApiException as error:
@@ -252,7 +285,12 @@ class KubeApi:
         """Merge-patch the ExplainedModel's status subresource."""
         try:
             self._objects.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
                 _content_type="application/merge-patch+json",
                 _request_timeout=REQUEST_TIMEOUT,
             )

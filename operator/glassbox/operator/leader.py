@@ -114,7 +114,9 @@ class LeaderElector:
         logged = False
         while not stop.is_set():
             if self.try_acquire_or_renew():
-                log.info("holding lease %s/%s as %s: this replica is the active operator", self.namespace, self.name, self.identity)
+                log.info(
+                    "holding lease %s/%s as %s: this replica is the active operator", self.namespace, self.name, self.identity
+                )
                 return True
             if not logged:
                 log.info("another replica holds lease %s/%s: standing by", self.namespace, self.name)
@@ -131,8 +133,12 @@ class LeaderElector:
             while not stop.wait(self.terms.retry_period):
                 self.try_acquire_or_renew()
                 if self.lost():
-                    log.error("could not renew lease %s/%s for %.0f s: stopping, another replica takes over",
-                              self.namespace, self.name, self.terms.renew_deadline)
+                    log.error(
+                        "could not renew lease %s/%s for %.0f s: stopping, another replica takes over",
+                        self.namespace,
+                        self.name,
+                        self.terms.renew_deadline,
+                    )
                     on_lost()
                     return
 
@@ -151,4 +157,6 @@ class LeaderElector:
             body["spec"]["leaseDurationSeconds"] = 1
             self.store.replace(body)
         except KubeError as error:
-            log.warning("could not release lease %s/%s (a standby takes over when it expires): %s", self.namespace, self.name, error)
+            log.warning(
+                "could not release lease %s/%s (a standby takes over when it expires): %s", self.namespace, self.name, error
+            )

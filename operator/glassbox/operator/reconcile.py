@@ -108,7 +108,8 @@ def ownership_conflict(live: dict[str, Any] | None, parent: Parent) -> tuple[str
         return None
     what = f"{live.get('kind', 'object')} '{meta.get('name')}'"
     earlier = [
-        ref for ref in refs
+        ref
+        for ref in refs
         if ref.get("kind") == KIND and ref.get("name") == parent.name and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
     ]
     if earlier:
@@ -118,7 +119,9 @@ def ownership_conflict(live: dict[str, Any] | None, parent: Parent) -> tuple[str
             "once Kubernetes' garbage collector has removed it",
         )
     controller = next((ref for ref in refs if ref.get("controller")), None)
-    holder = f"is controlled by {controller.get('kind')} '{controller.get('name')}'" if controller else "was not created by Glassbox"
+    holder = (
+        f"is controlled by {controller.get('kind')} '{controller.get('name')}'" if controller else "was not created by Glassbox"
+    )
     return (
         NAME_CONFLICT,
         f"{what} already exists in namespace '{parent.namespace}' and {holder}; Glassbox never writes an object it did "
@@ -139,9 +142,7 @@ def _needs_action(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {
         str(c.get("type")): (str(c.get("reason")), str(c.get("message")))
         for c in status.get("conditions") or []
-        if c.get("status") == "False" and (
-            (c.get("type") == SPEC_VALID) or (c.get("reason") == NAME_CONFLICT)
-        )
+        if c.get("status") == "False" and ((c.get("type") == SPEC_VALID) or (c.get("reason") == NAME_CONFLICT))
     }
 
 
@@ -155,7 +156,11 @@ class Reconciler:
     """Holds the API wrapper and the operator's configuration; reconciles one ExplainedModel at a time per object."""
 
     def __init__(
-        self, api: KubeApi, config: OperatorConfig, now: Callable[[], str], emit_warning: EventSink,
+        self,
+        api: KubeApi,
+        config: OperatorConfig,
+        now: Callable[[], str],
+        emit_warning: EventSink,
         read_fitted: Callable[[str, str], dict[str, Any] | None] = read_detector_fitted,
     ):
         self.api = api
@@ -190,7 +195,9 @@ class Reconciler:
     def _reconcile(self, body: dict[str, Any]) -> Outcome:
         meta = body["metadata"]
         parent = Parent(
-            name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
             deployment_mode=(meta.get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION),
         )
         generation = meta.get("generation")
@@ -217,7 +224,9 @@ class Reconciler:
                 self._prune(parent, self._wanted(parent, spec))
         except ResourceTypeMissing as missing:
             observation = Observation(
-                generation=generation, spec=spec, graph_enabled=spec.graph.enabled,
+                generation=generation,
+                spec=spec,
+                graph_enabled=spec.graph.enabled,
                 blocked=("KServeNotInstalled", str(missing)),
             )
             self._write_status(parent, previous_status, observation)
@@ -228,7 +237,8 @@ class Reconciler:
         # Only API failures are worth a retry; a missing existing InferenceService is
         # noticed by its watch when it appears.
         failures = [
-            r.failure[1] for r in (observation.predictor, observation.explainer, observation.detector, observation.graph, *observation.budgets)
+            r.failure[1]
+            for r in (observation.predictor, observation.explainer, observation.detector, observation.graph, *observation.budgets)
             if r and r.failure and r.failure[0] == "ApiError"
         ]
         return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
@@ -280,12 +290,18 @@ class Reconciler:
         predictor_isvc = predictor_name(parent.name, spec)
         if target is None and predictor.failure is not None and predictor.failure[0] == NAME_CONFLICT:
             explainer = waiting(
-                ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), "WaitingForPredictor",
+                ISVC_API_VERSION,
+                "InferenceService",
+                explainer_name(parent.name),
+                "WaitingForPredictor",
                 f"the predictor cannot be deployed: {predictor.failure[1]}",
             )
         elif target is None:
             explainer = waiting(
-                ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), "WaitingForPredictorAddress",
+                ISVC_API_VERSION,
+                "InferenceService",
+                explainer_name(parent.name),
+                "WaitingForPredictorAddress",
                 f"waiting for KServe to report the address of InferenceService '{predictor_isvc}' (status.address.url): "
                 "the explainer calls the predictor there",
             )
@@ -299,10 +315,15 @@ class Reconciler:
         if spec.graph.enabled:
             explainer_base = address_url(explainer.live)
             detector_base = address_url(detector.live) if detector is not None else None
-            called = [predictor_isvc, explainer_name(parent.name)] + ([detector_name(parent.name)] if graph_needs_detector(spec) else [])
+            called = [predictor_isvc, explainer_name(parent.name)] + (
+                [detector_name(parent.name)] if graph_needs_detector(spec) else []
+            )
             if target is None or explainer_base is None or (graph_needs_detector(spec) and detector_base is None):
                 graph = waiting(
-                    GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), "WaitingForAddresses",
+                    GRAPH_API_VERSION,
+                    "InferenceGraph",
+                    graph_name(parent.name),
+                    "WaitingForAddresses",
                     f"waiting for KServe to report the addresses of InferenceServices {', '.join(repr(n) for n in called)} "
                     "(status.address.url): the graph's steps call them there",
                 )
@@ -312,8 +333,15 @@ class Reconciler:
                 graph = converge(body)
         budgets = tuple(converge(body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
         return Observation(
-            generation=generation, spec=spec, predictor=predictor, explainer=explainer, graph=graph,
-            graph_enabled=spec.graph.enabled, predictor_target=target, budgets=budgets, detector=detector,
+            generation=generation,
+            spec=spec,
+            predictor=predictor,
+            explainer=explainer,
+            graph=graph,
+            graph_enabled=spec.graph.enabled,
+            predictor_target=target,
+            budgets=budgets,
+            detector=detector,
             detector_fitted=detector_fitted,
         )
 
@@ -343,7 +371,8 @@ class Reconciler:
             live = self.api.get(ISVC_API_VERSION, "InferenceService", parent.namespace, existing)
             if live is None:
                 return ChildReport(
-                    kind="InferenceService", name=existing,
+                    kind="InferenceService",
+                    name=existing,
                     failure=(
                         "InferenceServiceNotFound",
                         f"spec.predictor.inferenceServiceName: no InferenceService '{existing}' in namespace "
@@ -359,7 +388,9 @@ class Reconciler:
         target = predict_target(live, runtime_protocols=protocols, protocol_override=spec.predictor.protocol)
         if target is None and address_url(live) is not None:
             return ChildReport(
-                kind="InferenceService", name=existing, live=live,
+                kind="InferenceService",
+                name=existing,
+                live=live,
                 failure=(
                     "UnsupportedProtocol",
                     f"spec.predictor.inferenceServiceName: the ServingRuntime '{runtime}' of InferenceService '{existing}' "
@@ -379,7 +410,9 @@ class Reconciler:
 
     def _wanted(self, parent: Parent, spec: ExplainedModelSpec) -> set[tuple[str, str]]:
         wanted = {("InferenceService", explainer_name(parent.name))}
-        wanted |= {("PodDisruptionBudget", b["metadata"]["name"]) for b in build_disruption_budgets(parent, spec, self.pdb_api_version())}
+        wanted |= {
+            ("PodDisruptionBudget", b["metadata"]["name"]) for b in build_disruption_budgets(parent, spec, self.pdb_api_version())
+        }
         if spec.predictor.deploys_model:
             wanted.add(("InferenceService", predictor_name(parent.name, spec)))
         if spec.graph.enabled:

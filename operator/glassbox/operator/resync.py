@@ -91,7 +91,12 @@ class PeriodicResync:
                 done += 1
             except KubeError as error:
                 meta = body.get("metadata") or {}
-                log.warning("periodic check of ExplainedModel %s/%s failed, will try again: %s", meta.get("namespace"), meta.get("name"), error)
+                log.warning(
+                    "periodic check of ExplainedModel %s/%s failed, will try again: %s",
+                    meta.get("namespace"),
+                    meta.get("name"),
+                    error,
+                )
             self.last_progress = self._clock()
         self.last_progress = self._clock()
         return done

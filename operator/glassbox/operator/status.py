@@ -119,10 +119,17 @@ def _scaling_problems(path: str, autoscaling: Autoscaling, placed: bool, report:
                 f"'{report.name if report else ''}' runs in {mode} mode, whose HPA scales on cpu or memory only: use cpu or memory"
             )
         if autoscaling.min_replicas == 0:
-            problems.append(f"{path}.minReplicas: 0 needs KServe's Serverless mode; in {mode} mode KServe keeps at least 1 replica")
+            problems.append(
+                f"{path}.minReplicas: 0 needs KServe's Serverless mode; in {mode} mode KServe keeps at least 1 replica"
+            )
     ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     message = str(ready.get("message") or "")
-    if placed and ready.get("status") == "False" and "must not set the field" in message and ("nodeSelector" in message or "tolerations" in message):
+    if (
+        placed
+        and ready.get("status") == "False"
+        and "must not set the field" in message
+        and ("nodeSelector" in message or "tolerations" in message)
+    ):
         problems.append(
             f"{path.rsplit('.', 1)[0]}.nodeSelector/tolerations: Knative refuses them unless its "
             "kubernetes.podspec-nodeselector and kubernetes.podspec-tolerations features are enabled (config-features in knative-serving)"
@@ -187,7 +194,9 @@ def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
             states[READY] = ConditionState("False", "ChildrenNotReady", "; ".join(waiting))
         else:
             has_detector = observation.spec is not None and observation.spec.detector is not None
-            states[READY] = ConditionState("True", "Ready", f"predictor, explainer{', detector' if has_detector else ''} and graph are ready")
+            states[READY] = ConditionState(
+                "True", "Ready", f"predictor, explainer{', detector' if has_detector else ''} and graph are ready"
+            )
     return states
 
 
@@ -214,7 +223,9 @@ def merge_conditions(
     return merged
 
 
-def compute_status(observation: Observation, previous_status: dict[str, Any] | None, parent_name: str, now: str) -> dict[str, Any]:
+def compute_status(
+    observation: Observation, previous_status: dict[str, Any] | None, parent_name: str, now: str
+) -> dict[str, Any]:
     """The whole status subresource to write."""
     previous_status = previous_status or {}
     states = desired_conditions(observation)

@@ -69,10 +69,7 @@ def parse_spec(spec: dict[str, Any]) -> tuple[ExplainedModelSpec | None, list[Sp
     try:
         return ExplainedModelSpec.model_validate(spec), []
     except ValidationError as error:
-        problems = [
-            SpecProblem(_path_of(tuple(e["loc"])), e["msg"])
-            for e in error.errors(include_url=False)
-        ]
+        problems = [SpecProblem(_path_of(tuple(e["loc"])), e["msg"]) for e in error.errors(include_url=False)]
         return None, problems
 
 
@@ -206,11 +203,7 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 )
             )
         seen_names.setdefault(name, index)
-        if (
-            method.type in METHODS_NEEDING_REFERENCE_DATA
-            and method.reference_data is None
-            and explainer.reference_data is None
-        ):
+        if method.type in METHODS_NEEDING_REFERENCE_DATA and method.reference_data is None and explainer.reference_data is None:
             problems.append(
                 SpecProblem(
                     f"{path}.referenceData",
@@ -316,7 +309,9 @@ def _detector_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
     data = detector.reference_data
     if data is not None and data.text_column and (data.format is DataFormat.npy or data.uri.lower().endswith(".npy")):
         problems.append(
-            SpecProblem("spec.detector.referenceData.textColumn", "texts come from a column of a CSV or Parquet file, not from NPY")
+            SpecProblem(
+                "spec.detector.referenceData.textColumn", "texts come from a column of a CSV or Parquet file, not from NPY"
+            )
         )
     held_out_needed = math.ceil(1 / detector.false_positive_rate) - 1
     reference = detector.reference_data or spec.explainer.reference_data
@@ -355,6 +350,8 @@ def _storage_scheme_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
         if problem:
             problems.append(SpecProblem(path, problem))
     return problems
+
+
 def _autoscaling_problems(path: str, autoscaling: Autoscaling) -> list[SpecProblem]:
     problems = []
     if autoscaling.max_replicas < autoscaling.min_replicas:
@@ -393,7 +390,9 @@ def policy_problems(spec: ExplainedModelSpec, allow_service_account_names: bool)
     problems = []
     if not allow_service_account_names:
         components: list[tuple[str, PredictorSpec | ExplainerSpec | DetectorSpec | None]] = [
-            ("spec.predictor", spec.predictor), ("spec.explainer", spec.explainer), ("spec.detector", spec.detector),
+            ("spec.predictor", spec.predictor),
+            ("spec.explainer", spec.explainer),
+            ("spec.detector", spec.detector),
         ]
         for path, component in components:
             if component is not None and component.service_account_name:

@@ -52,8 +52,13 @@ class AnchorTabularMethod(ExplanationMethod):
         with self.explainers.borrow() as explainer, round_batched_search(), own_random_state(p.seed):
             return explainer.explain(
                 np.asarray(instances)[0],
-                threshold=p.threshold, delta=p.delta, tau=p.tau, batch_size=p.batch_size,
-                coverage_samples=p.coverage_samples, beam_size=p.beam_size, max_anchor_size=p.max_anchor_size,
+                threshold=p.threshold,
+                delta=p.delta,
+                tau=p.tau,
+                batch_size=p.batch_size,
+                coverage_samples=p.coverage_samples,
+                beam_size=p.beam_size,
+                max_anchor_size=p.max_anchor_size,
             )
 
     def summarize(self, explanation: Any, instances: Instances) -> list[str]:
@@ -101,7 +106,9 @@ class AnchorTextMethod(ExplanationMethod):
     def picture(self, explanation: Any, instances: Instances) -> bytes:
         text = str(instances[0])
         anchor = {w.lower() for w in explanation.anchor}
-        return pictures.highlighted_words(text, {w: 1.0 for w in anchor}, title=f"Anchor words for class {_prediction(explanation)}")
+        return pictures.highlighted_words(
+            text, {w: 1.0 for w in anchor}, title=f"Anchor words for class {_prediction(explanation)}"
+        )
 
 
 class AnchorImageMethod(ExplanationMethod):
@@ -125,8 +132,12 @@ class AnchorImageMethod(ExplanationMethod):
             # some; without them alibi fills each superpixel with its own mean colour.
             background = self.context.reference.features if self.context.reference is not None else None
             self.explainer = AnchorImage(
-                self.context.predict, image_shape=shape, segmentation_fn=p.segmentation.value, segmentation_kwargs=kwargs,
-                images_background=background, seed=p.seed,
+                self.context.predict,
+                image_shape=shape,
+                segmentation_fn=p.segmentation.value,
+                segmentation_kwargs=kwargs,
+                images_background=background,
+                seed=p.seed,
             )
         return self.explainer
 
@@ -158,4 +169,6 @@ class AnchorImageMethod(ExplanationMethod):
 
     def picture(self, explanation: Any, instances: Instances) -> bytes:
         mask = np.isin(np.asarray(explanation.segments), self.anchored_segments(explanation)).astype(float)
-        return pictures.image_overlay(np.asarray(instances)[0], mask, title=f"Anchor superpixels for class {_prediction(explanation)}")
+        return pictures.image_overlay(
+            np.asarray(instances)[0], mask, title=f"Anchor superpixels for class {_prediction(explanation)}"
+        )

@@ -26,7 +26,6 @@ Predict = Callable[[Any], np.ndarray]
 Instances = np.ndarray | list[str]
 
 
-
 class ExplainerPool:
     """Fitted alibi explainers keep the explanation in progress on themselves
     (the instance's label, the beam search, shap's coalition matrix), so two
@@ -112,7 +111,8 @@ class ExplanationMethod(ABC):
         if len(instances) > self.max_instances:
             raise InputError(
                 f"{self.name} explains at most {self.max_instances} instance{'s' if self.max_instances > 1 else ''} "
-                f"per request; got {len(instances)}: send them in separate requests", 413,
+                f"per request; got {len(instances)}: send them in separate requests",
+                413,
             )
         if self.takes_text:
             if not isinstance(instances, list):
@@ -130,8 +130,11 @@ class ExplanationMethod(ABC):
                 names = ", ".join(self.reference.feature_names[:6]) + (", ..." if self.reference.width > 6 else "")
                 raise InputError(f"each instance must have {self.reference.width} features ({names}); got {instances.shape[1]}")
         elif instances.shape[1:] != expected:
-            raise InputError(f"each instance must have shape {list(expected)} like the reference data; got {list(instances.shape[1:])}")
+            raise InputError(
+                f"each instance must have shape {list(expected)} like the reference data; got {list(instances.shape[1:])}"
+            )
         return instances
+
 
 def top_contributions(names: list[str], values: np.ndarray, count: int = 3) -> str:
     """'f0 +0.31, f4 -0.12, f2 +0.05': the largest contributions by size."""

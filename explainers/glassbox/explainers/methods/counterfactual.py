@@ -69,7 +69,9 @@ class CounterfactualMethod(ExplanationMethod):
         self.scale[self.scale == 0] = 1.0
         unknown = [f for f in p.immutable_features or [] if f not in reference.feature_names]
         if unknown:
-            raise RuntimeError(f"counterfactual.immutableFeatures names {unknown}, which are not features ({reference.feature_names})")
+            raise RuntimeError(
+                f"counterfactual.immutableFeatures names {unknown}, which are not features ({reference.feature_names})"
+            )
         immutable = [reference.feature_names.index(f) for f in p.immutable_features or []]
         encoder, decoder = _train_autoencoder((reference.features - self.mean) / self.scale, p.latent_dim, p.seed)
         self.explainer = CounterfactualRL(
@@ -115,7 +117,10 @@ class CounterfactualMethod(ExplanationMethod):
             x, x_cf = np.asarray(original["X"][row]), np.asarray(counterfactual["X"][row])
             moved = np.abs(x_cf - x) / self.scale
             changes = [f"{names[i]} {x[i]:.3g} -> {x_cf[i]:.3g}" for i in np.argsort(-moved)[:3] if moved[i] > 0.05]
-            before, after = int(np.asarray(original["class"]).reshape(-1)[row]), int(np.asarray(counterfactual["class"]).reshape(-1)[row])
+            before, after = (
+                int(np.asarray(original["class"]).reshape(-1)[row]),
+                int(np.asarray(counterfactual["class"]).reshape(-1)[row]),
+            )
             verdict = "" if before != after else " (the class did not change: no valid counterfactual found)"
             lines.append(f"class {before} -> {after} by changing {', '.join(changes) or 'almost nothing'}{verdict}")
         return lines
@@ -126,6 +131,7 @@ class CounterfactualMethod(ExplanationMethod):
         before = int(np.asarray(explanation.data["orig"]["class"]).reshape(-1)[0])
         after = int(np.asarray(explanation.data["cf"]["class"]).reshape(-1)[0])
         return pictures.attribution_bars(
-            self.reference.feature_names, (x_cf - x) / self.scale,
+            self.reference.feature_names,
+            (x_cf - x) / self.scale,
             title=f"Counterfactual: class {before} -> {after} (change in standard deviations)",
         )

@@ -27,7 +27,11 @@ class _ProbabilityLoss:
 
         if self.kind == "mse":
             return torch.nn.functional.mse_loss(output.reshape(target.shape).float(), target.float())
-        probabilities = output if output.min() >= 0 and torch.allclose(output.sum(dim=-1), torch.ones_like(output[..., 0]), atol=1e-3) else output.softmax(-1)
+        probabilities = (
+            output
+            if output.min() >= 0 and torch.allclose(output.sum(dim=-1), torch.ones_like(output[..., 0]), atol=1e-3)
+            else output.softmax(-1)
+        )
         return torch.nn.functional.nll_loss(torch.log(probabilities.clamp_min(1e-12)), target.long().reshape(-1))
 
 
@@ -53,7 +57,9 @@ class TrainingDataInfluenceMethod(ExplanationMethod):
             backend="pytorch",
             device=self.context.device,
         )
-        self.explainer.fit(reference.features.astype(np.float32), reference.labels.astype(np.int64 if p.loss == "cross_entropy" else np.float32))
+        self.explainer.fit(
+            reference.features.astype(np.float32), reference.labels.astype(np.int64 if p.loss == "cross_entropy" else np.float32)
+        )
 
     def explain(self, instances: Instances) -> Any:
         import torch

@@ -58,13 +58,20 @@ class IntegratedGradientsMethod(ExplanationMethod):
             baseline_outputs = model(baselines)
         targets = outputs.argmax(dim=1)
         attributions, deltas = IntegratedGradients(model).attribute(
-            inputs, baselines=baselines, target=targets, n_steps=p.n_steps, method=p.method.value,
-            internal_batch_size=p.internal_batch_size, return_convergence_delta=True,
+            inputs,
+            baselines=baselines,
+            target=targets,
+            n_steps=p.n_steps,
+            method=p.method.value,
+            internal_batch_size=p.internal_batch_size,
+            return_convergence_delta=True,
         )
         rows = torch.arange(len(targets), device=targets.device)
         meta = copy.deepcopy(DEFAULT_META_INTGRAD)
         meta["name"] = "IntegratedGradients"
-        meta["params"].update(n_steps=p.n_steps, method=p.method.value, internal_batch_size=p.internal_batch_size, baseline=p.baseline)
+        meta["params"].update(
+            n_steps=p.n_steps, method=p.method.value, internal_batch_size=p.internal_batch_size, baseline=p.baseline
+        )
         data = copy.deepcopy(DEFAULT_DATA_INTGRAD)
         data.update(
             attributions=[attributions.detach().cpu().numpy()],
@@ -111,4 +118,6 @@ class IntegratedGradientsMethod(ExplanationMethod):
             names = self._names(len(attributions))
             weights = {names[i]: float(attributions[i]) for i in np.flatnonzero(attributions)}
             return pictures.highlighted_words(str(instances[0]), weights, title=f"Integrated Gradients for class {target}")
-        return pictures.attribution_bars(self._names(len(attributions)), attributions, title=f"Integrated Gradients for class {target} (first instance)")
+        return pictures.attribution_bars(
+            self._names(len(attributions)), attributions, title=f"Integrated Gradients for class {target} (first instance)"
+        )

@@ -64,4 +64,6 @@ class KernelShapMethod(ExplanationMethod):
 
     def picture(self, explanation: Any, instances: Instances) -> bytes:
         k, values = self._per_instance(explanation)[0]
-        return pictures.attribution_bars(self.reference.feature_names, values, title=f"KernelSHAP values for class {k} (first instance)")
+        return pictures.attribution_bars(
+            self.reference.feature_names, values, title=f"KernelSHAP values for class {k} (first instance)"
+        )
