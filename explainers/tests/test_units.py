@@ -97,7 +97,7 @@ def test_binary_v2_tensors_round_trip() -> None:
 
 
 def test_the_memo_sends_each_row_once_per_explanation() -> None:
-    from glassbox.explainers.predictor_client import PredictionMemo
+    from glassbox.explainers.prediction_memo import PredictionMemo
 
     sent: list[int] = []
 
@@ -128,7 +128,7 @@ def test_the_memo_sends_each_row_once_per_explanation() -> None:
 
 
 def test_a_full_memo_still_answers_every_row() -> None:
-    from glassbox.explainers.predictor_client import PredictionMemo
+    from glassbox.explainers.prediction_memo import PredictionMemo
 
     sent: list[int] = []
 
@@ -148,7 +148,7 @@ def test_a_full_memo_still_answers_every_row() -> None:
 
 
 def test_the_memo_holds_images_within_its_bytes() -> None:
-    from glassbox.explainers.predictor_client import PredictionMemo
+    from glassbox.explainers.prediction_memo import PredictionMemo
 
     memo = PredictionMemo(max_bytes=16 * 1024 * 1024)
     rng = np.random.default_rng(0)
@@ -163,7 +163,7 @@ def test_the_memo_holds_images_within_its_bytes() -> None:
 def test_concurrent_calls_share_predictor_calls_and_each_gets_its_own_rows() -> None:
     import threading
 
-    from glassbox.explainers.predictor_client import CallCoalescer
+    from glassbox.explainers.call_coalescer import CallCoalescer
 
     sizes: list[int] = []
 
@@ -200,7 +200,8 @@ def test_no_explanation_waits_past_its_deadline_for_a_shared_call_and_calls_flow
     the stuck call ends at the latest deadline of those in it, and the next call goes straight out."""
     import threading
 
-    from glassbox.explainers.predictor_client import CallCoalescer, ExplanationCancelled
+    from glassbox.explainers.call_coalescer import CallCoalescer
+    from glassbox.explainers.deadlines import ExplanationCancelled
 
     release = threading.Event()
     deadlines_sent: list[float | None] = []

@@ -39,18 +39,13 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from glassbox.contract.api import ExplainerFit
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 from glassbox.explainers import explanation_metrics as metrics
+from glassbox.explainers.call_coalescer import CallCoalescer
+from glassbox.explainers.deadlines import ExplanationCancelled
 from glassbox.explainers.http_errors import http_error, overloaded
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError, Limits, decode_request, is_v2_body, v2_request_from_json
-from glassbox.explainers.predictor_client import (
-    MEMO_MAX_BYTES,
-    CallCoalescer,
-    ExplanationCancelled,
-    PredictionMemo,
-    PredictorClient,
-    PredictorError,
-    PredictorSettings,
-)
+from glassbox.explainers.prediction_memo import MEMO_MAX_BYTES, PredictionMemo
+from glassbox.explainers.predictor_client import PredictorClient, PredictorError, PredictorSettings
 from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.server_logging import configure_logging

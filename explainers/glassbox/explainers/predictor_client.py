@@ -21,12 +21,12 @@ import http.client
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from glassbox.explainers.deadlines import ExplanationCancelled
 from glassbox.explainers.http_connections import ConnectionPool
 from glassbox.explainers.payloads import INFERENCE_HEADER, MAX_REQUEST_ROWS, predictions_from_response, v1_request, v2_request
 
@@ -41,10 +41,6 @@ class PredictorError(RuntimeError):
     def __init__(self, message: str, status: int = 502):
         super().__init__(message)
         self.status = status
-
-
-class ExplanationCancelled(RuntimeError):
-    """The explanation ran past its deadline: its predictor calls are cut off and its worker thread stops."""
 
 
 class RetryBudget:
@@ -250,175 +246,3 @@ class PredictorClient:
             attempt += 1
             self.stats.retried()
             time.sleep(backoff)
-
-
-# What one remembered row costs beyond its bytes and its scores' (a dict entry, a key object).
-MEMO_ENTRY_OVERHEAD_BYTES = 160
-MEMO_MAX_BYTES = 256 * 1024 * 1024
-
-
-class PredictionMemo:
-    """Within one explanation, a row already scored is not sent again.
-
-    alibi and shap ask for the explained instance's prediction more than once,
-    anchor samples repeat rows, and text perturbations repeat sentences. Calls
-    larger than `max_rows_per_call` (KernelSHAP's coalitions, all distinct) go
-    straight through: hashing them would cost more than it saves. The memo
-    holds at most `max_bytes` (rows, their scores and bookkeeping): float32 rows
-    of 224x224x3 images fill 256 MiB after about 440; later rows are scored
-    without being remembered.
-    """
-
-    def __init__(self, max_rows_per_call: int = 4096, max_bytes: int = MEMO_MAX_BYTES):
-        self.max_rows_per_call = max_rows_per_call
-        self.max_bytes = max_bytes
-        self._keys_bytes = 0  # the remembered rows and their bookkeeping
-        self._position: dict[bytes | str, int] = {}  # row -> its scores' position in _table
-        self._table: np.ndarray | None = None
-
-    def predict(self, instances: np.ndarray | list[str], predict: Callable[[np.ndarray | list[str]], np.ndarray]) -> np.ndarray:
-        if len(instances) > self.max_rows_per_call or len(instances) == 0:
-            return predict(instances)
-        if isinstance(instances, list):
-            keys: list[bytes | str] = list(instances)
-            key_bytes = sum(len(k) for k in instances)
-        else:
-            instances = np.ascontiguousarray(instances)
-            rows = instances.reshape(len(instances), -1)
-            # Each row's bytes as one numpy scalar: one C pass instead of a tobytes() per row.
-            keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel().tolist()
-            key_bytes = rows.nbytes
-        position = self._position
-        missing: dict[bytes | str, int] = {}
-        for index, key in enumerate(keys):
-            if key not in position and key not in missing:
-                missing[key] = index
-        if missing:
-            wanted = list(missing.values())
-            scores = predict([instances[i] for i in wanted] if isinstance(instances, list) else instances[wanted])
-            new_key_bytes = (key_bytes * len(missing)) // len(keys)
-            if len(missing) == len(keys):  # every row new and distinct: the answer as it came
-                self._remember(list(missing), new_key_bytes, scores)
-                return scores
-            if not self._remember(list(missing), new_key_bytes, scores):
-                fresh = dict(zip(missing, range(len(wanted)), strict=True))
-                return np.stack([scores[fresh[k]] if k in fresh else self._table[position[k]] for k in keys])  # type: ignore[index]
-        assert self._table is not None
-        return self._table[[position[k] for k in keys]]
-
-    def _remember(self, keys: list[bytes | str], key_bytes: int, scores: np.ndarray) -> bool:
-        """Keeps these rows' scores unless that would take the memo past `max_bytes`; whether it kept them."""
-        first = len(self._position)  # rows kept so far: the table's filled part
-        # Room for twice what is needed when the table grows, so that rows are copied about once in all.
-        rows = len(self._table) if self._table is not None and first + len(keys) <= len(self._table) else 2 * (first + len(keys))
-        keys_held = self._keys_bytes + key_bytes + MEMO_ENTRY_OVERHEAD_BYTES * len(keys)
-        if keys_held + rows * (scores.nbytes // max(1, len(scores))) > self.max_bytes:
-            return False
-        if self._table is None or rows != len(self._table):
-            grown = np.empty((rows, *scores.shape[1:]), dtype=scores.dtype)
-            if self._table is not None:
-                grown[:first] = self._table[:first]
-            self._table = grown
-        self._table[first : first + len(keys)] = scores
-        self._position.update(zip(keys, range(first, first + len(keys)), strict=True))
-        self._keys_bytes = keys_held
-        return True
-
-    @property
-    def held_bytes(self) -> int:
-        return self._keys_bytes + (self._table.nbytes if self._table is not None else 0)
-
-
-@dataclass(eq=False)  # a waiting thread is itself, whatever its rows
-class _Waiting:
-    rows: np.ndarray
-    deadline: float | None
-    woken: threading.Event = field(default_factory=threading.Event)
-    result: np.ndarray | None = None
-    error: BaseException | None = None
-    lead: bool = False  # woken to send the next shared call, not with a result
-
-
-def _latest(deadlines: list[float | None]) -> float | None:
-    return None if any(d is None for d in deadlines) else max(deadlines)  # type: ignore[type-var]
-
-
-class CallCoalescer:
-    """Concurrent explanations' perturbations share predictor calls.
-
-    While one call is in flight, the calls other explanation threads make
-    queue up; when it returns, the first of them sends everything queued as
-    one request and hands each thread its own rows back. A lone explanation
-    waits for nothing. Text and arrays of another row shape than the first
-    queued go in a later call. A shared call is bounded by the latest deadline
-    of the explanations in it; a thread whose own deadline comes first stops
-    waiting then (leaving the queue, and passing on the next call if it was
-    its to send), so no explanation waits past its deadline for another's call.
-    """
-
-    def __init__(self, send: Callable[[np.ndarray | list[str], float | None], np.ndarray]):
-        self._send = send
-        self._lock = threading.Lock()
-        self._queue: list[_Waiting] = []
-        self._busy = False
-
-    def predict(self, instances: np.ndarray | list[str], deadline: float | None = None) -> np.ndarray:
-        if isinstance(instances, list):
-            return self._send(instances, deadline)  # text: rare to coincide, and strings do not stack
-        me = _Waiting(np.asarray(instances), deadline)
-        with self._lock:
-            self._queue.append(me)
-            me.lead = not self._busy
-            self._busy = True
-        if not me.lead:
-            woken = me.woken.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            if not woken:
-                self._give_up(me)
-        if me.lead:
-            self._send_queued()
-        if me.error is not None:
-            raise me.error
-        assert me.result is not None
-        return me.result
-
-    def _give_up(self, me: _Waiting) -> None:
-        """Past this thread's deadline: out of the queue (the next call passed on if it was this thread's to send),
-        or, if its rows are in a call in flight, no longer waiting for it."""
-        with self._lock:
-            if me.woken.is_set() and not me.lead:
-                return  # the answer came just now
-            if me in self._queue:
-                self._queue.remove(me)
-                if me.lead:
-                    self._pass_lead()
-        raise ExplanationCancelled(
-            "the explanation ran past its deadline waiting for a predictor call shared with other explanations"
-        )
-
-    def _pass_lead(self) -> None:
-        """Under the lock: the first queued thread sends the next call, or nothing is in flight."""
-        if self._queue:
-            self._queue[0].lead = True
-            self._queue[0].woken.set()
-        else:
-            self._busy = False
-
-    def _send_queued(self) -> None:
-        with self._lock:
-            shape = self._queue[0].rows.shape[1:]
-            batch = [w for w in self._queue if w.rows.shape[1:] == shape]
-            self._queue = [w for w in self._queue if w.rows.shape[1:] != shape]
-        try:
-            rows = np.concatenate([w.rows for w in batch]) if len(batch) > 1 else batch[0].rows
-            scores = self._send(rows, _latest([w.deadline for w in batch]))
-            ends = np.cumsum([len(w.rows) for w in batch])
-            for waiting, start, end in zip(batch, [0, *ends[:-1]], ends, strict=True):
-                waiting.result = scores[start:end]
-        except BaseException as error:  # noqa: BLE001  (each waiting explanation gets the predictor's error)
-            for waiting in batch:
-                waiting.error = error
-        with self._lock:
-            self._pass_lead()
-            for waiting in batch:
-                waiting.lead = False
-                waiting.woken.set()
