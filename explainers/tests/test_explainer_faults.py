@@ -179,7 +179,7 @@ def test_sigterm_answers_every_explanation_in_flight_fails_readiness_and_exits(
             "methods": [{"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 100}}],
         }
     )
-    env[EXPLAINER_SPEC_ENV] = only_shap.model_dump_json(by_alias=True, exclude_none=True)
+    env[EXPLAINER_SPEC_ENV] = only_shap.fit_settings().model_dump_json(by_alias=True, exclude_none=True)
     log = tmp_path / "explainer.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen(

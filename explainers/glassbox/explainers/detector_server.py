@@ -34,6 +34,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
 
 from glassbox.contract.api import DetectorFit
 from glassbox.contract.wire import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH
@@ -277,9 +278,12 @@ def main() -> None:
     configure_logging(args.log_config_file)
     if not args.detector_fit:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
-    model = OutlierDetector(
-        args.model_name, DetectorFit.model_validate_json(args.detector_fit), Path(args.data_dir) if args.data_dir else None
-    )
+    try:
+        fit = DetectorFit.model_validate_json(args.detector_fit)
+    except ValidationError as error:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)[:5])
+        raise SystemExit(f"${DETECTOR_FIT_ENV} is not a DetectorFit: {where}") from None
+    model = OutlierDetector(args.model_name, fit, Path(args.data_dir) if args.data_dir else None)
     try:
         model.load()
     except DetectorFitError as error:

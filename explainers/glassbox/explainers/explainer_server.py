@@ -31,90 +31,31 @@ from pathlib import Path
 from typing import Any
 
 import kserve
-import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from pydantic import ValidationError
 
 from glassbox.contract.api import ExplainerFit
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 from glassbox.explainers import explanation_metrics as metrics
-from glassbox.explainers.call_coalescer import CallCoalescer
 from glassbox.explainers.deadlines import ExplanationCancelled
+from glassbox.explainers.explanation_requests import explanation_json, read_explanation_request
 from glassbox.explainers.http_errors import http_error, overloaded
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
-from glassbox.explainers.payloads import InputError, Limits, decode_request, is_v2_body, v2_request_from_json
+from glassbox.explainers.payloads import InputError
 from glassbox.explainers.prediction_memo import MEMO_MAX_BYTES, PredictionMemo
 from glassbox.explainers.predictor_client import PredictorClient, PredictorError, PredictorSettings
 from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
+from glassbox.explainers.routed_predict import ExplanationBounds, PredictorUsage, RoutedPredict
 from glassbox.explainers.server_logging import configure_logging
 from glassbox.explainers.serving import serve
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")
-# Set by the worker thread running an explanation; read by the predictor calls it makes.
-_CURRENT = threading.local()
-# A request may carry at most this many values (an image batch, a long table).
-REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
-# What an explanation request may name: the instances, the method, a picture, the graph's route
-# (KServe's router sends the whole body to every step), and `flagged`: the indices, in the request the
-# detector's gate narrowed, of the instances it passed on (see detector_server), echoed in the answer.
-V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id", "flagged"})
-V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route", "flagged"})
 # An explanation request carries a few instances: 8 MiB holds four 224x224x3 images as JSON.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
-        return value.detach().cpu().numpy().tolist()
-    return str(value)  # devices, functions, classes in alibi's meta.params
-
-
-def explanation_json(explanation: Any) -> dict[str, Any]:
-    """alibi's Explanation as plain JSON (`meta`, `data`), whatever its params hold."""
-    answer: dict[str, Any] = json.loads(json.dumps({"meta": explanation.meta, "data": explanation.data}, default=_jsonable))
-    return answer
-
-
-class PredictorUsage:
-    """What one explanation asked of the predictor (its own thread counts it)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.rows = 0
-
-
-class RoutedPredict:
-    """The blocking predict function alibi calls: the predictor's API, through the explanation's memo
-    and calls shared with concurrent explanations, bounded by its explanation's deadline."""
-
-    def __init__(self, client: PredictorClient):
-        self.client = client
-        self.shared_calls = CallCoalescer(client.predict)
-
-    def __call__(self, instances: Any) -> np.ndarray:
-        cancelled: threading.Event | None = getattr(_CURRENT, "cancelled", None)
-        deadline: float | None = getattr(_CURRENT, "deadline", None)
-        if (cancelled is not None and cancelled.is_set()) or (deadline is not None and time.monotonic() >= deadline):
-            raise ExplanationCancelled("the explanation ran past its deadline")
-        if not isinstance(instances, list):
-            instances = np.asarray(instances)
-        usage: PredictorUsage | None = getattr(_CURRENT, "usage", None)
-
-        def send(rows: np.ndarray | list[str]) -> np.ndarray:
-            if usage is not None:
-                usage.calls += 1
-                usage.rows += len(rows)
-            return self.shared_calls.predict(rows, deadline)
-
-        memo: PredictionMemo | None = getattr(_CURRENT, "memo", None)
-        return memo.predict(instances, send) if memo is not None else send(instances)
 
 
 class ExplainerModel(kserve.Model):  # type: ignore[misc]
@@ -248,37 +189,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
     async def _explain(
         self, payload: dict[str, Any] | InferRequest, deadline: float, chosen: list[ExplanationMethod]
     ) -> dict[str, Any]:
-        if isinstance(payload, dict):
-            accepted = V2_BODY_KEYS if is_v2_body(payload) else V1_BODY_KEYS
-            unknown = sorted(set(payload) - accepted)
-            if unknown:
-                raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
-        flagged = payload.get("flagged") if isinstance(payload, dict) else None
-        if isinstance(payload, dict) and is_v2_body(payload):
-            # A v2 body on the v1 path: KServe's graph router sends one body to every step, whatever the path.
-            top_level = {k: payload[k] for k in ("method", "picture") if k in payload}
-            payload = v2_request_from_json(payload, self.name)
-            payload.parameters = {**top_level, **(payload.parameters or {})}
-        if isinstance(payload, InferRequest):
-            parameters = dict(payload.parameters or {})
-            requested, picture = parameters.get("method"), parameters.get("picture", False)
-        elif isinstance(payload, dict):
-            requested, picture = payload.get("method"), payload.get("picture", False)
-        else:
-            raise InputError("the request body must be a JSON object with 'instances'")
-        if not isinstance(picture, bool):
-            raise InputError(f"'picture' must be true or false, got {picture!r}")
-        method = self._method_for(requested)
+        request = read_explanation_request(payload, self.name)
+        method = self._method_for(request.method)
         chosen.append(method)
-        instances = method.check_instances(decode_request(payload, REQUEST_LIMITS).instances)
-        if flagged is not None and not (
-            isinstance(flagged, list)
-            and len(flagged) == len(instances)
-            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in flagged)
-        ):
-            raise InputError(
-                f"'flagged' must list one index (a whole number, 0 or more) per instance, {len(instances)} in all; got {str(flagged)[:100]}"
-            )
+        instances = method.check_instances(request.instances())
+        flagged, picture = request.flagged, request.picture
         self._admit()
 
         cancelled = threading.Event()
@@ -287,9 +202,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         def work() -> dict[str, Any]:
             with self._admission:
                 self._running += 1
-            _CURRENT.cancelled, _CURRENT.deadline, _CURRENT.usage = cancelled, deadline, usage
-            _CURRENT.memo = PredictionMemo(max_bytes=self.memo_max_bytes)
+            bound = ExplanationBounds(cancelled, deadline, usage, PredictionMemo(max_bytes=self.memo_max_bytes))
             try:
+                bound.hold()
                 if cancelled.is_set() or time.monotonic() >= deadline:
                     raise ExplanationCancelled("the explanation ran past its deadline before a worker was free")
                 explanation = method.explain(instances)
@@ -305,7 +220,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                     }
                 return answer
             finally:
-                _CURRENT.cancelled = _CURRENT.deadline = _CURRENT.usage = _CURRENT.memo = None
+                bound.release()
                 metrics.PREDICTOR_CALLS.labels(self.name, method.name).observe(usage.calls)
                 metrics.PREDICTOR_ROWS.labels(self.name, method.name).observe(usage.rows)
                 with self._admission:
@@ -427,7 +342,14 @@ def main() -> None:
     configure_logging(args.log_config_file)
     if not args.explainer_spec:
         raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerFit (JSON)")
-    spec = ExplainerFit.model_validate_json(args.explainer_spec)
+    try:
+        spec = ExplainerFit.model_validate_json(args.explainer_spec)
+    except ValidationError as error:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)[:5])
+        raise SystemExit(
+            f"${EXPLAINER_SPEC_ENV} is not an ExplainerFit (methods, defaultMethod, referenceData): {where}. "
+            "An operator older than this explainer writes the whole ExplainerSpec there: upgrade the operator with the explainer"
+        ) from None
     if not args.predictor_host and any(not m.is_white_box for m in spec.methods):
         raise SystemExit("black-box methods call the predictor: pass --predictor_host HOST[:PORT]")
     settings = PredictorSettings(

@@ -1,0 +1,86 @@
+"""What an explanation request may carry, read once (decoding apart from dispatch), and its answer as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kserve.protocol.infer_type import InferRequest
+
+from glassbox.explainers.payloads import InputError, Limits, decode_request, is_v2_body, v2_request_from_json
+
+# A request may carry at most this many values (an image batch, a long table).
+REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
+# What an explanation request may name: the instances, the method, a picture, the graph's route
+# (KServe's router sends the whole body to every step), and `flagged`: the indices, in the request the
+# detector's gate narrowed, of the instances it passed on (see detector_server), echoed in the answer.
+V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id", "flagged"})
+V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route", "flagged"})
+
+
+@dataclass(frozen=True)
+class ExplanationRequest:
+    """A request's own words: the method it names (None: the default), whether it asks for a picture,
+    the gate's `flagged` indices, and the payload its instances are decoded from."""
+
+    payload: dict[str, Any] | InferRequest
+    method: Any
+    picture: bool
+    flagged: list[int] | None
+
+    def instances(self) -> np.ndarray | list[str]:
+        """The instances, decoded; a `flagged` list must name one index per instance."""
+        instances = decode_request(self.payload, REQUEST_LIMITS).instances
+        flagged = self.flagged
+        if flagged is not None and not (
+            isinstance(flagged, list)
+            and len(flagged) == len(instances)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in flagged)
+        ):
+            raise InputError(
+                f"'flagged' must list one index (a whole number, 0 or more) per instance, {len(instances)} in all; got {str(flagged)[:100]}"
+            )
+        return instances
+
+
+def read_explanation_request(payload: dict[str, Any] | InferRequest, model_name: str) -> ExplanationRequest:
+    """A v1 body, a v2 JSON body on the v1 path (KServe's graph router sends one body to every step,
+    whatever the path), or a v2 InferRequest; InputError naming what is wrong."""
+    if isinstance(payload, dict):
+        accepted = V2_BODY_KEYS if is_v2_body(payload) else V1_BODY_KEYS
+        unknown = sorted(set(payload) - accepted)
+        if unknown:
+            raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
+    flagged = payload.get("flagged") if isinstance(payload, dict) else None
+    if isinstance(payload, dict) and is_v2_body(payload):
+        top_level = {k: payload[k] for k in ("method", "picture") if k in payload}
+        payload = v2_request_from_json(payload, model_name)
+        payload.parameters = {**top_level, **(payload.parameters or {})}
+    if isinstance(payload, InferRequest):
+        parameters = dict(payload.parameters or {})
+        requested, picture = parameters.get("method"), parameters.get("picture", False)
+    elif isinstance(payload, dict):
+        requested, picture = payload.get("method"), payload.get("picture", False)
+    else:
+        raise InputError("the request body must be a JSON object with 'instances'")
+    if not isinstance(picture, bool):
+        raise InputError(f"'picture' must be true or false, got {picture!r}")
+    return ExplanationRequest(payload, requested, picture, flagged)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        return value.detach().cpu().numpy().tolist()
+    return str(value)  # devices, functions, classes in alibi's meta.params
+
+
+def explanation_json(explanation: Any) -> dict[str, Any]:
+    """alibi's Explanation as plain JSON (`meta`, `data`), whatever its params hold."""
+    answer: dict[str, Any] = json.loads(json.dumps({"meta": explanation.meta, "data": explanation.data}, default=_jsonable))
+    return answer
