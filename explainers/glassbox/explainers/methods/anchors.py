@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.contract.api import MethodType
+from glassbox.contract.api import AnchorImageParameters, AnchorTabularParameters, AnchorTextParameters, MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances
 from glassbox.explainers.methods.random_state import own_random_state
@@ -27,7 +27,7 @@ def _scores(explanation: Any) -> str:
     return f"precision {precision:.2f}, coverage {coverage:.2f}"
 
 
-class AnchorTabularMethod(ExplanationMethod):
+class AnchorTabularMethod(ExplanationMethod[AnchorTabularParameters]):
     method_type = MethodType.AnchorTabular
     max_instances = 1
 
@@ -74,7 +74,7 @@ class AnchorTabularMethod(ExplanationMethod):
         )
 
 
-class AnchorTextMethod(ExplanationMethod):
+class AnchorTextMethod(ExplanationMethod[AnchorTextParameters]):
     """Words are replaced by alibi's placeholder (UNK) until the label changes: the words that hold it are the anchor."""
 
     method_type = MethodType.AnchorText
@@ -111,7 +111,7 @@ class AnchorTextMethod(ExplanationMethod):
         )
 
 
-class AnchorImageMethod(ExplanationMethod):
+class AnchorImageMethod(ExplanationMethod[AnchorImageParameters]):
     method_type = MethodType.AnchorImage
     max_instances = 1
 

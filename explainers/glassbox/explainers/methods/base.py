@@ -14,16 +14,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 
-from glassbox.contract.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, MethodSpec, MethodType
+from glassbox.contract.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, ApiModel, MethodSpec, MethodType
 from glassbox.explainers.payloads import InputError
 from glassbox.explainers.reference_data import ReferenceTable
 
 Predict = Callable[[Any], np.ndarray]
 Instances = np.ndarray | list[str]
+# A method's parameter model (AnchorTabularParameters, ...): `self.params` is typed by it.
+Params = TypeVar("Params", bound=ApiModel)
 
 
 class ExplainerPool:
@@ -64,7 +66,7 @@ class MethodContext:
     tokenizer: Any = None  # glassbox.explainers.torch_artifacts.Tokenizer, for text models
 
 
-class ExplanationMethod(ABC):
+class ExplanationMethod(ABC, Generic[Params]):
     method_type: ClassVar[MethodType]
     # Most instances one request may ask to explain.
     max_instances: ClassVar[int] = 64
@@ -76,7 +78,7 @@ class ExplanationMethod(ABC):
         self.context = context
         block = getattr(spec, PARAMETER_FIELD_OF[self.method_type])
         # The method's parameters, with their defaults when the spec gives none.
-        self.params: Any = block if block is not None else PARAMETER_MODEL_OF[self.method_type]()
+        self.params = cast(Params, block if block is not None else PARAMETER_MODEL_OF[self.method_type]())
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.contract.api import MethodType
+from glassbox.contract.api import CounterfactualParameters, MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplanationMethod, Instances
 from glassbox.explainers.payloads import InputError
@@ -56,7 +56,7 @@ class _KeepImmutable:
         return X_cf
 
 
-class CounterfactualMethod(ExplanationMethod):
+class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
     method_type = MethodType.Counterfactual
 
     def fit(self) -> None:

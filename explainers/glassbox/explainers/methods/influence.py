@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.contract.api import MethodType
+from glassbox.contract.api import MethodType, TrainingDataInfluenceParameters
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplanationMethod, Instances
 
@@ -35,7 +35,7 @@ class _ProbabilityLoss:
         return torch.nn.functional.nll_loss(torch.log(probabilities.clamp_min(1e-12)), target.long().reshape(-1))
 
 
-class TrainingDataInfluenceMethod(ExplanationMethod):
+class TrainingDataInfluenceMethod(ExplanationMethod[TrainingDataInfluenceParameters]):
     method_type = MethodType.TrainingDataInfluence
     white_box = True
 

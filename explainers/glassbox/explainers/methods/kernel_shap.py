@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from glassbox.contract.api import MethodType
+from glassbox.contract.api import KernelShapParameters, MethodType
 from glassbox.explainers import pictures
 from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances, top_contributions
 from glassbox.explainers.methods.random_state import own_random_state
@@ -27,7 +27,7 @@ def l1_regularisation(value: str) -> Any:
     raise ValueError(f"l1Reg '{value}' is not one of auto, aic, bic, num_features(N), false")
 
 
-class KernelShapMethod(ExplanationMethod):
+class KernelShapMethod(ExplanationMethod[KernelShapParameters]):
     method_type = MethodType.KernelShap
 
     def fit(self) -> None:
