@@ -225,3 +225,14 @@ def test_every_image_builds_from_a_base_pinned_by_digest_and_installs_only_its_l
         assert all("--require-hashes -r " in line or "--no-deps --no-build-isolation ." in line for line in installs), installs
         assert any(f"--require-hashes -r {lock}" in text for lock in IMAGE_LOCKS), dockerfile
     assert len(bases) == 1, f"one base image for all three: {bases}"
+
+
+def test_method_spec_has_exactly_one_parameter_block_per_method_type() -> None:
+    """Adding a method type means one entry in METHOD_PARAMETERS and its block on MethodSpec: neither without the other."""
+    from glassbox.contract.api import METHOD_PARAMETERS, MethodSpec, MethodType
+
+    blocks = {name for name in MethodSpec.model_fields if name not in ("name", "type", "reference_data")}
+    assert blocks == {field for field, _ in METHOD_PARAMETERS.values()}
+    assert set(METHOD_PARAMETERS) == set(MethodType)
+    for field, model in METHOD_PARAMETERS.values():
+        assert MethodSpec.model_fields[field].annotation == model | None

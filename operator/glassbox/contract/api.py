@@ -409,25 +409,19 @@ class MethodSpec(ApiModel):
         return self.type in WHITE_BOX_METHODS
 
 
-# The parameter model of each method type, and its attribute name on MethodSpec.
-PARAMETER_MODEL_OF: dict[MethodType, type[ApiModel]] = {
-    MethodType.AnchorTabular: AnchorTabularParameters,
-    MethodType.AnchorText: AnchorTextParameters,
-    MethodType.AnchorImage: AnchorImageParameters,
-    MethodType.KernelShap: KernelShapParameters,
-    MethodType.Counterfactual: CounterfactualParameters,
-    MethodType.IntegratedGradients: IntegratedGradientsParameters,
-    MethodType.TrainingDataInfluence: TrainingDataInfluenceParameters,
+# Each method type: its parameter block's attribute on MethodSpec, and that block's model. The one list;
+# the maps below derive from it, and a test checks MethodSpec has exactly these blocks.
+METHOD_PARAMETERS: dict[MethodType, tuple[str, type[ApiModel]]] = {
+    MethodType.AnchorTabular: ("anchor_tabular", AnchorTabularParameters),
+    MethodType.AnchorText: ("anchor_text", AnchorTextParameters),
+    MethodType.AnchorImage: ("anchor_image", AnchorImageParameters),
+    MethodType.KernelShap: ("kernel_shap", KernelShapParameters),
+    MethodType.Counterfactual: ("counterfactual", CounterfactualParameters),
+    MethodType.IntegratedGradients: ("integrated_gradients", IntegratedGradientsParameters),
+    MethodType.TrainingDataInfluence: ("training_data_influence", TrainingDataInfluenceParameters),
 }
-PARAMETER_FIELD_OF: dict[MethodType, str] = {
-    MethodType.AnchorTabular: "anchor_tabular",
-    MethodType.AnchorText: "anchor_text",
-    MethodType.AnchorImage: "anchor_image",
-    MethodType.KernelShap: "kernel_shap",
-    MethodType.Counterfactual: "counterfactual",
-    MethodType.IntegratedGradients: "integrated_gradients",
-    MethodType.TrainingDataInfluence: "training_data_influence",
-}
+PARAMETER_MODEL_OF: dict[MethodType, type[ApiModel]] = {kind: model for kind, (_, model) in METHOD_PARAMETERS.items()}
+PARAMETER_FIELD_OF: dict[MethodType, str] = {kind: field for kind, (field, _) in METHOD_PARAMETERS.items()}
 
 
 # --------------------------------------------------------------------------- explainer and graph
