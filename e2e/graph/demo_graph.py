@@ -15,6 +15,7 @@ it needs and stops.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -80,7 +81,9 @@ def explanation_lines(explanation: Any) -> list[str]:
 
 
 def main() -> int:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".glassbox/demo-graph")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", nargs="?", default=".glassbox/demo-graph", help="where the model, manifest, logs and graph go")
+    out = Path(parser.parse_args().out)
     router, why_not = router_or_reason()
     if router is None:
         print(f"make demo-graph needs KServe's router: {why_not}")
