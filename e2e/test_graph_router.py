@@ -90,6 +90,23 @@ def runnable(sample: str, folder: Path, edit: Callable[[dict[str, Any]], None]) 
     return path
 
 
+def serving_manifest(folder: Path, name: str, protocol: str, method: str) -> Path:
+    """An ExplainedModel whose predictor stands in for the InferenceService a sample names (or the runtime
+    it uses): the model trained here, under that name, in that protocol."""
+    explainer: dict[str, Any] = {"methods": [{"type": method}]}
+    if method != "AnchorText":
+        explainer["referenceData"] = {"uri": "train.csv", "targetColumn": "label"}
+    path = folder / f"{name}.yaml"
+    body = {
+        "apiVersion": "glassbox.dev/v1alpha1",
+        "kind": "ExplainedModel",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": protocol}, "explainer": explainer},
+    }
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
 def run_plan(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
     plan = {**plan, "router": str(ROUTER), "logs": str(folder / "logs")}
     (folder / "plan.json").write_text(json.dumps(plan))
@@ -151,23 +168,7 @@ def v1_existing_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
                 method["counterfactual"] = {"trainSteps": 300}
 
     manifest = runnable("existing-inferenceservice", folder, edit)
-    existing = folder / "existing.yaml"
-    existing.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "glassbox.dev/v1alpha1",
-                "kind": "ExplainedModel",
-                "metadata": {"name": "loan-approval-sklearn"},
-                "spec": {
-                    "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
-                    "explainer": {
-                        "methods": [{"type": "KernelShap"}],
-                        "referenceData": {"uri": "train.csv", "targetColumn": "label"},
-                    },
-                },
-            }
-        )
-    )
+    existing = serving_manifest(folder, "loan-approval-sklearn", "v1", "KernelShap")
     return run_plan(
         folder,
         {
@@ -192,20 +193,7 @@ def text_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         manifest["spec"]["predictor"].pop("resources", None)
 
     manifest = runnable("text-anchors", folder, edit)
-    runtime = folder / "runtime.yaml"
-    runtime.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "glassbox.dev/v1alpha1",
-                "kind": "ExplainedModel",
-                "metadata": {"name": "review-sentiment"},
-                "spec": {
-                    "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v1"},
-                    "explainer": {"methods": [{"type": "AnchorText"}]},
-                },
-            }
-        )
-    )
+    runtime = serving_manifest(folder, "review-sentiment", "v1", "AnchorText")
     return run_plan(folder, {"manifest": str(manifest), "existing_manifest": str(runtime), "requests": matrix("anchors", TEXT)})
 
 
@@ -223,23 +211,7 @@ def influence_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         explainer["modelStorageUri"] = "model"
 
     manifest = runnable("training-data-influence", folder, edit)
-    existing = folder / "existing.yaml"
-    existing.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "glassbox.dev/v1alpha1",
-                "kind": "ExplainedModel",
-                "metadata": {"name": "fraud-detector-torch"},
-                "spec": {
-                    "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2"},
-                    "explainer": {
-                        "methods": [{"type": "KernelShap"}],
-                        "referenceData": {"uri": "train.csv", "targetColumn": "label"},
-                    },
-                },
-            }
-        )
-    )
+    existing = serving_manifest(folder, "fraud-detector-torch", "v2", "KernelShap")
     return run_plan(
         folder, {"manifest": str(manifest), "existing_manifest": str(existing), "requests": matrix("integratedgradients")}
     )

@@ -34,7 +34,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import ValidationError
 
 from glassbox.contract.api import DetectorFit
 from glassbox.contract.wire import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH
@@ -43,7 +42,7 @@ from glassbox.explainers.outliers import DetectorFitError, NearestNeighborsDetec
 from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, decode_request, is_v2_body, v2_request_from_json
 from glassbox.explainers.reference_data import load_reference, load_reference_texts
 from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve
+from glassbox.explainers.serving import serve, settings_from_json
 
 log = logging.getLogger("glassbox.explainers.detector_server")
 
@@ -278,11 +277,7 @@ def main() -> None:
     configure_logging(args.log_config_file)
     if not args.detector_fit:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
-    try:
-        fit = DetectorFit.model_validate_json(args.detector_fit)
-    except ValidationError as error:
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)[:5])
-        raise SystemExit(f"${DETECTOR_FIT_ENV} is not a DetectorFit: {where}") from None
+    fit = settings_from_json(DetectorFit, args.detector_fit, DETECTOR_FIT_ENV)
     model = OutlierDetector(args.model_name, fit, Path(args.data_dir) if args.data_dir else None)
     try:
         model.load()

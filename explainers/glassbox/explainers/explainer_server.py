@@ -34,7 +34,6 @@ import kserve
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-from pydantic import ValidationError
 
 from glassbox.contract.api import ExplainerFit
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
@@ -50,7 +49,7 @@ from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.routed_predict import ExplanationBounds, PredictorUsage, RoutedPredict
 from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve
+from glassbox.explainers.serving import serve, settings_from_json
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")
@@ -342,14 +341,12 @@ def main() -> None:
     configure_logging(args.log_config_file)
     if not args.explainer_spec:
         raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerFit (JSON)")
-    try:
-        spec = ExplainerFit.model_validate_json(args.explainer_spec)
-    except ValidationError as error:
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)[:5])
-        raise SystemExit(
-            f"${EXPLAINER_SPEC_ENV} is not an ExplainerFit (methods, defaultMethod, referenceData): {where}. "
-            "An operator older than this explainer writes the whole ExplainerSpec there: upgrade the operator with the explainer"
-        ) from None
+    spec = settings_from_json(
+        ExplainerFit,
+        args.explainer_spec,
+        EXPLAINER_SPEC_ENV,
+        "An operator older than this explainer writes the whole ExplainerSpec there: upgrade the operator with the explainer",
+    )
     if not args.predictor_host and any(not m.is_white_box for m in spec.methods):
         raise SystemExit("black-box methods call the predictor: pass --predictor_host HOST[:PORT]")
     settings = PredictorSettings(

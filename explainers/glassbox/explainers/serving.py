@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import kserve
 import uvloop
@@ -31,6 +31,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from glassbox.explainers.binary_infer_route import BinaryInferRoute
@@ -38,6 +39,8 @@ from glassbox.explainers.readiness import ReadinessGate, readiness_paths
 from glassbox.explainers.request_guard import ASGIApp, RequestGuard
 
 log = logging.getLogger(__name__)
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 # After SIGTERM, how long past its longest request a server waits for those in flight.
 DRAIN_MARGIN_SECONDS = 5
@@ -124,3 +127,13 @@ def serve(
     # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
     kserve.model_server.FASTAPI_APP_IMPORT_STRING = RequestGuard(app, max_body_bytes)
     server.start([model])
+
+
+def settings_from_json(model: type[Settings], text: str, env: str, hint: str = "") -> Settings:
+    """A server's settings from the operator's JSON ($env); a malformed one stops the server naming the
+    fields that are wrong (and `hint`), not with a traceback."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as error:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)[:5])
+        raise SystemExit(f"${env} does not hold a valid {model.__name__}: {where}{'. ' + hint if hint else ''}") from None

@@ -161,10 +161,8 @@ class Reconciler:
         config: OperatorConfig,
         now: Callable[[], str],
         emit_warning: EventSink,
-        read_fitted: Callable[[str, str], dict[str, Any] | None] = read_detector_fitted,
     ):
         self.api = api
-        self.read_fitted = read_fitted
         self.config = config
         self.now = now
         self.emit_warning = emit_warning
@@ -355,7 +353,7 @@ class Reconciler:
         if isinstance(known, dict) and known.get("specHash") == spec_hash:
             return known
         base = address_url(live)
-        fitted = self.read_fitted(base, detector_name(parent.name)) if base else None
+        fitted = read_detector_fitted(base, detector_name(parent.name)) if base else None
         return {**fitted, "specHash": spec_hash} if fitted is not None else None
 
     def pdb_api_version(self) -> str:
