@@ -19,6 +19,7 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
 
+from glassbox.contract.server_args import PredictorServerArgs
 from glassbox.explainers.binary_infer_route import BinaryInferRoute, binary_infer_model
 from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, request_from_bytes, v2_request
 from glassbox.explainers.predictor_server import TorchPredictor
@@ -44,7 +45,7 @@ def apps(tabular_folder: Path) -> Iterator[tuple[BinaryInferRoute, CountingApp]]
     import kserve.model_server
     from kserve.protocol.infer_type import InferRequest
 
-    model = TorchPredictor("synthetic", str(tabular_folder / "model"))
+    model = TorchPredictor(PredictorServerArgs(model_name="synthetic", model_dir=str(tabular_folder / "model")))
     model.load()
     repository = ModelRepository()
     repository.update(model)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +16,13 @@ import torch
 from kserve.errors import InvalidInput
 
 from glassbox.contract.api import ReferenceData
+from glassbox.contract.server_args import (
+    KSERVE_FLAGS,
+    DetectorServerArgs,
+    ExplainerServerArgs,
+    PredictorServerArgs,
+    ServerArgs,
+)
 from glassbox.explainers.batching import DynamicBatcher, Overloaded
 from glassbox.explainers.methods.kernel_shap import l1_regularisation
 from glassbox.explainers.payloads import (
@@ -533,10 +543,10 @@ def test_every_argument_the_builders_write_is_one_its_server_reads() -> None:
 
     from glassbox.explainers import detector_server, explainer_server, predictor_server
 
-    parsers = {
-        "glassbox-predictor": predictor_server.build_parser(),
-        "glassbox-explainer": explainer_server.build_parser(),
-        "detector": detector_server.build_parser(),
+    parsers: dict[str, tuple[Any, type[ServerArgs]]] = {
+        "glassbox-predictor": (predictor_server.build_parser(), PredictorServerArgs),
+        "glassbox-explainer": (explainer_server.build_parser(), ExplainerServerArgs),
+        "detector": (detector_server.build_parser(), DetectorServerArgs),
     }
     golden = Path(__file__).resolve().parents[2] / "operator" / "tests" / "golden"
     seen = set()
@@ -550,6 +560,31 @@ def test_every_argument_the_builders_write_is_one_its_server_reads() -> None:
                     if container.get("command", [""])[-1].endswith("detector_server")
                     else container["image"].split("/")[-1].split(":")[0]
                 )
-                parsers[kind].parse_args(container["args"])  # exits 2 naming an argument the server does not know
+                parser, arguments = parsers[kind]
+                # exits 2 naming an argument the server does not know, or a value its contract model refuses
+                arguments.from_namespace(parser.parse_args(container["args"]), parser)
                 seen.add(kind)
     assert seen == set(parsers)
+
+
+def test_the_servers_contract_flags_are_kserves_where_it_says_and_new_elsewhere() -> None:
+    """KSERVE_FLAGS are read from KServe's parser, which the servers inherit; every other field is a flag
+    of the server's own, so a KServe upgrade that adds one of the same name would be noticed here."""
+    import kserve.model_server
+
+    kserve_flags = {action.dest for action in kserve.model_server.parser._actions}
+    assert KSERVE_FLAGS <= kserve_flags, KSERVE_FLAGS - kserve_flags
+    for arguments in (PredictorServerArgs, ExplainerServerArgs, DetectorServerArgs):
+        own = set(arguments.model_fields) - KSERVE_FLAGS
+        assert not own & kserve_flags, (arguments.__name__, own & kserve_flags)
+
+
+def test_a_value_the_contract_refuses_stops_the_server_naming_the_flag() -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "glassbox.explainers.detector_server", "--model_name=m", "--max_body_bytes=lots"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert "--max_body_bytes: Input should be a valid integer" in started.stderr, started.stderr[-2000:]

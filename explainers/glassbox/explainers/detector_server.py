@@ -36,19 +36,19 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge, Histogram
 
 from glassbox.contract.api import DetectorFit
+from glassbox.contract.server_args import DetectorServerArgs
 from glassbox.contract.wire import DETECTOR_FIT_ENV, DETECTOR_FITTED_PATH, DETECTOR_GATE_PATH
 from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.outliers import DetectorFitError, NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
 from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, decode_request, is_v2_body, v2_request_from_json
 from glassbox.explainers.reference_data import load_reference, load_reference_texts
 from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve, settings_from_json
+from glassbox.explainers.serving import serve, server_parser, settings_from_json
 
 log = logging.getLogger("glassbox.explainers.detector_server")
 
 # A detection request carries what a prediction request does, short of a perturbation set.
 REQUEST_LIMITS = Limits(max_instances=10_000, max_elements=16_000_000)
-MAX_BODY_BYTES = 8 * 1024 * 1024
 # Scores relative to the threshold: 1 is the line between ordinary and outlier.
 SCORE_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -260,24 +260,20 @@ def fitted_route(model: OutlierDetector) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--detector_fit", default=os.environ.get(DETECTOR_FIT_ENV), help=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})"
-    )
-    parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
-    parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
+    parser = server_parser(DetectorServerArgs, __doc__)
     parser.set_defaults(enable_latency_logging=False)
     return parser
 
 
 def main() -> None:
-    args = build_parser().parse_args()  # a misspelt flag is an error, never silently ignored
-    configure_logging(args.log_config_file)
-    if not args.detector_fit:
+    parser = build_parser()
+    parsed = parser.parse_args()  # a misspelt flag is an error, never silently ignored
+    args = DetectorServerArgs.from_namespace(parsed, parser)
+    configure_logging(parsed.log_config_file)
+    fit_json = args.detector_fit or os.environ.get(DETECTOR_FIT_ENV)
+    if not fit_json:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
-    fit = settings_from_json(DetectorFit, args.detector_fit, DETECTOR_FIT_ENV)
+    fit = settings_from_json(DetectorFit, fit_json, DETECTOR_FIT_ENV)
     model = OutlierDetector(args.model_name, fit, Path(args.data_dir) if args.data_dir else None)
     try:
         model.load()
@@ -290,9 +286,9 @@ def main() -> None:
     )
     serve(
         model,
-        args.http_port,
-        args.grpc_port,
-        log_each_request=args.enable_latency_logging,
+        parsed.http_port,
+        parsed.grpc_port,
+        log_each_request=parsed.enable_latency_logging,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=30.0,
     )

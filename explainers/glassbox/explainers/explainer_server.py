@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from glassbox.contract.api import ExplainerFit
+from glassbox.contract.server_args import ExplainerServerArgs
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 from glassbox.explainers import explanation_metrics as metrics
 from glassbox.explainers.deadlines import ExplanationCancelled
@@ -43,18 +44,18 @@ from glassbox.explainers.explanation_requests import explanation_json, read_expl
 from glassbox.explainers.http_errors import http_error, overloaded
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError
-from glassbox.explainers.prediction_memo import MEMO_MAX_BYTES, PredictionMemo
+from glassbox.explainers.prediction_memo import PredictionMemo
 from glassbox.explainers.predictor_client import PredictorClient, PredictorError, PredictorSettings
 from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.routed_predict import ExplanationBounds, PredictorUsage, RoutedPredict
 from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve, settings_from_json
+from glassbox.explainers.serving import serve, server_parser, settings_from_json
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")
-# An explanation request carries a few instances: 8 MiB holds four 224x224x3 images as JSON.
-MAX_BODY_BYTES = 8 * 1024 * 1024
+# The defaults of the server's flags, for the model built without a command line (tests, local mode).
+DEFAULTS = ExplainerServerArgs(model_name="defaults")
 
 
 class ExplainerModel(kserve.Model):  # type: ignore[misc]
@@ -64,13 +65,13 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         spec: ExplainerFit,
         predictor: PredictorSettings,
         model_dir: str | None = None,
-        explain_timeout_seconds: float = 60.0,
+        explain_timeout_seconds: float = DEFAULTS.explain_timeout_seconds,
         data_dir: Path | None = None,
-        device: str = "auto",
-        workers: int = 4,
+        device: str = DEFAULTS.device,
+        workers: int = DEFAULTS.explain_workers,
         predictor_wait_seconds: float = 600.0,
-        max_waiting: int = 0,
-        memo_max_bytes: int = MEMO_MAX_BYTES,
+        max_waiting: int = DEFAULTS.max_waiting_explanations,
+        memo_max_bytes: int = DEFAULTS.memo_max_bytes,
         predictor_probe_seconds: float = PROBE_PERIOD_SECONDS,
         model_sha256: str | None = None,
     ):
@@ -299,35 +300,7 @@ async def unknown_route(request: Request) -> JSONResponse:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        parents=[kserve.model_server.parser], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--explainer_spec", default=os.environ.get(EXPLAINER_SPEC_ENV), help=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})"
-    )
-    parser.add_argument("--model_dir", default=None, help="the model artifact, for white-box methods")
-    parser.add_argument("--model_sha256", default=None, help="refuse to load an artifact whose SHA-256 is not this")
-    parser.add_argument("--explain_timeout_seconds", type=float, default=60.0, help="longest one explanation may take (then 504)")
-    parser.add_argument(
-        "--predictor_max_request_rows",
-        type=int,
-        default=PredictorSettings.max_request_rows,
-        help="most rows per call to the predictor (larger perturbation batches go in parts, concurrently)",
-    )
-    parser.add_argument("--data_dir", default=None, help="folder that relative reference-data paths are read from")
-    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where white-box methods run")
-    parser.add_argument("--explain_workers", type=int, default=4, help="explanations computed at once")
-    parser.add_argument(
-        "--max_waiting_explanations",
-        type=int,
-        default=0,
-        help="explanations admitted to wait for a worker beyond those being computed; past it, 503 with Retry-After",
-    )
-    parser.add_argument(
-        "--memo_max_bytes", type=int, default=MEMO_MAX_BYTES, help="most bytes one explanation's memo of scored rows may hold"
-    )
-    parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
-    return parser
+    return server_parser(ExplainerServerArgs, __doc__)
 
 
 def main() -> None:
@@ -335,15 +308,18 @@ def main() -> None:
     # sooner to the threads whose predictor answers have arrived (measured against local
     # mode on 2 cores: AnchorTabular from 1.9 to 2.4 explanations per second at one client).
     sys.setswitchinterval(0.0005)
-    args = build_parser().parse_args()  # a misspelt flag is an error, never silently ignored
+    parser = build_parser()
+    parsed = parser.parse_args()  # a misspelt flag is an error, never silently ignored
+    args = ExplainerServerArgs.from_namespace(parsed, parser)
     # Load-time fitting logs what it does; alibi's progress bars would flood the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    configure_logging(args.log_config_file)
-    if not args.explainer_spec:
+    configure_logging(parsed.log_config_file)
+    spec_json = args.explainer_spec or os.environ.get(EXPLAINER_SPEC_ENV)
+    if not spec_json:
         raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerFit (JSON)")
     spec = settings_from_json(
         ExplainerFit,
-        args.explainer_spec,
+        spec_json,
         EXPLAINER_SPEC_ENV,
         "An operator older than this explainer writes the whole ExplainerSpec there: upgrade the operator with the explainer",
     )
@@ -354,9 +330,9 @@ def main() -> None:
         model_name=args.model_name,
         protocol=args.predictor_protocol,
         timeout_seconds=float(args.predictor_request_timeout_seconds),
-        retries=max(2, int(args.predictor_request_retries)),
+        retries=max(2, args.predictor_request_retries),
         max_request_rows=args.predictor_max_request_rows,
-        use_ssl=bool(args.predictor_use_ssl),
+        use_ssl=args.predictor_use_ssl,
     )
     model = ExplainerModel(
         args.model_name,
@@ -375,9 +351,9 @@ def main() -> None:
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
     serve(
         model,
-        args.http_port,
-        args.grpc_port,
-        log_each_request=args.enable_latency_logging,
+        parsed.http_port,
+        parsed.grpc_port,
+        log_each_request=parsed.enable_latency_logging,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.explain_timeout_seconds,
         not_ready=model.not_ready,

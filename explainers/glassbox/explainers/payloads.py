@@ -37,9 +37,6 @@ class Limits:
 
 INFERENCE_HEADER = "inference-header-content-length"
 JSON_HEADERS = {"content-type": "application/json"}
-# Most rows one prediction request may carry, on both sides: a whole KernelSHAP
-# perturbation set fits, and Glassbox's predictor splits it into forward passes.
-MAX_REQUEST_ROWS = 262_144
 
 
 def _check_size(count: int, elements: int, limits: Limits) -> None:

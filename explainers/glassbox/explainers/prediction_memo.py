@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from glassbox.contract.server_args import MEMO_MAX_BYTES
+
 # What one remembered row costs beyond its bytes and its scores' (a dict entry, a key object).
 MEMO_ENTRY_OVERHEAD_BYTES = 160
-MEMO_MAX_BYTES = 256 * 1024 * 1024
 
 
 class PredictionMemo:

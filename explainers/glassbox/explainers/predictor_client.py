@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from glassbox.contract.server_args import MAX_REQUEST_ROWS
 from glassbox.explainers.deadlines import ExplanationCancelled
 from glassbox.explainers.http_connections import ConnectionPool
-from glassbox.explainers.payloads import INFERENCE_HEADER, MAX_REQUEST_ROWS, predictions_from_response, v1_request, v2_request
+from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v1_request, v2_request
 
 log = logging.getLogger(__name__)
 

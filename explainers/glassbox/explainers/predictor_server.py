@@ -21,10 +21,10 @@ import numpy as np
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from prometheus_client import Counter, Gauge
 
+from glassbox.contract.server_args import PredictorServerArgs
 from glassbox.explainers.batching import DynamicBatcher, Overloaded
 from glassbox.explainers.http_errors import http_error, overloaded
 from glassbox.explainers.payloads import (
-    MAX_REQUEST_ROWS,
     InputError,
     Limits,
     decode_request,
@@ -32,7 +32,7 @@ from glassbox.explainers.payloads import (
     request_from_bytes,
 )
 from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve
+from glassbox.explainers.serving import serve, server_parser
 from glassbox.explainers.storage import ARTIFACT_LIMITS, resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
@@ -49,12 +49,6 @@ FORWARD_PASSES = Counter("glassbox_predictor_forward_passes", "Forward passes (d
 
 
 SMALL_CPU_BATCH_ROWS = 512
-# Rows that may wait for the model at once (four of the largest requests); past it, 503 with Retry-After.
-MAX_QUEUED_ROWS = 4 * MAX_REQUEST_ROWS
-# The largest request body: a full request of 262,144 rows of a few features, as binary tensors or JSON.
-MAX_BODY_BYTES = 64 * 1024 * 1024
-# Longest a request waits for its answer; an explainer's call gives up at 30 s by default.
-REQUEST_TIMEOUT_SECONDS = 60.0
 
 
 class ShapeMismatch(InputError):
@@ -62,29 +56,17 @@ class ShapeMismatch(InputError):
 
 
 class TorchPredictor(kserve.Model):  # type: ignore[misc]
-    def __init__(
-        self,
-        name: str,
-        model_dir: str,
-        device: str = "auto",
-        max_batch_size: int = 256,
-        max_batch_latency_ms: float = 0.0,
-        max_request_rows: int = MAX_REQUEST_ROWS,
-        cpu_threads: int = 1,
-        max_queued_rows: int = MAX_QUEUED_ROWS,
-        request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS,
-        model_sha256: str | None = None,
-    ):
-        super().__init__(name)
-        self.model_sha256 = model_sha256
-        self.max_queued_rows = max_queued_rows
-        self.request_timeout_seconds = request_timeout_seconds
-        self.cpu_threads = cpu_threads
-        self.limits = Limits(max_instances=max_request_rows, max_elements=64_000_000)
-        self.model_dir = model_dir
-        self.requested_device = device
-        self.max_batch_size = max_batch_size
-        self.max_batch_latency_ms = max_batch_latency_ms
+    def __init__(self, args: PredictorServerArgs):
+        super().__init__(args.model_name)
+        self.model_sha256 = args.model_sha256
+        self.max_queued_rows = args.max_queued_rows
+        self.request_timeout_seconds = args.request_timeout_seconds
+        self.cpu_threads = args.cpu_threads
+        self.limits = Limits(max_instances=args.max_request_rows, max_elements=64_000_000)
+        self.model_dir = args.model_dir
+        self.requested_device = args.device
+        self.max_batch_size = args.max_batch_size
+        self.max_batch_latency_ms = args.max_batch_latency_ms
         self.device = "cpu"
         self.module: Any = None
         self.tokenizer: Tokenizer | None = None
@@ -179,35 +161,7 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser], description=__doc__)
-    parser.add_argument("--model_dir", required=True, help="folder (or file) holding model.pt or model.pt2")
-    parser.add_argument("--model_sha256", default=None, help="refuse to load an artifact whose SHA-256 is not this")
-    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="where the forward pass runs")
-    parser.add_argument("--max_batch_size", type=int, default=256, help="most rows in one forward pass")
-    parser.add_argument(
-        "--max_batch_latency_ms",
-        type=float,
-        default=0.0,
-        help="longest a request waits for others to join its batch; 0 runs a batch as soon as the model is free, "
-        "with every request that queued while it was busy",
-    )
-    parser.add_argument("--max_request_rows", type=int, default=MAX_REQUEST_ROWS, help="most rows one request may carry")
-    parser.add_argument(
-        "--max_queued_rows",
-        type=int,
-        default=MAX_QUEUED_ROWS,
-        help="rows that may wait for the model at once; past it, 503 with Retry-After",
-    )
-    parser.add_argument(
-        "--request_timeout_seconds",
-        type=float,
-        default=REQUEST_TIMEOUT_SECONDS,
-        help="longest a request waits for its answer (then 504)",
-    )
-    parser.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="largest request body (then 413)")
-    parser.add_argument(
-        "--cpu_threads", type=int, default=1, help="threads per forward pass on the CPU (0: torch's default, every core)"
-    )
+    parser = server_parser(PredictorServerArgs, __doc__)
     # kserve's flag, off by default here: an explainer sends a hundred requests per explanation
     # (`--enable_latency_logging true` brings back the access line and kserve's timing lines).
     parser.set_defaults(enable_latency_logging=False)
@@ -215,28 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()  # a misspelt flag is an error, never silently ignored
-    configure_logging(args.log_config_file)
+    parser = build_parser()
+    parsed = parser.parse_args()  # a misspelt flag is an error, never silently ignored
+    args = PredictorServerArgs.from_namespace(parsed, parser)
+    configure_logging(parsed.log_config_file)
     # Binary v2 tensors reach the model as the bytes they came in (see request_from_bytes).
     InferRequest.from_bytes = staticmethod(request_from_bytes)
-    model = TorchPredictor(
-        args.model_name,
-        args.model_dir,
-        args.device,
-        args.max_batch_size,
-        args.max_batch_latency_ms,
-        args.max_request_rows,
-        args.cpu_threads,
-        args.max_queued_rows,
-        args.request_timeout_seconds,
-        model_sha256=args.model_sha256,
-    )
+    model = TorchPredictor(args)
     model.load()
     serve(
         model,
-        args.http_port,
-        args.grpc_port,
-        log_each_request=args.enable_latency_logging,
+        parsed.http_port,
+        parsed.grpc_port,
+        log_each_request=parsed.enable_latency_logging,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.request_timeout_seconds,
         binary_infer_route=True,

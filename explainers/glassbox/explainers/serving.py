@@ -19,6 +19,7 @@ The operator gives the pods a termination grace period longer still.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import math
@@ -34,6 +35,7 @@ from kserve.errors import InvalidInput
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
+from glassbox.contract.server_args import ServerArgs
 from glassbox.explainers.binary_infer_route import BinaryInferRoute
 from glassbox.explainers.readiness import ReadinessGate, readiness_paths
 from glassbox.explainers.request_guard import ASGIApp, RequestGuard
@@ -137,3 +139,13 @@ def settings_from_json(model: type[Settings], text: str, env: str, hint: str = "
     except ValidationError as error:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)[:5])
         raise SystemExit(f"${env} does not hold a valid {model.__name__}: {where}{'. ' + hint if hint else ''}") from None
+
+
+def server_parser(arguments: type[ServerArgs], description: str | None) -> argparse.ArgumentParser:
+    """A server's parser: KServe's ModelServer flags and the server's own from its contract model, which
+    also checks the values (`arguments.from_namespace`). An unknown argument stops the server (exit 2)."""
+    parser = argparse.ArgumentParser(
+        parents=[kserve.model_server.parser], description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    arguments.add_to_parser(parser)
+    return parser

@@ -24,6 +24,7 @@ from glassbox.contract.api import (
     Toleration,
     uses_glassbox_predictor,
 )
+from glassbox.contract.server_args import DetectorServerArgs, ExplainerServerArgs, PredictorServerArgs
 from glassbox.contract.wire import (
     DETECTOR_FIT_ENV,
     DETECTOR_GATE_PATH,
@@ -273,16 +274,20 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
     }
     protocol = predictor.protocol_to_deploy
     if uses_glassbox_predictor(predictor):
-        args = [f"--model_name={name}", f"--model_dir={MODEL_DIR}", f"--device={'cuda' if predictor.gpus else 'cpu'}"]
+        batching: dict[str, Any] = {}
         if predictor.batching is not None:
-            args += [
-                f"--max_batch_size={predictor.batching.max_batch_size}",
-                f"--max_batch_latency_ms={predictor.batching.max_latency_ms}",
-            ]
-        if predictor.max_body_bytes is not None:
-            args.append(f"--max_body_bytes={predictor.max_body_bytes}")
-        if predictor.storage_sha256 is not None:
-            args.append(f"--model_sha256={predictor.storage_sha256}")
+            batching = {
+                "max_batch_size": predictor.batching.max_batch_size,
+                "max_batch_latency_ms": predictor.batching.max_latency_ms,
+            }
+        args = PredictorServerArgs.of(
+            model_name=name,
+            model_dir=MODEL_DIR,
+            device="cuda" if predictor.gpus else "cpu",
+            **batching,
+            max_body_bytes=predictor.max_body_bytes,
+            model_sha256=predictor.storage_sha256,
+        ).to_args()
         env = [{"name": STORAGE_URI_ENV, "value": str(predictor.storage_uri)}, {"name": PROTOCOL_ENV, "value": protocol.value}]
         component["containers"] = [_glassbox_container(config.predictor_image, args, env, resources)]
     else:
@@ -332,22 +337,21 @@ def build_explainer_isvc(
     It serves the predictor's model name, so its paths mirror the predictor's, and
     calls the predictor where KServe says it answers (`target`)."""
     explainer = spec.explainer
-    args = [
-        f"--model_name={target.model_name}",
-        f"--predictor_host={target.host}",
-        f"--predictor_protocol={target.protocol.value}",
-        f"--explain_timeout_seconds={explainer.timeout_seconds}",
+    flags: dict[str, Any] = {
+        "model_name": target.model_name,
+        "predictor_host": target.host,
+        "predictor_protocol": target.protocol.value,
+        "explain_timeout_seconds": explainer.timeout_seconds,
         # One perturbation call should take seconds, not kserve's default of ten minutes.
-        f"--predictor_request_timeout_seconds={min(30, explainer.timeout_seconds)}",
-    ]
+        "predictor_request_timeout_seconds": min(30, explainer.timeout_seconds),
+        "max_body_bytes": explainer.max_body_bytes,
+    }
     if target.uses_tls:
-        args.append("--predictor_use_ssl=true")
-    if explainer.max_body_bytes is not None:
-        args.append(f"--max_body_bytes={explainer.max_body_bytes}")
+        flags["predictor_use_ssl"] = True
     if spec.predictor.batching is not None and not uses_glassbox_predictor(spec.predictor):
         # Another runtime's batcher may refuse more rows than a batch: send no more per call.
         # Glassbox's predictor splits a large request into forward passes itself.
-        args.append(f"--predictor_max_request_rows={spec.predictor.batching.max_batch_size}")
+        flags["predictor_max_request_rows"] = spec.predictor.batching.max_batch_size
     env = [
         {"name": PROTOCOL_ENV, "value": "v1"},
         {
@@ -359,10 +363,9 @@ def build_explainer_isvc(
     model_uri = explainer.model_storage_uri or spec.predictor.storage_uri
     if model_uri and any(method.is_white_box for method in explainer.methods):
         env.append({"name": STORAGE_URI_ENV, "value": model_uri})
-        args.append(f"--model_dir={MODEL_DIR}")
-        digest = explainer.model_storage_sha256 if explainer.model_storage_uri else spec.predictor.storage_sha256
-        if digest is not None:
-            args.append(f"--model_sha256={digest}")
+        flags["model_dir"] = MODEL_DIR
+        flags["model_sha256"] = explainer.model_storage_sha256 if explainer.model_storage_uri else spec.predictor.storage_sha256
+    args = ExplainerServerArgs.of(**flags).to_args()
     component: dict[str, Any] = {
         **_component_scaling(explainer.autoscaling),
         **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),
@@ -392,9 +395,7 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
     if detector is None:
         return None
     name = detector_name(parent.name)
-    args = [f"--model_name={name}"]
-    if detector.max_body_bytes is not None:
-        args.append(f"--max_body_bytes={detector.max_body_bytes}")
+    args = DetectorServerArgs.of(model_name=name, max_body_bytes=detector.max_body_bytes).to_args()
     fit = detector.fit_settings(spec.explainer.reference_data)
     env = [
         {"name": PROTOCOL_ENV, "value": "v2"},
