@@ -13,10 +13,11 @@ STAMP := $(VENV)/.installed
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml e2e/pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[explainers,dev]"
+	$(PY) -m pip install -q --no-deps -e e2e
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with glassbox and its development tools
@@ -25,10 +26,10 @@ cluster-tools: $(STAMP) ## install etcd, build kube-apiserver 1.20 once (cached 
 	PYTHON=$(PY) bash e2e/cluster/install-tools.sh
 
 cluster-up: cluster-tools ## start the local control plane; prints the KUBECONFIG to export
-	$(PY) e2e/cluster/localcluster.py up
+	$(PY) -m glassbox_testing.localcluster up
 
 cluster-down: ## stop the local control plane and delete its state
-	$(PY) e2e/cluster/localcluster.py down
+	$(PY) -m glassbox_testing.localcluster down
 
 crds: $(STAMP) ## regenerate the CRD from the pydantic API (crds/ and the chart)
 	$(VENV)/bin/glassbox crd > crds/explainedmodels.glassbox.dev.yaml

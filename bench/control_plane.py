@@ -30,14 +30,13 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from glassbox_testing import localcluster
+from glassbox_testing.measure import peak_rss_mb
+from glassbox_testing.operator_process import start_operator, stop_operator
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "e2e" / "cluster"))
-sys.path.insert(0, str(REPO / "e2e"))
-from measure import peak_rss_mb  # noqa: E402
 
-import localcluster  # noqa: E402
-from operator_process import start_operator, stop_operator  # noqa: E402
 
 SAMPLE = yaml.safe_load((REPO / "crds" / "samples" / "tabular-pytorch-gpu.yaml").read_text())
 

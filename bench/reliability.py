@@ -20,7 +20,6 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,11 +32,11 @@ import httpx
 from glassbox.contract.api import ExplainerFit
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV
 from glassbox.local import LocalDeployment, free_port
+from glassbox_testing.dataplane import FaultProxy, build_tabular
+from glassbox_testing.hostile import CASES, EXPLAIN, PREDICT_V1, rss_bytes, send_raw
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))
-from dataplane_support import FaultProxy, build_tabular  # noqa: E402
-from test_hostile_input import CASES, EXPLAIN, PREDICT_V1, rss_bytes, send_raw  # noqa: E402
+
 
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]
 MODEL = "synthetic"

@@ -35,11 +35,11 @@ import yaml
 
 from glassbox.explainers.examples import tabular_classifier, text_classifier
 from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import text_data
+from glassbox_testing.measure import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "explainers" / "tests"))
-from dataplane_support import text_data  # noqa: E402
-from measure import peak_rss_mb  # noqa: E402
+
 
 SEED = 0
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-import localcluster
-from cluster_harness import (
+from glassbox_testing import localcluster
+from glassbox_testing.cluster import (
     CHART,
     OPERATOR_NAMESPACE,
     RELEASE,
@@ -27,7 +27,7 @@ from cluster_harness import (
     service_account_kubeconfig,
     wait_for,
 )
-from operator_process import RunningOperator, start_operator, stop_operator
+from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent / "cluster"))
-import localcluster  # noqa: E402
-from operator_process import start_operator, stop_operator  # noqa: E402
+from glassbox_testing import localcluster
+from glassbox_testing.operator_process import start_operator, stop_operator
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,11 +25,10 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from dataplane_support import FEATURES, tabular_data, text_data
 
 from glassbox.explainers.examples import tabular_classifier, text_classifier
-
-from kserve_router import REPO, router_or_reason
+from glassbox_testing.dataplane import FEATURES, tabular_data, text_data
+from glassbox_testing.kserve_router import REPO, router_or_reason
 
 ROUTER, WHY_NOT = router_or_reason()
 pytestmark = pytest.mark.skipif(ROUTER is None, reason=WHY_NOT)

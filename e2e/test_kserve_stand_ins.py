@@ -15,9 +15,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-import localcluster
-from cluster_harness import REPO, Cluster
-from kserve_stand_in_crds import stand_in_crds
+from glassbox_testing import localcluster
+from glassbox_testing.cluster import REPO, Cluster
+from glassbox_testing.kserve_stand_in_crds import stand_in_crds
 
 STAND_IN_GROUP = "stand-in.serving.kserve.io"
 GOLDEN = sorted((REPO / "operator" / "tests" / "golden").glob("*.children.yaml"))

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from cluster_harness import REPO, Cluster, api_client_for, wait_for
-from operator_process import RunningOperator, start_operator, stop_operator
+from glassbox_testing.cluster import REPO, Cluster, api_client_for, wait_for
+from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -522,7 +522,7 @@ def test_without_kserve_a_clear_condition_then_recovery_once_installed(cluster: 
     """A second control plane without KServe's CRDs: the operator says so, then proceeds once they are installed."""
     if not cluster.local:
         pytest.skip("needs a control plane of its own; KServe's CRDs cannot be removed from a shared cluster")
-    import localcluster
+    from glassbox_testing import localcluster
 
     bare = localcluster.LocalCluster(tmp_path / "bare-cluster")
     info = bare.up(with_kserve=False)

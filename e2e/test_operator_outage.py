@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-import localcluster
-from cluster_harness import Cluster, wait_for
-from operator_process import RunningOperator
+from glassbox_testing import localcluster
+from glassbox_testing.cluster import Cluster, wait_for
+from glassbox_testing.operator_process import RunningOperator
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster_harness import CHART, Cluster, service_account_kubeconfig, wait_for
-from operator_process import RunningOperator, start_operator, stop_operator
+from glassbox_testing.cluster import CHART, Cluster, service_account_kubeconfig, wait_for
+from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
 pytestmark = pytest.mark.e2e
 

@@ -23,10 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from glassbox.demo import prepare, unusual_patient  # noqa: E402
-
-from kserve_router import router_or_reason  # noqa: E402
+from glassbox_testing.kserve_router import router_or_reason
 
 
 def requests(row: list[float], unusual: list[float]) -> list[dict[str, Any]]:

@@ -22,10 +22,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "explainers" / "tests"))
-from dataplane_support import FaultProxy  # noqa: E402
-
 from glassbox.local import LocalDeployment  # noqa: E402
+from glassbox_testing.dataplane import FaultProxy
 
 ROUTER = "http://127.0.0.1:8080"
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dataplane_support import FaultProxy, build_image, build_tabular, build_text
 
 from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import FaultProxy, build_image, build_tabular, build_text
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from dataplane_support import FaultProxy, explain, pretty, tabular_data
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from glassbox.explainers.outliers import fit_nearest_neighbors
 from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import FaultProxy, explain, pretty, tabular_data
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ORDINARY = [0.4, 0.6, 0.5, 0.5, 0.5]  # inside the uniform reference cube

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from dataplane_support import FaultProxy, explain, pretty
 from fastapi import HTTPException
 
 from glassbox.contract.api import ExplainerSpec
@@ -28,6 +27,7 @@ from glassbox.contract.wire import EXPLAINER_SPEC_ENV
 from glassbox.explainers.explainer_server import ExplainerModel
 from glassbox.explainers.predictor_client import PredictorSettings
 from glassbox.local import LocalDeployment, free_port
+from glassbox_testing.dataplane import FaultProxy, explain, pretty
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from dataplane_support import FaultProxy, explain, pretty, tabular_data
 
 from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import FaultProxy, explain, pretty, tabular_data
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dataplane_support import build_text
+
+from glassbox_testing.dataplane import build_text
 
 
 def children_of(pid: int) -> list[int]:

@@ -111,7 +111,7 @@ def test_images_are_compared_on_a_pooled_grid() -> None:
 
 
 def test_texts_unlike_any_reference_text_are_flagged() -> None:
-    from dataplane_support import text_data
+    from glassbox_testing.dataplane import text_data
 
     texts, _ = text_data(rows=600)
     reference, held = texts[:500], texts[500:]

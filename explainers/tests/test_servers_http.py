@@ -10,12 +10,12 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from dataplane_support import FEATURES, FaultProxy, explain, pretty, tabular_data
 from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v2_request
 from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import FEATURES, FaultProxy, explain, pretty, tabular_data
 
 Tabular = tuple[LocalDeployment, FaultProxy]
 ROWS = [[0.9, 0.2, 0.5, 0.7, 0.1], [0.1, 0.8, 0.3, 0.2, 0.9]]

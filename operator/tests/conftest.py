@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from sample_manifests import load_sample
+from glassbox_testing.samples import load_sample
 
 
 @pytest.fixture

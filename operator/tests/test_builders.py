@@ -28,8 +28,7 @@ from glassbox.operator.builders import (
     predictor_target_of_own,
 )
 from glassbox.operator.kserve_addressing import predict_target
-
-from sample_manifests import SAMPLES, load_sample
+from glassbox_testing.samples import SAMPLES, load_sample
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIG = OperatorConfig()
@@ -293,7 +292,7 @@ def test_service_accounts_reach_the_pods(credit_risk: dict[str, Any]) -> None:
 
 
 def test_an_existing_inference_service_is_referenced_never_built() -> None:
-    from sample_manifests import load_sample
+    from glassbox_testing.samples import load_sample
 
     manifest = load_sample("existing-inferenceservice")
     children = children_of(manifest)

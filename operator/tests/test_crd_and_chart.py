@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from glassbox.operator.crd import build_crd, render_crd
-
-from sample_manifests import REPO
+from glassbox_testing.samples import REPO
 
 CHECKED_IN = [
     REPO / "crds" / "explainedmodels.glassbox.dev.yaml",
@@ -54,7 +53,7 @@ def test_the_cli_prints_the_crd() -> None:
 
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
-    import localcluster
+    from glassbox_testing import localcluster
 
     return subprocess.run([localcluster.tool("helm"), *args], capture_output=True, text=True)
 

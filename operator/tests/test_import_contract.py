@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sample_manifests import REPO
+from glassbox_testing.samples import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 ROOTS = {package: REPO / folder for package, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items()}

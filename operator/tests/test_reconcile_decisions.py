@@ -9,8 +9,7 @@ from glassbox.contract.api import ExplainedModelSpec, Protocol
 from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
 from glassbox.operator.kserve_addressing import PredictTarget
 from glassbox.operator.reconcile import is_subset, needs_apply, ownership_conflict, spec_changed_since_status, warnings_to_post
-
-from sample_manifests import load_sample
+from glassbox_testing.samples import load_sample
 
 
 def desired_explainer() -> dict[str, Any]:

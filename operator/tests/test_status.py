@@ -14,8 +14,7 @@ from glassbox.operator.status import (
     status_patch,
 )
 from glassbox.operator.validation import SpecProblem
-
-from sample_manifests import load_sample
+from glassbox_testing.samples import load_sample
 
 
 def ready(url: str) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from glassbox.operator.validation import find_spec_problems, policy_problems
-
-from sample_manifests import SAMPLES, load_sample
+from glassbox_testing.samples import SAMPLES, load_sample
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])

@@ -1,8 +1,8 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
 
-    python e2e/cluster/localcluster.py up      # start (or reuse) it; prints the kubeconfig path
-    python e2e/cluster/localcluster.py down    # stop it and delete its state
-    python e2e/cluster/localcluster.py status
+    python -m glassbox_testing.localcluster up      # start (or reuse) it; prints the kubeconfig path
+    python -m glassbox_testing.localcluster down    # stop it and delete its state
+    python -m glassbox_testing.localcluster status
 
 The API server authenticates with a static admin token and service-account
 tokens, authorizes with RBAC, and the controller manager runs the garbage
@@ -33,8 +33,7 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kserve_stand_in_crds import stand_in_crds  # noqa: E402
+from glassbox_testing.kserve_stand_in_crds import stand_in_crds
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("GLASSBOX_CLUSTER_DIR", REPO / ".glassbox" / "cluster"))

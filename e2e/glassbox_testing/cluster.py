@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-import localcluster
+from glassbox_testing import localcluster
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "glassbox-operator"
 OPERATOR_NAMESPACE = "glassbox-system"
 RELEASE = "glassbox-operator"
