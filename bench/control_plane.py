@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from glassbox.contract.api import ExplainedModelSpec, explained_model
 from glassbox_testing import localcluster
 from glassbox_testing.measure import peak_rss_mb
 from glassbox_testing.operator_process import start_operator, stop_operator
@@ -95,10 +96,10 @@ class ChildWatch:
 
 
 def manifest(name: str, max_replicas: int = 4) -> dict[str, Any]:
-    body = json.loads(json.dumps(SAMPLE))
-    body["metadata"] = {"name": name}
-    body["spec"]["predictor"]["autoscaling"]["maxReplicas"] = max_replicas
-    return body
+    spec = ExplainedModelSpec.model_validate(SAMPLE["spec"])
+    assert spec.predictor.autoscaling is not None
+    spec.predictor.autoscaling = spec.predictor.autoscaling.model_copy(update={"max_replicas": max_replicas})
+    return explained_model(name, spec)
 
 
 def create_all(objects: client.CustomObjectsApi, namespace: str, names: list[str]) -> dict[str, float]:

@@ -33,6 +33,20 @@ import pandas as pd
 import torch
 import yaml
 
+from glassbox.contract.api import (
+    AnchorTabularParameters,
+    AnchorTextParameters,
+    DynamicBatching,
+    ExplainedModelSpec,
+    ExplainerSpec,
+    KernelShapParameters,
+    MethodSpec,
+    MethodType,
+    PredictorSpec,
+    Protocol,
+    ReferenceData,
+    explained_model,
+)
 from glassbox.explainers.examples import tabular_classifier, text_classifier
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import text_data
@@ -58,44 +72,31 @@ def prepare(folder: Path) -> dict[str, Any]:
     frame = pd.DataFrame(X, columns=names)
     frame["class"] = y
     frame.to_csv(folder / "tabular" / "train.csv", index=False)
-    tabular_manifest = {
-        "apiVersion": "glassbox.dev/v1alpha1",
-        "kind": "ExplainedModel",
-        "metadata": {"name": "wine"},
-        "spec": {
-            "predictor": {
-                "modelFormat": "pytorch",
-                "storageUri": "model",
-                "protocol": "v2",
-                "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0},
-            },
-            "explainer": {
-                "referenceData": {"uri": "train.csv", "targetColumn": "class"},
-                "timeoutSeconds": 300,
-                "methods": [
-                    {"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"seed": SEED}},
-                    {"name": "shap", "type": "KernelShap", "kernelShap": {"backgroundSize": 50, "seed": SEED}},
-                ],
-            },
-        },
-    }
+    batching = DynamicBatching(max_batch_size=4096, max_latency_ms=0)
+    tabular_spec = ExplainedModelSpec(
+        predictor=PredictorSpec(model_format="pytorch", storage_uri="model", protocol=Protocol.v2, batching=batching),
+        explainer=ExplainerSpec(
+            reference_data=ReferenceData(uri="train.csv", target_column="class"),
+            timeout_seconds=300,
+            methods=[
+                MethodSpec(name="anchors", type=MethodType.AnchorTabular, anchor_tabular=AnchorTabularParameters(seed=SEED)),
+                MethodSpec(
+                    name="shap", type=MethodType.KernelShap, kernel_shap=KernelShapParameters(background_size=50, seed=SEED)
+                ),
+            ],
+        ),
+    )
+    tabular_manifest = explained_model("wine", tabular_spec)
     (folder / "tabular" / "wine.yaml").write_text(yaml.safe_dump(tabular_manifest, sort_keys=False))
     texts, labels = text_data(rows=300, seed=SEED)
     text_classifier(texts, labels, folder / "text" / "model")
-    text_manifest = {
-        "apiVersion": "glassbox.dev/v1alpha1",
-        "kind": "ExplainedModel",
-        "metadata": {"name": "sentiment"},
-        "spec": {
-            "predictor": {
-                "modelFormat": "pytorch",
-                "storageUri": "model",
-                "protocol": "v1",
-                "batching": {"maxBatchSize": 4096, "maxLatencyMs": 0},
-            },
-            "explainer": {"methods": [{"name": "anchors", "type": "AnchorText", "anchorText": {"seed": SEED}}]},
-        },
-    }
+    text_spec = ExplainedModelSpec(
+        predictor=PredictorSpec(model_format="pytorch", storage_uri="model", protocol=Protocol.v1, batching=batching),
+        explainer=ExplainerSpec(
+            methods=[MethodSpec(name="anchors", type=MethodType.AnchorText, anchor_text=AnchorTextParameters(seed=SEED))]
+        ),
+    )
+    text_manifest = explained_model("sentiment", text_spec)
     (folder / "text" / "sentiment.yaml").write_text(yaml.safe_dump(text_manifest, sort_keys=False))
     rng = np.random.default_rng(SEED)
     return {

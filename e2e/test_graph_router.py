@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from glassbox.explainers.examples import tabular_classifier, text_classifier
-from glassbox_testing.dataplane import FEATURES, tabular_data, text_data
+from glassbox_testing.dataplane import FEATURES, manifest, tabular_data, text_data
 from glassbox_testing.kserve_router import REPO, router_or_reason
 
 ROUTER, WHY_NOT = router_or_reason()
@@ -80,13 +80,10 @@ def tabular_folder(folder: Path) -> None:
 
 def runnable(sample: str, folder: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     """A sample with its bucket swapped for the model and data trained here; everything else as written."""
-    manifest = yaml.safe_load((REPO / "crds" / "samples" / f"{sample}.yaml").read_text())
-    spec = manifest["spec"]
-    spec["explainer"]["referenceData"] = {"uri": "train.csv", "targetColumn": "label"}
-    edit(manifest)
-    path = folder / f"{sample}.yaml"
-    path.write_text(yaml.safe_dump(manifest))
-    return path
+    body = yaml.safe_load((REPO / "crds" / "samples" / f"{sample}.yaml").read_text())
+    body["spec"]["explainer"]["referenceData"] = {"uri": "train.csv", "targetColumn": "label"}
+    edit(body)
+    return manifest(body["metadata"]["name"], body["spec"], folder)
 
 
 def serving_manifest(folder: Path, name: str, protocol: str, method: str) -> Path:
@@ -95,15 +92,8 @@ def serving_manifest(folder: Path, name: str, protocol: str, method: str) -> Pat
     explainer: dict[str, Any] = {"methods": [{"type": method}]}
     if method != "AnchorText":
         explainer["referenceData"] = {"uri": "train.csv", "targetColumn": "label"}
-    path = folder / f"{name}.yaml"
-    body = {
-        "apiVersion": "glassbox.dev/v1alpha1",
-        "kind": "ExplainedModel",
-        "metadata": {"name": name},
-        "spec": {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": protocol}, "explainer": explainer},
-    }
-    path.write_text(yaml.safe_dump(body))
-    return path
+    spec = {"predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": protocol}, "explainer": explainer}
+    return manifest(name, spec, folder)
 
 
 def run_plan(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:

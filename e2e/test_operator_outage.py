@@ -10,6 +10,17 @@ from typing import Any
 
 import pytest
 
+from glassbox.contract.api import (
+    ExplainedModelSpec,
+    ExplainerSpec,
+    GraphSpec,
+    MethodSpec,
+    MethodType,
+    PredictorSpec,
+    ReferenceData,
+    Route,
+    explained_model,
+)
 from glassbox_testing import localcluster
 from glassbox_testing.cluster import Cluster, wait_for
 from glassbox_testing.operator_process import RunningOperator
@@ -23,16 +34,14 @@ COUNT = 20
 
 
 def _manifest(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "glassbox.dev/v1alpha1",
-        "kind": "ExplainedModel",
-        "metadata": {"name": name},
-        "spec": {
-            "predictor": {"modelFormat": "pytorch", "storageUri": f"s3://models/{name}.pt"},
-            "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
-            "graph": {"routes": ["predict", "explain"]},
-        },
-    }
+    spec = ExplainedModelSpec(
+        predictor=PredictorSpec(model_format="pytorch", storage_uri=f"s3://models/{name}.pt"),
+        explainer=ExplainerSpec(
+            methods=[MethodSpec(type=MethodType.KernelShap)], reference_data=ReferenceData(uri="s3://data/train.csv")
+        ),
+        graph=GraphSpec(routes=[Route.predict, Route.explain]),
+    )
+    return explained_model(name, spec)
 
 
 def _get(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any] | None:

@@ -9,6 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from glassbox.contract.api import (
+    ExplainedModelSpec,
+    ExplainerSpec,
+    MethodSpec,
+    MethodType,
+    PredictorSpec,
+    ReferenceData,
+    explained_model,
+)
 from glassbox_testing.cluster import CHART, Cluster, service_account_kubeconfig, wait_for
 from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
@@ -19,17 +28,13 @@ KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
 
 
 def _manifest(name: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "glassbox.dev/v1alpha1",
-            "kind": "ExplainedModel",
-            "metadata": {"name": name},
-            "spec": {
-                "predictor": {"modelFormat": "pytorch", "storageUri": "s3://models/m.pt"},
-                "explainer": {"methods": [{"type": "KernelShap"}], "referenceData": {"uri": "s3://data/train.csv"}},
-            },
-        }
+    spec = ExplainedModelSpec(
+        predictor=PredictorSpec(model_format="pytorch", storage_uri="s3://models/m.pt"),
+        explainer=ExplainerSpec(
+            methods=[MethodSpec(type=MethodType.KernelShap)], reference_data=ReferenceData(uri="s3://data/train.csv")
+        ),
     )
+    return yaml.safe_dump(explained_model(name, spec))
 
 
 def _handled(log: Path) -> bool:

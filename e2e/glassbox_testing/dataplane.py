@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from glassbox.contract.api import ExplainedModelSpec, explained_model
 from glassbox.explainers.examples import image_classifier, tabular_classifier, text_classifier
 from glassbox.explainers.payloads import INFERENCE_HEADER
 
@@ -54,9 +55,9 @@ def image_data(rows: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def manifest(name: str, spec: dict[str, Any], folder: Path) -> Path:
+    """`spec` as a user writes it, checked by the API models on the way to the file (a typo fails here)."""
     path = folder / f"{name}.yaml"
-    body = {"apiVersion": "glassbox.dev/v1alpha1", "kind": "ExplainedModel", "metadata": {"name": name}, "spec": spec}
-    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    path.write_text(yaml.safe_dump(explained_model(name, ExplainedModelSpec.model_validate(spec)), sort_keys=False))
     return path
 
 

@@ -20,15 +20,42 @@ import httpx
 import numpy as np
 import yaml
 
+from glassbox.contract.api import (
+    AnchorTabularParameters,
+    CounterfactualParameters,
+    DetectorSpec,
+    DynamicBatching,
+    ExplainedModelSpec,
+    ExplainerSpec,
+    GraphSpec,
+    IntegratedGradientsParameters,
+    KernelShapParameters,
+    MethodSpec,
+    MethodType,
+    PredictorSpec,
+    Protocol,
+    ReferenceData,
+    Route,
+    TrainingDataInfluenceParameters,
+    explained_model,
+)
 from glassbox.explainers.examples import tabular_classifier
 from glassbox.local import LocalDeployment
 
-METHODS: list[dict[str, Any]] = [
-    {"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"threshold": 0.95, "seed": 0}},
-    {"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 500, "backgroundSize": 50, "seed": 0}},
-    {"name": "counterfactual", "type": "Counterfactual", "counterfactual": {"trainSteps": 1000, "seed": 0}},
-    {"name": "ig", "type": "IntegratedGradients", "integratedGradients": {"baseline": "mean"}},
-    {"name": "influence", "type": "TrainingDataInfluence", "trainingDataInfluence": {"topK": 3}},
+METHODS = [
+    MethodSpec(name="anchors", type=MethodType.AnchorTabular, anchor_tabular=AnchorTabularParameters(threshold=0.95, seed=0)),
+    MethodSpec(
+        name="shap", type=MethodType.KernelShap, kernel_shap=KernelShapParameters(nsamples=500, background_size=50, seed=0)
+    ),
+    MethodSpec(
+        name="counterfactual", type=MethodType.Counterfactual, counterfactual=CounterfactualParameters(train_steps=1000, seed=0)
+    ),
+    MethodSpec(
+        name="ig", type=MethodType.IntegratedGradients, integrated_gradients=IntegratedGradientsParameters(baseline="mean")
+    ),
+    MethodSpec(
+        name="influence", type=MethodType.TrainingDataInfluence, training_data_influence=TrainingDataInfluenceParameters(top_k=3)
+    ),
 ]
 
 
@@ -47,27 +74,23 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
     frame = pd.DataFrame(X_train, columns=names)
     frame["malignant_or_benign"] = y_train
     frame.to_csv(out / "train.csv", index=False)
-    manifest = {
-        "apiVersion": "glassbox.dev/v1alpha1",
-        "kind": "ExplainedModel",
-        "metadata": {"name": "breast-cancer"},
-        "spec": {
-            "predictor": {
-                "modelFormat": "pytorch",
-                "storageUri": "model",
-                "protocol": "v2",
-                "batching": {"maxBatchSize": 1024, "maxLatencyMs": 0},
-            },
-            "explainer": {
-                "referenceData": {"uri": "train.csv", "targetColumn": "malignant_or_benign"},
-                "methods": METHODS,
-                "timeoutSeconds": 120,
-            },
-            # Fitted on the explainer's reference data: at most 1% of patients like those are flagged.
-            "detector": {"falsePositiveRate": 0.01},
-            "graph": {"routes": ["predict", "explain", "predictAndExplain", "detect", "predictAndExplainIfOutlier"]},
-        },
-    }
+    spec = ExplainedModelSpec(
+        predictor=PredictorSpec(
+            model_format="pytorch",
+            storage_uri="model",
+            protocol=Protocol.v2,
+            batching=DynamicBatching(max_batch_size=1024, max_latency_ms=0),
+        ),
+        explainer=ExplainerSpec(
+            reference_data=ReferenceData(uri="train.csv", target_column="malignant_or_benign"),
+            methods=METHODS,
+            timeout_seconds=120,
+        ),
+        # Fitted on the explainer's reference data: at most 1% of patients like those are flagged.
+        detector=DetectorSpec(false_positive_rate=0.01),
+        graph=GraphSpec(routes=list(Route)),
+    )
+    manifest = explained_model("breast-cancer", spec)
     path = out / "explainedmodel.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     # Three held-out patients, both diagnoses among them.
@@ -106,17 +129,15 @@ def run_demo(out: Path) -> int:
         print("\n4. explanations of the first patient, each through the explainer's HTTP endpoint:")
         pictures = out / "pictures"
         pictures.mkdir(exist_ok=True)
-        for method in METHODS:
+        for name in (method.effective_name for method in METHODS):
             began = time.monotonic()
-            response = client.post(
-                urls["explain"], json={"instances": rows[:1].tolist(), "method": method["name"], "picture": True}
-            )
+            response = client.post(urls["explain"], json={"instances": rows[:1].tolist(), "method": name, "picture": True})
             if response.status_code != 200:
-                print(f"\n{method['name']}: {response.status_code} {response.text[:300]}")
+                print(f"\n{name}: {response.status_code} {response.text[:300]}")
                 return 1
             answer = response.json()
-            _print_explanation(method["name"], answer, time.monotonic() - began)
-            png = pictures / f"{method['name']}.png"
+            _print_explanation(name, answer, time.monotonic() - began)
+            png = pictures / f"{name}.png"
             png.write_bytes(base64.b64decode(answer["picture"]["base64"]))
             print(f"  picture: {png}")
         if _outliers(client, deployment, rows, names, pictures) != 0:

@@ -11,7 +11,7 @@ uses snake_case attributes.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -626,6 +626,18 @@ class ExplainedModelSpec(ApiModel):
     @property
     def is_external(self) -> bool:
         return self.exposure is Exposure.external
+
+
+def explained_model(name: str, spec: ExplainedModelSpec, namespace: str | None = None) -> dict[str, Any]:
+    """An ExplainedModel as `kubectl apply` and the API server take it, its spec as a user writes it (the
+    fields that were set, camelCase): manifests built in code go through the API models, never by hand."""
+    metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_unset=True),
+    }
 
 
 # --------------------------------------------------------------------------- status
