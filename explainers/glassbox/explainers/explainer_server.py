@@ -18,7 +18,6 @@ per instance and, when asked, a base64 PNG `picture`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import logging
@@ -26,7 +25,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +38,9 @@ from glassbox.contract.server_args import ExplainerServerArgs
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV, UNKNOWN_ROUTE_PATH
 from glassbox.explainers import explanation_metrics as metrics
 from glassbox.explainers.deadlines import ExplanationCancelled
+from glassbox.explainers.explanation_pool import ExplanationPool, PastDeadline
 from glassbox.explainers.explanation_requests import explanation_json, read_explanation_request
-from glassbox.explainers.http_errors import http_error, overloaded
+from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.payloads import InputError
 from glassbox.explainers.prediction_memo import PredictionMemo
@@ -85,17 +84,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         self.requested_device = device
         self.workers = workers
         self.predictor_wait_seconds = predictor_wait_seconds
-        # Explanations admitted beyond those running; past it, 503 with Retry-After. None by default: an
-        # explanation that waits for a worker takes twice as long or more (`make reliability`, overload),
-        # and a refusal lets the caller go elsewhere and the autoscaler see the load.
         self.max_waiting = max_waiting
         self.memo_max_bytes = memo_max_bytes
         self.predictor_probe_seconds = predictor_probe_seconds
         self.methods: dict[str, ExplanationMethod] = {}
         self.predictor_watch: PredictorWatch | None = None
-        self._admission = threading.Lock()
-        self._admitted = 0  # running or waiting for a worker
-        self._running = 0
 
     # ------------------------------------------------------------------ loading
 
@@ -125,9 +118,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             method.fit()
             log.info("fitted %s (%s) in %.1f s", method.name, method_spec.type.value, time.monotonic() - started)
             self.methods[method.name] = method
-        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="explain")
-        for gauge, value in ((metrics.RUNNING, lambda: self._running), (metrics.WAITING, lambda: self._admitted - self._running)):
-            gauge.labels(self.name).set_function(value)
+        self.pool = ExplanationPool(self.name, self.workers, self.max_waiting)
         if black_box:
             self.predictor_watch = PredictorWatch(self.client.readiness_problem, self.predictor_probe_seconds)
             self.predictor_watch.start()
@@ -149,7 +140,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         if self.predictor_watch is not None:
             self.predictor_watch.stop()
         if self.methods:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown()
             self.client.close()
 
     def _load_model(self) -> tuple[Any, Any, str]:
@@ -172,20 +163,6 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             raise InputError(f"no method '{requested}' here; the methods are {sorted(self.methods)}", 404)
         return method
 
-    def _admit(self) -> None:
-        with self._admission:
-            if self._admitted >= self.workers + self.max_waiting:
-                metrics.REFUSED.labels(self.name).inc()
-                raise overloaded(
-                    f"the explainer is computing {self.workers} explanations and {self.max_waiting} more wait "
-                    "(--explain_workers, --max_waiting_explanations; or more explainer replicas)"
-                )
-            self._admitted += 1
-
-    def _leave(self, _: object) -> None:
-        with self._admission:
-            self._admitted -= 1
-
     async def _explain(
         self, payload: dict[str, Any] | InferRequest, deadline: float, chosen: list[ExplanationMethod]
     ) -> dict[str, Any]:
@@ -194,14 +171,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         chosen.append(method)
         instances = method.check_instances(request.instances())
         flagged, picture = request.flagged, request.picture
-        self._admit()
-
-        cancelled = threading.Event()
         usage = PredictorUsage()
 
-        def work() -> dict[str, Any]:
-            with self._admission:
-                self._running += 1
+        def work(cancelled: threading.Event) -> dict[str, Any]:
             bound = ExplanationBounds(cancelled, deadline, usage, PredictionMemo(max_bytes=self.memo_max_bytes))
             try:
                 bound.hold()
@@ -223,18 +195,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 bound.release()
                 metrics.PREDICTOR_CALLS.labels(self.name, method.name).observe(usage.calls)
                 metrics.PREDICTOR_ROWS.labels(self.name, method.name).observe(usage.rows)
-                with self._admission:
-                    self._running -= 1
 
-        future = self.pool.submit(work)
-        future.add_done_callback(self._leave)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            cancelled.set()  # the worker's predictor calls are cut off at the deadline; one not yet started never starts
-            raise self._past_deadline(method, None) from None
-        except ExplanationCancelled as error:  # the worker found the deadline first
-            raise self._past_deadline(method, str(error)) from None
+            return await self.pool.run(work, deadline)
+        except PastDeadline as error:
+            raise self._past_deadline(method, error.cause) from None
 
     def _past_deadline(self, method: ExplanationMethod, cause: str | None) -> Exception:
         metrics.TIMEOUTS.labels(self.name, method.name).inc()
