@@ -588,3 +588,35 @@ def test_a_value_the_contract_refuses_stops_the_server_naming_the_flag() -> None
     )
     assert started.returncode == 2, started.stderr[-2000:]
     assert "--max_body_bytes: Input should be a valid integer" in started.stderr, started.stderr[-2000:]
+
+
+def test_a_process_wide_patch_meets_the_version_it_was_written_for() -> None:
+    """Four changes reach into other libraries' modules for the whole process: numpy's legacy random
+    functions, alibi's beam class, kserve's app and InferRequest.from_bytes. Each names the release it was
+    written for; when an upgrade moves one, this fails, and the patch is read again before the pin moves."""
+    from importlib.metadata import version
+
+    from glassbox.explainers import serving
+    from glassbox.explainers.methods import anchor_rounds, random_state
+
+    for module in (random_state, anchor_rounds, serving):
+        package, release = module.WRITTEN_FOR
+        installed = version(package)
+        assert installed == release or installed.startswith(release + "."), (
+            f"{module.__name__} patches {package} {release}, and {package} {installed} is installed: "
+            f"read the patch against {package} {installed}, then update WRITTEN_FOR"
+        )
+
+
+def test_every_method_type_has_one_method_whose_parameters_are_the_contracts() -> None:
+    """The data plane's registry against the contract's table: a MethodType without a method (or a method
+    typed over another parameter model than the one the operator validates) fails here, not in a pod."""
+    from typing import get_args
+
+    from glassbox.contract.api import PARAMETER_MODEL_OF, MethodType
+    from glassbox.explainers.methods import METHODS
+
+    assert set(METHODS) == set(MethodType)
+    for method_type, method in METHODS.items():
+        generic_base = next(base for base in method.__orig_bases__ if get_args(base))  # type: ignore[attr-defined]
+        assert get_args(generic_base) == (PARAMETER_MODEL_OF[method_type],), method.__name__

@@ -1,6 +1,10 @@
 """Explanation methods: one small class per method, found through `METHODS`.
 
-Adding a method touches one file here and one test.
+Adding a method: in the contract (`glassbox.contract.api`, which the operator validates parameters with
+and which imports neither plane), its `MethodType` value, its parameter model, its block on `MethodSpec`
+and its `METHOD_PARAMETERS` line; here, its module (a class generic over that parameter model) and its
+line below; then `make crds` regenerates the CRD, and its test. Tests check that both tables cover every
+MethodType and that MethodSpec holds exactly the blocks the table names.
 """
 
 from __future__ import annotations
