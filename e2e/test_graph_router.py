@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from glassbox.contract.api import ExplainedModelSpec, explained_model
 from glassbox.explainers.examples import tabular_classifier, text_classifier
 from glassbox_testing.dataplane import FEATURES, manifest, tabular_data, text_data
 from glassbox_testing.kserve_router import REPO, router_or_reason
@@ -83,7 +84,9 @@ def runnable(sample: str, folder: Path, edit: Callable[[dict[str, Any]], None]) 
     body = yaml.safe_load((REPO / "crds" / "samples" / f"{sample}.yaml").read_text())
     body["spec"]["explainer"]["referenceData"] = {"uri": "train.csv", "targetColumn": "label"}
     edit(body)
-    return manifest(body["metadata"]["name"], body["spec"], folder)
+    path = folder / f"{sample}.yaml"  # its own file: a stand-in for the service it names may sit beside it
+    path.write_text(yaml.safe_dump(explained_model(body["metadata"]["name"], ExplainedModelSpec.model_validate(body["spec"]))))
+    return path
 
 
 def serving_manifest(folder: Path, name: str, protocol: str, method: str) -> Path:
