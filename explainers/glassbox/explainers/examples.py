@@ -19,12 +19,16 @@ def _modules() -> Any:
     import torch
 
     class TabularClassifier(torch.nn.Module):
-        def __init__(self, mean: np.ndarray, scale: np.ndarray, hidden: int, classes: int):
+        def __init__(self, mean: np.ndarray, scale: np.ndarray, hidden: int, classes: int, depth: int = 1):
             super().__init__()
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
             self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+            layers: list[torch.nn.Module] = []
             width = len(mean)
-            self.net = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, classes))
+            for _ in range(depth):
+                layers += [torch.nn.Linear(width, hidden), torch.nn.Tanh()]
+                width = hidden
+            self.net = torch.nn.Sequential(*layers, torch.nn.Linear(width, classes))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.softmax(self.net((x - self.mean) / self.scale), dim=-1)  # type: ignore[operator]
@@ -70,16 +74,33 @@ def _save(model: Any, folder: Path) -> Path:
     return path
 
 
-def tabular_classifier(X: np.ndarray, y: np.ndarray, folder: Path, hidden: int = 16, epochs: int = 300, seed: int = 0) -> Path:
-    """Train a small MLP on (X, y) and save it as `folder/model.pt`."""
+def tabular_classifier(
+    X: np.ndarray,
+    y: np.ndarray,
+    folder: Path,
+    hidden: int = 16,
+    epochs: int = 300,
+    seed: int = 0,
+    depth: int = 1,
+    tie_gap: float = 0.0,
+) -> Path:
+    """Train a small MLP (`depth` hidden layers of `hidden` units) on (X, y) and save it as `folder/model.pt`.
+
+    A `tie_gap` then makes classes 0 and 1 all but equal (class 1's output weights those of class 0 times
+    1 + tie_gap), so many inputs lie within a float32 rounding of a tie: a model to test tie-breaking on."""
     import torch
 
     torch.manual_seed(seed)
     TabularClassifier, _ = _modules()
     scale = X.std(axis=0)
     scale[scale == 0] = 1.0
-    model = TabularClassifier(X.mean(axis=0), scale, hidden, int(y.max()) + 1)
-    return _save(_train(model, X, y, epochs, seed), folder)
+    model = _train(TabularClassifier(X.mean(axis=0), scale, hidden, int(y.max()) + 1, depth), X, y, epochs, seed)
+    if tie_gap:
+        with torch.no_grad():
+            last = model.net[-1]
+            last.weight[1] = last.weight[0] * (1 + tie_gap)
+            last.bias[1] = last.bias[0]
+    return _save(model, folder)
 
 
 def text_classifier(texts: list[str], y: np.ndarray, folder: Path, epochs: int = 200, seed: int = 0) -> Path:
