@@ -53,7 +53,7 @@ from glassbox.explainers.serving import serve, server_parser, settings_from_json
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")
-# The defaults of the server's flags, for the model built without a command line (tests, local mode).
+# The defaults of the server's flags, for a model built without a command line (in tests).
 DEFAULTS = ExplainerServerArgs(model_name="defaults")
 
 

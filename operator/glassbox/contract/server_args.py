@@ -10,9 +10,11 @@ names. Some fields are flags of KServe's own ModelServer parser, which every ser
 from __future__ import annotations
 
 import argparse
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from glassbox.contract.wire import DETECTOR_FIT_ENV, EXPLAINER_SPEC_ENV
 
 # KServe's ModelServer parser (kserve/model_server.py) defines these; a server's parser inherits them.
 KSERVE_FLAGS = frozenset(
@@ -47,8 +49,6 @@ class ServerArgs(BaseModel):
     """What one server's command line says. Only fields set when built are rendered, in declaration order."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    server: ClassVar[str]  # the module that runs it, for messages
-
     model_name: str = Field(description="the model name the server answers for")
 
     @classmethod
@@ -87,8 +87,6 @@ class ServerArgs(BaseModel):
 class PredictorServerArgs(ServerArgs):
     """Glassbox's PyTorch predictor (`glassbox.explainers.predictor_server`)."""
 
-    server: ClassVar[str] = "predictor_server"
-
     model_dir: str = Field(description="folder (or file) holding model.pt or model.pt2")
     device: Device = Field("auto", description="where the forward pass runs")
     max_batch_size: int = Field(256, ge=1, description="most rows in one forward pass")
@@ -112,9 +110,7 @@ class PredictorServerArgs(ServerArgs):
 
 class ExplainerServerArgs(ServerArgs):
     """The explainer (`glassbox.explainers.explainer_server`). Its methods come from an ExplainerFit (JSON)
-    in `explainer_spec`, or in the environment variable wire.EXPLAINER_SPEC_ENV when that is not given."""
-
-    server: ClassVar[str] = "explainer_server"
+    in `explainer_spec`, or in the environment variable EXPLAINER_SPEC_ENV when that is not given."""
 
     predictor_host: str | None = Field(None, description="HOST[:PORT] (or a URL) where the predictor answers")
     predictor_protocol: Literal["v1", "v2"] = Field("v1", description="the predictor's protocol")
@@ -130,7 +126,7 @@ class ExplainerServerArgs(ServerArgs):
     )
     model_dir: str | None = Field(None, description="the model artifact, for white-box methods")
     model_sha256: str | None = Field(None, description="refuse to load an artifact whose SHA-256 is not this")
-    explainer_spec: str | None = Field(None, description="ExplainerFit JSON (default: the GLASSBOX_EXPLAINER_SPEC variable)")
+    explainer_spec: str | None = Field(None, description=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})")
     data_dir: str | None = Field(None, description="folder that relative reference-data paths are read from")
     device: Device = Field("auto", description="where white-box methods run")
     explain_workers: int = Field(4, ge=1, description="explanations computed at once")
@@ -140,16 +136,16 @@ class ExplainerServerArgs(ServerArgs):
         description="explanations admitted to wait for a worker beyond those being computed; past it, 503 with Retry-After",
     )
     memo_max_bytes: int = Field(MEMO_MAX_BYTES, ge=0, description="most bytes one explanation's memo of scored rows may hold")
-    predictor_request_retries: int = Field(0, ge=0, description="retries of a failed predictor call (at least 2 are made)")
+    predictor_request_retries: int = Field(
+        0, ge=0, description="retries of a failed predictor call (the explainer makes at least 2)"
+    )
 
 
 class DetectorServerArgs(ServerArgs):
     """The outlier detector (`glassbox.explainers.detector_server`). What it fits comes from a DetectorFit
-    (JSON) in `detector_fit`, or in the environment variable wire.DETECTOR_FIT_ENV when that is not given."""
-
-    server: ClassVar[str] = "detector_server"
+    (JSON) in `detector_fit`, or in the environment variable DETECTOR_FIT_ENV when that is not given."""
 
     # A detection request carries what a prediction request does, short of a perturbation set.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body (then 413)")
-    detector_fit: str | None = Field(None, description="DetectorFit JSON (default: the GLASSBOX_DETECTOR_FIT variable)")
+    detector_fit: str | None = Field(None, description=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})")
     data_dir: str | None = Field(None, description="folder that relative reference-data paths are read from")
