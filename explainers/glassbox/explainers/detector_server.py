@@ -42,8 +42,7 @@ from glassbox.explainers.http_errors import http_error
 from glassbox.explainers.outliers import DetectorFitError, NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
 from glassbox.explainers.payloads import DecodedRequest, InputError, Limits, decode_request, is_v2_body, v2_request_from_json
 from glassbox.explainers.reference_data import load_reference, load_reference_texts
-from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve, server_parser, settings_from_json
+from glassbox.explainers.serving import read_command_line, serve, server_parser, settings_from_json
 
 log = logging.getLogger("glassbox.explainers.detector_server")
 
@@ -260,21 +259,16 @@ def fitted_route(model: OutlierDetector) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = server_parser(DetectorServerArgs, __doc__)
-    parser.set_defaults(enable_latency_logging=False)
-    return parser
+    return server_parser(DetectorServerArgs, __doc__, log_each_request=False)
 
 
 def main() -> None:
-    parser = build_parser()
-    parsed = parser.parse_args()  # a misspelt flag is an error, never silently ignored
-    args = DetectorServerArgs.from_namespace(parsed, parser)
-    configure_logging(parsed.log_config_file)
+    args, kserve_flags = read_command_line(build_parser(), DetectorServerArgs)
     fit_json = args.detector_fit or os.environ.get(DETECTOR_FIT_ENV)
     if not fit_json:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
     fit = settings_from_json(DetectorFit, fit_json, DETECTOR_FIT_ENV)
-    model = OutlierDetector(args.model_name, fit, Path(args.data_dir) if args.data_dir else None)
+    model = OutlierDetector(args.model_name, fit, args.data_dir)
     try:
         model.load()
     except DetectorFitError as error:
@@ -286,9 +280,7 @@ def main() -> None:
     )
     serve(
         model,
-        parsed.http_port,
-        parsed.grpc_port,
-        log_each_request=parsed.enable_latency_logging,
+        kserve_flags,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=30.0,
     )

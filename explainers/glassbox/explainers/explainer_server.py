@@ -48,8 +48,7 @@ from glassbox.explainers.predictor_client import PredictorClient, PredictorError
 from glassbox.explainers.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
 from glassbox.explainers.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.routed_predict import ExplanationBounds, PredictorUsage, RoutedPredict
-from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve, server_parser, settings_from_json
+from glassbox.explainers.serving import read_command_line, serve, server_parser, settings_from_json
 
 # Named explicitly: run with `python -m`, __name__ is "__main__".
 log = logging.getLogger("glassbox.explainers.explainer_server")
@@ -273,12 +272,9 @@ def main() -> None:
     # sooner to the threads whose predictor answers have arrived (measured against local
     # mode on 2 cores: AnchorTabular from 1.9 to 2.4 explanations per second at one client).
     sys.setswitchinterval(0.0005)
-    parser = build_parser()
-    parsed = parser.parse_args()  # a misspelt flag is an error, never silently ignored
-    args = ExplainerServerArgs.from_namespace(parsed, parser)
+    args, kserve_flags = read_command_line(build_parser(), ExplainerServerArgs)
     # Load-time fitting logs what it does; alibi's progress bars would flood the log.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    configure_logging(parsed.log_config_file)
     spec_json = args.explainer_spec or os.environ.get(EXPLAINER_SPEC_ENV)
     if not spec_json:
         raise SystemExit(f"no methods: set ${EXPLAINER_SPEC_ENV} or --explainer_spec to an ExplainerFit (JSON)")
@@ -305,7 +301,7 @@ def main() -> None:
         settings,
         model_dir=args.model_dir,
         explain_timeout_seconds=args.explain_timeout_seconds,
-        data_dir=Path(args.data_dir) if args.data_dir else None,
+        data_dir=args.data_dir,
         device=args.device,
         workers=args.explain_workers,
         max_waiting=args.max_waiting_explanations,
@@ -316,9 +312,7 @@ def main() -> None:
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
     serve(
         model,
-        parsed.http_port,
-        parsed.grpc_port,
-        log_each_request=parsed.enable_latency_logging,
+        kserve_flags,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.explain_timeout_seconds,
         not_ready=model.not_ready,

@@ -31,8 +31,7 @@ from glassbox.explainers.payloads import (
     encode_predictions,
     request_from_bytes,
 )
-from glassbox.explainers.server_logging import configure_logging
-from glassbox.explainers.serving import serve, server_parser
+from glassbox.explainers.serving import read_command_line, serve, server_parser
 from glassbox.explainers.storage import ARTIFACT_LIMITS, resolve
 from glassbox.explainers.torch_artifacts import Tokenizer, choose_device, load_module
 
@@ -161,27 +160,19 @@ class TorchPredictor(kserve.Model):  # type: ignore[misc]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = server_parser(PredictorServerArgs, __doc__)
-    # kserve's flag, off by default here: an explainer sends a hundred requests per explanation
-    # (`--enable_latency_logging true` brings back the access line and kserve's timing lines).
-    parser.set_defaults(enable_latency_logging=False)
-    return parser
+    # An explainer sends a hundred requests per explanation: no log line for each.
+    return server_parser(PredictorServerArgs, __doc__, log_each_request=False)
 
 
 def main() -> None:
-    parser = build_parser()
-    parsed = parser.parse_args()  # a misspelt flag is an error, never silently ignored
-    args = PredictorServerArgs.from_namespace(parsed, parser)
-    configure_logging(parsed.log_config_file)
+    args, kserve_flags = read_command_line(build_parser(), PredictorServerArgs)
     # Binary v2 tensors reach the model as the bytes they came in (see request_from_bytes).
     InferRequest.from_bytes = staticmethod(request_from_bytes)
     model = TorchPredictor(args)
     model.load()
     serve(
         model,
-        parsed.http_port,
-        parsed.grpc_port,
-        log_each_request=parsed.enable_latency_logging,
+        kserve_flags,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.request_timeout_seconds,
         binary_infer_route=True,

@@ -39,9 +39,11 @@ from glassbox.contract.server_args import ServerArgs
 from glassbox.explainers.binary_infer_route import BinaryInferRoute
 from glassbox.explainers.readiness import ReadinessGate, readiness_paths
 from glassbox.explainers.request_guard import ASGIApp, RequestGuard
+from glassbox.explainers.server_logging import configure_logging
 
 log = logging.getLogger(__name__)
 
+Arguments = TypeVar("Arguments", bound=ServerArgs)
 Settings = TypeVar("Settings", bound=BaseModel)
 
 # After SIGTERM, how long past its longest request a server waits for those in flight.
@@ -98,15 +100,15 @@ async def invalid_body_as_kserve_writes_it(request: Request, error: Exception) -
 
 def serve(
     model: kserve.Model,
-    http_port: int,
-    grpc_port: int,
+    kserve_flags: argparse.Namespace,
     *,
-    log_each_request: bool,
     max_body_bytes: int,
     longest_request_seconds: float,
     binary_infer_route: bool = False,
     not_ready: Callable[[], str | None] | None = None,
 ) -> None:
+    """Serve `model` on the ports and with the request logging KServe's own flags (`kserve_flags`) say."""
+    log_each_request = bool(kserve_flags.enable_latency_logging)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # kserve configures `asyncio.get_event_loop()` before `asyncio.run` makes the loop it serves on;
     # under uvloop's policy there must be one to get.
@@ -118,8 +120,8 @@ def serve(
     kserve.model_server.app.add_exception_handler(RequestValidationError, invalid_body_as_kserve_writes_it)
     kserve.model_server.app.add_exception_handler(InvalidInput, invalid_input_named)
     server = kserve.ModelServer(
-        http_port=http_port,
-        grpc_port=grpc_port,
+        http_port=kserve_flags.http_port,
+        grpc_port=kserve_flags.grpc_port,
         enable_latency_logging=log_each_request,
         grace_period=math.ceil(longest_request_seconds + DRAIN_MARGIN_SECONDS),
     )
@@ -145,11 +147,27 @@ def settings_from_json(model: type[Settings], text: str, env: str, hint: str = "
         raise SystemExit(f"${env} does not hold a valid {model.__name__}: {where}{'. ' + hint if hint else ''}") from None
 
 
-def server_parser(arguments: type[ServerArgs], description: str | None) -> argparse.ArgumentParser:
+def server_parser(arguments: type[ServerArgs], description: str | None, log_each_request: bool = True) -> argparse.ArgumentParser:
     """A server's parser: KServe's ModelServer flags and the server's own from its contract model, which
-    also checks the values (`arguments.from_namespace`). An unknown argument stops the server (exit 2)."""
+    also checks the values (`arguments.from_namespace`). An unknown argument stops the server (exit 2).
+
+    `log_each_request=False` turns KServe's `--enable_latency_logging` off by default, for a server called
+    many times per explanation (`--enable_latency_logging true` brings back the access line and kserve's
+    timing lines; the request counters on /metrics say what was served)."""
     parser = argparse.ArgumentParser(
         parents=[kserve.model_server.parser], description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     arguments.add_to_parser(parser)
+    if not log_each_request:
+        parser.set_defaults(enable_latency_logging=False)
     return parser
+
+
+def read_command_line(parser: argparse.ArgumentParser, arguments: type[Arguments]) -> tuple[Arguments, argparse.Namespace]:
+    """The server's own arguments, checked by its contract model, and KServe's flags (ports, request
+    logging) for `serve`; logging is configured as `--log_config_file` says. A misspelt flag or a value the
+    model refuses stops the server (exit 2), never silently ignored."""
+    parsed = parser.parse_args()
+    checked = arguments.from_namespace(parsed, parser)
+    configure_logging(parsed.log_config_file)
+    return checked, parsed

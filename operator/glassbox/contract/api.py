@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from glassbox.contract.server_args import DetectorServerArgs, ExplainerServerArgs, PredictorServerArgs, ServerArgs
+
 GROUP = "glassbox.dev"
 VERSION = "v1alpha1"
 KIND = "ExplainedModel"
@@ -48,6 +50,13 @@ DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # A Kubernetes quantity: `cpu: 1`, `cpu: 500m`, `memory: 2Gi`.
 # The most maxBodyBytes may say: a body must fit the pod's memory more than once over.
 MAX_BODY_BYTES_LIMIT = 1024 * 1024 * 1024
+
+
+def _omitted_body_limit(arguments: type[ServerArgs]) -> str:
+    """The server's own largest body, in MiB, as the schema's descriptions state it (one source: server_args)."""
+    return f"{arguments.model_fields['max_body_bytes'].default // (1024 * 1024)} MiB when omitted"
+
+
 Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
 
@@ -173,7 +182,7 @@ class PredictorSpec(ApiModel):
         ge=1024,
         le=MAX_BODY_BYTES_LIMIT,
         description="Largest request body Glassbox's predictor takes (modelFormat pytorch, no runtime); a larger one gets 413 "
-        "before it is read. 64 MiB when omitted.",
+        f"before it is read. {_omitted_body_limit(PredictorServerArgs)}.",
     )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the pods require, for example a GPU node pool.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the pods tolerate, for example on GPU nodes.")
@@ -471,7 +480,8 @@ class ExplainerSpec(ExplainerFit):
         None,
         ge=1024,
         le=MAX_BODY_BYTES_LIMIT,
-        description="Largest explanation request body; a larger one gets 413 before it is read. 8 MiB when omitted (four "
+        description="Largest explanation request body; a larger one gets 413 before it is read. "
+        f"{_omitted_body_limit(ExplainerServerArgs)} (four "
         "224x224x3 images as JSON).",
     )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the explainer pods require.")
@@ -537,7 +547,8 @@ class DetectorSpec(DetectorFit):
         None,
         ge=1024,
         le=MAX_BODY_BYTES_LIMIT,
-        description="Largest request body the detector takes; a larger one gets 413 before it is read. 8 MiB when omitted.",
+        description="Largest request body the detector takes; a larger one gets 413 before it is read. "
+        f"{_omitted_body_limit(DetectorServerArgs)}.",
     )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the detector pods require.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the detector pods tolerate.")

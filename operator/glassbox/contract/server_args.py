@@ -10,6 +10,7 @@ names. Some fields are flags of KServe's own ModelServer parser, which every ser
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -127,7 +128,7 @@ class ExplainerServerArgs(ServerArgs):
     model_dir: str | None = Field(None, description="the model artifact, for white-box methods")
     model_sha256: str | None = Field(None, description="refuse to load an artifact whose SHA-256 is not this")
     explainer_spec: str | None = Field(None, description=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})")
-    data_dir: str | None = Field(None, description="folder that relative reference-data paths are read from")
+    data_dir: Path | None = Field(None, description="folder that relative reference-data paths are read from")
     device: Device = Field("auto", description="where white-box methods run")
     explain_workers: int = Field(4, ge=1, description="explanations computed at once")
     max_waiting_explanations: int = Field(
@@ -148,4 +149,4 @@ class DetectorServerArgs(ServerArgs):
     # A detection request carries what a prediction request does, short of a perturbation set.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body (then 413)")
     detector_fit: str | None = Field(None, description=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})")
-    data_dir: str | None = Field(None, description="folder that relative reference-data paths are read from")
+    data_dir: Path | None = Field(None, description="folder that relative reference-data paths are read from")
