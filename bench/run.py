@@ -50,7 +50,7 @@ from glassbox.contract.api import (
 from glassbox.explainers.examples import tabular_classifier, text_classifier
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import text_data
-from glassbox_testing.measure import peak_rss_mb
+from glassbox_testing.measure import in_process_predictor, peak_rss_mb, predictor_counters
 
 HERE = Path(__file__).resolve().parent
 
@@ -108,19 +108,6 @@ def prepare(folder: Path) -> dict[str, Any]:
     }
 
 
-def in_process_predictor(model_path: Path) -> Any:
-    model = torch.jit.load(str(model_path))
-    calls = {"calls": 0, "rows": 0}
-
-    def predict(X: Any) -> np.ndarray:
-        calls["calls"] += 1
-        calls["rows"] += len(X)
-        with torch.no_grad():
-            return np.asarray(model(torch.tensor(np.asarray(X), dtype=torch.float32)).numpy())
-
-    return predict, calls
-
-
 def in_process_text_predictor(model_dir: Path) -> Any:
     from glassbox.explainers.torch_artifacts import Tokenizer
 
@@ -128,15 +115,6 @@ def in_process_text_predictor(model_dir: Path) -> Any:
     assert tokenizer is not None
     tensor_predict, calls = in_process_predictor(model_dir / "model.pt")
     return (lambda texts: tensor_predict(tokenizer.encode(list(texts)))), calls
-
-
-def predictor_counters(deployment: LocalDeployment, model: str) -> dict[str, float]:
-    counters = {"requests": 0.0, "rows": 0.0}
-    for line in httpx.get(f"{deployment.predictor_base}/metrics").text.splitlines():
-        for name in counters:
-            if line.startswith(f"glassbox_predictor_{name}_total{{") and f'model="{model}"' in line:
-                counters[name] = float(line.rsplit(" ", 1)[1])
-    return counters
 
 
 # --------------------------------------------------------------------------- measuring

@@ -157,7 +157,7 @@ def v1_existing_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
         explainer = manifest["spec"]["explainer"]
         for method in explainer["methods"]:
             if method["type"] == "Counterfactual":
-                method["counterfactual"] = {"trainSteps": 300}
+                method["counterfactual"] = {"search": "cfrl", "trainSteps": 300}
 
     manifest = runnable("existing-inferenceservice", folder, edit)
     existing = serving_manifest(folder, "loan-approval-sklearn", "v1", "KernelShap")

@@ -83,7 +83,7 @@ def build_tabular(folder: Path, protocol: str = "v2") -> Path:
                 "methods": [
                     {"name": "anchors", "type": "AnchorTabular"},
                     {"name": "shap", "type": "KernelShap", "kernelShap": {"nsamples": 300, "backgroundSize": 40}},
-                    {"name": "counterfactual", "type": "Counterfactual", "counterfactual": {"trainSteps": 1000}},
+                    {"name": "counterfactual", "type": "Counterfactual"},
                     {"name": "ig", "type": "IntegratedGradients", "integratedGradients": {"nSteps": 300}},
                     {"name": "influence", "type": "TrainingDataInfluence", "trainingDataInfluence": {"topK": 5}},
                 ],

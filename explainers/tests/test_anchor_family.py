@@ -24,40 +24,14 @@ import pandas as pd
 import pytest
 import torch
 
-from glassbox.explainers.examples import tabular_classifier
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import manifest
+from glassbox_testing.model_family import FAMILY, TARGET_COLUMN, generated
 
 TIE = 1e-6
 PRECISION_SLACK = 0.05
 THRESHOLD = 0.95
 SEED = 0
-
-# (features, classes, hidden units, hidden layers, spread of feature scales, gap between classes 0 and 1)
-FAMILY = {
-    "narrow-binary": (4, 2, 8, 1, 1.0, 0.0),
-    "wide-scales": (12, 3, 32, 2, 1e4, 0.0),
-    "twenty-features": (20, 3, 32, 1, 6.0, 0.0),
-    "deep-five-classes": (8, 5, 16, 3, 1.0, 0.0),
-    # Classes 0 and 1 a millionth apart: on a model built this way, 35% of random inputs lay within 1e-6 of
-    # a tie (0.9% exactly tied), and alibi scored rows exactly tied for each instance here: the tie-breaking case.
-    "near-ties": (10, 3, 16, 1, 1.0, 1e-6),
-}
-
-
-def generated(folder: Path, features: int, classes: int, hidden: int, depth: int, spread: float, tie_gap: float) -> np.ndarray:
-    """Data from a random nonlinear teacher, a model trained on it, its CSV; returns the rows to explain."""
-    rng = np.random.default_rng(len(folder.name))
-    scales = np.exp(rng.uniform(0, np.log(spread), size=features)) if spread > 1 else np.ones(features)
-    X = rng.normal(size=(2400, features)) * scales + rng.normal(size=features) * scales
-    teacher = rng.normal(size=(features, classes))
-    y = np.argmax(np.tanh(((X - X.mean(0)) / X.std(0)) @ teacher) + 0.3 * rng.normal(size=(len(X), classes)), axis=1)
-    tabular_classifier(X[:2000], y[:2000], folder / "model", hidden=hidden, depth=depth, epochs=200, tie_gap=tie_gap)
-    names = [f"v{i:02d}" for i in range(features)]
-    frame = pd.DataFrame(X[:2000], columns=names)
-    frame["label"] = y[:2000]
-    frame.to_csv(folder / "train.csv", index=False)
-    return X[2000:2003]
 
 
 class RecordingPredictor:
@@ -80,21 +54,20 @@ def test_same_seed_same_anchor_as_alibi_in_process(member: str, tmp_path: Path) 
     from alibi.explainers import AnchorTabular
 
     folder = tmp_path / member
-    rows = generated(folder, *FAMILY[member])
+    trained = generated(folder, member, held_out=3)
     spec = {
         "predictor": {"modelFormat": "pytorch", "storageUri": "model", "protocol": "v2"},
         "explainer": {
-            "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+            "referenceData": {"uri": trained.csv.name, "targetColumn": TARGET_COLUMN},
             "methods": [{"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"seed": SEED, "threshold": THRESHOLD}}],
         },
     }
-    reference = pd.read_csv(folder / "train.csv")
-    names = [c for c in reference.columns if c != "label"]
-    predict = RecordingPredictor(folder / "model" / "model.pt")
+    names = [c for c in pd.read_csv(trained.csv, nrows=0).columns if c != TARGET_COLUMN]
+    predict = RecordingPredictor(trained.model)
     in_process = AnchorTabular(predict, feature_names=names, seed=SEED)
-    in_process.fit(reference[names].to_numpy(), disc_perc=(25, 50, 75))
+    in_process.fit(pd.read_csv(trained.csv)[names].to_numpy(), disc_perc=(25, 50, 75))
     with LocalDeployment(manifest("family", spec, folder), log_dir=folder / "logs") as deployment:
-        for row in rows:
+        for row in trained.held_out:
             predict.closest_tie = np.inf
             np.random.seed(SEED)
             expected = in_process.explain(row, threshold=THRESHOLD)

@@ -55,7 +55,12 @@ def test_every_counterfactual_changes_the_class(tabular: Tabular) -> None:
     assert len(before) == 10
     assert np.all(before != after), list(zip(before, after, strict=True))
     # The predictor agrees: it scores the counterfactuals as the other class.
-    assert np.all((np.asarray(data["cf"]["X"])[:, 0] > 0.5) == (after == 1))
+    counterfactuals = np.asarray(data["cf"]["X"])
+    assert np.all((counterfactuals[:, 0] > 0.5) == (after == 1))
+    # Minimal: the label depends on f0 alone, and f0 is what changed (another feature only where the move
+    # into the target class's distribution asked for it, and then not for most rows).
+    assert all("f0" in changed for changed in data["changed_features"]), data["changed_features"]
+    assert np.median([len(changed) for changed in data["changed_features"]]) == 1, data["changed_features"]
 
 
 def test_influence_finds_the_near_duplicate(tabular_folder: object, tabular: Tabular) -> None:

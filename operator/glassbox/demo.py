@@ -47,9 +47,7 @@ METHODS = [
     MethodSpec(
         name="shap", type=MethodType.KernelShap, kernel_shap=KernelShapParameters(nsamples=500, background_size=50, seed=0)
     ),
-    MethodSpec(
-        name="counterfactual", type=MethodType.Counterfactual, counterfactual=CounterfactualParameters(train_steps=1000, seed=0)
-    ),
+    MethodSpec(name="counterfactual", type=MethodType.Counterfactual, counterfactual=CounterfactualParameters(seed=0)),
     MethodSpec(
         name="ig", type=MethodType.IntegratedGradients, integrated_gradients=IntegratedGradientsParameters(baseline="mean")
     ),

@@ -263,3 +263,26 @@ def test_a_service_account_is_the_administrators_choice_unless_allowed(credit_ri
     assert [p.field for p in refused] == ["spec.explainer.serviceAccountName", "spec.detector.serviceAccountName"]
     assert "allowServiceAccountNames=true" in refused[0].message
     assert policy_problems(spec, allow_service_account_names=True) == []
+
+
+def test_cfrl_training_fields_need_search_cfrl() -> None:
+    manifest = load_sample("existing-inferenceservice")
+    counterfactual = manifest["spec"]["explainer"]["methods"][1]["counterfactual"]
+    counterfactual.update(search="sparse", trainSteps=500, latentDim=4)
+    _, problems = find_spec_problems("loan-approval", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.explainer.methods[1].counterfactual"], [str(p) for p in problems]
+    assert "trainSteps, latentDim apply to search: cfrl only" in problems[0].message
+
+
+def test_a_manifest_tuning_cfrl_without_a_search_keeps_cfrl() -> None:
+    """Written before `search` existed (CFRL was then the only search): it keeps what it was written for."""
+    manifest = load_sample("existing-inferenceservice")
+    methods = manifest["spec"]["explainer"]["methods"]
+    methods[1]["counterfactual"] = {"trainSteps": 500}
+    spec, problems = find_spec_problems("loan-approval", manifest["spec"])
+    assert problems == [] and spec is not None
+    assert spec.explainer is not None and spec.explainer.methods[1].counterfactual is not None
+    assert spec.explainer.methods[1].counterfactual.search == "cfrl"
+    del methods[1]["counterfactual"]
+    spec, _ = find_spec_problems("loan-approval", manifest["spec"])
+    assert spec is not None and spec.explainer is not None and spec.explainer.methods[1].counterfactual is None

@@ -14,7 +14,7 @@ import enum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from glassbox.contract.server_args import DetectorServerArgs, ExplainerServerArgs, PredictorServerArgs, ServerArgs
@@ -344,15 +344,61 @@ class KernelShapParameters(ApiModel):
     seed: int = Field(0, description="Random seed.")
 
 
-class CounterfactualParameters(ApiModel):
-    """Counterfactuals by reinforcement learning (alibi CFRL, PyTorch backend): black-box, in-distribution."""
+class CounterfactualSearch(enum.StrEnum):
+    sparse = "sparse"
+    cfrl = "cfrl"
 
-    train_steps: int = Field(2000, ge=1, description="Training steps of the counterfactual generator at load time.")
-    latent_dim: int = Field(8, ge=1, description="Size of the autoencoder's latent space.")
-    coeff_sparsity: float = Field(0.5, ge=0, description="Weight of the sparsity loss: fewer changed features.")
-    coeff_consistency: float = Field(0.5, ge=0, description="Weight of the consistency loss: stay in the data distribution.")
+
+# CounterfactualParameters' fields that only alibi's CFRL reads.
+CFRL_ONLY_FIELDS = ("train_steps", "latent_dim", "coeff_sparsity", "coeff_consistency")
+
+
+class CounterfactualParameters(ApiModel):
+    """Counterfactuals, black-box: the fewest features changed to reach another class, in that class's data distribution."""
+
+    # search: sparse changes one feature per predictor call to a value of one of the target class's nearest
+    # reference rows until the class changes; cfrl starts from alibi's CFRL (PyTorch backend, trained at load
+    # time in an autoencoder's latent space). Either answer is then made minimal (unneeded changes reverted,
+    # the rest moved back towards the instance) and moved into the target class's distribution.
+    search: CounterfactualSearch = Field(
+        CounterfactualSearch.sparse,
+        description="sparse: a greedy search over the predictor's API, no training; cfrl: alibi's CounterfactualRL, "
+        "trained at load time, as the starting point.",
+    )
+    candidate_rows: int = Field(
+        10, ge=1, le=100, description="Nearest reference rows of the target class whose feature values the search tries."
+    )
+    max_changed_features: int = Field(
+        10,
+        ge=1,
+        description="Features the sparse search changes before it starts from the target class's nearest reference row instead.",
+    )
+    train_steps: int = Field(2000, ge=1, description="cfrl only: training steps of the counterfactual generator at load time.")
+    latent_dim: int = Field(8, ge=1, description="cfrl only: size of the autoencoder's latent space.")
+    coeff_sparsity: float = Field(0.5, ge=0, description="cfrl only: weight of the sparsity loss.")
+    coeff_consistency: float = Field(0.5, ge=0, description="cfrl only: weight of the consistency loss.")
     immutable_features: list[str] | None = Field(None, description="Features a counterfactual must not change.")
     seed: int = Field(0, description="Random seed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cfrl_when_tuned_for_it(cls, values: Any) -> Any:
+        """A manifest that tunes CFRL's training and names no search (as all did before `search` existed) keeps CFRL."""
+        if isinstance(values, dict) and "search" not in values:
+            if any(key in values for f in CFRL_ONLY_FIELDS for key in (f, to_camel(f))):
+                return {**values, "search": CounterfactualSearch.cfrl}
+        return values
+
+    @model_validator(mode="after")
+    def _cfrl_fields_need_cfrl(self) -> CounterfactualParameters:
+        defaults = type(self).model_fields
+        given = [to_camel(f) for f in CFRL_ONLY_FIELDS if getattr(self, f) != defaults[f].default]
+        if given and self.search is not CounterfactualSearch.cfrl:
+            raise ValueError(
+                f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} to search: cfrl only; "
+                "set search: cfrl or leave them out"
+            )
+        return self
 
 
 class IntegrationMethod(enum.StrEnum):

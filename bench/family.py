@@ -1,0 +1,329 @@
+"""`make bench`, second part: models the project was not built around (`glassbox_testing.model_family`).
+
+    python bench/family.py [--quick] [--out bench/results]
+
+1. Speed on the generated family: AnchorTabular and KernelSHAP by (a) alibi in process, calling the model
+   directly, and (b) Glassbox over loopback HTTP (local mode), on the same held-out rows with the same seed;
+   predictor calls and rows per explanation (for (b) counted on the predictor's side, its /metrics). The
+   goals: (b) within 1.2x of (a) at the median for AnchorTabular, within 1.1x for KernelSHAP.
+2. Counterfactuals side by side on the demo's breast cancer model and the family, black-box in process:
+   alibi's CFRL as it answers, CFRL followed by Glassbox's revert and distribution steps (`search: cfrl`),
+   and Glassbox's sparse search (the default). Validity (another class), features changed by more than
+   0.05 standard deviations, L1 distance in standard deviations, the share in the target class's
+   distribution (nearest reference row of that class no farther than 95% of its rows are from their
+   nearest neighbour; the held-out rows' own share beside it), time and predictor calls per explanation.
+
+Writes family.md and family.json to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import yaml
+
+from glassbox.contract.api import (
+    AnchorTabularParameters,
+    CounterfactualParameters,
+    CounterfactualSearch,
+    DynamicBatching,
+    ExplainedModelSpec,
+    ExplainerSpec,
+    KernelShapParameters,
+    MethodSpec,
+    MethodType,
+    PredictorSpec,
+    Protocol,
+    ReferenceData,
+    explained_model,
+)
+from glassbox.explainers.methods.base import MethodContext
+from glassbox.explainers.methods.counterfactual import CHANGED, CounterfactualMethod
+from glassbox.explainers.reference_data import ReferenceTable
+from glassbox.local import LocalDeployment
+from glassbox_testing.measure import in_process_predictor, predictor_counters
+from glassbox_testing.model_family import FAMILY, TARGET_COLUMN, Trained, breast_cancer, generated
+
+HERE = Path(__file__).resolve().parent
+SEED = 0
+GOALS = {"AnchorTabular": 1.2, "KernelShap": 1.1}
+ROWS_EXPLAINED = 5
+CFRL_TRAIN_STEPS = 1000
+
+
+def names_of(trained: Trained) -> list[str]:
+    return [c for c in pd.read_csv(trained.csv, nrows=0).columns if c != TARGET_COLUMN]
+
+
+# --------------------------------------------------------------------------- 1. speed
+
+
+def deployment_manifest(trained: Trained, member: str) -> Path:
+    spec = ExplainedModelSpec(
+        predictor=PredictorSpec(
+            model_format="pytorch",
+            storage_uri="model",
+            protocol=Protocol.v2,
+            batching=DynamicBatching(max_batch_size=4096, max_latency_ms=0),
+        ),
+        explainer=ExplainerSpec(
+            reference_data=ReferenceData(uri=trained.csv.name, target_column=TARGET_COLUMN),
+            timeout_seconds=300,
+            methods=[
+                MethodSpec(name="anchors", type=MethodType.AnchorTabular, anchor_tabular=AnchorTabularParameters(seed=SEED)),
+                MethodSpec(
+                    name="shap", type=MethodType.KernelShap, kernel_shap=KernelShapParameters(background_size=50, seed=SEED)
+                ),
+            ],
+        ),
+    )
+    path = trained.csv.parent / "explainedmodel.yaml"
+    path.write_text(yaml.safe_dump(explained_model(member, spec), sort_keys=False))
+    return path
+
+
+def in_process(method: str, trained: Trained, rows: np.ndarray, repeats: int) -> dict[str, Any]:
+    from alibi.explainers import AnchorTabular, KernelShap
+
+    predict, calls = in_process_predictor(trained.model)
+    names = names_of(trained)
+    explainer: Any
+    if method == "AnchorTabular":
+        explainer = AnchorTabular(predict, feature_names=names, seed=SEED)
+        explainer.fit(trained.train, disc_perc=(25, 50, 75))
+    else:
+        explainer = KernelShap(predict, feature_names=names, seed=SEED)
+        np.random.seed(SEED)
+        explainer.fit(trained.train, summarise_background=True, n_background_samples=50)
+    calls["calls"] = calls["rows"] = 0
+    latencies, anchors = [], []
+    for _ in range(repeats):
+        for row in rows:
+            np.random.seed(SEED)
+            began = time.perf_counter()
+            if method == "AnchorTabular":
+                anchors.append(list(explainer.explain(row, threshold=0.95).anchor))
+            else:
+                explainer.explain(row[None], silent=True)
+            latencies.append(time.perf_counter() - began)
+    explanations = repeats * len(rows)
+    return {
+        "median_s": statistics.median(latencies),
+        "calls_per_explanation": calls["calls"] / explanations,
+        "rows_per_explanation": calls["rows"] / explanations,
+        "anchors": anchors[: len(rows)],
+    }
+
+
+def over_http(method: str, deployment: LocalDeployment, member: str, rows: np.ndarray, repeats: int) -> dict[str, Any]:
+    name = "anchors" if method == "AnchorTabular" else "shap"
+    client = httpx.Client(timeout=600)
+    before = predictor_counters(deployment, member)
+    latencies, anchors = [], []
+    for _ in range(repeats):
+        for row in rows:
+            began = time.perf_counter()
+            response = client.post(deployment.urls()["explain"], json={"instances": [row.tolist()], "method": name})
+            latencies.append(time.perf_counter() - began)
+            response.raise_for_status()
+            if method == "AnchorTabular":
+                anchors.append(response.json()["data"]["anchor"])
+    after = predictor_counters(deployment, member)
+    explanations = repeats * len(rows)
+    return {
+        "median_s": statistics.median(latencies),
+        "calls_per_explanation": (after["requests"] - before["requests"]) / explanations,
+        "rows_per_explanation": (after["rows"] - before["rows"]) / explanations,
+        "anchors": anchors[: len(rows)],
+    }
+
+
+def speed(member: str, trained: Trained, work: Path, repeats: int) -> dict[str, Any]:
+    rows = trained.held_out[:ROWS_EXPLAINED]
+    cells: dict[str, Any] = {}
+    with LocalDeployment(deployment_manifest(trained, member), log_dir=work / f"logs-{member}") as deployment:
+        for method in GOALS:
+            print(f"  {method}: in process, then over HTTP", flush=True)
+            a, b = in_process(method, trained, rows, repeats), over_http(method, deployment, member, rows, repeats)
+            cells[method] = {"a_in_process": a, "b_glassbox_http": b, "ratio": b["median_s"] / a["median_s"]}
+            if method == "AnchorTabular":
+                cells[method]["same_anchors"] = sum(x == y for x, y in zip(a["anchors"], b["anchors"], strict=True))
+    return cells
+
+
+# --------------------------------------------------------------------------- 2. counterfactuals
+
+
+def counterfactual_method(
+    trained: Trained, parameters: CounterfactualParameters
+) -> tuple[CounterfactualMethod, dict[str, int], float]:
+    """The method fitted on the model in process; its predictor's call counts; seconds it took to fit."""
+    predict, calls = in_process_predictor(trained.model)
+    method = CounterfactualMethod(
+        MethodSpec(name="counterfactual", type=MethodType.Counterfactual, counterfactual=parameters),
+        MethodContext(predict=predict, reference=ReferenceTable(trained.train, names_of(trained))),
+    )
+    began = time.perf_counter()
+    method.fit()
+    return method, calls, time.perf_counter() - began
+
+
+def judged(method: CounterfactualMethod, X: np.ndarray, found: np.ndarray, targets: list[int]) -> dict[str, Any]:
+    """Validity, sparsity, distance and distribution, measured the same way for every search."""
+    scores = method.context.predict(np.vstack([X, found]))
+    before, after = scores[: len(X)].argmax(axis=1), scores[len(X) :].argmax(axis=1)
+    moved = np.abs(found - X) / method.scale
+    ratios = [method.neighbourhoods.distance_ratio(row, target)[0] for row, target in zip(found, targets, strict=True)]
+    held_out = [method.neighbourhoods.distance_ratio(row, label)[0] for row, label in zip(X, before, strict=True)]
+    return {
+        "valid": float(np.mean(before != after)),
+        "changed_median": float(np.median((moved > CHANGED).sum(axis=1))),
+        "changed_max": int((moved > CHANGED).sum(axis=1).max()),
+        "l1_median": float(np.median(moved.sum(axis=1))),
+        "in_distribution": float(np.mean(np.array(ratios) <= 1)),
+        "held_out_in_distribution": float(np.mean(np.array(held_out) <= 1)),
+    }
+
+
+def counterfactuals(trained: Trained) -> dict[str, Any]:
+    X = trained.held_out
+    cells: dict[str, Any] = {}
+    for label, parameters in (
+        ("sparse search", CounterfactualParameters(seed=SEED)),
+        (
+            "CFRL + sparse steps",
+            CounterfactualParameters(search=CounterfactualSearch.cfrl, train_steps=CFRL_TRAIN_STEPS, seed=SEED),
+        ),
+    ):
+        print(f"  counterfactuals: {label}", flush=True)
+        method, calls, fit_s = counterfactual_method(trained, parameters)
+        method.explain(X[:1])  # the first answer imports alibi's Explanation
+        calls["calls"] = calls["rows"] = 0
+        latencies, found, targets = [], [], []
+        for row in X:
+            began = time.perf_counter()
+            data = method.explain(row[None]).data
+            latencies.append(time.perf_counter() - began)
+            found.append(np.asarray(data["cf"]["X"])[0])
+            targets.append(int(data["target"][0][0]))
+        cells[label] = {
+            **judged(method, X, np.array(found), targets),
+            "median_ms": 1000 * statistics.median(latencies),
+            "calls_per_explanation": calls["calls"] / len(X),
+            "fit_s": fit_s,
+        }
+        if method.cfrl is not None:
+            print("  counterfactuals: CFRL as alibi answers", flush=True)
+            scores = method.context.predict(X)
+            runner_up = np.argsort(-scores, axis=1, kind="stable")[:, 1]
+            calls["calls"] = 0
+            latencies, found = [], []
+            for row, target in zip(X, runner_up, strict=True):
+                began = time.perf_counter()
+                answer = method.cfrl.explain(row[None], Y_t=np.array([target]), batch_size=1)
+                latencies.append(time.perf_counter() - began)
+                found.append(np.asarray(answer.data["cf"]["X"], dtype=np.float64)[0])
+            cells["CFRL (alibi)"] = {
+                **judged(method, X, np.array(found), list(runner_up)),
+                "median_ms": 1000 * statistics.median(latencies),
+                "calls_per_explanation": calls["calls"] / len(X),
+                "fit_s": fit_s,
+            }
+    return cells
+
+
+# --------------------------------------------------------------------------- report
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Glassbox on models it was not built around ({results['when']})",
+        "",
+        f"Command: `{results['command']}`. {ROWS_EXPLAINED} held-out rows per model, {results['repeats']} repeat(s), seed {SEED}.",
+        "",
+        "## Speed: (a) alibi in process, (b) Glassbox over HTTP",
+        "",
+        "| model | method | (a) median s | (b) median s | (b)/(a) | goal | (a) calls / rows | (b) calls / rows | same anchors |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for member, cells in results["speed"].items():
+        for method, cell in cells.items():
+            a, b = cell["a_in_process"], cell["b_glassbox_http"]
+            held = "holds" if cell["ratio"] <= GOALS[method] else "missed"
+            same = f"{cell['same_anchors']}/{ROWS_EXPLAINED}" if "same_anchors" in cell else ""
+            lines.append(
+                f"| {member} | {method} | {a['median_s']:.3f} | {b['median_s']:.3f} | {cell['ratio']:.2f} | "
+                f"{GOALS[method]}x {held} | {a['calls_per_explanation']:.1f} / {a['rows_per_explanation']:.0f} | "
+                f"{b['calls_per_explanation']:.1f} / {b['rows_per_explanation']:.0f} | {same} |"
+            )
+    for method, goal in GOALS.items():
+        ratios = [cells[method]["ratio"] for cells in results["speed"].values()]
+        if ratios:
+            lines.append("")
+            lines.append(
+                f"{method}: (b)/(a) median over the family {statistics.median(ratios):.2f} (goal {goal}x), "
+                f"within the goal on {sum(r <= goal for r in ratios)} of {len(ratios)} models."
+            )
+    lines += [
+        "",
+        "## Counterfactuals, black-box in process (20 held-out rows per model)",
+        "",
+        "| model | search | valid | features changed (median, max) | L1 distance, SD (median) | in distribution (held-out rows) | ms / explanation | predictor calls | fit s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for member, cells in results["counterfactuals"].items():
+        for search, c in cells.items():
+            lines.append(
+                f"| {member} | {search} | {c['valid']:.2f} | {c['changed_median']:.1f}, {c['changed_max']} | {c['l1_median']:.2f} "
+                f"| {c['in_distribution']:.2f} ({c['held_out_in_distribution']:.2f}) | {c['median_ms']:.1f} "
+                f"| {c['calls_per_explanation']:.1f} | {c['fit_s']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--quick", action="store_true", help="one repeat, two family members (a smoke run)")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    repeats = 1 if args.quick else 3
+    out = Path(args.out)
+    work = out / "work" / "family"
+    work.mkdir(parents=True, exist_ok=True)
+    members = list(FAMILY)[:2] if args.quick else list(FAMILY)
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "make bench" + (" BENCH_ARGS=--quick" if args.quick else ""),
+        "repeats": repeats,
+        "speed": {},
+        "counterfactuals": {},
+    }
+    print("breast-cancer", flush=True)
+    results["counterfactuals"]["breast-cancer"] = counterfactuals(breast_cancer(work / "breast-cancer"))
+    for member in members:
+        print(member, flush=True)
+        trained = generated(work / member, member)
+        results["speed"][member] = speed(member, trained, work, repeats)
+        results["counterfactuals"][member] = counterfactuals(trained)
+    report = render(results)
+    (out / "family.md").write_text(report)
+    (out / "family.json").write_text(json.dumps(results, indent=1, default=str))
+    print(report)
+    print(f"wrote {out / 'family.md'}, {out / 'family.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
