@@ -182,7 +182,9 @@ def judged(method: CounterfactualMethod, X: np.ndarray, found: np.ndarray, targe
     scores = method.context.predict(np.vstack([X, found]))
     before, after = scores[: len(X)].argmax(axis=1), scores[len(X) :].argmax(axis=1)
     moved = np.abs(found - X) / method.scale
-    ratios = [method.neighbourhoods.distance_ratio(row, target)[0] for row, target in zip(found, targets, strict=True)]
+    # Against the class the predictor gives the counterfactual, as the answer's distribution_ratio is.
+    judged_as = [int(c) if int(c) in method.neighbourhoods.classes else t for c, t in zip(after, targets, strict=True)]
+    ratios = [method.neighbourhoods.distance_ratio(row, label)[0] for row, label in zip(found, judged_as, strict=True)]
     held_out = [method.neighbourhoods.distance_ratio(row, label)[0] for row, label in zip(X, before, strict=True)]
     return {
         "valid": float(np.mean(before != after)),

@@ -141,6 +141,10 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
         # The answer's classes are the predictor's for the counterfactuals as sent.
         classes = scorer.scores(counterfactuals).argmax(axis=1)
         moved = np.abs(counterfactuals - X) / self.scale
+        # Judged against the class the predictor gives it (the target, unless only leaving the instance's class
+        # was reachable), or the target's where that class has no reference rows.
+        known = self.neighbourhoods.classes
+        judged_as = [int(c) if int(c) in known else t for c, t in zip(classes, targets, strict=True)]
         names = self.reference.feature_names
         p = self.params
         return Explanation(
@@ -163,10 +167,10 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
                 "target": np.array(targets).reshape(-1, 1),
                 "changed_features": [[names[i] for i in np.flatnonzero(row > CHANGED)] for row in moved],
                 "distance_standard_deviations": moved.sum(axis=1),
-                # Distance to the target class's nearest reference row over that class's typical nearest-
-                # neighbour distance (95% of its rows are that close to another): at most 1 is in distribution.
+                # Distance to the nearest reference row of the counterfactual's class over that class's typical
+                # nearest-neighbour distance (95% of its rows are that close to another): at most 1 is in distribution.
                 "distribution_ratio": np.array(
-                    [self.neighbourhoods.distance_ratio(cf, t)[0] for cf, t in zip(counterfactuals, targets, strict=True)]
+                    [self.neighbourhoods.distance_ratio(cf, c)[0] for cf, c in zip(counterfactuals, judged_as, strict=True)]
                 ),
                 "predictor_calls": scorer.calls,
             },
