@@ -116,12 +116,13 @@ def _distances(row: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _typical_nearest_distance(rows: np.ndarray) -> float:
     if len(rows) < 2:
         return 0.0
+    norms = (rows**2).sum(axis=1)
     nearest = np.empty(len(rows))
-    for start in range(0, len(rows), 256):
+    for start in range(0, len(rows), 256):  # |a - b|^2 = |a|^2 + |b|^2 - 2ab: a 256 x rows block at a time
         block = rows[start : start + 256]
-        squared = ((block[:, None, :] - rows[None, :, :]) ** 2).sum(axis=-1)
+        squared = norms[start : start + len(block), None] + norms[None, :] - 2 * block @ rows.T
         squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        nearest[start : start + len(block)] = np.sqrt(squared.min(axis=1))
+        nearest[start : start + len(block)] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
     return float(np.quantile(nearest, TYPICAL_QUANTILE))
 
 
