@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import yaml
 
 from glassbox.contract.api import (
@@ -58,10 +57,6 @@ SEED = 0
 GOALS = {"AnchorTabular": 1.2, "KernelShap": 1.1}
 ROWS_EXPLAINED = 5
 CFRL_TRAIN_STEPS = 1000
-
-
-def names_of(trained: Trained) -> list[str]:
-    return [c for c in pd.read_csv(trained.csv, nrows=0).columns if c != TARGET_COLUMN]
 
 
 # --------------------------------------------------------------------------- 1. speed
@@ -95,7 +90,7 @@ def in_process(method: str, trained: Trained, rows: np.ndarray, repeats: int) ->
     from alibi.explainers import AnchorTabular, KernelShap
 
     predict, calls = in_process_predictor(trained.model)
-    names = names_of(trained)
+    names = trained.feature_names
     explainer: Any
     if method == "AnchorTabular":
         explainer = AnchorTabular(predict, feature_names=names, seed=SEED)
@@ -170,7 +165,7 @@ def counterfactual_method(
     predict, calls = in_process_predictor(trained.model)
     method = CounterfactualMethod(
         MethodSpec(name="counterfactual", type=MethodType.Counterfactual, counterfactual=parameters),
-        MethodContext(predict=predict, reference=ReferenceTable(trained.train, names_of(trained))),
+        MethodContext(predict=predict, reference=ReferenceTable(trained.train, trained.feature_names)),
     )
     began = time.perf_counter()
     method.fit()

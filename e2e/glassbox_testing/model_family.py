@@ -43,6 +43,10 @@ class Trained:
     train: np.ndarray
     held_out: np.ndarray
 
+    @property
+    def feature_names(self) -> list[str]:
+        return [str(c) for c in pd.read_csv(self.csv, nrows=0).columns if c != TARGET_COLUMN]
+
 
 def generated(folder: Path, name: str, held_out: int = 20) -> Trained:
     """Data from a random nonlinear teacher (seeded by the member's name), a model trained on its first

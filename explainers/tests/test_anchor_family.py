@@ -62,7 +62,7 @@ def test_same_seed_same_anchor_as_alibi_in_process(member: str, tmp_path: Path) 
             "methods": [{"name": "anchors", "type": "AnchorTabular", "anchorTabular": {"seed": SEED, "threshold": THRESHOLD}}],
         },
     }
-    names = [c for c in pd.read_csv(trained.csv, nrows=0).columns if c != TARGET_COLUMN]
+    names = trained.feature_names
     predict = RecordingPredictor(trained.model)
     in_process = AnchorTabular(predict, feature_names=names, seed=SEED)
     in_process.fit(pd.read_csv(trained.csv)[names].to_numpy(), disc_perc=(25, 50, 75))

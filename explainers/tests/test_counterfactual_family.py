@@ -25,7 +25,7 @@ from glassbox.explainers.methods.base import MethodContext
 from glassbox.explainers.methods.counterfactual import CounterfactualMethod
 from glassbox.explainers.reference_data import ReferenceTable
 from glassbox_testing.measure import in_process_predictor
-from glassbox_testing.model_family import FAMILY, TARGET_COLUMN, Trained, breast_cancer, generated
+from glassbox_testing.model_family import FAMILY, Trained, breast_cancer, generated
 
 MEMBERS = ["breast-cancer", *FAMILY]
 
@@ -36,7 +36,7 @@ def trained_member(member: str, folder: Path) -> Trained:
 
 def fitted(trained: Trained, parameters: CounterfactualParameters) -> CounterfactualMethod:
     predict, _ = in_process_predictor(trained.model)
-    names = [c for c in pd.read_csv(trained.csv, nrows=0).columns if c != TARGET_COLUMN]
+    names = trained.feature_names
     method = CounterfactualMethod(
         MethodSpec(name="counterfactual", type=MethodType.Counterfactual, counterfactual=parameters),
         MethodContext(predict=predict, reference=ReferenceTable(trained.train, names)),
