@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,51 +192,60 @@ def judged(method: CounterfactualMethod, X: np.ndarray, found: np.ndarray, targe
     }
 
 
-def counterfactuals(trained: Trained) -> dict[str, Any]:
+def timed(
+    method: CounterfactualMethod,
+    X: np.ndarray,
+    calls: dict[str, int],
+    fit_s: float,
+    counterfactual_of: Callable[[int], tuple[np.ndarray, int]],
+) -> dict[str, Any]:
+    """One counterfactual per row of X, each timed; `counterfactual_of(i)` gives row i's and its target."""
+    calls["calls"] = 0
+    latencies, found, targets = [], [], []
+    for index in range(len(X)):
+        began = time.perf_counter()
+        counterfactual, target = counterfactual_of(index)
+        latencies.append(time.perf_counter() - began)
+        found.append(counterfactual)
+        targets.append(target)
+    return {
+        **judged(method, X, np.array(found), targets),
+        "median_ms": 1000 * statistics.median(latencies),
+        "calls_per_explanation": calls["calls"] / len(X),
+        "fit_s": fit_s,
+    }
+
+
+def searched(trained: Trained, label: str, parameters: CounterfactualParameters) -> dict[str, Any]:
+    """The method's counterfactuals for the held-out rows; with `search: cfrl`, alibi's CFRL's alone too."""
     X = trained.held_out
-    cells: dict[str, Any] = {}
-    for label, parameters in (
-        ("sparse search", CounterfactualParameters(seed=SEED)),
-        (
-            "CFRL + sparse steps",
-            CounterfactualParameters(search=CounterfactualSearch.cfrl, train_steps=CFRL_TRAIN_STEPS, seed=SEED),
-        ),
-    ):
-        print(f"  counterfactuals: {label}", flush=True)
-        method, calls, fit_s = counterfactual_method(trained, parameters)
-        method.explain(X[:1])  # the first answer imports alibi's Explanation
-        calls["calls"] = calls["rows"] = 0
-        latencies, found, targets = [], [], []
-        for row in X:
-            began = time.perf_counter()
-            data = method.explain(row[None]).data
-            latencies.append(time.perf_counter() - began)
-            found.append(np.asarray(data["cf"]["X"])[0])
-            targets.append(int(data["target"][0][0]))
-        cells[label] = {
-            **judged(method, X, np.array(found), targets),
-            "median_ms": 1000 * statistics.median(latencies),
-            "calls_per_explanation": calls["calls"] / len(X),
-            "fit_s": fit_s,
-        }
-        if method.cfrl is not None:
-            print("  counterfactuals: CFRL as alibi answers", flush=True)
-            scores = method.context.predict(X)
-            runner_up = np.argsort(-scores, axis=1, kind="stable")[:, 1]
-            calls["calls"] = 0
-            latencies, found = [], []
-            for row, target in zip(X, runner_up, strict=True):
-                began = time.perf_counter()
-                answer = method.cfrl.explain(row[None], Y_t=np.array([target]), batch_size=1)
-                latencies.append(time.perf_counter() - began)
-                found.append(np.asarray(answer.data["cf"]["X"], dtype=np.float64)[0])
-            cells["CFRL (alibi)"] = {
-                **judged(method, X, np.array(found), list(runner_up)),
-                "median_ms": 1000 * statistics.median(latencies),
-                "calls_per_explanation": calls["calls"] / len(X),
-                "fit_s": fit_s,
-            }
+    print(f"  counterfactuals: {label}", flush=True)
+    method, calls, fit_s = counterfactual_method(trained, parameters)
+    method.explain(X[:1])  # the first answer imports alibi's Explanation
+
+    def answered(index: int) -> tuple[np.ndarray, int]:
+        data = method.explain(X[index : index + 1]).data
+        return np.asarray(data["cf"]["X"])[0], int(data["target"][0][0])
+
+    cells = {label: timed(method, X, calls, fit_s, answered)}
+    if method.cfrl is not None:
+        print("  counterfactuals: CFRL as alibi answers", flush=True)
+        runner_up = np.argsort(-method.context.predict(X), axis=1, kind="stable")[:, 1]
+
+        def alibi_answered(index: int) -> tuple[np.ndarray, int]:
+            answer = method.cfrl.explain(X[index : index + 1], Y_t=runner_up[index : index + 1], batch_size=1)
+            return np.asarray(answer.data["cf"]["X"], dtype=np.float64)[0], int(runner_up[index])
+
+        cells["CFRL (alibi)"] = timed(method, X, calls, fit_s, alibi_answered)
     return cells
+
+
+def counterfactuals(trained: Trained) -> dict[str, Any]:
+    cfrl = CounterfactualParameters(search=CounterfactualSearch.cfrl, train_steps=CFRL_TRAIN_STEPS, seed=SEED)
+    return {
+        **searched(trained, "sparse search", CounterfactualParameters(seed=SEED)),
+        **searched(trained, "CFRL + sparse steps", cfrl),
+    }
 
 
 # --------------------------------------------------------------------------- report

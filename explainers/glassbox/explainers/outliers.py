@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from glassbox.explainers.nearest_neighbours import nearest_distances
+
 # Images are pooled to at most this many cells per side before the distance is taken.
 IMAGE_GRID = 8
 # Text is hashed into this many buckets of words and word pairs, and as many of character trigrams.
@@ -156,26 +158,8 @@ class NearestNeighborsDetector:
         return np.searchsorted(self.calibration_scores, scores, side="left") / len(self.calibration_scores)
 
 
-def _squared_norms(vectors: Any) -> np.ndarray:
-    if isinstance(vectors, np.ndarray):
-        dense: np.ndarray = np.einsum("ij,ij->i", vectors, vectors)
-        return dense
-    return np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel()
-
-
-def _mean_knn_distance(vectors: Any, neighbours: Any, k: int, chunk: int = 1024) -> np.ndarray:
-    """Exact, in float64, chunked so a large request never builds one huge distance matrix."""
-    count = vectors.shape[0]
-    out = np.empty(count)
-    squared_neighbours = _squared_norms(neighbours)
-    for start in range(0, count, chunk):
-        block = vectors[start : start + chunk]
-        products = block @ neighbours.T
-        products = products if isinstance(products, np.ndarray) else products.toarray()
-        squared = _squared_norms(block)[:, None] - 2.0 * products + squared_neighbours[None, :]
-        nearest = np.partition(np.maximum(squared, 0.0), k - 1, axis=1)[:, :k]
-        out[start : start + chunk] = np.sqrt(nearest).mean(axis=1)
-    return out
+def _mean_knn_distance(vectors: Any, neighbours: Any, k: int) -> np.ndarray:
+    return np.asarray(nearest_distances(vectors, neighbours, k).mean(axis=1))
 
 
 def fit_nearest_neighbors(

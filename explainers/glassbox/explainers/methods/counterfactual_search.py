@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glassbox.explainers.nearest_neighbours import nearest_distances
+
 MIN_MARGIN = 1e-6
 # Share of a class's reference rows whose nearest neighbour in the class is at most its typical distance.
 TYPICAL_QUANTILE = 0.95
@@ -41,11 +43,9 @@ class Scorer:
     def __init__(self, predict: Predict):
         self.predict = predict
         self.calls = 0
-        self.rows = 0
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         self.calls += 1
-        self.rows += len(rows)
         return np.asarray(self.predict(rows), dtype=np.float64).reshape(len(rows), -1)
 
     def margins(self, rows: np.ndarray, goal: Goal) -> np.ndarray:
@@ -104,8 +104,7 @@ class ClassNeighbourhoods:
     def distance_ratio(self, rows: np.ndarray, label: int) -> np.ndarray:
         """Each row's distance to the nearest reference row of `label`, over that class's typical distance:
         at most 1 is in the class's distribution (as close as 95% of its own rows are to a neighbour)."""
-        standardised = np.atleast_2d(rows) / self.scale
-        nearest = np.array([_distances(row, self.rows[label]).min() for row in standardised])
+        nearest = nearest_distances(np.atleast_2d(rows) / self.scale, self.rows[label], 1)[:, 0]
         return np.asarray(nearest / max(self.typical_distance[label], 1e-12))
 
 
@@ -116,14 +115,9 @@ def _distances(row: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _typical_nearest_distance(rows: np.ndarray) -> float:
     if len(rows) < 2:
         return 0.0
-    norms = (rows**2).sum(axis=1)
-    nearest = np.empty(len(rows))
-    for start in range(0, len(rows), 256):  # |a - b|^2 = |a|^2 + |b|^2 - 2ab: a 256 x rows block at a time
-        block = rows[start : start + 256]
-        squared = norms[start : start + len(block), None] + norms[None, :] - 2 * block @ rows.T
-        squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        nearest[start : start + len(block)] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
-    return float(np.quantile(nearest, TYPICAL_QUANTILE))
+    # Each row's nearest other row: the farther of its two nearest, itself (distance 0) being the other.
+    nearest_other = nearest_distances(rows, rows, 2).max(axis=1)
+    return float(np.quantile(nearest_other, TYPICAL_QUANTILE))
 
 
 @dataclass(frozen=True)
@@ -238,12 +232,10 @@ def search(
 ) -> np.ndarray | None:
     """A counterfactual of x for the goal (steps 1 to 4), or None where none was found. `start` (CFRL's
     answer) replaces step 1's search."""
-    candidates: list[np.ndarray | None] = [start] if start is not None else []
-    if start is None:
-        values = neighbourhoods.nearest(x, goal.target, candidate_rows)
-        candidates.append(flip(x, goal, values, features, scorer, max_changes))
-    nearest = neighbourhoods.nearest(x, goal.target, 1)[0]
-    candidates.append(np.where(features.mutable, nearest, x))
+    values = neighbourhoods.nearest(x, goal.target, candidate_rows)
+    first = start if start is not None else flip(x, goal, values, features, scorer, max_changes)
+    # values[0] is the target class's nearest reference row.
+    candidates = [first, np.where(features.mutable, values[0], x)]
     for candidate in candidates:
         if candidate is None:
             continue
