@@ -30,6 +30,19 @@ from glassbox_testing.cluster import (
 from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that ran the operator shows the end of the operator's log beside the failure
+    (CI keeps the test output, not the log file)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    running = getattr(item, "funcargs", {}).get("operator")
+    if report.when == "call" and report.failed and isinstance(running, RunningOperator):
+        state = "running" if running.process.poll() is None else f"exited with {running.process.returncode}"
+        tail = running.log.read_text(errors="replace")[-6000:]
+        report.sections.append((f"operator log ({state}), its end", tail))
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     external = os.environ.get("KUBECONFIG")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections.abc
+import itertools
 import time
 from typing import Any
 
 import pytest
 
-from glassbox.operator.handlers import MAX_RETRY_SECONDS, WarningLimiter, retry_delay
+from glassbox.operator.handlers import MAX_RETRY_SECONDS, EndlessBackoff, WarningLimiter, retry_delay
 from glassbox.operator.kube import Transient
 from glassbox.operator.resync import PeriodicResync
 
@@ -22,6 +24,17 @@ def test_retries_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
     # Retry-After (429) is a floor, not replaced by a shorter backoff.
     assert retry_delay(0, retry_after=17, draw=lambda: 1.0) == 17
     assert retry_delay(6, retry_after=1, draw=lambda: 1.0) == 128
+
+
+def test_kopfs_requests_retry_without_end_from_a_fresh_series_each_time() -> None:
+    backoffs = EndlessBackoff(first=1.0, cap=30.0)
+    # kopf counts the attempts only of a sized series and escalates after its last one; ours has no size.
+    assert isinstance(backoffs, collections.abc.Iterable) and not isinstance(backoffs, collections.abc.Sized)
+    first_series = list(itertools.islice(backoffs, 1000))
+    assert len(first_series) == 1000  # still going after 1,000 attempts (over six hours at the cap)
+    assert 0.5 <= first_series[0] <= 1.0 and all(15.0 <= d <= 30.0 for d in first_series[10:])
+    # Each request starts from the first delay again: one long outage does not slow the next request's retries.
+    assert next(iter(backoffs)) <= 1.0
 
 
 def test_the_same_warning_reaches_an_object_at_most_once_per_interval() -> None:

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import kopf
@@ -35,14 +35,41 @@ WARNING_EVENT_INTERVAL_SECONDS = 600.0
 # Every API call of kopf's gives up after this long (the watch streams have their own, longer limits).
 API_REQUEST_TIMEOUT_SECONDS = 30.0
 API_CONNECT_TIMEOUT_SECONDS = 10.0
+# kopf's own requests (its watch streams above all) retry refused connections, 403 and 5xx answers from
+# this delay, doubling up to the cap, for as long as it takes.
+API_RETRY_FIRST_SECONDS = 1.0
+API_RETRY_MAX_SECONDS = 30.0
 
 
-def retry_delay(retry: int, retry_after: float | None = None, draw: Callable[[], float] = random.random) -> float:
+def retry_delay(
+    retry: int,
+    retry_after: float | None = None,
+    draw: Callable[[], float] = random.random,
+    first: float = FIRST_RETRY_SECONDS,
+    cap: float = MAX_RETRY_SECONDS,
+) -> float:
     """Seconds before retry number `retry` (0 for the first): capped exponential backoff with jitter,
     never sooner than the API server's Retry-After."""
-    ceiling = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2.0 ** min(retry, 20))
+    ceiling = min(cap, first * 2.0 ** min(retry, 20))
     delay = ceiling * (0.5 + 0.5 * draw())
     return max(delay, retry_after or 0.0)
+
+
+class EndlessBackoff:
+    """kopf's `error_backoffs`: a fresh, never-ending series of delays for every request, as client-go's
+    reflectors retry. kopf's default series gives up after about 54 s, and a watch stream that gives up stops
+    the whole operator: an API server that refuses connections, or answers 403 while its authorizer warms up
+    after a restart, for a minute would otherwise end the process."""
+
+    def __init__(self, first: float = API_RETRY_FIRST_SECONDS, cap: float = API_RETRY_MAX_SECONDS):
+        self.first = first
+        self.cap = cap
+
+    def __iter__(self) -> Iterator[float]:
+        retry = 0
+        while True:
+            yield retry_delay(retry, first=self.first, cap=self.cap)
+            retry += 1
 
 
 class WarningLimiter:
@@ -114,6 +141,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = API_REQUEST_TIMEOUT_SECONDS
     settings.networking.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
+    settings.networking.error_backoffs = EndlessBackoff()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
