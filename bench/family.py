@@ -137,7 +137,7 @@ def compared(
     """(a) and (b) on the same rows, one explanation of each in turn, so that both see the same machine
     (a shared machine's speed drifts over minutes; measured one after the other, the ratio drifted with it).
     Each explanation starts after SETTLE_SECONDS idle: an in-process explanation timed right after one over
-    HTTP took 30-50 ms longer on wide-scales' KernelSHAP (the servers' work after answering)."""
+    HTTP took 30-50 ms longer on wide-scales' KernelSHAP than one timed after a pause."""
     explain_a, calls_a = in_process_explainer(method, trained)
     explain_b = over_http_explainer(method, deployment)
     explain_b(rows[0])  # the explainer's first answer imports alibi's Explanation (the fit did alibi's import for (a))
