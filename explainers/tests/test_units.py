@@ -597,9 +597,9 @@ def test_a_process_wide_patch_meets_the_version_it_was_written_for() -> None:
     from importlib.metadata import version
 
     from glassbox.explainers import serving
-    from glassbox.explainers.methods import anchor_rounds, random_state
+    from glassbox.explainers.methods import anchor_search, random_state
 
-    for module in (random_state, anchor_rounds, serving):
+    for module in (random_state, anchor_search, serving):
         package, release = module.WRITTEN_FOR
         installed = version(package)
         assert installed == release or installed.startswith(release + "."), (

@@ -34,6 +34,8 @@ class AnchorTabularMethod(ExplanationMethod[AnchorTabularParameters]):
     def fit(self) -> None:
         from alibi.explainers import AnchorTabular
 
+        from glassbox.explainers.methods.anchor_search import use_same_draws_sampler
+
         reference = self.reference
         with own_random_state(self.params.seed):
             explainer = AnchorTabular(
@@ -43,10 +45,11 @@ class AnchorTabularMethod(ExplanationMethod[AnchorTabularParameters]):
                 seed=self.params.seed,
             )
             explainer.fit(reference.features, disc_perc=tuple(self.params.disc_perc))
+        use_same_draws_sampler(explainer)
         self.explainers = ExplainerPool(explainer, shared=(self.context.predict,))
 
     def explain(self, instances: Instances) -> Any:
-        from glassbox.explainers.methods.anchor_rounds import round_batched_search
+        from glassbox.explainers.methods.anchor_search import round_batched_search
 
         p = self.params
         with self.explainers.borrow() as explainer, round_batched_search(), own_random_state(p.seed):
