@@ -591,15 +591,16 @@ def test_a_value_the_contract_refuses_stops_the_server_naming_the_flag() -> None
 
 
 def test_a_process_wide_patch_meets_the_version_it_was_written_for() -> None:
-    """Four changes reach into other libraries' modules for the whole process: numpy's legacy random
-    functions, alibi's beam class, kserve's app and InferRequest.from_bytes. Each names the release it was
+    """Some changes reach into other libraries' modules for the whole process (numpy's legacy random
+    functions, alibi's beam class, kserve's app and InferRequest.from_bytes) or restate parts of their
+    classes (alibi's tabular sampler and beam, shap's KernelExplainer.run). Each names the release it was
     written for; when an upgrade moves one, this fails, and the patch is read again before the pin moves."""
     from importlib.metadata import version
 
     from glassbox.explainers import serving
-    from glassbox.explainers.methods import anchor_search, random_state
+    from glassbox.explainers.methods import anchor_search, kernel_shap_sums, random_state
 
-    for module in (random_state, anchor_search, serving):
+    for module in (random_state, anchor_search, kernel_shap_sums, serving):
         package, release = module.WRITTEN_FOR
         installed = version(package)
         assert installed == release or installed.startswith(release + "."), (

@@ -33,6 +33,8 @@ class KernelShapMethod(ExplanationMethod[KernelShapParameters]):
     def fit(self) -> None:
         from alibi.explainers import KernelShap
 
+        from glassbox.explainers.methods.kernel_shap_sums import use_same_sums
+
         p = self.params
         reference = self.reference
         self.l1_reg = l1_regularisation(p.l1_reg)
@@ -41,6 +43,7 @@ class KernelShapMethod(ExplanationMethod[KernelShapParameters]):
         with own_random_state(p.seed):
             # shap scores the background here, once: an explanation then costs two predictor calls.
             explainer.fit(reference.features, summarise_background=summarise, n_background_samples=p.background_size)
+        use_same_sums(explainer)
         self.explainers = ExplainerPool(explainer, shared=(self.context.predict,))
 
     def explain(self, instances: Instances) -> Any:
