@@ -203,7 +203,7 @@ def speed(member: str, trained: Trained, work: Path, repeats: int) -> dict[str, 
     with LocalDeployment(deployment_manifest(trained, member), log_dir=work / f"logs-{member}") as deployment:
         cells = {}
         for method in GOALS:
-            print(f"  {method}: in process and over HTTP, in turn", flush=True)
+            print(f"  {method}: alibi in process, Glassbox over HTTP and in process, in turn", flush=True)
             cells[method] = compared(method, trained, deployment, member, rows, repeats)
     return cells
 
