@@ -164,10 +164,12 @@ def _kl_to(p: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 
 class LeanBeam(AnchorBaseBeam):  # type: ignore[misc]
+    """alibi's beam search with its bookkeeping done once where alibi repeats it."""
+
     @staticmethod
     def dup_bernoulli(p: np.ndarray, level: np.ndarray, n_iter: int = 17) -> np.ndarray:
         """The largest q with KL(p, q) <= level, by alibi's bisection."""
-        low, high = p.copy(), np.asarray(np.minimum(np.minimum(p + np.sqrt(level / 2.0), 1.0), 1.0))
+        low, high = p.copy(), np.asarray(np.minimum(p + np.sqrt(level / 2.0), 1.0))
         kl = _kl_to(p)
         for _ in range(1, n_iter):
             middle = (high + low) / 2.0
