@@ -590,6 +590,18 @@ def test_a_value_the_contract_refuses_stops_the_server_naming_the_flag() -> None
     assert "--max_body_bytes: Input should be a valid integer" in started.stderr, started.stderr[-2000:]
 
 
+def test_the_tokenizer_is_read_with_numpy_alone() -> None:
+    """The bench's MLServer runtime reads Glassbox's tokenizer in MLServer's own environment, which has numpy
+    but not httpx, and not Glassbox's contract: importing it must not pull in either."""
+    blocked = ("httpx", "pydantic", "torch", "glassbox.contract", "glassbox.explainers.storage")
+    code = (
+        f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
+        "from glassbox.explainers.torch_artifacts import Tokenizer\nprint(Tokenizer.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "Tokenizer", result.stderr[-2000:]
+
+
 def test_a_process_wide_patch_meets_the_version_it_was_written_for() -> None:
     """Some changes reach into other libraries' modules for the whole process (numpy's legacy random
     functions, alibi's beam class, kserve's app and InferRequest.from_bytes) or restate parts of their

@@ -3,7 +3,8 @@
 One artifact serves the predictor and the white-box methods: TorchScript
 (`model.pt`, torch.jit.save) or torch.export (`model.pt2`, torch.export.save).
 A text model ships `tokenizer.json` beside it, so string inputs become tensors
-the same way everywhere.
+the same way everywhere. The module needs numpy and the standard library alone
+until a model is loaded.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from glassbox.explainers.storage import StorageError, verify_sha256
 
 ARTIFACT_NAMES = ("model.pt", "model.pt2")
 TOKENIZER_NAME = "tokenizer.json"
@@ -52,6 +51,9 @@ def load_module(model_dir: str | Path, device: str, sha256: str | None = None) -
     """The model as a callable torch module on `device`, in eval mode. Loading an artifact runs code
     (TorchScript, and torch.export's unpickling), so a pinned SHA-256 is checked before torch reads it."""
     import torch
+
+    # Here, not at the top: the tokenizer is also read where only numpy is installed (the bench's MLServer runtime).
+    from glassbox.explainers.storage import StorageError, verify_sha256
 
     artifact = find_artifact(model_dir)
     try:
