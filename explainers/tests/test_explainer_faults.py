@@ -33,7 +33,9 @@ Tabular = tuple[LocalDeployment, FaultProxy]
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]
 
 
-def in_process_explainer(tabular: Tabular, timeout_seconds: float, workers: int, max_waiting: int) -> ExplainerModel:
+def in_process_explainer(
+    tabular: Tabular, timeout_seconds: float, workers: int, max_waiting: int, **options: Any
+) -> ExplainerModel:
     """The explainer model itself, in this process, calling the predictor through the proxy over HTTP."""
     deployment, proxy = tabular
     spec = ExplainerSpec.model_validate(
@@ -54,6 +56,7 @@ def in_process_explainer(tabular: Tabular, timeout_seconds: float, workers: int,
         data_dir=deployment.base,
         workers=workers,
         max_waiting=max_waiting,
+        **options,
     )
     model.load()
     return model
@@ -143,6 +146,38 @@ def test_the_explainer_is_ready_only_while_its_predictor_is(tabular: Tabular, pr
     assert response.status_code == 502 and proxy.url in response.text, pretty(response)
     proxy.mode = "pass"
     assert wait_for(lambda: httpx.get(ready_url).status_code == 200, 10), "not ready again after the predictor came back"
+
+
+async def test_a_predictor_that_may_scale_to_zero_is_probed_only_after_a_call_found_it_down(
+    tabular: Tabular, proxy: FaultProxy, stopped_after: list[ExplainerModel]
+) -> None:
+    """--predictor_probe after_failure: a probe every few seconds would keep a scale-to-zero predictor awake."""
+    model = in_process_explainer(
+        tabular, timeout_seconds=30.0, workers=1, max_waiting=0, predictor_probe_seconds=0.1, predictor_probe_while_idle=False
+    )
+    stopped_after.append(model)
+    watch = model.predictor_watch
+    assert watch is not None and model.not_ready() is None
+    probes, requests = watch.probes, proxy.requests
+    await asyncio.sleep(1.0)  # ten probe periods, no explanation
+    assert (watch.probes, proxy.requests) == (probes, requests), "the idle explainer probed the predictor"
+    assert (await timed(model, "shap"))[0] == 200
+    await asyncio.sleep(0.5)
+    assert watch.probes == probes and model.not_ready() is None  # an answered call starts no probes
+    proxy.mode = "unavailable"
+    try:
+        status, _, message = await timed(model, "shap")
+        assert status == 502 and proxy.url in message, message
+        problem = model.not_ready()  # not ready at once, named by the failed call
+        assert problem is not None and proxy.url in problem, problem
+        await asyncio.sleep(0.5)
+        assert watch.probes > probes and model.not_ready() is not None  # probed while the predictor is down
+    finally:
+        proxy.mode = "pass"
+    assert wait_for(lambda: model.not_ready() is None, 5), "not ready again after the predictor came back"
+    settled = watch.probes
+    await asyncio.sleep(0.5)
+    assert watch.probes == settled, "still probing after the predictor came back"
 
 
 def test_explanation_metrics_are_on_metrics(tabular: Tabular) -> None:

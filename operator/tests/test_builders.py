@@ -25,6 +25,8 @@ from glassbox.operator.builders import (
     Parent,
     build_children,
     build_disruption_budgets,
+    build_explainer_isvc,
+    build_predictor_isvc,
     predictor_target_of_own,
 )
 from glassbox.operator.kserve_addressing import predict_target
@@ -301,6 +303,29 @@ def test_an_existing_inference_service_is_referenced_never_built() -> None:
     assert "--predictor_host=loan-approval-sklearn.ml.svc.cluster.local" in args
     assert "--model_name=loan-approval-sklearn" in args
     assert "--predictor_protocol=v1" in args
+
+
+@pytest.mark.parametrize(("min_replicas", "probe"), [(0, ["--predictor_probe=after_failure"]), (1, [])])
+def test_a_predictor_that_may_scale_to_zero_is_probed_only_after_a_failed_call(
+    credit_risk: dict[str, Any], min_replicas: int, probe: list[str]
+) -> None:
+    """A readiness probe every 2 s is a request through KServe's activator: it would never let the predictor go."""
+    credit_risk["spec"]["predictor"]["autoscaling"]["minReplicas"] = min_replicas
+    parent = Parent(name="credit-risk", namespace="ml", uid="0000-uid")
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    live = {**build_predictor_isvc(parent, spec, CONFIG), "status": {"address": {"url": "http://credit-risk-predictor.ml"}}}
+    assert live["spec"]["predictor"]["minReplicas"] == min_replicas
+    target = predictor_target_of_own(parent, spec, live)
+    assert target is not None
+    args = build_explainer_isvc(parent, spec, target, CONFIG)["spec"]["predictor"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--predictor_probe")] == probe
+    # Another's InferenceService: what KServe was told, read from the live object.
+    existing = reported("loan-approval-sklearn", "ml")
+    existing["spec"]["predictor"]["minReplicas"] = min_replicas
+    target = predict_target(existing)
+    assert target is not None
+    args = build_explainer_isvc(parent, spec, target, CONFIG)["spec"]["predictor"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--predictor_probe")] == probe
 
 
 def restricted_profile_violations(container: dict[str, Any]) -> list[str]:

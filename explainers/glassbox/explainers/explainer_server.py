@@ -71,6 +71,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         max_waiting: int = DEFAULTS.max_waiting_explanations,
         memo_max_bytes: int = DEFAULTS.memo_max_bytes,
         predictor_probe_seconds: float = PROBE_PERIOD_SECONDS,
+        predictor_probe_while_idle: bool = True,
         model_sha256: str | None = None,
     ):
         super().__init__(name)
@@ -86,6 +87,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         self.max_waiting = max_waiting
         self.memo_max_bytes = memo_max_bytes
         self.predictor_probe_seconds = predictor_probe_seconds
+        self.predictor_probe_while_idle = predictor_probe_while_idle
         self.methods: dict[str, ExplanationMethod] = {}
         self.predictor_watch: PredictorWatch | None = None
 
@@ -119,7 +121,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             self.methods[method.name] = method
         self.pool = ExplanationPool(self.name, self.workers, self.max_waiting)
         if black_box:
-            self.predictor_watch = PredictorWatch(self.client.readiness_problem, self.predictor_probe_seconds)
+            self.predictor_watch = PredictorWatch(
+                self.client.readiness_problem, self.predictor_probe_seconds, self.predictor_probe_while_idle
+            )
             self.predictor_watch.start()
             metrics.PREDICTOR_READY.labels(self.name).set_function(lambda: float(self.not_ready() is None))
         self.ready = True
@@ -221,6 +225,8 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             raise http_error(error.status, str(error)) from None
         except PredictorError as error:
             outcome = metrics.PREDICTOR_ERROR
+            if error.down and self.predictor_watch is not None:
+                self.predictor_watch.call_failed(str(error))
             raise http_error(error.status, str(error)) from None
         except Exception as error:
             status = getattr(error, "status_code", None)
@@ -306,6 +312,7 @@ def main() -> None:
         workers=args.explain_workers,
         max_waiting=args.max_waiting_explanations,
         memo_max_bytes=args.memo_max_bytes,
+        predictor_probe_while_idle=args.predictor_probe == "periodic",
         model_sha256=args.model_sha256,
     )
     model.load()

@@ -37,11 +37,14 @@ RETRIED_STATUSES = frozenset({502, 503})
 
 
 class PredictorError(RuntimeError):
-    """The predictor is down, slow, refused the call, or answered garbage; `status` is what the explainer answers."""
+    """The predictor is down, slow, refused the call, or answered garbage; `status` is what the explainer answers,
+    `down` whether the predictor could not be reached, was not ready or did not answer in time (rather than
+    refusing this call's input or answering it wrongly)."""
 
-    def __init__(self, message: str, status: int = 502):
+    def __init__(self, message: str, status: int = 502, down: bool = False):
         super().__init__(message)
         self.status = status
+        self.down = down
 
 
 class RetryBudget:
@@ -166,7 +169,9 @@ class PredictorClient:
         deadline = time.monotonic() + timeout_seconds
         while not self.ready():
             if time.monotonic() > deadline:
-                raise PredictorError(f"the predictor at {self.ready_url} was not ready within {timeout_seconds:g} s", 503)
+                raise PredictorError(
+                    f"the predictor at {self.ready_url} was not ready within {timeout_seconds:g} s", 503, down=True
+                )
             time.sleep(1.0)
 
     def predict(self, instances: np.ndarray | list[str], deadline: float | None = None) -> np.ndarray:
@@ -206,7 +211,7 @@ class PredictorClient:
                     ) from None
                 # Not sent again: a predictor this slow is only slowed further by a second call.
                 raise PredictorError(
-                    f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504
+                    f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504, down=True
                 ) from None
             except (OSError, http.client.HTTPException) as error:
                 problem, status = f"could not be reached ({type(error).__name__}: {error})", 502
@@ -243,7 +248,9 @@ class PredictorClient:
                 or (deadline is not None and time.monotonic() + backoff >= deadline)
                 or not self._retry_budget.take()
             ):
-                raise PredictorError(f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status)
+                raise PredictorError(
+                    f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status, down=True
+                )
             attempt += 1
             self.stats.retried()
             time.sleep(backoff)

@@ -8,6 +8,12 @@ answers the readiness paths (`GET /v1/models/NAME`, `/v2/models/NAME/ready`,
 `/v2/health/ready`) with 503 and the reason while the last probe failed.
 Explanations are still attempted meanwhile: one that reaches a predictor that
 is down gets the 502 that names it.
+
+A predictor that may scale to zero (KServe's serverless mode, `minReplicas: 0`)
+would never be let go by a probe every few seconds, each one a request through
+its activator. For it the watch probes only after an explanation's call failed
+as a down predictor's does, until the predictor is ready again, and stays
+quiet while explanations succeed or none come.
 """
 
 from __future__ import annotations
@@ -26,32 +32,56 @@ PROBE_PERIOD_SECONDS = 2.0
 
 class PredictorWatch:
     """Runs `probe` (None when the predictor is ready, else what is wrong) every `period_seconds`;
-    `problem` is the last answer, and a change is logged once."""
+    `problem` is the last answer, and a change is logged once. With `while_idle` False it probes only
+    from a failed call (`call_failed`) until the predictor is ready again."""
 
-    def __init__(self, probe: Callable[[], str | None], period_seconds: float = PROBE_PERIOD_SECONDS):
+    def __init__(self, probe: Callable[[], str | None], period_seconds: float = PROBE_PERIOD_SECONDS, while_idle: bool = True):
         self._probe = probe
         self.period_seconds = period_seconds
+        self.while_idle = while_idle
         self.problem: str | None = None
+        self.probes = 0  # probes sent since start, the first included
         self._stop = threading.Event()
+        self._failed_call = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.problem = self._probe()
+        self.problem = self._probed()
         self._thread = threading.Thread(target=self._run, name="predictor-watch", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._failed_call.set()
+
+    def call_failed(self, problem: str) -> None:
+        """An explanation's call found the predictor down (refused, 502, 503, timed out): not ready from now
+        until a probe finds it ready. A watch that probes while idle finds that out itself."""
+        if not self.while_idle:
+            self._record(problem)
+            self._failed_call.set()
+
+    def _probed(self) -> str | None:
+        self.probes += 1
+        return self._probe()
+
+    def _record(self, problem: str | None) -> None:
+        if problem != self.problem:
+            if problem is None:
+                log.info("the predictor is ready again: the explainer is ready")
+            else:
+                log.warning("not ready: %s", problem)
+        self.problem = problem
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period_seconds):
-            problem = self._probe()
-            if problem != self.problem:
-                if problem is None:
-                    log.info("the predictor is ready again: the explainer is ready")
-                else:
-                    log.warning("not ready: %s", problem)
-            self.problem = problem
+        while not self._stop.is_set():
+            if not self.while_idle and self.problem is None:
+                self._failed_call.wait()  # quiet until a call fails (or the watch stops)
+                self._failed_call.clear()
+                continue
+            if self._stop.wait(self.period_seconds):
+                return
+            self._record(self._probed())
 
 
 def readiness_paths(model_name: str) -> frozenset[str]:

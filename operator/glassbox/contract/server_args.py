@@ -140,6 +140,11 @@ class ExplainerServerArgs(ServerArgs):
     predictor_request_retries: int = Field(
         0, ge=0, description="retries of a failed predictor call (the explainer makes at least 2)"
     )
+    predictor_probe: Literal["periodic", "after_failure"] = Field(
+        "periodic",
+        description="when readiness probes the predictor: every 2 s, or only after a call found it down "
+        "until it is back (for a predictor that scales to zero: probes would keep it awake)",
+    )
 
 
 class DetectorServerArgs(ServerArgs):

@@ -33,7 +33,7 @@ from glassbox.contract.wire import (
     STORAGE_URI_ENV,
     UNKNOWN_ROUTE_PATH,
 )
-from glassbox.operator.kserve_addressing import PROTOCOL_ENV, PredictTarget, address_url, explain_path
+from glassbox.operator.kserve_addressing import PROTOCOL_ENV, PredictTarget, address_url, explain_path, may_scale_to_zero
 
 KSERVE_GROUP = "serving.kserve.io"
 ISVC_API_VERSION = f"{KSERVE_GROUP}/v1beta1"
@@ -326,6 +326,7 @@ def predictor_target_of_own(
         predictor_name(parent.name, spec),
         spec.predictor.protocol_to_deploy,
         answers_both_protocols=uses_glassbox_predictor(spec.predictor),
+        may_scale_to_zero=may_scale_to_zero(live_predictor),
     )
 
 
@@ -348,6 +349,8 @@ def build_explainer_isvc(
     }
     if target.uses_tls:
         flags["predictor_use_ssl"] = True
+    if target.may_scale_to_zero:
+        flags["predictor_probe"] = "after_failure"
     if spec.predictor.batching is not None and not uses_glassbox_predictor(spec.predictor):
         # Another runtime's batcher may refuse more rows than a batch: send no more per call.
         # Glassbox's predictor splits a large request into forward passes itself.

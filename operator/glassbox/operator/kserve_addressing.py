@@ -44,6 +44,8 @@ class PredictTarget:
     protocol: Protocol
     # Glassbox's predictor answers v1 and v2 bodies alike; another runtime is called in `protocol` only.
     answers_both_protocols: bool = False
+    # KServe may scale the predictor to zero (`minReplicas: 0`): probes would keep it awake.
+    may_scale_to_zero: bool = False
 
     @property
     def host(self) -> str:
@@ -137,6 +139,11 @@ def _declared_protocol(component: dict[str, Any]) -> Protocol:
     return Protocol.v1
 
 
+def may_scale_to_zero(isvc: dict[str, Any] | None) -> bool:
+    """Whether the InferenceService's predictor lets KServe scale it to zero: `minReplicas: 0` (unset is 1)."""
+    return ((((isvc or {}).get("spec") or {}).get("predictor") or {}).get("minReplicas")) == 0
+
+
 def runtime_name(isvc: dict[str, Any]) -> str | None:
     """The ServingRuntime a `model` predictor names, when it names one."""
     model = (((isvc.get("spec") or {}).get("predictor") or {}).get("model")) or {}
@@ -178,4 +185,4 @@ def predict_target(
         return None
     # A runtime that lists both (KServe's Python servers: sklearn, xgboost, huggingface, ...) answers both.
     both = answers_both_protocols or {"v1", "v2"} <= set(runtime_protocols or [])
-    return PredictTarget(base, model_name(isvc), protocol, both)
+    return PredictTarget(base, model_name(isvc), protocol, both, may_scale_to_zero(isvc))
