@@ -84,7 +84,9 @@ def _operator(args: argparse.Namespace) -> int:
         elector.keep_renewing(stop, on_lost)
 
     reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning)
-    resync = PeriodicResync(api.list_explained_models, reconciler.reconcile, args.namespace)
+    resync = PeriodicResync(
+        api.list_explained_models, reconciler.reconcile, args.namespace, reconcile_named=reconciler.reconcile_named
+    )
     try:
         kopf.run(
             clusterwide=not args.namespace,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from glassbox.operator.handlers import MAX_RETRY_SECONDS, EndlessBackoff, WarningLimiter, retry_delay
+from glassbox.operator.backoff import MAX_RETRY_SECONDS, retry_delay
+from glassbox.operator.handlers import EndlessBackoff, WarningLimiter
 from glassbox.operator.kube import Transient
 from glassbox.operator.resync import PeriodicResync
 
@@ -94,6 +95,7 @@ def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
     resync.nudge()  # during start-up: resume handlers cover it
     assert not resync._wake.is_set()
     resync.start()
+    now[0] = 0.3  # past the first delay, on the check's clock
 
     def wait_for_passes(count: int) -> None:
         deadline = time.monotonic() + 10
@@ -107,5 +109,63 @@ def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
         resync.nudge()
         wait_for_passes(2)
         assert len(passes) == 2
+    finally:
+        resync.stop()
+
+
+def test_a_reconcile_an_event_asked_for_is_retried_with_backoff_until_it_succeeds() -> None:
+    """Not left for the next pass, up to two minutes later."""
+    now = [0.0]
+    attempts: list[tuple[str, str, float]] = []
+
+    def reconcile_named(namespace: str, name: str) -> None:
+        attempts.append((namespace, name, now[0]))
+        if len(attempts) < 3:
+            raise Transient("could not apply InferenceService 'a-explainer': 503")
+
+    resync = PeriodicResync(lambda ns: [], lambda body: None, [], clock=lambda: now[0], reconcile_named=reconcile_named)
+    first = resync.retry_soon("ml", "a")
+    assert 0.5 <= first <= 1.0  # 1 s, drawn between half and all of it
+    assert resync.run_due_retries() == 0 and attempts == []  # not due yet
+    now[0] = first
+    assert resync.run_due_retries() == 0 and len(attempts) == 1  # failed again: owed another, later
+    second = resync._retries[("ml", "a")][1] - now[0]
+    assert 1.0 <= second <= 2.0
+    now[0] += second
+    assert resync.run_due_retries() == 0 and len(attempts) == 2
+    now[0] += 4.0
+    assert resync.run_due_retries() == 1 and len(attempts) == 3
+    assert resync._next_retry() is None  # nothing owed after a success
+    assert resync.retry_soon("ml", "b", retry_after=17) >= 17  # the API server's Retry-After first
+    resync.succeeded("ml", "b")  # reconciled by a later event or a pass: nothing owed
+    assert resync._next_retry() is None
+
+
+def test_the_periodic_check_retries_a_failed_reconcile_during_its_first_delay() -> None:
+    attempts: list[float] = []
+
+    def reconcile_named(namespace: str, name: str) -> None:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise Transient("could not get ExplainedModel 'a': connection refused")
+
+    passes: list[int] = []
+    resync = PeriodicResync(
+        lambda ns: passes.append(1) or [],
+        lambda body: None,
+        [],
+        interval=3600,
+        first_delay=3600,
+        reconcile_named=reconcile_named,
+        retry_first=0.02,
+    )
+    resync.start()
+    try:
+        resync.retry_soon("ml", "a")
+        deadline = time.monotonic() + 10
+        while resync._next_retry() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(attempts) == 3 and resync._next_retry() is None
+        assert passes == []  # retried on its own, with no pass over every object
     finally:
         resync.stop()

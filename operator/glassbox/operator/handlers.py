@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import datetime
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,39 +19,18 @@ from typing import Any, cast
 import kopf
 
 from glassbox.contract.api import GROUP, PLURAL, VERSION
+from glassbox.operator.backoff import API_RETRY_FIRST_SECONDS, API_RETRY_MAX_SECONDS, retry_delay
 from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
 from glassbox.operator.kube import KubeError
 from glassbox.operator.reconcile import Outcome, Reconciler
 from glassbox.operator.resync import PeriodicResync
 from glassbox.operator.status import describe_problems
 
-# Retries after transient failures (API errors, KServe's CRDs not installed yet): exponential from
-# the first delay, capped, each drawn between half and all of it so that many objects do not retry in step.
-FIRST_RETRY_SECONDS = 2.0
-MAX_RETRY_SECONDS = 300.0
 # The same Warning Event for the same object at most this often.
 WARNING_EVENT_INTERVAL_SECONDS = 600.0
 # Every API call of kopf's gives up after this long (the watch streams have their own, longer limits).
 API_REQUEST_TIMEOUT_SECONDS = 30.0
 API_CONNECT_TIMEOUT_SECONDS = 10.0
-# kopf's own requests (its watch streams above all) retry refused connections, 403 and 5xx answers from
-# this delay, doubling up to the cap, for as long as it takes.
-API_RETRY_FIRST_SECONDS = 1.0
-API_RETRY_MAX_SECONDS = 30.0
-
-
-def retry_delay(
-    retry: int,
-    retry_after: float | None = None,
-    draw: Callable[[], float] = random.random,
-    first: float = FIRST_RETRY_SECONDS,
-    cap: float = MAX_RETRY_SECONDS,
-) -> float:
-    """Seconds before retry number `retry` (0 for the first): capped exponential backoff with jitter,
-    never sooner than the API server's Retry-After."""
-    ceiling = min(cap, first * 2.0 ** min(retry, 20))
-    delay = ceiling * (0.5 + 0.5 * draw())
-    return max(delay, retry_after or 0.0)
 
 
 class EndlessBackoff:
@@ -216,11 +194,19 @@ def _parents_of(body: kopf.Body, index: kopf.Index[tuple[str | None, str], str])
 def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str], memo: kopf.Memo, logger: kopf.Logger) -> None:
     """A child or an explained InferenceService changed (KServe reported status) or vanished: reconcile its parents."""
     namespace = str((body.get("metadata") or {}).get("namespace"))
+    resync: PeriodicResync | None = memo.get("resync")
     for parent in parents:
         try:
             _reconciler(memo).reconcile_named(namespace, parent)
         except KubeError as error:
-            logger.warning("reconcile of ExplainedModel %s failed, the periodic check will retry: %s", parent, error)
+            if resync is None:
+                logger.warning("reconcile of ExplainedModel %s failed: %s", parent, error)
+                continue
+            delay = resync.retry_soon(namespace, parent, error.retry_after)
+            logger.warning("reconcile of ExplainedModel %s failed, retrying in %.0f s: %s", parent, delay, error)
+        else:
+            if resync is not None:
+                resync.succeeded(namespace, parent)
 
 
 @kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices")
