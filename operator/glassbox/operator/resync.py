@@ -142,9 +142,9 @@ class PeriodicResync:
         for body in objects:
             if self._stop.is_set():
                 break
-            if (body.get("metadata") or {}).get("deletionTimestamp"):
-                continue
             meta = body.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                continue
             try:
                 self._reconcile(body)
                 done += 1
@@ -170,5 +170,6 @@ class PeriodicResync:
                 self.passes += 1
                 next_pass = self._clock() + self._interval
             self.run_due_retries()
-            wake_at = min(next_pass, self._next_retry() or next_pass)
+            next_retry = self._next_retry()
+            wake_at = next_pass if next_retry is None else min(next_pass, next_retry)
             self._wake.wait(max(0.0, wake_at - self._clock()))
