@@ -55,7 +55,7 @@ class PredictorWatch:
         self._failed_call.set()
 
     def call_failed(self, problem: str) -> None:
-        """An explanation's call found the predictor down (refused, 502, 503, timed out): not ready from now
+        """An explanation's call found the predictor down (unreachable, 502 or 503, no answer in time): not ready
         until a probe finds it ready. A watch that probes while idle finds that out itself."""
         if not self.while_idle:
             self._record(problem)
