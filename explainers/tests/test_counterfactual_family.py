@@ -23,6 +23,7 @@ import pytest
 from glassbox.contract.api import CounterfactualParameters, MethodSpec, MethodType
 from glassbox.explainers.methods.base import MethodContext
 from glassbox.explainers.methods.counterfactual import CounterfactualMethod
+from glassbox.explainers.payloads import InputError
 from glassbox.explainers.reference_data import ReferenceTable
 from glassbox_testing.measure import in_process_predictor
 from glassbox_testing.model_family import FAMILY, Trained, breast_cancer, generated
@@ -93,3 +94,25 @@ def test_immutable_features_never_change(tmp_path: Path) -> None:
     column = method.reference.feature_names.index(most_changed)
     assert np.array_equal(np.asarray(data["cf"]["X"])[:, column], trained.held_out[:, column])
     assert np.mean(np.asarray(data["cf"]["class"]) != np.asarray(data["orig"]["class"])) >= 0.9
+
+
+def test_a_named_target_class_is_the_one_reached(tmp_path: Path) -> None:
+    """Five classes: the counterfactual goes to the class asked for, not the nearest other one."""
+    trained = trained_member("deep-five-classes", tmp_path)
+    method = fitted(trained, CounterfactualParameters(seed=0))
+    rows = trained.held_out[:10]
+    scores = method.context.predict(rows)
+    least_likely = [int(c) for c in np.argmin(scores, axis=1)]  # never the default (the most likely other class)
+    reachable = [
+        c if c in method.neighbourhoods.classes else int(np.argsort(-s)[1]) for c, s in zip(least_likely, scores, strict=True)
+    ]
+    data = method.explain_towards(rows, reachable).data
+    reached = [int(c[0]) for c in data["cf"]["class"]]
+    assert [int(t[0]) for t in data["target"]] == reachable
+    assert np.mean(np.array(reached) == np.array(reachable)) >= 0.9, (reached, reachable)
+    assert np.median([len(c) for c in data["changed_features"]]) <= 5, data["changed_features"]
+    predicted = int(np.argmax(scores[0]))
+    same = method.explain_towards(rows[:1], [predicted])
+    assert np.array_equal(same.data["cf"]["X"], rows[:1]) and same.data["changed_features"] == [[]]
+    with pytest.raises(InputError, match="target 5 is not a class of this model: its classes are 0 to 4"):
+        method.explain_towards(rows[:1], [5])

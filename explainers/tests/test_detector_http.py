@@ -67,6 +67,28 @@ def test_the_gate_narrows_a_v1_request_to_its_outliers_keeping_what_else_it_aske
     assert answer.json()["flagged"] == [1] and len(answer.json()["summary"]) == 1
 
 
+def test_the_gate_narrows_a_target_per_instance_with_the_instances(tabular: Tabular) -> None:
+    """A counterfactual request may name one target class per instance: the explainer must get the outliers' own."""
+    body = {"instances": [ORDINARY, UNUSUAL, ORDINARY], "method": "counterfactual", "target": [1, 0, 1]}
+    narrowed = httpx.post(gate_url(tabular), json=body).json()
+    assert narrowed["instances"] == [UNUSUAL] and narrowed["target"] == [0] and narrowed["flagged"] == [1]
+    one_for_all = httpx.post(gate_url(tabular), json={**body, "target": 1}).json()
+    assert one_for_all["target"] == 1
+    # v2: a list beside `inputs` (KServe's v2 parameters hold single values).
+    v2 = {
+        "inputs": [{"name": "input-0", "shape": [2, 5], "datatype": "FP64", "data": [*UNUSUAL, *ORDINARY]}],
+        "parameters": {"method": "counterfactual"},
+        "target": [0, 1],
+    }
+    narrowed_v2 = httpx.post(gate_url(tabular), json=v2).json()
+    assert narrowed_v2["target"] == [0] and narrowed_v2["flagged"] == [0], narrowed_v2
+    answer_v2 = httpx.post(tabular[0].urls()["explain"], json=narrowed_v2, timeout=60)
+    assert answer_v2.status_code == 200 and answer_v2.json()["data"]["target"] == [[0]], pretty(answer_v2)
+    answer = httpx.post(tabular[0].urls()["explain"], json=narrowed, timeout=60)
+    assert answer.status_code == 200, pretty(answer)
+    assert answer.json()["data"]["target"] == [[0]] and answer.json()["flagged"] == [1]
+
+
 def test_the_gate_narrows_a_v2_request_too(tabular: Tabular) -> None:
     body = {
         "inputs": [{"name": "input-0", "shape": [2, 5], "datatype": "FP64", "data": [*UNUSUAL, *ORDINARY]}],

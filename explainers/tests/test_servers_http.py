@@ -212,6 +212,28 @@ def test_same_anchor_over_http_as_alibi_in_process(tabular: Tabular) -> None:
             assert remote["coverage"] == pytest.approx(float(local.coverage))
 
 
+def test_a_counterfactual_request_may_name_the_class_to_reach(tabular: Tabular) -> None:
+    url = tabular[0].urls()["explain"]
+    plain = explain(url, ROWS, "counterfactual").json()["data"]
+    predicted = [row[0] for row in plain["orig"]["class"]]
+    other = [1 - c for c in predicted]
+    assert [row[0] for row in plain["target"]] == other  # two classes: the other one by default
+    # One target for all: the instance already of it is its own answer; the other is moved to it.
+    answer = explain(url, ROWS, "counterfactual", target=predicted[0])
+    assert answer.status_code == 200, pretty(answer)
+    data, summary = answer.json()["data"], answer.json()["summary"]
+    assert [row[0] for row in data["target"]] == [predicted[0], predicted[0]]
+    assert data["cf"]["X"][0] == ROWS[0] and data["changed_features"][0] == []
+    assert summary[0] == f"class {predicted[0]}: already the class asked for, nothing to change"
+    if predicted[1] != predicted[0]:
+        assert data["cf"]["class"][1] == [predicted[0]] and data["changed_features"][1], summary
+    # One per instance.
+    per_instance = explain(url, ROWS, "counterfactual", target=other).json()["data"]
+    assert [row[0] for row in per_instance["target"]] == other
+    assert [row[0] for row in per_instance["cf"]["class"]] == other
+    assert per_instance["changed_features"] == plain["changed_features"]  # the default target, asked for
+
+
 def test_pictures_are_pngs(tabular: Tabular) -> None:
     import base64
 
@@ -250,6 +272,30 @@ EXPLAINER_BAD_INPUTS = [
     ("two instances for an anchor", {"instances": ROWS, "method": "anchors"}, 413, "at most 1 instance per request"),
     ("too many instances", {"instances": [[0.5] * 5] * 300, "method": "shap"}, 413, "at most 256"),
     ("text for a tabular model", {"instances": ["a sentence"], "method": "shap"}, 400, "numeric instances"),
+    (
+        "a target for a method that takes none",
+        {"instances": ROWS[:1], "method": "shap", "target": 1},
+        400,
+        "'target' names the class a counterfactual should reach; shap is KernelShap, which takes none",
+    ),
+    (
+        "a target that is not a class",
+        {"instances": ROWS[:1], "method": "counterfactual", "target": 7},
+        400,
+        "target 7 is not a class of this model: its classes are 0 to 1",
+    ),
+    (
+        "a target that is not a number",
+        {"instances": ROWS[:1], "method": "counterfactual", "target": "approved"},
+        400,
+        "'target' must be a class (a whole number, 0 or more) for every instance, or a list of one per instance, 1 in all",
+    ),
+    (
+        "one target too few",
+        {"instances": ROWS[:2], "method": "counterfactual", "target": [1]},
+        400,
+        "a list of one per instance, 2 in all; got [1]",
+    ),
     ("empty instances", {"instances": [], "method": "shap"}, 400, "empty"),
 ]
 

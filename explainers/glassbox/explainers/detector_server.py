@@ -212,6 +212,10 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 "summary": f"none of the {len(verdicts.scores)} instances is an outlier (highest score {highest:.4g}, "
                 f"threshold {verdicts.threshold:.4g}): nothing to explain",
             }
+        count = len(verdicts.scores)
+        # A counterfactual's `target` may name one class per instance: narrowed with them (a list goes beside
+        # v2's `inputs`, not in its `parameters`, whose values KServe's v2 model keeps to single values).
+        body = {**body, **({"target": _narrowed(body["target"], flagged, count)} if "target" in body else {})}
         if v2:
             tensor = dict(body["inputs"][0])
             rows = np.asarray(request.instances)[flagged]
@@ -224,6 +228,11 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             "instances": [instances[i] for i in flagged],
             "flagged": flagged,
         }
+
+
+def _narrowed(value: Any, flagged: list[int], count: int) -> Any:
+    """A list of one entry per instance of the request, narrowed to the flagged instances; anything else as it came."""
+    return [value[i] for i in flagged] if isinstance(value, list) and len(value) == count else value
 
 
 def gate_route(model: OutlierDetector) -> Any:

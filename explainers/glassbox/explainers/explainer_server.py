@@ -173,6 +173,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         method = self._method_for(request.method)
         chosen.append(method)
         instances = method.check_instances(request.instances())
+        targets = request.targets(len(instances))
         flagged, picture = request.flagged, request.picture
         usage = PredictorUsage()
 
@@ -182,7 +183,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 bound.hold()
                 if cancelled.is_set() or time.monotonic() >= deadline:
                     raise ExplanationCancelled("the explanation ran past its deadline before a worker was free")
-                explanation = method.explain(instances)
+                explanation = method.explain(instances) if targets is None else method.explain_towards(instances, targets)
                 answer = explanation_json(explanation)
                 answer["method"] = method.name
                 answer["summary"] = method.summarize(explanation, instances)

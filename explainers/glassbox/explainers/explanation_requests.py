@@ -14,10 +14,15 @@ from glassbox.explainers.payloads import InputError, Limits, decode_request, is_
 # A request may carry at most this many values (an image batch, a long table).
 REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
 # What an explanation request may name: the instances, the method, a picture, the graph's route
-# (KServe's router sends the whole body to every step), and `flagged`: the indices, in the request the
-# detector's gate narrowed, of the instances it passed on (see detector_server), echoed in the answer.
-V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id", "flagged"})
-V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route", "flagged"})
+# (KServe's router sends the whole body to every step), `flagged`: the indices, in the request the
+# detector's gate narrowed, of the instances it passed on (see detector_server), echoed in the answer,
+# and `target`: the class a counterfactual should reach, one for all instances or one per instance.
+V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id", "flagged", "target"})
+V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route", "flagged", "target"})
+
+
+def _is_class(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class ExplanationRequest:
     method: Any
     picture: bool
     flagged: list[int] | None
+    target: Any = None  # as sent; `targets` checks it
 
     def instances(self) -> np.ndarray | list[str]:
         """The instances, decoded; a `flagged` list must name one index per instance."""
@@ -44,6 +50,20 @@ class ExplanationRequest:
             )
         return instances
 
+    def targets(self, count: int) -> list[int] | None:
+        """The class asked for each of `count` instances, or None when the request names no `target`."""
+        target = self.target
+        if target is None:
+            return None
+        if _is_class(target):
+            return [target] * count
+        if isinstance(target, list) and len(target) == count and all(_is_class(t) for t in target):
+            return list(target)
+        raise InputError(
+            f"'target' must be a class (a whole number, 0 or more) for every instance, or a list of one per instance, "
+            f"{count} in all; got {str(target)[:100]}"
+        )
+
 
 def read_explanation_request(payload: dict[str, Any] | InferRequest, model_name: str) -> ExplanationRequest:
     """A v1 body, a v2 JSON body on the v1 path (KServe's graph router sends one body to every step,
@@ -55,19 +75,19 @@ def read_explanation_request(payload: dict[str, Any] | InferRequest, model_name:
             raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
     flagged = payload.get("flagged") if isinstance(payload, dict) else None
     if isinstance(payload, dict) and is_v2_body(payload):
-        top_level = {k: payload[k] for k in ("method", "picture") if k in payload}
+        top_level = {k: payload[k] for k in ("method", "picture", "target") if k in payload}
         payload = v2_request_from_json(payload, model_name)
         payload.parameters = {**top_level, **(payload.parameters or {})}
     if isinstance(payload, InferRequest):
         parameters = dict(payload.parameters or {})
-        requested, picture = parameters.get("method"), parameters.get("picture", False)
+        requested, picture, target = parameters.get("method"), parameters.get("picture", False), parameters.get("target")
     elif isinstance(payload, dict):
-        requested, picture = payload.get("method"), payload.get("picture", False)
+        requested, picture, target = payload.get("method"), payload.get("picture", False), payload.get("target")
     else:
         raise InputError("the request body must be a JSON object with 'instances'")
     if not isinstance(picture, bool):
         raise InputError(f"'picture' must be true or false, got {picture!r}")
-    return ExplanationRequest(payload, requested, picture, flagged)
+    return ExplanationRequest(payload, requested, picture, flagged, target)
 
 
 def _jsonable(value: Any) -> Any:

@@ -98,6 +98,13 @@ class ExplanationMethod(ABC, Generic[Params]):
     def explain(self, instances: Instances) -> Any:
         """An alibi `Explanation` for these instances (blocking)."""
 
+    def explain_towards(self, instances: Instances, targets: list[int]) -> Any:
+        """An explanation towards the class named for each instance (a request's `target`): counterfactuals only."""
+        raise InputError(
+            f"'target' names the class a counterfactual should reach; {self.name} is {self.method_type.value}, "
+            "which takes none: leave 'target' out, or ask a Counterfactual method"
+        )
+
     @abstractmethod
     def summarize(self, explanation: Any, instances: Instances) -> list[str]:
         """One sentence per instance, for people."""

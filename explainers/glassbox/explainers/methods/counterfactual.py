@@ -124,17 +124,35 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
         return np.asarray(np.asarray(X) * self.scale + self.mean)
 
     def explain(self, instances: Instances) -> Any:
+        """Towards the most likely other class for which a counterfactual is found."""
+        return self._explain(np.asarray(instances, dtype=np.float64), None)
+
+    def explain_towards(self, instances: Instances, targets: list[int]) -> Any:
+        """Towards the class the request names for each instance; an instance already of it is its own answer."""
+        if self.classes < 2:
+            raise InputError("counterfactuals need a classifier that answers one score per class")
+        reachable = sorted(self.neighbourhoods.classes)
+        for target in targets:
+            if not 0 <= target < self.classes:
+                raise InputError(f"target {target} is not a class of this model: its classes are 0 to {self.classes - 1}")
+            if target not in self.neighbourhoods.classes:
+                raise InputError(
+                    f"no reference row is of class {target} as the model predicts them, so a counterfactual "
+                    f"for it could not be checked against that class's data; the classes with rows are {reachable}"
+                )
+        return self._explain(np.asarray(instances, dtype=np.float64), targets)
+
+    def _explain(self, X: np.ndarray, wanted: list[int] | None) -> Any:
         from alibi.api.interfaces import Explanation
 
-        X = np.asarray(instances, dtype=np.float64)
         if self.classes < 2:
             raise InputError("counterfactuals need a classifier that answers one score per class")
         scorer = Scorer(self.context.predict)
         scores = scorer.scores(X)
-        starts = self._cfrl_starts(self.cfrl, X, scores) if self.cfrl is not None else [None] * len(X)
+        starts = self._cfrl_starts(self.cfrl, X, scores, wanted) if self.cfrl is not None else [None] * len(X)
         found, targets = [], []
-        for x, row_scores, start in zip(X, scores, starts, strict=True):
-            counterfactual, target = self._search(x, row_scores, start, scorer)
+        for index, (x, row_scores, start) in enumerate(zip(X, scores, starts, strict=True)):
+            counterfactual, target = self._search(x, row_scores, start, scorer, None if wanted is None else wanted[index])
             found.append(counterfactual)
             targets.append(target)
         counterfactuals = np.array(found)
@@ -154,6 +172,7 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
                 "explanations": ["local"],
                 "params": {
                     "search": p.search.value,
+                    "targets_requested": wanted is not None,
                     "candidate_rows": p.candidate_rows,
                     "max_changed_features": p.max_changed_features,
                     "immutable_features": p.immutable_features or [],
@@ -176,20 +195,29 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
             },
         )
 
-    def _cfrl_starts(self, cfrl: Any, X: np.ndarray, scores: np.ndarray) -> list[np.ndarray | None]:
-        """CFRL's counterfactuals for the runner-up classes, as the search's starting points."""
+    def _cfrl_starts(self, cfrl: Any, X: np.ndarray, scores: np.ndarray, wanted: list[int] | None) -> list[np.ndarray | None]:
+        """CFRL's counterfactuals for the wanted classes (by default the runner-ups), as the search's starting points."""
         runner_up = np.argsort(-scores, axis=1, kind="stable")[:, 1]
-        answer = cfrl.explain(X, Y_t=runner_up, batch_size=len(X))
+        answer = cfrl.explain(X, Y_t=runner_up if wanted is None else np.array(wanted), batch_size=len(X))
         return list(np.asarray(answer.data["cf"]["X"], dtype=np.float64).reshape(X.shape))
 
-    def _search(self, x: np.ndarray, scores: np.ndarray, start: np.ndarray | None, scorer: Scorer) -> tuple[np.ndarray, int]:
-        """The counterfactual for the most likely other class one is found for; then one that only leaves
-        the instance's class (where the other classes are tied with each other); where neither is found,
-        the instance itself, for the runner-up class."""
+    def _search(
+        self, x: np.ndarray, scores: np.ndarray, start: np.ndarray | None, scorer: Scorer, wanted: int | None
+    ) -> tuple[np.ndarray, int]:
+        """With no `wanted` class: the counterfactual for the most likely other class one is found for; then
+        one that only leaves the instance's class (where the other classes are tied with each other); where
+        neither is found, the instance itself, for the runner-up class. With one: the counterfactual for it,
+        else the instance itself (already of that class, or none found)."""
         predicted = int(np.argmax(scores))
         ranked = [int(c) for c in np.argsort(-scores, kind="stable") if int(c) != predicted]
+        if wanted is not None:
+            if wanted == predicted:
+                return x.copy(), wanted
+            ranked = [wanted]
         reachable = [c for c in ranked if c in self.neighbourhoods.classes]
-        goals = [Goal(c) for c in reachable] + [Goal(reachable[0], leave=predicted)] if reachable else []
+        goals = [Goal(c) for c in reachable]
+        if reachable and wanted is None:
+            goals.append(Goal(reachable[0], leave=predicted))
         for goal in goals:
             counterfactual = counterfactual_search.search(
                 x,
@@ -212,8 +240,13 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
         for row in range(len(data["orig"]["X"])):
             x, x_cf = np.asarray(data["orig"]["X"][row]), np.asarray(data["cf"]["X"][row])
             before, after = int(data["orig"]["class"][row][0]), int(data["cf"]["class"][row][0])
+            target = int(data["target"][row][0])
+            if before == after == target:
+                lines.append(f"class {before}: already the class asked for, nothing to change")
+                continue
             if before == after:
-                lines.append(f"class {before}: no counterfactual found (no change the search tried moved it to another class)")
+                tried = f"to class {target}" if explanation.meta["params"].get("targets_requested") else "to another class"
+                lines.append(f"class {before}: no counterfactual found (no change the search tried moved it {tried})")
                 continue
             moved = np.abs(x_cf - x) / self.scale
             changed = [i for i in np.argsort(-moved, kind="stable") if moved[i] > CHANGED]
