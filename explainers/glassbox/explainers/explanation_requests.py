@@ -21,7 +21,8 @@ V1_BODY_KEYS = frozenset({"instances", "method", "picture", "route", "id", "flag
 V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", "route", "flagged", "target"})
 
 
-def _is_class(value: Any) -> bool:
+def _whole_number(value: Any) -> bool:
+    """0, 1, 2, ...: an index or a class (JSON's true and false are not)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -41,9 +42,7 @@ class ExplanationRequest:
         instances = decode_request(self.payload, REQUEST_LIMITS).instances
         flagged = self.flagged
         if flagged is not None and not (
-            isinstance(flagged, list)
-            and len(flagged) == len(instances)
-            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in flagged)
+            isinstance(flagged, list) and len(flagged) == len(instances) and all(_whole_number(i) for i in flagged)
         ):
             raise InputError(
                 f"'flagged' must list one index (a whole number, 0 or more) per instance, {len(instances)} in all; got {str(flagged)[:100]}"
@@ -55,9 +54,9 @@ class ExplanationRequest:
         target = self.target
         if target is None:
             return None
-        if _is_class(target):
+        if _whole_number(target):
             return [target] * count
-        if isinstance(target, list) and len(target) == count and all(_is_class(t) for t in target):
+        if isinstance(target, list) and len(target) == count and all(_whole_number(t) for t in target):
             return list(target)
         raise InputError(
             f"'target' must be a class (a whole number, 0 or more) for every instance, or a list of one per instance, "

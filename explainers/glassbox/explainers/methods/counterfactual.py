@@ -129,8 +129,6 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
 
     def explain_towards(self, instances: Instances, targets: list[int]) -> Any:
         """Towards the class the request names for each instance; an instance already of it is its own answer."""
-        if self.classes < 2:
-            raise InputError("counterfactuals need a classifier that answers one score per class")
         reachable = sorted(self.neighbourhoods.classes)
         for target in targets:
             if not 0 <= target < self.classes:
