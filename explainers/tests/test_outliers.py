@@ -128,3 +128,22 @@ def test_texts_unlike_any_reference_text_are_flagged() -> None:
     assert auc == 1.0
     with pytest.raises(ValueError, match="fitted on text: send strings"):
         detector.scores(np.zeros((1, 5)))
+
+
+def test_the_score_picture_turns_logarithmic_when_an_input_is_far_past_the_threshold() -> None:
+    from glassbox.explainers.pictures import score_against_reference, score_bins
+
+    rng = np.random.default_rng(0)
+    reference = np.abs(rng.normal(1.0, 0.3, 500))
+    reference[0] = 0.0  # a held-out row equal to a reference row
+    threshold = float(np.quantile(reference, 0.99))
+    bins, logarithmic = score_bins(reference, threshold, np.array([threshold * 1.5]))
+    assert not logarithmic and bins[0] == 0  # a near outlier: linear from 0, as before
+    far = np.array([threshold * 0.5, threshold * 1000])
+    bins, logarithmic = score_bins(reference, threshold, far)
+    assert logarithmic and 0 < bins[0] <= threshold / 100 and bins[-1] >= far.max()
+    # Ordinary rows spread over several bins rather than all in the first (a linear axis to 1,000x puts them in one).
+    counts, _ = np.histogram(np.maximum(reference, bins[0]), bins=bins)
+    assert (counts > 0).sum() >= 5, counts
+    png = score_against_reference(reference, threshold, far, "far")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000

@@ -114,28 +114,48 @@ def image_overlay(image: np.ndarray, heat: np.ndarray, title: str) -> bytes:
     return _png(figure)
 
 
+# Past this many times the threshold, a linear axis would squeeze every reference row into its first bins.
+LOG_AXIS_PAST_THRESHOLD = 20.0
+
+
+def score_bins(reference_scores: np.ndarray, threshold: float, scores: np.ndarray, count: int = 40) -> tuple[np.ndarray, bool]:
+    """The histogram's bin edges, and whether the axis is logarithmic: linear from 0 while every score is
+    within LOG_AXIS_PAST_THRESHOLD times the threshold, else logarithmic from a hundredth of the threshold
+    (or the smallest positive reference score, if lower), so ordinary rows and a far outlier both show."""
+    top = max(float(reference_scores.max()), float(scores.max()), threshold) * 1.05
+    if threshold <= 0 or top <= LOG_AXIS_PAST_THRESHOLD * threshold:
+        return np.linspace(0, top, count), False
+    positive = reference_scores[reference_scores > 0]
+    floor = min(threshold / 100, float(positive.min()) if len(positive) else threshold / 100)
+    return np.geomspace(floor, top, count), True
+
+
 def score_against_reference(reference_scores: np.ndarray, threshold: float, scores: np.ndarray, title: str) -> bytes:
     """The held-out reference rows' outlier scores as a histogram, the threshold as a line, and each input's
     score as a marker on it: how unusual an input is, next to what ordinary looks like."""
     reference_scores = np.asarray(reference_scores, dtype=float)
     scores = np.asarray(scores, dtype=float).reshape(-1)
+    bins, logarithmic = score_bins(reference_scores, threshold, scores)
     figure, axes = _figure(7.5, 3.4)
-    top = max(float(reference_scores.max()), float(scores.max()), threshold) * 1.05
-    axes.hist(reference_scores, bins=np.linspace(0, top, 40), color="#999999", label="held-out reference rows")
+    # On a logarithmic axis a score of 0 (an input equal to reference rows) is drawn at the axis's start.
+    axes.hist(np.maximum(reference_scores, bins[0]), bins=bins, color="#999999", label="held-out reference rows")
     axes.axvline(threshold, color="black", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.3g}")
     for index, score in enumerate(scores):
         color = POSITIVE if score > threshold else NEGATIVE
-        axes.axvline(score, color=color, linewidth=2.2)
+        axes.axvline(max(score, bins[0]), color=color, linewidth=2.2)
         axes.annotate(
             f"input {index}",
-            (score, 0.92 - 0.1 * (index % 6)),
+            (max(score, bins[0]), 0.92 - 0.1 * (index % 6)),
             xycoords=("data", "axes fraction"),
             color=color,
             fontsize=9,
             xytext=(4, 0),
             textcoords="offset points",
         )
-    axes.set_xlabel("outlier score (mean distance to the nearest reference rows)")
+    if logarithmic:
+        axes.set_xscale("log")
+    scale = ", logarithmic scale" if logarithmic else ""
+    axes.set_xlabel(f"outlier score (mean distance to the nearest reference rows{scale})")
     axes.set_ylabel("reference rows")
     axes.set_title(title, fontsize=11)
     axes.legend(fontsize=8, loc="center right")
