@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lock pin-images format help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
+.PHONY: lock lock-cpu image-tools base-image images images-test push pin-images format help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -76,16 +76,45 @@ lock: ## regenerate the images' lock files (every package pinned with hashes, se
 	$(LOCK_COMPILE) -o operator/requirements.lock
 	$(LOCK_COMPILE) --extra explainers --extra storage -o explainers/requirements-explainer.lock
 	$(LOCK_COMPILE) --extra explainers -o explainers/requirements-predictor.lock
+	$(MAKE) lock-cpu
+
+# The -cpu images: the same pins as the CUDA locks (their other packages as constraints) with PyTorch's
+# CPU-only torch, found where TORCH_CPU_WHEELS points (a folder or an index page of such wheels; by default
+# pip's own find-links, where this machine keeps one). The lock records the wheel's SHA-256.
+TORCH_CPU_WHEELS ?= $(shell $(PYTHON_BOOTSTRAP) -m pip config get global.find-links 2>/dev/null)
+CPU_PINS := build/lock/cuda-pins.txt
+lock-cpu: ## regenerate the -cpu images' locks from the CUDA ones (needs TORCH_CPU_WHEELS)
+	@test -n "$(TORCH_CPU_WHEELS)" || (echo "lock-cpu: set TORCH_CPU_WHEELS to a folder or index page with torch's CPU wheel" >&2; exit 1)
+	test -x $(LOCK_UV) || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q "uv>=0.9,<1")
+	mkdir -p build/lock && echo 'torch==2.13.0+cpu' > build/lock/torch-cpu.txt
+	grep -E '^[a-z0-9]' explainers/requirements-explainer.lock | sed 's/ \\$$//' | grep -v '^torch==' > $(CPU_PINS)
+	$(LOCK_COMPILE) --find-links $(TORCH_CPU_WHEELS) --override build/lock/torch-cpu.txt -c $(CPU_PINS) \
+		--extra explainers --extra storage -o explainers/requirements-explainer-cpu.lock
+	$(LOCK_COMPILE) --find-links $(TORCH_CPU_WHEELS) --override build/lock/torch-cpu.txt -c $(CPU_PINS) \
+		--extra explainers -o explainers/requirements-predictor-cpu.lock
 
 BASE_IMAGE := python:3.11-slim
-pin-images: ## point every Dockerfile's FROM at $(BASE_IMAGE)'s current digest (needs a Docker engine and the registry)
-	digest=$$(docker buildx imagetools inspect $(BASE_IMAGE) --format '{{.Manifest.Digest}}') && \
-	sed -i -E "s|^FROM $(BASE_IMAGE)(@sha256:[0-9a-f]{64})?|FROM $(BASE_IMAGE)@$$digest|" operator/Dockerfile explainers/Dockerfile.*
+pin-images: ## point every Dockerfile's default BASE_IMAGE at $(BASE_IMAGE)'s current digest (skopeo; needs the registry)
+	digest=sha256:$$(skopeo inspect --raw docker://$(BASE_IMAGE) | sha256sum | cut -d' ' -f1) && \
+	sed -i -E "s|^ARG BASE_IMAGE=$(BASE_IMAGE)(@sha256:[0-9a-f]{64})?|ARG BASE_IMAGE=$(BASE_IMAGE)@$$digest|" operator/Dockerfile explainers/Dockerfile.*
 
-images: ## build the container images (needs a Docker engine; not part of the tests)
-	docker build -f operator/Dockerfile -t ghcr.io/glassbox-dev/glassbox-operator:0.1.0 .
-	docker build -f explainers/Dockerfile.explainer -t ghcr.io/glassbox-dev/glassbox-explainer:0.1.0 .
-	docker build -f explainers/Dockerfile.predictor -t ghcr.io/glassbox-dev/glassbox-predictor:0.1.0 .
+image-tools: ## install buildah, podman, runc, mmdebstrap and skopeo (Debian) for the images
+	bash images/install-tools.sh
+
+base-image: ## make the images' base from Debian's packages (bookworm, CPython 3.11), for machines that reach no registry
+	bash images/install-tools.sh
+	bash images/base-image.sh
+
+images: ## build the images with buildah (no Docker engine): operator, explainer, predictor, and -cpu flavours
+	PYTHON=$(PYTHON_BOOTSTRAP) bash images/build.sh $(IMAGES)
+
+images-test: $(STAMP) cluster-tools images ## run each image as a cluster would (non-root, read-only root) against the local API server and KServe's router
+	GLASSBOX_IMAGES_TEST_NETNS=1 unshare -n $(PY) -m pytest -p no:cacheprovider images/tests $(PYTEST_ARGS)
+
+REGISTRY ?=
+push: ## copy the built images to REGISTRY (e.g. make push REGISTRY=registry.example.com/team), then helm install with --set
+	@test -n "$(REGISTRY)" || (echo "push: name the registry and path, e.g. make push REGISTRY=registry.example.com/team" >&2; exit 1)
+	PYTHON=$(PYTHON_BOOTSTRAP) bash images/push.sh $(REGISTRY)
 
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache

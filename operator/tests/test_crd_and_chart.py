@@ -178,6 +178,9 @@ IMAGE_LOCKS = {
     "operator/requirements.lock": (),
     "explainers/requirements-explainer.lock": ("explainers", "storage"),
     "explainers/requirements-predictor.lock": ("explainers",),
+    # the -cpu images: the same pins with PyTorch's CPU-only torch (`make lock-cpu`)
+    "explainers/requirements-explainer-cpu.lock": ("explainers", "storage"),
+    "explainers/requirements-predictor-cpu.lock": ("explainers",),
 }
 
 
@@ -205,24 +208,33 @@ def test_each_image_lock_pins_every_dependency_within_pyproject_with_hashes(lock
         assert requirement.specifier.contains(normalized[name]), (
             f"{requirement.name}=={normalized[name]} breaks {line}: run make lock"
         )
-    if "explainers" in extras:
+    if "explainers" in extras and not lock_path.endswith("-cpu.lock"):
         # resolved for the image's platform (linux/amd64), not this machine's CPU-only torch
         assert "nvidia-cublas" in normalized and "+cpu" not in normalized["torch"]
+    if lock_path.endswith("-cpu.lock"):
+        assert normalized["torch"].endswith("+cpu") and not any(name.startswith("nvidia-") for name in normalized)
+        cuda = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", (REPO / lock_path.replace("-cpu", "")).read_text(), re.M))
+        differing = {name for name, version in pins.items() if name in cuda and cuda[name] != version}
+        assert differing == {"torch"}, f"{lock_path} pins {differing - {'torch'}} unlike its CUDA lock: run make lock-cpu"
 
 
 def test_every_image_builds_from_a_base_pinned_by_digest_and_installs_only_its_lock() -> None:
-    """A tag can be moved under us; a digest cannot. `make pin-images` moves all of them together."""
+    """A tag can be moved under us; a digest cannot. `make pin-images` moves all of them together. Each build
+    installs its lock's wheels, hash-checked, with no index (images/wheelhouse.py fetched them), then Glassbox's."""
     bases: set[str] = set()
     dockerfiles = sorted(REPO.glob("*/Dockerfile*"))
     assert len(dockerfiles) == 3
     for dockerfile in dockerfiles:
         text = dockerfile.read_text()
-        froms = re.findall(r"^FROM (\S+)", text, re.M)
-        assert froms and all(re.fullmatch(r"[a-z0-9./:-]+@sha256:[0-9a-f]{64}", image) for image in froms), (dockerfile, froms)
-        bases.update(froms)
-        installs = re.findall(r"pip install[^\n]*", text)
-        assert all("--require-hashes -r " in line or "--no-deps --no-build-isolation ." in line for line in installs), installs
-        assert any(f"--require-hashes -r {lock}" in text for lock in IMAGE_LOCKS), dockerfile
+        assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}"], dockerfile
+        defaults = re.findall(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
+        assert len(defaults) == 1 and re.fullmatch(r"[a-z0-9./:-]+@sha256:[0-9a-f]{64}", defaults[0]), (dockerfile, defaults)
+        bases.update(defaults)
+        installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)?", text)
+        assert installs and all("--no-index" in line for line in installs), installs
+        assert all("--require-hashes" in line or "--no-deps /src/build/wheels/glassbox/" in line for line in installs), installs
+        locks = re.findall(r"-r /src/(\S+)", text) + re.findall(r"^ARG LOCK=(\S+)", text, re.M)
+        assert {lock for lock in locks if "$" not in lock} <= set(IMAGE_LOCKS) and locks, (dockerfile, locks)
     assert len(bases) == 1, f"one base image for all three: {bases}"
 
 
