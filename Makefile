@@ -109,6 +109,7 @@ images: ## build the images with buildah (no Docker engine): operator, explainer
 	PYTHON=$(PYTHON_BOOTSTRAP) bash images/build.sh $(IMAGES)
 
 images-test: $(STAMP) cluster-tools images ## run each image as a cluster would (non-root, read-only root) against the local API server and KServe's router
+	$(PY) -m glassbox_testing.kserve_router
 	GLASSBOX_IMAGES_TEST_NETNS=1 unshare -n $(PY) -m pytest -p no:cacheprovider images/tests $(PYTEST_ARGS)
 
 REGISTRY ?=
