@@ -2,6 +2,7 @@
 #   make demo   a model served and explained locally, over real HTTP
 #   make demo-graph   the same model through KServe's InferenceGraph router
 #   make test   lint, unit and end-to-end tests (builds what it needs first)
+#   make images-test   the container images built (buildah, no Docker engine) and run as a cluster runs them
 
 PYTHON_BOOTSTRAP ?= python3
 VENV := .venv
@@ -75,23 +76,20 @@ lock: ## regenerate the images' lock files (every package pinned with hashes, se
 	test -x $(LOCK_UV) || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q "uv>=0.9,<1")
 	$(LOCK_COMPILE) -o operator/requirements.lock
 	$(LOCK_COMPILE) --extra explainers --extra storage -o explainers/requirements-explainer.lock
-	$(LOCK_COMPILE) --extra explainers -o explainers/requirements-predictor.lock
 	$(MAKE) lock-cpu
 
-# The -cpu images: the same pins as the CUDA locks (their other packages as constraints) with PyTorch's
+# The -cpu images: the same pins as the CUDA lock (its other packages as constraints) with PyTorch's
 # CPU-only torch, found where TORCH_CPU_WHEELS points (a folder or an index page of such wheels; by default
 # pip's own find-links, where this machine keeps one). The lock records the wheel's SHA-256.
 TORCH_CPU_WHEELS ?= $(shell $(PYTHON_BOOTSTRAP) -m pip config get global.find-links 2>/dev/null)
 CPU_PINS := build/lock/cuda-pins.txt
-lock-cpu: ## regenerate the -cpu images' locks from the CUDA ones (needs TORCH_CPU_WHEELS)
+lock-cpu: ## regenerate the -cpu images' lock from the CUDA one (needs TORCH_CPU_WHEELS)
 	@test -n "$(TORCH_CPU_WHEELS)" || (echo "lock-cpu: set TORCH_CPU_WHEELS to a folder or index page with torch's CPU wheel" >&2; exit 1)
 	test -x $(LOCK_UV) || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q "uv>=0.9,<1")
 	mkdir -p build/lock && echo 'torch==2.13.0+cpu' > build/lock/torch-cpu.txt
 	grep -E '^[a-z0-9]' explainers/requirements-explainer.lock | sed 's/ \\$$//' | grep -v '^torch==' > $(CPU_PINS)
 	$(LOCK_COMPILE) --find-links $(TORCH_CPU_WHEELS) --override build/lock/torch-cpu.txt -c $(CPU_PINS) \
 		--extra explainers --extra storage -o explainers/requirements-explainer-cpu.lock
-	$(LOCK_COMPILE) --find-links $(TORCH_CPU_WHEELS) --override build/lock/torch-cpu.txt -c $(CPU_PINS) \
-		--extra explainers -o explainers/requirements-predictor-cpu.lock
 
 BASE_IMAGE := python:3.11-slim
 pin-images: ## point every Dockerfile's default BASE_IMAGE at $(BASE_IMAGE)'s current digest (skopeo; needs the registry)
@@ -115,7 +113,7 @@ images-test: $(STAMP) cluster-tools images ## run each image as a cluster would 
 REGISTRY ?=
 push: ## copy the built images to REGISTRY (e.g. make push REGISTRY=registry.example.com/team), then helm install with --set
 	@test -n "$(REGISTRY)" || (echo "push: name the registry and path, e.g. make push REGISTRY=registry.example.com/team" >&2; exit 1)
-	PYTHON=$(PYTHON_BOOTSTRAP) bash images/push.sh $(REGISTRY)
+	bash images/push.sh $(REGISTRY) $(IMAGES)
 
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache

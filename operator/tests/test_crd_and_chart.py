@@ -177,10 +177,8 @@ IMAGE_LOCKS = {
     # lock file: the extras its image installs on top of the project's dependencies
     "operator/requirements.lock": (),
     "explainers/requirements-explainer.lock": ("explainers", "storage"),
-    "explainers/requirements-predictor.lock": ("explainers",),
     # the -cpu images: the same pins with PyTorch's CPU-only torch (`make lock-cpu`)
     "explainers/requirements-explainer-cpu.lock": ("explainers", "storage"),
-    "explainers/requirements-predictor-cpu.lock": ("explainers",),
 }
 
 
@@ -220,22 +218,29 @@ def test_each_image_lock_pins_every_dependency_within_pyproject_with_hashes(lock
 
 def test_every_image_builds_from_a_base_pinned_by_digest_and_installs_only_its_lock() -> None:
     """A tag can be moved under us; a digest cannot. `make pin-images` moves all of them together. Each build
-    installs its lock's wheels, hash-checked, with no index (images/wheelhouse.py fetched them), then Glassbox's."""
+    installs its lock's wheels, hash-checked, with no index (images/wheelhouse.py fetched them), then Glassbox's;
+    the predictor image is the explainer image's environment with its own entrypoint."""
     bases: set[str] = set()
-    dockerfiles = sorted(REPO.glob("*/Dockerfile*"))
-    assert len(dockerfiles) == 3
-    for dockerfile in dockerfiles:
+    for dockerfile in (REPO / "operator" / "Dockerfile", REPO / "explainers" / "Dockerfile.explainer"):
         text = dockerfile.read_text()
         assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}"], dockerfile
         defaults = re.findall(r"^ARG BASE_IMAGE=(\S+)", text, re.M)
         assert len(defaults) == 1 and re.fullmatch(r"[a-z0-9./:-]+@sha256:[0-9a-f]{64}", defaults[0]), (dockerfile, defaults)
         bases.update(defaults)
-        installs = re.findall(r"pip install[^\n]*(?:\\\n[^\n]*)?", text)
-        assert installs and all("--no-index" in line for line in installs), installs
-        assert all("--require-hashes" in line or "--no-deps /src/build/wheels/glassbox/" in line for line in installs), installs
-        locks = re.findall(r"-r /src/(\S+)", text) + re.findall(r"^ARG LOCK=(\S+)", text, re.M)
-        assert {lock for lock in locks if "$" not in lock} <= set(IMAGE_LOCKS) and locks, (dockerfile, locks)
-    assert len(bases) == 1, f"one base image for all three: {bases}"
+        joined = text.replace("\\\n", " ")  # each RUN on one line
+        installs = re.findall(r"pip --python /opt/glassbox/bin/python install[^&\n]*", joined)
+        assert len(installs) == 2 and all("--no-index" in line for line in installs), installs
+        assert "--require-hashes --find-links=/src/$WHEELS -r /src/$LOCK" in installs[0], installs
+        assert "--no-deps /src/build/wheels/glassbox/" in installs[1], installs
+        assert re.findall(r"^ARG LOCK=(\S+)", text, re.M)[0] in IMAGE_LOCKS, dockerfile
+        assert 'test -n "$LOCK_SHA256"' in text, "the packages' layer is cached by the lock's digest"
+        assert 'test -n "$GLASSBOX_SHA256"' in text, "Glassbox's layer is cached by its wheel's digest"
+    assert len(bases) == 1, f"one base image for all: {bases}"
+    predictor = (REPO / "explainers" / "Dockerfile.predictor").read_text()
+    assert re.findall(r"^FROM (\S+)", predictor, re.M) == ["${EXPLAINER_IMAGE}"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert re.findall(r"^ARG EXPLAINER_IMAGE=(\S+)", predictor, re.M) == [values["explainerImage"]]
+    assert "pip" not in predictor
 
 
 def test_method_spec_has_exactly_one_parameter_block_per_method_type() -> None:
