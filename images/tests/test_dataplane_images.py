@@ -147,6 +147,19 @@ def test_every_route_of_the_demos_graph_through_kserves_router(
     assert status == 400 and "monitor" in body["error"], body
 
 
+# What libraries log when they find the root filesystem read-only and fall back (matplotlib rebuilds its font
+# cache at every start then) or fail outright.
+READ_ONLY_SIGNS = ("Read-only file system", "is not a writable directory", "not writable")
+
+
+def test_nothing_tried_to_write_outside_tmp(demo_servers: DemoServers) -> None:
+    """After every request above: the servers kept every file they wrote under /tmp."""
+    for role, container in demo_servers.running.items():
+        log = container.logs(200_000)
+        signs = [sign for sign in READ_ONLY_SIGNS if sign in log]
+        assert not signs, f"the {role} met the read-only root ({signs}); its log ends:\n{log[-3000:]}"
+
+
 def test_sigterm_drains_an_explanation_in_flight_within_the_grace_period(
     demo_servers: DemoServers, demo_files: DemoFiles
 ) -> None:
