@@ -25,9 +25,10 @@ if [ -z "$archive" ]; then
   echo "base-image: no Debian archive in /etc/apt/sources.list{,.d}; add one (apt must reach Debian's packages)" >&2
   exit 1
 fi
-sources=$(mktemp --suffix=.sources)
 work=$(mktemp -d)
-trap 'rm -rf "$sources" "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
+# mmdebstrap keeps the file in the image under its own name: a fixed one keeps two builds identical.
+sources=$work/debian.sources
 {
   printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$archive" "$SUITE" "$SUITE"
   if [ -n "$security" ]; then
@@ -39,7 +40,7 @@ for tool in mmdebstrap podman; do
   command -v "$tool" >/dev/null || { echo "base-image: $tool is missing: sudo apt-get install mmdebstrap podman (or make image-tools)" >&2; exit 1; }
 done
 
-mmdebstrap --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --include=python3,python3-venv,ca-certificates \
+mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --include=python3,python3-venv,ca-certificates \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \

@@ -81,7 +81,7 @@ for name in "${NAMES[@]}"; do
     --entrypoint python "$tag" - "glassbox-$name" "$VERSION" < images/sbom.py > "build/sbom/glassbox-$name.cdx.json"
   echo "$tag: $size, built in $(($(date +%s) - started)) s, bill of materials in build/sbom/glassbox-$name.cdx.json"
 done
-# The images these replaced, once nothing names them (an old predictor held its old explainer; a CUDA
-# image is 6.5 GB).
-for old in "${replaced[@]}"; do podman rmi "$old" >/dev/null 2>&1 || true; done
+# The images these replaced, once nothing names them: newest first, as an old predictor holds its old
+# explainer (a CUDA image is 6.5 GB).
+for ((i = ${#replaced[@]} - 1; i >= 0; i--)); do podman rmi "${replaced[i]}" >/dev/null 2>&1 || true; done
 "$PYTHON" images/licences.py $(for name in "${NAMES[@]}"; do echo "build/sbom/glassbox-$name.cdx.json"; done)
