@@ -72,7 +72,7 @@ LOCK_COMPILE = echo 'setuptools>=68' | $(LOCK_UV) pip compile --quiet --no-confi
 	--python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command "make lock" \
 	$(if $(LOCK_INDEX),--default-index $(LOCK_INDEX)) pyproject.toml -
 
-lock: ## regenerate the images' lock files (every package pinned with hashes, setuptools included to build glassbox itself)
+lock: ## regenerate the images' lock files (every package pinned with hashes, the build backend setuptools too)
 	test -x $(LOCK_UV) || ($(PYTHON_BOOTSTRAP) -m venv .venv-lock && .venv-lock/bin/pip install -q "uv>=0.9,<1")
 	$(LOCK_COMPILE) -o operator/requirements.lock
 	$(LOCK_COMPILE) --extra explainers --extra storage -o explainers/requirements-explainer.lock

@@ -198,7 +198,7 @@ def test_each_image_lock_pins_every_dependency_within_pyproject_with_hashes(lock
     wanted = list(project["project"]["dependencies"]) + [
         line for extra in extras for line in project["project"]["optional-dependencies"][extra]
     ]
-    wanted += project["build-system"]["requires"]  # the image builds glassbox without fetching a build environment
+    wanted += project["build-system"]["requires"]  # the build backend is pinned too
     for line in wanted:
         requirement = Requirement(line)
         name = re.sub(r"[-_.]+", "-", requirement.name).lower()
