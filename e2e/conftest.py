@@ -17,15 +17,13 @@ from kubernetes import client
 
 from glassbox_testing import localcluster
 from glassbox_testing.cluster import (
-    CHART,
     OPERATOR_NAMESPACE,
     RELEASE,
-    REPO,
     SERVICE_ACCOUNT,
     Cluster,
     api_client_for,
+    install_crd_and_chart,
     service_account_kubeconfig,
-    wait_for,
 )
 from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
@@ -67,21 +65,9 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def installed_chart(cluster: Cluster) -> Iterator[None]:
     """The CRD applied as a user would, then the chart installed with helm."""
-    cluster.kubectl("apply", "-f", str(REPO / "crds"))
-    localcluster.wait_established(["explainedmodels.glassbox.dev"], cluster.kubeconfig)
-    # The server publishes the CRD's OpenAPI schema (for kubectl explain and validation) a moment later.
-    wait_for("the ExplainedModel OpenAPI schema", lambda: cluster.kubectl("explain", "xm.spec", check=False).returncode == 0)
-    cluster.helm(
-        "upgrade",
-        "--install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--set",
+    install_crd_and_chart(
+        cluster,
         "replicas=0",  # the test runs the operator itself, with the chart's ServiceAccount
-        "--set",
         "clusterWide=true",  # the tests make a namespace each
     )
     try:

@@ -11,15 +11,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from glassbox_testing.cluster import REPO, Cluster, api_client_for, wait_for
+from glassbox_testing.cluster import GRAPHS, KSERVE, REPO, XM, Cluster, api_client_for, wait_for
+from glassbox_testing.cluster import get_object as get
 from glassbox_testing.operator_process import RunningOperator, start_operator, stop_operator
 
 pytestmark = pytest.mark.e2e
 
 SAMPLES = sorted((REPO / "crds" / "samples").glob("*.yaml"))
-KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
-GRAPHS = ("serving.kserve.io", "v1alpha1", "inferencegraphs")
-XM = ("glassbox.dev", "v1alpha1", "explainedmodels")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -28,15 +26,6 @@ def load(path: Path) -> dict[str, Any]:
 
 def sample(name: str) -> dict[str, Any]:
     return load(REPO / "crds" / "samples" / f"{name}.yaml")
-
-
-def get(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(cluster.objects.get_namespaced_custom_object(*kind[:2], namespace, kind[2], name))
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def condition(body: dict[str, Any] | None, kind: str) -> dict[str, Any]:

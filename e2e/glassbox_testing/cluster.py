@@ -23,6 +23,10 @@ RELEASE = "glassbox-operator"
 SERVICE_ACCOUNT = "glassbox-operator"
 # Bounds for waiting on the operator and the garbage collector.
 CONVERGE_SECONDS = 45
+# (group, version, plural) of the objects the tests read.
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+GRAPHS = ("serving.kserve.io", "v1alpha1", "inferencegraphs")
+XM = ("glassbox.dev", "v1alpha1", "explainedmodels")
 
 
 @dataclass
@@ -87,3 +91,23 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = CONVERGE_SECO
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {json.dumps(last, default=str)[:2000]}")
+
+
+def get_object(cluster: Cluster, kind: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any] | None:
+    """A namespaced custom object, or None when there is none."""
+    try:
+        return dict(cluster.objects.get_namespaced_custom_object(*kind[:2], namespace, kind[2], name))
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def install_crd_and_chart(cluster: Cluster, *values: str) -> None:
+    """The CRD applied as a user would, then the chart installed with helm, `values` each a --set."""
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    localcluster.wait_established(["explainedmodels.glassbox.dev"], cluster.kubeconfig)
+    # The server publishes the CRD's OpenAPI schema (for kubectl explain and validation) a moment later.
+    wait_for("the ExplainedModel OpenAPI schema", lambda: cluster.kubectl("explain", "xm.spec", check=False).returncode == 0)
+    sets = [arg for value in values for arg in ("--set", value)]
+    cluster.helm("upgrade", "--install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace", *sets)

@@ -1,7 +1,8 @@
 """Glassbox's images run with podman as a cluster runs them (`make images-test`).
 
 A container is started from the same container spec a cluster gets (the
-operator's builders for the servers, `helm template` for the operator): its
+operator's builders for the servers, the chart's Deployment as the API server
+holds it for the operator): its
 command, args, env and securityContext become podman's flags. Stricter than the
 specs ask: the root filesystem is always read-only, with /tmp the only writable
 place (a pod's emptyDir), so an image that writes anywhere else fails here.
@@ -17,7 +18,8 @@ import json
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +70,8 @@ class Container:
     name: str
     command: list[str]
     started_at: float
-    ready_seconds: float | None = None
     exit_code: int | None = None
     stopped_in: float | None = None
-    notes: list[str] = field(default_factory=list)
 
     def logs(self, characters: int = 6000) -> str:
         out = subprocess.run([*PODMAN, "logs", self.name], capture_output=True, text=True)
@@ -89,8 +89,7 @@ class Container:
                 raise AssertionError(f"container {self.name} exited before it was ready; its log ends:\n{self.logs()}")
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
-                    self.ready_seconds = time.monotonic() - self.started_at
-                    return self.ready_seconds
+                    return time.monotonic() - self.started_at
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
@@ -113,9 +112,9 @@ def podman_command(
     spec: dict[str, Any],
     image: str,
     name: str,
-    extra_args: list[str] = (),  # type: ignore[assignment]
+    extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
-    mounts: list[tuple[Path, str]] = (),  # type: ignore[assignment]
+    mounts: Sequence[tuple[Path, str]] = (),
 ) -> list[str]:
     """`podman run` for a Kubernetes container spec: its command, args, env and securityContext, the root
     filesystem read-only with a tmpfs /tmp, host network (the test's namespace), read-only bind mounts."""
@@ -135,9 +134,9 @@ def start(
     spec: dict[str, Any],
     image: str,
     role: str,
-    extra_args: list[str] = (),  # type: ignore[assignment]
+    extra_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
-    mounts: list[tuple[Path, str]] = (),  # type: ignore[assignment]
+    mounts: Sequence[tuple[Path, str]] = (),
 ) -> Container:
     user = image_user(image)
     if not user or user.split(":")[0] in ("0", "root"):

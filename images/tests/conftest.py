@@ -132,7 +132,6 @@ class DemoServers:
     predictor_url: str
     explainer_url: str
     detector_url: str
-    specs: dict[str, dict[str, Any]]
     running: dict[str, containers.Container] = field(default_factory=dict)
 
     def stop_all(self) -> None:
@@ -161,13 +160,12 @@ def start_demo_servers(flavour: str, files: DemoFiles) -> DemoServers:
     config = OperatorConfig(explainer_image=explainer_image, predictor_image=predictor_image)
     model = [(files.folder / "model", MODEL_DIR)]
 
-    servers = DemoServers(flavour, name, "", "", "", {})
+    servers = DemoServers(flavour, name, "", "", "")
     try:
         ports = {role: (free_port(), free_port()) for role in ("predictor", "explainer", "detector")}
 
         def run(role: str, spec_: dict[str, Any], image: str, mounts: list[tuple[Path, str]]) -> str:
             http_port, grpc_port = ports[role]
-            servers.specs[role] = spec_
             servers.running[role] = containers.start(
                 spec_, image, f"{flavour}-{role}", [f"--http_port={http_port}", f"--grpc_port={grpc_port}"], mounts=mounts
             )

@@ -23,7 +23,7 @@ from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox_testing.cluster import REPO
 from glassbox_testing.kserve_router import router_or_reason
 
-from .conftest import DemoFiles, DemoServers, record, tag
+from .conftest import FLAVOURS, DemoFiles, DemoServers, record, tag
 
 sys.path.insert(0, str(REPO / "e2e" / "graph"))
 from demo_graph import requests as demo_graph_requests  # noqa: E402
@@ -187,9 +187,7 @@ def test_sigterm_drains_an_explanation_in_flight_within_the_grace_period(
     assert code == 0 and explainer.stopped_in is not None and explainer.stopped_in < grace, (
         f"exit {code} after {explainer.stopped_in:.1f} s of a {grace} s grace period; log:\n{explainer.logs()}"
     )
-    record(
-        tag("explainer", "" if demo_servers.flavour == "cuda" else "-cpu"), sigterm_drained_in_s=round(explainer.stopped_in, 1)
-    )
+    record(tag("explainer", FLAVOURS[demo_servers.flavour]), sigterm_drained_in_s=round(explainer.stopped_in, 1))
     for role in ("predictor", "detector"):
         container = demo_servers.running[role]
         assert container.stop(grace) == 0, f"the {role} exited with {container.exit_code} on SIGTERM:\n{container.logs()}"

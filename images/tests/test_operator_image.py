@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
@@ -13,13 +12,23 @@ from kubernetes import client
 
 from glassbox.local import free_port
 from glassbox_testing import containers, localcluster
-from glassbox_testing.cluster import CHART, OPERATOR_NAMESPACE, RELEASE, REPO, SERVICE_ACCOUNT, Cluster, api_client_for, wait_for
+from glassbox_testing.cluster import (
+    GRAPHS,
+    KSERVE,
+    OPERATOR_NAMESPACE,
+    RELEASE,
+    REPO,
+    SERVICE_ACCOUNT,
+    XM,
+    Cluster,
+    api_client_for,
+    install_crd_and_chart,
+    wait_for,
+)
+from glassbox_testing.cluster import get_object as get
 
 from .conftest import record, require_image, tag
 
-KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
-GRAPHS = ("serving.kserve.io", "v1alpha1", "inferencegraphs")
-XM = ("glassbox.dev", "v1alpha1", "explainedmodels")
 # Where the kubelet puts a pod's ServiceAccount credentials.
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -44,19 +53,7 @@ def operator_container(
     api, local = cluster
     image = require_image(tag("operator"))
     require_image(tag("explainer"))
-    api.kubectl("apply", "-f", str(REPO / "crds"))
-    localcluster.wait_established(["explainedmodels.glassbox.dev"], api.kubeconfig)
-    api.helm(
-        "upgrade",
-        "--install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--set",
-        "clusterWide=true",
-    )
+    install_crd_and_chart(api, "clusterWide=true")
     deployment = client.AppsV1Api(api.api).read_namespaced_deployment(RELEASE, OPERATOR_NAMESPACE)
     pod = api.api.sanitize_for_serialization(deployment.spec.template.spec)
     spec = dict(pod["containers"][0])
@@ -96,15 +93,6 @@ def operator_container(
     finally:
         print(f"--- operator log\n{running.logs()}")
         running.remove()
-
-
-def get(api: Cluster, kind: tuple[str, str, str], namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return dict(api.objects.get_namespaced_custom_object(*kind[:2], namespace, kind[2], name))
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def report_address(api: Cluster, namespace: str, name: str) -> None:
