@@ -24,12 +24,7 @@ def tabular(tabular_folder: Path) -> Iterator[tuple[LocalDeployment, FaultProxy]
     deployment = LocalDeployment(
         tabular_folder / "synthetic.yaml",
         log_dir=tabular_folder / "logs",
-        # Eight explanations at once in the concurrency tests: four computed, four waiting.
-        extra_explainer_args=[
-            "--predictor_request_timeout_seconds=2",
-            "--predictor_request_retries=2",
-            "--max_waiting_explanations=4",
-        ],
+        extra_explainer_args=["--predictor_request_timeout_seconds=2", "--predictor_request_retries=2"],
     )
     proxy: FaultProxy | None = None
     try:

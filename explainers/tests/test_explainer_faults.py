@@ -9,6 +9,7 @@ a refusal that does not wait); `make reliability` reports the measured figures.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -120,6 +121,50 @@ async def test_past_every_worker_and_the_waiting_room_a_request_is_refused_at_on
     finally:
         proxy.mode, proxy.delay = "pass", 5.0
     assert (await timed(model, "shap"))[0] == 200  # room again
+
+
+async def test_one_that_would_finish_past_its_deadline_is_refused_at_once_with_when_to_come_back(
+    tabular: Tabular, proxy: FaultProxy, stopped_after: list[ExplainerModel]
+) -> None:
+    """One worker, a predictor that takes 1 s a call (shap makes two), a 5 s deadline: with one running, the
+    next waits (about 4 s to its answer); the one after would end past its deadline and is refused at once,
+    told to come back when it would fit."""
+    model = in_process_explainer(tabular, timeout_seconds=5.0, workers=1, max_waiting=8)
+    stopped_after.append(model)
+    proxy.mode, proxy.delay = "slow", 1.0
+    try:
+        assert (await timed(model, "shap"))[0] == 200  # timed: the pool now knows what shap takes
+        recent = model.pool.recent_seconds("shap")
+        assert recent is not None and 2.0 <= recent < 2.5, recent
+        admitted = [asyncio.create_task(timed(model, "shap")) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        began = time.monotonic()
+        with pytest.raises(HTTPException) as refused:
+            await model.explain({"instances": [ROW], "method": "shap"})
+        assert time.monotonic() - began < 0.5  # refused without waiting
+        assert refused.value.status_code == 503
+        assert "past its deadline of 5 s" in str(refused.value.detail), refused.value.detail
+        # Three explanations on one worker, at the time shap took, end this far past the 5 s deadline.
+        retry_after = int((refused.value.headers or {})["Retry-After"])
+        assert abs(retry_after - math.ceil(3 * recent - 5.0)) <= 1, (refused.value.headers, recent)
+        assert [status for status, _, _ in await asyncio.gather(*admitted)] == [200, 200]
+    finally:
+        proxy.mode, proxy.delay = "pass", 5.0
+
+
+def test_a_burst_of_24_explanations_is_answered_whole_with_default_settings(tabular: Tabular) -> None:
+    """`glassbox up`'s explainer (four workers) and 24 AnchorTabular requests at once: every one answered."""
+    deployment = tabular[0]
+    url = deployment.urls()["explain"]
+    rows = [[round(0.04 * i, 2), 0.2, 0.5, 0.7, 0.1] for i in range(24)]  # 24 different inputs: no answer is reused
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await asyncio.gather(*(client.post(url, json={"instances": [row], "method": "anchors"}) for row in rows))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 24, [pretty(r) for r in responses if r.status_code != 200][:2]
+    assert all(r.json()["method"] == "anchors" for r in responses)
 
 
 def wait_for(check: Any, seconds: float) -> Any:

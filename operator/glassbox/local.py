@@ -137,7 +137,9 @@ class LocalDeployment:
         self.base = self.manifest.resolve().parent
         self.log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix=f"glassbox-{self.name}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.parent = Parent(self.name, "local", "local")
+        # Processes on loopback, with nothing in front that buffers a burst (no Knative activator or
+        # queue-proxy): the servers are what KServe's RawDeployment mode would run.
+        self.parent = Parent(self.name, "local", "local", deployment_mode="RawDeployment")
         self.predictor_isvc = build_predictor_isvc(self.parent, self.spec, OperatorConfig())
         self.model_name = self.spec.predictor.inference_service_name or self.name
         # KServe calls a model without protocolVersion with v1.

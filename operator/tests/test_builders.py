@@ -438,3 +438,78 @@ def test_the_gated_route_waits_for_the_detectors_address_and_a_detector_with_two
     budgets = build_disruption_budgets(parent, spec, "policy/v1")
     assert [b["metadata"]["name"] for b in budgets] == ["tumour-triage-detector"]  # minReplicas 2; the others have 1
     assert budgets[0]["spec"]["selector"]["matchLabels"]["serving.kserve.io/inferenceservice"] == "tumour-triage-detector"
+
+
+def _flag(container: dict[str, Any], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in container["args"] if a.startswith(f"--{name}="))
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_each_sample_tells_knative_what_its_explainer_and_detector_hold(path: Path) -> None:
+    """Serverless: containerConcurrency is what the server admits (workers + waiting), the target its workers."""
+    children = {
+        (c["kind"], c["metadata"]["labels"]["app.kubernetes.io/component"]): c
+        for c in children_of(yaml.safe_load(path.read_text()))
+    }
+    explainer = children[("InferenceService", "explainer")]["spec"]["predictor"]
+    container = explainer["containers"][0]
+    workers, waiting = int(_flag(container, "explain_workers")), int(_flag(container, "max_waiting_explanations"))
+    assert explainer["containerConcurrency"] == workers + waiting
+    detector = children.get(("InferenceService", "detector"))
+    components = [explainer] if detector is None else [explainer, detector["spec"]["predictor"]]
+    for component in components:
+        assert component["containerConcurrency"] >= int(
+            _flag(component["containers"][0], "explain_workers" if component is explainer else "detector_workers")
+        )
+        if component["scaleMetric"] == "concurrency":  # a target in requests in flight, which the limit caps
+            assert 1 <= component["scaleTarget"] <= component["containerConcurrency"]
+        else:  # rps: the user's own target, kept
+            assert "scaleTarget" in component
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_under_raw_deployment_each_sample_scales_on_a_cpu_target_one_busy_core_reaches(path: Path) -> None:
+    manifest = yaml.safe_load(path.read_text())
+    spec = ExplainedModelSpec.model_validate(manifest["spec"])
+    parent = Parent(manifest["metadata"]["name"], "ml", "u", deployment_mode="RawDeployment")
+    target = predict_target(reported("p", "ml"), protocol_override=spec.predictor.protocol)
+    explainer = build_explainer_isvc(parent, spec, target, CONFIG)["spec"]["predictor"]
+    assert "containerConcurrency" not in explainer  # no queue-proxy to enforce it
+    if "scaleMetric" not in manifest["spec"]["explainer"].get("autoscaling", {}):
+        assert explainer["scaleMetric"] == "cpu"  # what KServe's HPA reads
+        assert 10 <= explainer["scaleTarget"] <= 80
+    # Nothing in front buffers a burst: the explainer holds a waiting room of its own.
+    assert int(_flag(explainer["containers"][0], "max_waiting_explanations")) >= 32 or "capacity" in manifest["spec"]["explainer"]
+
+
+def test_derived_scaling_follows_capacity_and_what_the_user_set(credit_risk: dict[str, Any]) -> None:
+    spec = credit_risk["spec"]
+    spec["explainer"]["autoscaling"] = {"maxReplicas": 10}
+
+    def explainer_of(raw: bool = False) -> dict[str, Any]:
+        parent = Parent("credit-risk", "ml", "u", deployment_mode="RawDeployment" if raw else None)
+        built = ExplainedModelSpec.model_validate(spec)
+        target = predictor_target_of_own(parent, built, reported("credit-risk-predictor", "ml"))
+        assert target is not None
+        return build_explainer_isvc(parent, built, target, CONFIG)["spec"]["predictor"]
+
+    derived = explainer_of()
+    assert (derived["containerConcurrency"], derived["scaleTarget"]) == (8, 4)
+    spec["explainer"]["capacity"] = {"workers": 2, "maxWaiting": 6}
+    assert (explainer_of()["containerConcurrency"], explainer_of()["scaleTarget"]) == (8, 2)
+    # A hard limit the user sets leaves the rest of it to wait.
+    spec["explainer"]["capacity"] = {"workers": 2}
+    spec["explainer"]["autoscaling"] = {"containerConcurrency": 12, "scaleTarget": 3}
+    chosen = explainer_of()
+    assert (chosen["containerConcurrency"], chosen["scaleTarget"]) == (12, 3)
+    assert _flag(chosen["containers"][0], "max_waiting_explanations") == "10"
+    # RawDeployment: an HPA on CPU, the target one busy core reaches on the request.
+    spec["explainer"]["autoscaling"] = {}
+    spec["explainer"]["resources"] = {"cpuRequest": "2", "memoryRequest": "4Gi"}
+    raw = explainer_of(raw=True)
+    assert (raw["scaleMetric"], raw["scaleTarget"]) == ("cpu", 35)
+    spec["explainer"]["resources"] = {"cpuRequest": "500m", "memoryRequest": "4Gi", "cpuLimit": "1"}
+    assert explainer_of(raw=True)["scaleTarget"] == 80  # one core on a half-core request: 140% reachable, capped
+    # A metric the user chose is theirs (KEDA reads concurrency, for one).
+    spec["explainer"]["autoscaling"] = {"scaleMetric": "concurrency"}
+    assert explainer_of(raw=True)["scaleMetric"] == "concurrency"

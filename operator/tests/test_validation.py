@@ -181,6 +181,32 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
         "CSV or Parquet",
     ),
     (
+        "a concurrency target above the hard limit",
+        _set(["explainer", "autoscaling"], {"scaleTarget": 10, "containerConcurrency": 8}),
+        "spec.explainer.autoscaling.scaleTarget",
+        "set scaleTarget to 8 or less",
+    ),
+    (
+        "a hard limit below the workers",
+        _set(["explainer", "autoscaling"], {"containerConcurrency": 2}),
+        "spec.explainer.autoscaling.containerConcurrency",
+        "below capacity.workers 4",
+    ),
+    (
+        "a hard limit above what a replica holds",
+        lambda spec: spec["explainer"].update(
+            {"autoscaling": {"containerConcurrency": 20}, "capacity": {"workers": 2, "maxWaiting": 2}}
+        ),
+        "spec.explainer.autoscaling.containerConcurrency",
+        "workers 2 + maxWaiting 2 = 4",
+    ),
+    (
+        "a detector's concurrency target above its hard limit",
+        _set(["detector"], {"autoscaling": {"scaleTarget": 5, "containerConcurrency": 4}}),
+        "spec.detector.autoscaling.scaleTarget",
+        "above containerConcurrency 4",
+    ),
+    (
         "a detector's ServiceAccount must be a name",
         _set(["detector"], {"serviceAccountName": "BAD NAME"}),
         "spec.detector.serviceAccountName",

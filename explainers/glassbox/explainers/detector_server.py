@@ -25,8 +25,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import kserve
 import numpy as np
@@ -45,6 +47,9 @@ from glassbox.explainers.reference_data import load_reference, load_reference_te
 from glassbox.explainers.serving import read_command_line, serve, server_parser, settings_from_json
 
 log = logging.getLogger("glassbox.explainers.detector_server")
+# The defaults of the server's flags, for a detector built without a command line (in tests).
+DEFAULTS = DetectorServerArgs(model_name="defaults")
+Answer = TypeVar("Answer")
 
 # A detection request carries what a prediction request does, short of a perturbation set.
 REQUEST_LIMITS = Limits(max_instances=10_000, max_elements=16_000_000)
@@ -68,11 +73,17 @@ TARGET_RATE = Gauge(
 
 
 class OutlierDetector(kserve.Model):  # type: ignore[misc]
-    def __init__(self, name: str, fit: DetectorFit, data_dir: Path | None = None):
+    def __init__(self, name: str, fit: DetectorFit, data_dir: Path | None = None, workers: int = DEFAULTS.detector_workers):
         super().__init__(name)
         self.fit = fit
         self.data_dir = data_dir
         self.detector: NearestNeighborsDetector | None = None
+        # Requests judged at once (spec.detector.capacity.workers); the others wait their turn on the loop.
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
+
+    async def off_loop(self, work: Callable[..., Answer], *args: Any) -> Answer:
+        """`work(*args)` on one of the detector's workers, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
 
     def load(self) -> bool:
         if self.detector is None:
@@ -140,7 +151,7 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             picture = self._picture_asked(payload)
             # Off the event loop: 10,000 rows against a large reference set take a while, and the
             # requests beside this one (and the readiness probe) must not wait for them.
-            verdicts = await asyncio.to_thread(self.judge, request)
+            verdicts = await self.off_loop(self.judge, request)
         except InputError as error:
             raise http_error(error.status, str(error)) from None
         quantiles = self.detector.reference_quantile(verdicts.scores)
@@ -153,7 +164,7 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
                 InferOutput(name="reference_quantile", shape=[count], datatype="FP64", data=quantiles.tolist()),
             ]
             if picture:
-                png = await asyncio.to_thread(self._picture, verdicts)
+                png = await self.off_loop(self._picture, verdicts)
                 outputs.append(InferOutput(name="picture", shape=[1], datatype="BYTES", data=[png]))
             request_id = payload.id if isinstance(payload, InferRequest) else None
             return InferResponse(
@@ -171,7 +182,7 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             ]
         }
         if picture:
-            answer["picture"] = {"content_type": "image/png", "base64": await asyncio.to_thread(self._picture, verdicts)}
+            answer["picture"] = {"content_type": "image/png", "base64": await self.off_loop(self._picture, verdicts)}
         return answer
 
     @staticmethod
@@ -244,7 +255,7 @@ def gate_route(model: OutlierDetector) -> Any:
                 status_code=400, content={"error": f"the body is not JSON ({error}); send a JSON object with 'instances'"}
             )
         try:
-            return JSONResponse(content=await asyncio.to_thread(model.narrow_to_outliers, body))
+            return JSONResponse(content=await model.off_loop(model.narrow_to_outliers, body))
         except InputError as error:
             return JSONResponse(status_code=error.status, content={"error": str(error)})
 
@@ -277,7 +288,7 @@ def main() -> None:
     if not fit_json:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
     fit = settings_from_json(DetectorFit, fit_json, DETECTOR_FIT_ENV)
-    model = OutlierDetector(args.model_name, fit, args.data_dir)
+    model = OutlierDetector(args.model_name, fit, args.data_dir, workers=args.detector_workers)
     try:
         model.load()
     except DetectorFitError as error:

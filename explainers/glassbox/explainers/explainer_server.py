@@ -201,7 +201,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 metrics.PREDICTOR_ROWS.labels(self.name, method.name).observe(usage.rows)
 
         try:
-            return await self.pool.run(work, deadline)
+            return await self.pool.run(work, deadline, method.name)
         except PastDeadline as error:
             raise self._past_deadline(method, error.cause) from None
 

@@ -12,6 +12,6 @@ def http_error(status: int, message: str, headers: dict[str, str] | None = None)
     return HTTPException(status_code=status, detail=message, headers=headers)
 
 
-def overloaded(message: str) -> HTTPException:
+def overloaded(message: str, retry_after_seconds: int = RETRY_AFTER_SECONDS) -> HTTPException:
     """503 with Retry-After: the server is full now, the request is fine; a client (or KServe's router) may retry."""
-    return http_error(503, f"{message}; retry after {RETRY_AFTER_SECONDS} s", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return http_error(503, f"{message}; retry after {retry_after_seconds} s", {"Retry-After": str(retry_after_seconds)})

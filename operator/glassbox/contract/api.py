@@ -17,7 +17,15 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from glassbox.contract.server_args import DetectorServerArgs, ExplainerServerArgs, PredictorServerArgs, ServerArgs
+from glassbox.contract.server_args import (
+    DETECTOR_WORKERS,
+    EXPLAIN_WORKERS,
+    MAX_WAITING_EXPLANATIONS,
+    DetectorServerArgs,
+    ExplainerServerArgs,
+    PredictorServerArgs,
+    ServerArgs,
+)
 
 GROUP = "glassbox.dev"
 VERSION = "v1alpha1"
@@ -34,6 +42,9 @@ MAX_REPLICAS = 1000
 MAX_GPUS = 16
 MAX_NSAMPLES = 1_000_000
 MAX_TIMEOUT_SECONDS = 3600
+# Knative's most containerConcurrency (config-defaults container-concurrency-max-limit).
+MAX_CONTAINER_CONCURRENCY = 1000
+MAX_WORKERS = 64
 # Where artifacts and data may come from: local paths and the schemes KServe's storage reads (kserve
 # python/storage/kserve_storage/kserve_storage.py; Azure is https://). Anything else (ftp://, gopher://,
 # dict://, ...) is refused before a byte is fetched.
@@ -122,7 +133,36 @@ class Autoscaling(ApiModel):
         ScaleMetric.concurrency, description="Metric KServe's autoscaler targets: concurrency, rps, cpu or memory."
     )
     scale_target: int | None = Field(
-        None, ge=1, description="Target value of the metric per replica (requests in flight, requests per second, or percent)."
+        None,
+        ge=1,
+        description="Target value of the metric per replica (requests in flight, requests per second, or percent). For the "
+        "explainer and detector under concurrency, their capacity's workers when omitted; under RawDeployment, a CPU "
+        "percent one busy core reaches.",
+    )
+    container_concurrency: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_CONTAINER_CONCURRENCY,
+        description="Knative's hard limit of requests in flight per replica (0: none); past it Knative's activator and "
+        "queue-proxy hold requests until a replica has room. For the explainer and detector, their capacity's workers plus "
+        "maxWaiting when omitted. KServe's Serverless mode only.",
+    )
+
+
+class Capacity(ApiModel):
+    """What one replica computes at once and holds waiting. The autoscaler is told it: workers plus maxWaiting
+    is the replica's containerConcurrency, workers its concurrency target, so Knative buffers a burst and adds
+    replicas before any replica refuses one."""
+
+    workers: int = Field(EXPLAIN_WORKERS, ge=1, le=MAX_WORKERS, description="Requests one replica computes at once.")
+    max_waiting: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_CONTAINER_CONCURRENCY,
+        description="Requests one replica holds waiting for a worker, each only while its deadline allows. When omitted: "
+        "containerConcurrency less workers when that is set; otherwise as many as workers under Knative (Serverless), "
+        f"whose activator buffers the rest of a burst while replicas are added, and {MAX_WAITING_EXPLANATIONS} under "
+        "RawDeployment, where nothing in front of a replica buffers.",
     )
 
 
@@ -515,6 +555,10 @@ class ExplainerSpec(ExplainerFit):
     gpus: int = Field(0, ge=0, le=MAX_GPUS, description="NVIDIA GPUs per explainer replica, for white-box methods.")
     resources: ComputeResources = Field(default_factory=ComputeResources, description="CPU and memory per replica.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the explainer.")
+    capacity: Capacity = Field(
+        default_factory=Capacity,
+        description="Explanations one replica computes at once and holds waiting: its containerConcurrency and scale target.",
+    )
     timeout_seconds: int = Field(
         60,
         ge=1,
@@ -589,6 +633,11 @@ class DetectorSpec(DetectorFit):
         description="CPU and memory per replica.",
     )
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replicas and autoscaling of the detector.")
+    capacity: Capacity = Field(
+        default_factory=lambda: Capacity(workers=DETECTOR_WORKERS),
+        description=f"Requests one replica judges at once ({DETECTOR_WORKERS} when omitted) and holds waiting: its "
+        "containerConcurrency and scale target.",
+    )
     max_body_bytes: int | None = Field(
         None,
         ge=1024,

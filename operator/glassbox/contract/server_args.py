@@ -35,6 +35,15 @@ MAX_REQUEST_ROWS = 262_144
 # Most bytes one explanation's memo of scored rows may hold (float32 rows of 224x224x3 images: about 440).
 MEMO_MAX_BYTES = 256 * 1024 * 1024
 Device = Literal["auto", "cuda", "cpu"]
+# Explanations one explainer computes at once, on threads (alibi's searches hold the GIL between predictor calls:
+# more threads overlap their calls, not their computing).
+EXPLAIN_WORKERS = 4
+# Most explanations one explainer holds waiting for a worker when nothing in front of it buffers (local mode,
+# RawDeployment): a burst of 24 at 0.5 s each waits about 3 s on four workers. A request waits only while its
+# deadline allows; each holds its body (at most --max_body_bytes) while it waits.
+MAX_WAITING_EXPLANATIONS = 32
+# The detector judges a request in milliseconds, mostly in numpy: two threads keep one core busy.
+DETECTOR_WORKERS = 2
 
 
 def _render(value: Any) -> str:
@@ -130,11 +139,12 @@ class ExplainerServerArgs(ServerArgs):
     explainer_spec: str | None = Field(None, description=f"ExplainerFit JSON (default: ${EXPLAINER_SPEC_ENV})")
     data_dir: Path | None = Field(None, description="folder that relative reference-data paths are read from")
     device: Device = Field("auto", description="where white-box methods run")
-    explain_workers: int = Field(4, ge=1, description="explanations computed at once")
+    explain_workers: int = Field(EXPLAIN_WORKERS, ge=1, description="explanations computed at once")
     max_waiting_explanations: int = Field(
-        0,
+        MAX_WAITING_EXPLANATIONS,
         ge=0,
-        description="explanations admitted to wait for a worker beyond those being computed; past it, 503 with Retry-After",
+        description="most explanations waiting for a worker; a request waits only while those ahead of it leave it "
+        "time to finish by its deadline, and is refused otherwise (503 with Retry-After)",
     )
     memo_max_bytes: int = Field(MEMO_MAX_BYTES, ge=0, description="most bytes one explanation's memo of scored rows may hold")
     predictor_request_retries: int = Field(
@@ -155,3 +165,6 @@ class DetectorServerArgs(ServerArgs):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body (then 413)")
     detector_fit: str | None = Field(None, description=f"DetectorFit JSON (default: ${DETECTOR_FIT_ENV})")
     data_dir: Path | None = Field(None, description="folder that relative reference-data paths are read from")
+    detector_workers: int = Field(
+        DETECTOR_WORKERS, ge=1, description="requests judged at once, on threads (the rest wait their turn)"
+    )

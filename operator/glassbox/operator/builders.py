@@ -33,6 +33,7 @@ from glassbox.contract.wire import (
     STORAGE_URI_ENV,
     UNKNOWN_ROUTE_PATH,
 )
+from glassbox.operator.capacity import Scaling, scaling_of
 from glassbox.operator.kserve_addressing import PROTOCOL_ENV, PredictTarget, address_url, explain_path, may_scale_to_zero
 
 KSERVE_GROUP = "serving.kserve.io"
@@ -234,15 +235,17 @@ def build_resources(resources: ComputeResources, gpus: int) -> dict[str, Any]:
     }
 
 
-def _component_scaling(autoscaling: Autoscaling) -> dict[str, Any]:
-    scaling: dict[str, Any] = {
+def _component_scaling(scaling: Scaling, autoscaling: Autoscaling) -> dict[str, Any]:
+    fields: dict[str, Any] = {
         "minReplicas": autoscaling.min_replicas,
         "maxReplicas": autoscaling.max_replicas,
-        "scaleMetric": autoscaling.scale_metric.value,
+        "scaleMetric": scaling.metric.value,
     }
-    if autoscaling.scale_target is not None:
-        scaling["scaleTarget"] = autoscaling.scale_target
-    return scaling
+    if scaling.target is not None:
+        fields["scaleTarget"] = scaling.target
+    if scaling.container_concurrency is not None:
+        fields["containerConcurrency"] = scaling.container_concurrency
+    return fields
 
 
 def _placement(
@@ -268,8 +271,9 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
         return None
     name = predictor_name(parent.name, spec)
     resources = build_resources(predictor.resources, predictor.gpus)
+    scaling = scaling_of(predictor.autoscaling, None, predictor.resources, parent.raw_deployment)
     component: dict[str, Any] = {
-        **_component_scaling(predictor.autoscaling),
+        **_component_scaling(scaling, predictor.autoscaling),
         **_placement(predictor.node_selector, predictor.tolerations, predictor.service_account_name),
     }
     protocol = predictor.protocol_to_deploy
@@ -338,6 +342,7 @@ def build_explainer_isvc(
     It serves the predictor's model name, so its paths mirror the predictor's, and
     calls the predictor where KServe says it answers (`target`)."""
     explainer = spec.explainer
+    scaling = scaling_of(explainer.autoscaling, explainer.capacity, explainer.resources, parent.raw_deployment)
     flags: dict[str, Any] = {
         "model_name": target.model_name,
         "predictor_host": target.host,
@@ -346,6 +351,9 @@ def build_explainer_isvc(
         # One perturbation call should take seconds, not kserve's default of ten minutes.
         "predictor_request_timeout_seconds": min(30, explainer.timeout_seconds),
         "max_body_bytes": explainer.max_body_bytes,
+        # What the autoscaler is told this replica holds (containerConcurrency) is what it admits.
+        "explain_workers": explainer.capacity.workers,
+        "max_waiting_explanations": scaling.max_waiting,
     }
     if target.uses_tls:
         flags["predictor_use_ssl"] = True
@@ -370,7 +378,7 @@ def build_explainer_isvc(
         flags["model_sha256"] = explainer.model_storage_sha256 if explainer.model_storage_uri else spec.predictor.storage_sha256
     args = ExplainerServerArgs.of(**flags).to_args()
     component: dict[str, Any] = {
-        **_component_scaling(explainer.autoscaling),
+        **_component_scaling(scaling, explainer.autoscaling),
         **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),
         # KServe's request timeout for the component: past the explainer's own deadline, so its JSON 504 comes first.
         "timeout": explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS,
@@ -398,7 +406,10 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
     if detector is None:
         return None
     name = detector_name(parent.name)
-    args = DetectorServerArgs.of(model_name=name, max_body_bytes=detector.max_body_bytes).to_args()
+    scaling = scaling_of(detector.autoscaling, detector.capacity, detector.resources, parent.raw_deployment)
+    args = DetectorServerArgs.of(
+        model_name=name, max_body_bytes=detector.max_body_bytes, detector_workers=detector.capacity.workers
+    ).to_args()
     fit = detector.fit_settings(spec.explainer.reference_data)
     env = [
         {"name": PROTOCOL_ENV, "value": "v2"},
@@ -409,7 +420,7 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
         "command": DETECTOR_COMMAND,
     }
     component: dict[str, Any] = {
-        **_component_scaling(detector.autoscaling),
+        **_component_scaling(scaling, detector.autoscaling),
         **_placement(detector.node_selector, detector.tolerations, detector.service_account_name),
         "containers": [container],
     }

@@ -22,6 +22,7 @@ from glassbox.contract.api import (
     METHODS_NEEDING_REFERENCE_DATA,
     PARAMETER_FIELD_OF,
     Autoscaling,
+    Capacity,
     ComputeResources,
     DataFormat,
     DetectorSpec,
@@ -178,7 +179,7 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 )
             )
     explainer = spec.explainer
-    problems.extend(_autoscaling_problems("spec.explainer.autoscaling", explainer.autoscaling))
+    problems.extend(_autoscaling_problems("spec.explainer.autoscaling", explainer.autoscaling, explainer.capacity))
     problems.extend(_resource_problems("spec.explainer.resources", explainer.resources))
 
     seen_names: dict[str, int] = {}
@@ -325,7 +326,7 @@ def _detector_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "raise maxRows or calibrationFraction, or the falsePositiveRate",
             )
         )
-    problems.extend(_autoscaling_problems("spec.detector.autoscaling", detector.autoscaling))
+    problems.extend(_autoscaling_problems("spec.detector.autoscaling", detector.autoscaling, detector.capacity))
     problems.extend(_resource_problems("spec.detector.resources", detector.resources))
     return problems
 
@@ -352,8 +353,39 @@ def _storage_scheme_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
     return problems
 
 
-def _autoscaling_problems(path: str, autoscaling: Autoscaling) -> list[SpecProblem]:
+def _autoscaling_problems(path: str, autoscaling: Autoscaling, capacity: Capacity | None = None) -> list[SpecProblem]:
     problems = []
+    limit = autoscaling.container_concurrency
+    target = autoscaling.scale_target
+    if limit and target is not None and autoscaling.scale_metric is ScaleMetric.concurrency and target > limit:
+        problems.append(
+            SpecProblem(
+                f"{path}.scaleTarget",
+                f"is {target} requests in flight per replica, above containerConcurrency {limit}, the most a replica "
+                f"takes: Knative would never see a replica that busy and never add one; set scaleTarget to {limit} or less",
+            )
+        )
+    capacity_path = path.removesuffix(".autoscaling") + ".capacity"
+    if capacity is not None and limit:
+        if limit < capacity.workers:
+            problems.append(
+                SpecProblem(
+                    f"{path}.containerConcurrency",
+                    f"is {limit}, below capacity.workers {capacity.workers}: {capacity.workers - limit} of each replica's "
+                    f"workers would never have work; raise containerConcurrency to at least {capacity.workers} or lower "
+                    "capacity.workers",
+                )
+            )
+        elif capacity.max_waiting is not None and limit > capacity.workers + capacity.max_waiting:
+            holds = capacity.workers + capacity.max_waiting
+            problems.append(
+                SpecProblem(
+                    f"{path}.containerConcurrency",
+                    f"is {limit}, more than a replica holds ({capacity_path}: workers {capacity.workers} + maxWaiting "
+                    f"{capacity.max_waiting} = {holds}): Knative would send it requests it refuses instead of buffering "
+                    f"them; set containerConcurrency to {holds}, or leave it out and it is derived",
+                )
+            )
     if autoscaling.max_replicas < autoscaling.min_replicas:
         problems.append(
             SpecProblem(
