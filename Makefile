@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: lock lock-cpu image-tools base-image images images-test push pin-images format help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability images clean
+.PHONY: lock lock-cpu image-tools base-image images images-test push pin-images format help venv cluster-tools cluster-up cluster-down crds lint unit e2e test demo demo-graph demo-cluster bench reliability scale images clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -117,6 +117,9 @@ push: ## copy the built images to REGISTRY (e.g. make push REGISTRY=registry.exa
 
 clean: cluster-down
 	rm -rf $(VENV) .glassbox .pytest_cache .mypy_cache .ruff_cache
+
+scale: $(STAMP) ## explainer replicas behind a stand-in for Knative (activator, autoscaler): a burst and two ramps, before #25 and now; writes bench/results/scale.*
+	$(PY) bench/scale.py $(SCALE_ARGS)
 
 reliability: $(STAMP) ## the data plane under hostile input, overload, a dripping predictor and SIGTERM, against the targets; writes bench/results/reliability.*
 	$(PY) bench/reliability.py $(RELIABILITY_ARGS)

@@ -70,3 +70,12 @@ def test_a_full_waiting_room_says_when_its_first_one_will_have_started() -> None
         workers=2, max_waiting=1, running=[(3.0, 0.5), (8.0, 0.0)], waiting=[1.0], own_seconds=1.0, seconds_to_deadline=60
     )
     assert isinstance(full, Refused) and full.retry_after_seconds == 3  # the first worker frees at 2.5 s
+
+
+def test_one_that_finds_a_worker_free_runs_even_when_its_method_has_been_running_into_its_deadline() -> None:
+    """Only running refreshes a method's recent time: refusing it here would refuse it for good."""
+    assert decide(
+        workers=2, max_waiting=8, running=[(3.0, 2.0)], waiting=[], own_seconds=3.0, seconds_to_deadline=3.0
+    ) == Admitted(3.0)
+    waits = decide(workers=1, max_waiting=8, running=[(3.0, 2.0)], waiting=[], own_seconds=3.0, seconds_to_deadline=3.0)
+    assert isinstance(waits, Refused) and waits.retry_after_seconds == 1  # 1 s ahead of it, then 3 s: 1 s past

@@ -216,7 +216,8 @@ def test_timeouts_let_the_explainers_own_504_arrive_first(credit_risk: dict[str,
     component_timeout = explainer["spec"]["predictor"]["timeout"]
     timeouts = graph["spec"]["routerTimeouts"]
     assert 300 < component_timeout == 300 + TIMEOUT_MARGIN_SECONDS
-    assert timeouts["serviceClient"] >= component_timeout
+    # Knative answers (the explainer's 504, or its own past the revision's timeout) before the router gives up.
+    assert timeouts["serviceClient"] > component_timeout
     assert timeouts["serverWrite"] > timeouts["serviceClient"]
 
 

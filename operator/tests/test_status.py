@@ -139,6 +139,16 @@ def test_what_kserves_raw_deployment_mode_cannot_do_is_named(credit_risk: dict[s
     ]
     assert raw_state["status"] == "False"
     assert raw_state["message"].startswith("spec.predictor.autoscaling.scaleMetric: concurrency needs KServe's Serverless mode")
+    assert "annotate the ExplainedModel" not in raw_state["message"]  # the sample chose concurrency itself
+    # An explainer left at the default metric: the default went to a cluster whose mode the object does not say.
+    credit_risk["spec"]["explainer"]["autoscaling"] = {"maxReplicas": 10}
+    unsaid = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    hint = conditions(compute_status(observation(unsaid, serverless, raw, None), None, "credit-risk", "t0"))
+    assert "annotate the ExplainedModel serving.kserve.io/deploymentMode: RawDeployment" in hint["ScalingAsSpecified"]["message"]
+    # Annotated, the explainer was given a CPU target: nothing to say of it.
+    derived = {**raw, "spec": {"predictor": {"scaleMetric": "cpu", "scaleTarget": 70}}}
+    quiet = conditions(compute_status(observation(unsaid, serverless, derived, None), None, "credit-risk", "t0"))
+    assert quiet["ScalingAsSpecified"]["status"] == "True", quiet["ScalingAsSpecified"]
     refused = {
         "status": {
             "deploymentMode": "Serverless",

@@ -1,7 +1,8 @@
 """Whether an explanation may wait for a worker: the decision, as pure functions of what is queued.
 
-A request is admitted when the explanations ahead of it, at the time recent ones of their method took,
-leave it time to finish before its deadline; otherwise it is refused at once (503), with a Retry-After
+A request that finds a worker free runs. One that must wait is admitted when the explanations ahead of
+it, at the time recent ones of their method took, leave it time to finish before its deadline; otherwise
+it is refused at once (503), with a Retry-After
 that says when the work ahead will have drained enough for it to fit. The waiting room also has a hard
 size (`max_waiting`), so waiting costs bounded memory whatever the estimates say.
 
@@ -82,7 +83,9 @@ def decide(
         return Admitted(None)
     start = start_after(waiting)
     finish = start + (typical if own_seconds is None else own_seconds)
-    if finish <= seconds_to_deadline:
+    # One that finds a worker free always runs: only running refreshes a method's recent time (one that
+    # ran into its deadline would otherwise refuse every later one for good), and it keeps no one waiting.
+    if finish <= seconds_to_deadline or start <= 0:
         return Admitted(finish)
     return Refused(
         f"the explanations ahead of this one would take about {start:.1f} s and it about {finish - start:.1f} s more, "

@@ -53,6 +53,8 @@ ROUTE_FIELD = "route"
 # The explainer answers its own 504 at explainer.timeoutSeconds; KServe's component
 # timeout and the graph's router wait this much longer, so that answer always arrives.
 TIMEOUT_MARGIN_SECONDS = 30
+# The graph's router waits this much longer than the explainer's component timeout (see build_inference_graph).
+ROUTER_MARGIN_SECONDS = 10
 # KServe's annotation choosing how an InferenceService runs, and the values meaning plain Deployments
 # (kserve pkg/constants/constants.go: DeploymentMode, Standard, LegacyRawDeployment).
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
@@ -559,11 +561,13 @@ def build_inference_graph(
     default = NODE_OF_ROUTE[spec.graph.effective_default_route]
     switch_steps.append({"name": "default", "nodeName": default, "condition": "@this"})
     nodes["root"] = {"routerType": "Switch", "steps": switch_steps}
-    deadline = spec.explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS
+    # KServe's router answers after 60 s by default. An explanation gets its timeoutSeconds once a worker
+    # may take it; Knative's activator may hold it before that (containerConcurrency), but no longer than the
+    # component's timeout in all (the revision's timeoutSeconds). The router waits past that, so the
+    # explainer's own 504, or Knative's, arrives before the router gives up on a step or on the client.
+    deadline = spec.explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS + ROUTER_MARGIN_SECONDS
     graph_spec: dict[str, Any] = {
         "nodes": dict(sorted(nodes.items())),
-        # KServe's router answers after 60 s by default: give an explanation its timeoutSeconds, and the
-        # explainer's own 504 time to arrive, before the router gives up on a step or on the client.
         "routerTimeouts": {"serverRead": 60, "serverWrite": deadline + TIMEOUT_MARGIN_SECONDS, "serviceClient": deadline},
     }
     if spec.graph.min_replicas is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glassbox.contract.api import Autoscaling, ExplainedModelSpec, ScaleMetric
-from glassbox.operator.builders import detector_name, explainer_name, graph_name, predictor_name
+from glassbox.operator.builders import DEPLOYMENT_MODE_ANNOTATION, detector_name, explainer_name, graph_name, predictor_name
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem
 
@@ -112,11 +112,19 @@ def _scaling_problems(path: str, autoscaling: Autoscaling, placed: bool, report:
     status = live.get("status") or {}
     mode = status.get("deploymentMode")
     problems = []
+    # What the child was given: Glassbox writes a CPU metric itself where the ExplainedModel says RawDeployment.
+    written = str(((live.get("spec") or {}).get("predictor") or {}).get("scaleMetric") or autoscaling.scale_metric.value)
     if mode in RAW_DEPLOYMENT_MODES:
-        if autoscaling.scale_metric in (ScaleMetric.concurrency, ScaleMetric.rps):
+        if written in (ScaleMetric.concurrency.value, ScaleMetric.rps.value):
+            chosen = "scale_metric" in autoscaling.model_fields_set
             problems.append(
-                f"{path}.scaleMetric: {autoscaling.scale_metric.value} needs KServe's Serverless mode (Knative's autoscaler); "
+                f"{path}.scaleMetric: {written} needs KServe's Serverless mode (Knative's autoscaler); "
                 f"'{report.name if report else ''}' runs in {mode} mode, whose HPA scales on cpu or memory only: use cpu or memory"
+                + (
+                    ""
+                    if chosen
+                    else f", or annotate the ExplainedModel {DEPLOYMENT_MODE_ANNOTATION}: {mode} and Glassbox derives a CPU target"
+                )
             )
         if autoscaling.min_replicas == 0:
             problems.append(

@@ -1,0 +1,359 @@
+"""`make scale`: explainer replicas behind a stand-in for Knative, under a burst and two ramps, with the
+settings before issue #25 and with the capacity the operator derives now, side by side in one run.
+
+    python bench/scale.py [--out bench/results] [--quick]
+
+Real processes on loopback: one predictor (the tests' synthetic tabular model) and explainer replicas
+started and stopped as the autoscaler says, each a `glassbox.explainers.explainer_server` with the
+arguments the operator's builders write. In front of them, glassbox_testing.knative plays Knative: the
+activator's `containerConcurrency` semantics and the Knative Pod Autoscaler's stable and panic windows,
+the windows and tick 5x shorter than Knative's defaults (stable 12 s, panic 1.2 s, tick 0.4 s) so a
+60 s ramp can move them; a replica's start is a real process start. The load generator calls the
+activator in this process; every hop from it to a replica is real HTTP.
+
+Settings compared:
+- before: what the operator wrote before #25: no containerConcurrency (Knative targets its default of 100
+  in flight per replica), four workers, nothing admitted to wait (a fifth request got 503 at once);
+- now: what the builders write now under Knative (containerConcurrency, scaleTarget, the explainer's
+  workers and waiting room), read from `build_explainer_isvc` itself.
+
+Scenarios: 24 AnchorTabular requests at once; a ramp from 0 to 10x one replica's measured capacity over
+60 s (20 s with --quick); the same ramp with a predictor that turns slow (+50 ms a call) a third of the
+way in. Also: the throughput of one replica against two on this machine (worker processes, #25 item 3).
+Writes scale.json, scale.md and scale.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from glassbox.contract.api import ExplainerFit
+from glassbox.contract.wire import EXPLAINER_SPEC_ENV
+from glassbox.local import LocalDeployment, free_port, read_manifest
+from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
+from glassbox.operator.kserve_addressing import PredictTarget
+from glassbox_testing.dataplane import FaultProxy, build_tabular
+from glassbox_testing.knative import Activator, Answer, KpaSettings, Replica, autoscale
+
+HERE = Path(__file__).resolve().parent
+MODEL = "synthetic"
+PATH = f"/v1/models/{MODEL}:explain"
+REFERENCE = {"uri": "train.csv", "targetColumn": "label"}
+ANCHORS = {"name": "anchors", "type": "AnchorTabular"}
+# Knative's windows and tick, this many times shorter.
+TIME_SCALE = 5.0
+MAX_REPLICAS = 4
+SLOW_PREDICTOR_SECONDS = 0.05
+ROWS = [[round(random.Random(i).random(), 3) for _ in range(5)] for i in range(64)]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    container_concurrency: int
+    target: float
+    flags: list[str]
+    revision_timeout: float
+
+
+def settings_of(manifest: Path) -> list[Setting]:
+    """Before #25, and what the builders write now under Knative (Serverless)."""
+    name, spec = read_manifest(manifest)
+    target = PredictTarget("http://predictor.ml.svc.cluster.local", MODEL, spec.predictor.protocol_to_deploy)
+    component = build_explainer_isvc(Parent(name, "ml", "u"), spec, target, OperatorConfig())["spec"]["predictor"]
+    args = component["containers"][0]["args"]
+    now_flags = [a for a in args if a.startswith(("--explain_workers=", "--max_waiting_explanations="))]
+    timeout = float(component["timeout"])
+    return [
+        Setting("before", 0, 100.0, ["--explain_workers=4", "--max_waiting_explanations=0"], timeout),
+        Setting("now", int(component["containerConcurrency"]), float(component["scaleTarget"]), now_flags, timeout),
+    ]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Replicas:
+    """Explainer processes: started with a setting's flags against a predictor, ready when KServe's probe says so."""
+
+    def __init__(self, deployment: LocalDeployment, logs: Path):
+        self.deployment = deployment
+        self.logs = logs
+        self.count = 0
+
+    def start(self, predictor_host: str, flags: list[str]) -> Replica:
+        self.count += 1
+        port = free_port()
+        command, env = self.deployment.explainer_command(port, predictor_host)
+        env[EXPLAINER_SPEC_ENV] = ExplainerFit.model_validate({"referenceData": REFERENCE, "methods": [ANCHORS]}).model_dump_json(
+            by_alias=True, exclude_none=True
+        )
+        with open(self.logs / f"explainer-{self.count}.log", "wb") as log:
+            process = subprocess.Popen(
+                [*command, *flags], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+            )
+
+        def stop() -> None:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"an explainer exited: {(self.logs / f'explainer-{self.count}.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/v2/models/{MODEL}/ready", timeout=2).status_code == 200:
+                    return Replica(url, stop, ready=True)
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        stop()
+        raise RuntimeError("an explainer was not ready within 300 s")
+
+
+def body(i: int) -> bytes:
+    return json.dumps({"instances": [ROWS[i % len(ROWS)]], "method": "anchors"}).encode()
+
+
+async def run_scenario(
+    setting: Setting,
+    replicas: Replicas,
+    predictor_host: str,
+    arrivals: list[float],
+    after_start: Callable[[float], Coroutine[Any, Any, None]] | None = None,
+) -> dict[str, Any]:
+    """One replica ready, then requests at `arrivals` (seconds from the start) through the activator while
+    the autoscaler runs; every answer, and the replicas over time."""
+    activator = Activator(setting.container_concurrency, setting.revision_timeout)
+    kpa = KpaSettings(target=setting.target, max_replicas=MAX_REPLICAS).scaled(TIME_SCALE)
+    first = await asyncio.to_thread(replicas.start, predictor_host, setting.flags)
+    activator.replicas.append(first)
+    started_at: list[float] = []
+
+    async def start_replica() -> None:
+        began = time.monotonic()
+        replica = await asyncio.to_thread(replicas.start, predictor_host, setting.flags)
+        started_at.append(time.monotonic() - began)
+        activator.replicas.append(replica)
+        await activator.changed()
+
+    stop = asyncio.Event()
+    timeline: list[tuple[float, int, int]] = []
+    began = time.monotonic()
+    scaler = asyncio.create_task(autoscale(activator, kpa, start_replica, timeline, stop, began))
+    side = asyncio.create_task(after_start(began)) if after_start else None
+
+    async def one(i: int, at: float) -> tuple[float, Answer]:
+        await asyncio.sleep(max(0.0, began + at - time.monotonic()))
+        return at, await activator.send(PATH, body(i))
+
+    answers = await asyncio.gather(*(one(i, at) for i, at in enumerate(arrivals)))
+    stop.set()
+    await scaler
+    if side is not None:
+        side.cancel()
+    for replica in list(activator.replicas):
+        await asyncio.to_thread(replica.stop)
+    await activator.close()
+    statuses: dict[str, int] = {}
+    for _, answer in answers:
+        statuses[str(answer.status)] = statuses.get(str(answer.status), 0) + 1
+    answered = [a.seconds for _, a in answers if a.status == 200]
+    return {
+        "sent": len(answers),
+        "answered": len(answered),
+        "statuses": statuses,
+        "refused_503": statuses.get("503", 0),
+        "timed_out_504": statuses.get("504", 0),
+        "p50_s": percentile(answered, 0.5),
+        "p99_s": percentile(answered, 0.99),
+        "retry_after_seen": sorted({a.retry_after for _, a in answers if a.retry_after}),
+        "most_replicas": max((total for _, _, total in timeline), default=1),
+        "replica_start_s": [round(s, 1) for s in started_at],
+        "timeline": timeline,
+        "answers": [(round(at, 2), a.status, round(a.seconds, 3)) for at, a in answers],
+    }
+
+
+async def closed_loop(urls: list[str], clients: int, seconds: float) -> float:
+    """Explanations per second from `clients` that each send the next as soon as one is answered, spread over `urls`."""
+    done = 0
+    until = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def loop(k: int) -> None:
+            nonlocal done
+            i = k
+            while time.monotonic() < until:
+                response = await client.post(
+                    urls[k % len(urls)] + PATH, content=body(i), headers={"content-type": "application/json"}
+                )
+                if response.status_code == 200:
+                    done += 1
+                i += clients
+
+        began = time.monotonic()
+        await asyncio.gather(*(loop(k) for k in range(clients)))
+        return done / (time.monotonic() - began)
+
+
+async def unloaded_seconds(url: str) -> float:
+    """The median time of one explanation with nothing else running (the rows the scenarios send)."""
+    times = []
+    async with httpx.AsyncClient(timeout=120) as client:
+        for i in range(12):
+            began = time.monotonic()
+            response = await client.post(url + PATH, content=body(i), headers={"content-type": "application/json"})
+            response.raise_for_status()
+            times.append(time.monotonic() - began)
+    return float(percentile(times, 0.5) or 0.0)
+
+
+def ramp(peak_per_second: float, seconds: float) -> list[float]:
+    """Arrival times of a rate rising evenly from 0 to `peak_per_second` over `seconds`."""
+    total = int(peak_per_second * seconds / 2)
+    return [(2 * i * seconds / peak_per_second) ** 0.5 for i in range(total)]
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(results, indent=1))
+    unloaded = results["unloaded_s"]
+    lines = [
+        f"# Scale-out ({results['machine']})",
+        "",
+        f"One unloaded AnchorTabular explanation: {unloaded:.2f} s. One replica's capacity: "
+        f"{results['one_replica_per_s']:.2f} explanations/s; two replicas (two processes): {results['two_replicas_per_s']:.2f}/s.",
+        f"Ramp peak: {results['ramp_peak_per_s']:.1f} requests/s over {results['ramp_seconds']:.0f} s. Replicas at most "
+        f"{MAX_REPLICAS}; Knative's windows {TIME_SCALE:g}x shorter.",
+        "",
+        "| scenario | setting | sent | answered | refused (503) | 504 | p50 s | p99 s | p99 / unloaded | most replicas |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for scenario, by_setting in results["scenarios"].items():
+        for setting, r in by_setting.items():
+            p50 = f"{r['p50_s']:.2f}" if r["p50_s"] is not None else "-"
+            p99 = f"{r['p99_s']:.2f}" if r["p99_s"] is not None else "-"
+            ratio = f"{r['p99_s'] / unloaded:.1f}x" if r["p99_s"] is not None else "-"
+            lines.append(
+                f"| {scenario} | {setting} | {r['sent']} | {r['answered']} | {r['refused_503']} | {r['timed_out_504']} | "
+                f"{p50} | {p99} | {ratio} | {r['most_replicas']} |"
+            )
+    (out / "scale.md").write_text("\n".join(lines) + "\n")
+    plot(results, out / "scale.png")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(results["scenarios"])
+    figure, axes = plt.subplots(len(scenarios), 1, figsize=(8, 3 * len(scenarios)), squeeze=False)
+    for row, scenario in enumerate(scenarios):
+        axis = axes[row][0]
+        for setting, r in results["scenarios"][scenario].items():
+            times = [t for t, _, _ in r["timeline"]]
+            axis.step(times, [ready for _, ready, _ in r["timeline"]], where="post", label=f"{setting}: ready")
+            axis.step(times, [total for _, _, total in r["timeline"]], where="post", linestyle=":", label=f"{setting}: wanted")
+        axis.set_title(scenario)
+        axis.set_ylabel("replicas")
+        axis.set_ylim(0, MAX_REPLICAS + 0.5)
+        axis.legend(loc="upper left", fontsize=7)
+    axes[-1][0].set_xlabel("seconds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--quick", action="store_true", help="a 20 s ramp instead of 60 s (a smoke run)")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="glassbox-scale-"))
+    manifest = build_tabular(folder)
+    deployment = LocalDeployment(manifest, log_dir=folder / "logs")
+    replicas = Replicas(deployment, folder / "logs")
+    ramp_seconds = 20.0 if args.quick else 60.0
+    proxy: FaultProxy | None = None
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "ramp_seconds": ramp_seconds,
+        "scenarios": {},
+    }
+    try:
+        predictor_host = deployment.start_predictor()
+        proxy = FaultProxy(f"http://{predictor_host}")
+        settings = settings_of(manifest)
+        results["settings"] = {
+            s.name: {"containerConcurrency": s.container_concurrency, "target": s.target, "flags": s.flags} for s in settings
+        }
+        # One replica's time and capacity, and two replicas' (two processes on this machine's cores).
+        now = settings[1]
+        pair = [replicas.start(predictor_host, now.flags) for _ in range(2)]
+        try:
+            results["unloaded_s"] = asyncio.run(unloaded_seconds(pair[0].url))
+            workers = int(now.flags[0].split("=")[1])
+            results["one_replica_per_s"] = asyncio.run(closed_loop([pair[0].url], workers, 15.0))
+            results["two_replicas_per_s"] = asyncio.run(closed_loop([r.url for r in pair], 2 * workers, 15.0))
+        finally:
+            for replica in pair:
+                replica.stop()
+        peak = 10 * results["one_replica_per_s"]
+        results["ramp_peak_per_s"] = peak
+        print(json.dumps({k: v for k, v in results.items() if k != "scenarios"}), flush=True)
+
+        async def slow_later(began: float) -> None:
+            assert proxy is not None
+            await asyncio.sleep(max(0.0, began + ramp_seconds / 3 - time.monotonic()))
+            proxy.delay, proxy.mode = SLOW_PREDICTOR_SECONDS, "slow"
+
+        proxied = proxy.url.split("://")[1]
+        for scenario, arrivals, host, side in (
+            ("burst of 24", [0.0] * 24, predictor_host, None),
+            ("ramp to 10x", ramp(peak, ramp_seconds), predictor_host, None),
+            ("ramp, predictor turns slow", ramp(peak, ramp_seconds), proxied, slow_later),
+        ):
+            for setting in settings:
+                proxy.mode = "pass"
+                result = asyncio.run(run_scenario(setting, replicas, host, arrivals, side))
+                results["scenarios"].setdefault(scenario, {})[setting.name] = result
+                summary = {k: v for k, v in result.items() if k not in ("timeline", "answers")}
+                print(f"{scenario} / {setting.name}: {json.dumps(summary)}", flush=True)
+    finally:
+        deployment.stop()
+        if proxy is not None:
+            proxy.close()
+    write_report(results, args.out)
+    print((args.out / "scale.md").read_text())
+    print(f"wrote {args.out / 'scale.md'}, scale.json and scale.png")
+
+
+if __name__ == "__main__":
+    main()
