@@ -18,7 +18,7 @@ Settings compared:
   workers and waiting room), read from `build_explainer_isvc` itself.
 
 Scenarios: 24 AnchorTabular requests at once; a ramp from 0 to 10x one replica's measured capacity over
-60 s (20 s with --quick); the same ramp with a predictor that turns slow (+50 ms a call) a third of the
+60 s (20 s with --quick); the same ramp with a predictor that turns slow (+10 ms a call) a third of the
 way in. Also: the throughput of one replica against two on this machine (worker processes, #25 item 3).
 Writes scale.json, scale.md and scale.png to --out.
 """
@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import platform
-import random
 import signal
 import subprocess
 import tempfile
@@ -41,25 +40,27 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
-from glassbox.contract.api import ExplainerFit
+from glassbox.contract.api import ExplainerFit, MethodType
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV
+from glassbox.demo import prepare
 from glassbox.local import LocalDeployment, free_port, read_manifest
 from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
 from glassbox.operator.kserve_addressing import PredictTarget
-from glassbox_testing.dataplane import FaultProxy, build_tabular
+from glassbox_testing.dataplane import FaultProxy
 from glassbox_testing.knative import Activator, Answer, KpaSettings, Replica, autoscale
 
 HERE = Path(__file__).resolve().parent
-MODEL = "synthetic"
+# The demo's model (`glassbox demo`): breast-cancer diagnoses, 30 features, AnchorTabular at precision 0.95.
+MODEL = "breast-cancer"
 PATH = f"/v1/models/{MODEL}:explain"
-REFERENCE = {"uri": "train.csv", "targetColumn": "label"}
-ANCHORS = {"name": "anchors", "type": "AnchorTabular"}
 # Knative's windows and tick, this many times shorter.
 TIME_SCALE = 5.0
-MAX_REPLICAS = 4
-SLOW_PREDICTOR_SECONDS = 0.05
-ROWS = [[round(random.Random(i).random(), 3) for _ in range(5)] for i in range(64)]
+# Replicas beyond this machine's cores would only share them (and starting one costs a core for ~20 s).
+MAX_REPLICAS = max(2, os.cpu_count() or 2)
+# An anchor search here makes hundreds of predictor calls, most of them one after another.
+SLOW_PREDICTOR_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ class Setting:
     target: float
     flags: list[str]
     revision_timeout: float
+
+
+def demo_manifest(folder: Path) -> Path:
+    """The demo's model and data, its explainer with today's defaults (the demo gives it a 120 s timeout)."""
+    path, _, _ = prepare(folder)
+    manifest = yaml.safe_load(path.read_text())
+    manifest["spec"]["explainer"].pop("timeoutSeconds", None)
+    manifest["spec"].pop("detector", None)
+    manifest["spec"]["graph"] = {"routes": ["predict", "explain"]}
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return path
 
 
 def settings_of(manifest: Path) -> list[Setting]:
@@ -104,7 +116,9 @@ class Replicas:
         self.count += 1
         port = free_port()
         command, env = self.deployment.explainer_command(port, predictor_host)
-        env[EXPLAINER_SPEC_ENV] = ExplainerFit.model_validate({"referenceData": REFERENCE, "methods": [ANCHORS]}).model_dump_json(
+        explainer = self.deployment.spec.explainer
+        anchors = [m for m in explainer.methods if m.type is MethodType.AnchorTabular]
+        env[EXPLAINER_SPEC_ENV] = ExplainerFit(reference_data=explainer.reference_data, methods=anchors).model_dump_json(
             by_alias=True, exclude_none=True
         )
         with open(self.logs / f"explainer-{self.count}.log", "wb") as log:
@@ -136,6 +150,17 @@ class Replicas:
         raise RuntimeError("an explainer was not ready within 300 s")
 
 
+def held_out_rows(count: int = 64) -> list[list[float]]:
+    """Patients the scenarios ask about, in a fixed order (the demo's data; the first rows of each class alternate)."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    return [[float(v) for v in row] for row in data.data[::7][:count]]
+
+
+ROWS = held_out_rows()
+
+
 def body(i: int) -> bytes:
     return json.dumps({"instances": [ROWS[i % len(ROWS)]], "method": "anchors"}).encode()
 
@@ -155,15 +180,14 @@ async def run_scenario(
     activator.replicas.append(first)
     started_at: list[float] = []
 
-    async def start_replica() -> None:
+    async def start_replica() -> Replica:
         began = time.monotonic()
         replica = await asyncio.to_thread(replicas.start, predictor_host, setting.flags)
         started_at.append(time.monotonic() - began)
-        activator.replicas.append(replica)
-        await activator.changed()
+        return replica
 
     stop = asyncio.Event()
-    timeline: list[tuple[float, int, int]] = []
+    timeline: list[tuple[float, int, int, float]] = []
     began = time.monotonic()
     scaler = asyncio.create_task(autoscale(activator, kpa, start_replica, timeline, stop, began))
     side = asyncio.create_task(after_start(began)) if after_start else None
@@ -193,7 +217,7 @@ async def run_scenario(
         "p50_s": percentile(answered, 0.5),
         "p99_s": percentile(answered, 0.99),
         "retry_after_seen": sorted({a.retry_after for _, a in answers if a.retry_after}),
-        "most_replicas": max((total for _, _, total in timeline), default=1),
+        "most_replicas": max((total for _, _, total, _ in timeline), default=1),
         "replica_start_s": [round(s, 1) for s in started_at],
         "timeline": timeline,
         "answers": [(round(at, 2), a.status, round(a.seconds, 3)) for at, a in answers],
@@ -269,6 +293,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    """Per scenario: ready replicas over time (solid) and requests in flight or buffered (thin, right axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,17 +301,36 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     scenarios = list(results["scenarios"])
     figure, axes = plt.subplots(len(scenarios), 1, figsize=(8, 3 * len(scenarios)), squeeze=False)
+    colours = {"before": "tab:orange", "now": "tab:blue"}
     for row, scenario in enumerate(scenarios):
         axis = axes[row][0]
+        load = axis.twinx()
         for setting, r in results["scenarios"][scenario].items():
-            times = [t for t, _, _ in r["timeline"]]
-            axis.step(times, [ready for _, ready, _ in r["timeline"]], where="post", label=f"{setting}: ready")
-            axis.step(times, [total for _, _, total in r["timeline"]], where="post", linestyle=":", label=f"{setting}: wanted")
+            times = [t for t, *_ in r["timeline"]]
+            colour = colours.get(setting, "tab:gray")
+            axis.step(
+                times,
+                [ready for _, ready, _, _ in r["timeline"]],
+                where="post",
+                color=colour,
+                linewidth=2,
+                label=f"{setting}: ready replicas",
+            )
+            load.plot(
+                times,
+                [c for *_, c in r["timeline"]],
+                color=colour,
+                linewidth=0.8,
+                alpha=0.6,
+                label=f"{setting}: requests in flight or buffered",
+            )
         axis.set_title(scenario)
         axis.set_ylabel("replicas")
         axis.set_ylim(0, MAX_REPLICAS + 0.5)
-        axis.legend(loc="upper left", fontsize=7)
-    axes[-1][0].set_xlabel("seconds")
+        load.set_ylabel("requests")
+        handles = axis.get_legend_handles_labels()[0] + load.get_legend_handles_labels()[0]
+        axis.legend(handles=handles, loc="upper right", fontsize=7)
+    axes[-1][0].set_xlabel("seconds since the first request")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 
@@ -297,7 +341,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a 20 s ramp instead of 60 s (a smoke run)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="glassbox-scale-"))
-    manifest = build_tabular(folder)
+    manifest = demo_manifest(folder)
     deployment = LocalDeployment(manifest, log_dir=folder / "logs")
     replicas = Replicas(deployment, folder / "logs")
     ramp_seconds = 20.0 if args.quick else 60.0

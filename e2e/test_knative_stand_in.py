@@ -116,3 +116,18 @@ def test_a_request_the_activator_cannot_place_before_the_revision_timeout_gets_5
         return answer.status
 
     assert asyncio.run(nowhere()) == 504
+
+
+def test_the_revision_timeout_counts_from_arrival_buffering_included(held: HeldServer) -> None:
+    """Two requests, room for one, 0.3 s each, a 0.45 s timeout: the second has 0.15 s left once placed."""
+
+    async def two() -> list[tuple[int, float]]:
+        activator = Activator(1, revision_timeout=0.45)
+        activator.replicas.append(Replica(held.url, lambda: None, ready=True))
+        answers = await asyncio.gather(*(activator.send("/", b"{}") for _ in range(2)))
+        await activator.close()
+        return [(a.status, a.seconds) for a in answers]
+
+    (first, first_s), (second, second_s) = asyncio.run(two())
+    assert (first, second) == (200, 504)
+    assert second_s < 0.45 + 0.1  # not a fresh timeout after it was placed

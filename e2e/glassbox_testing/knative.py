@@ -174,13 +174,22 @@ class Activator:
             self._room.notify_all()
 
     async def send(self, path: str, body: bytes) -> Answer:
+        """One request, answered within the revision's timeout from its arrival, buffering included (then 504)."""
         began = time.monotonic()
-        replica = await self._acquire(began + self.revision_timeout)
+        deadline = began + self.revision_timeout
+        replica = await self._acquire(deadline)
         if replica is None:
-            return Answer(504, time.monotonic() - began)  # the activator's own timeout
+            return Answer(504, time.monotonic() - began)
         try:
-            response = await self._client.post(replica.url + path, content=body, headers={"content-type": "application/json"})
+            response = await self._client.post(
+                replica.url + path,
+                content=body,
+                headers={"content-type": "application/json"},
+                timeout=max(0.001, deadline - time.monotonic()),
+            )
             return Answer(response.status_code, time.monotonic() - began, response.headers.get("retry-after"))
+        except httpx.TimeoutException:
+            return Answer(504, time.monotonic() - began)
         except httpx.HTTPError:
             return Answer(502, time.monotonic() - began)
         finally:
@@ -202,33 +211,41 @@ class Activator:
 async def autoscale(
     activator: Activator,
     settings: KpaSettings,
-    start_replica: Callable[[], Coroutine[Any, Any, None]],
-    timeline: list[tuple[float, int, int]],
+    start_replica: Callable[[], Coroutine[Any, Any, Replica]],
+    timeline: list[tuple[float, int, int, float]],
     stop: asyncio.Event,
     began: float,
 ) -> None:
     """Sample the activator's concurrency and, every tick, start or drain replicas as `kpa_scale` says;
-    `timeline` gets (seconds since `began`, ready replicas, replicas) at every tick."""
+    `timeline` gets (seconds since `began`, ready replicas, replicas wanted, requests in flight and buffered)
+    at every tick."""
     state = KpaState()
     samples_per_tick = 10
-    starting: set[asyncio.Task[None]] = set()
+    starting: list[asyncio.Task[None]] = []
+
+    async def start_one() -> None:
+        replica = await start_replica()
+        # Routed, and no longer counted as starting, in one step: no tick counts it twice.
+        activator.replicas.append(replica)
+        this = asyncio.current_task()
+        starting[:] = [task for task in starting if task is not this]
+        await activator.changed()
+
     while not stop.is_set():
         for _ in range(samples_per_tick):
             activator.sample()
             await asyncio.sleep(settings.tick / samples_per_tick)
         now = time.monotonic()
-        ready = sum(r.ready and not r.leaving for r in activator.replicas)
         present = [r for r in activator.replicas if not r.leaving]
+        ready = sum(r.ready for r in present)
         desired, state = kpa_scale(
             settings, state, ready, activator.average(settings.stable_window), activator.average(settings.panic_window), now
         )
         for _ in range(desired - len(present) - len(starting)):
-            task = asyncio.create_task(start_replica())
-            starting.add(task)
-            task.add_done_callback(starting.discard)
+            starting.append(asyncio.create_task(start_one()))
         surplus = len(present) + len(starting) - desired
         for replica in sorted((r for r in present if r.ready), key=lambda r: r.in_flight)[: max(0, surplus)]:
+            replica.leaving = True  # out of the count at once; drained in the background
             asyncio.create_task(activator.drain(replica))
-        timeline.append((round(now - began, 2), ready, len(present) + len(starting)))
-    for task in list(starting):
-        await task
+        timeline.append((round(now - began, 2), ready, len(present) + len(starting), activator.concurrency))
+    await asyncio.gather(*starting)

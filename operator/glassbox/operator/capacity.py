@@ -9,9 +9,10 @@ and `annotations[autoscaling.TargetAnnotationKey] = fmt.Sprint(*componentExtensi
 limit set, Knative's queue-proxy lets no more than that into the container and its activator buffers the rest
 of a burst until a replica has room; the autoscaler aims at `target` x 70% in flight per replica
 (container-concurrency-target-percentage), averaged over a 60 s stable window and a 6 s panic window, and
-doubles replicas at once when the panic window sees twice what the ready ones should carry
-(knative.dev/docs/serving/autoscaling/kpa-specific, concurrency; config-autoscaler defaults). So the target
-is the workers: replicas are added once they are busy on average, before anything waits long.
+when the panic window asks for twice the ready replicas it scales up to that at once, and not down until a
+stable window later (knative/serving pkg/autoscaler/scaling/autoscaler.go, Scale; config-autoscaler's
+defaults). So the target is the workers: replicas are added once they are busy on average, before anything
+waits long.
 
 Under RawDeployment there is no queue-proxy or activator: KServe makes an HPA, and its HPA reads only
 `cpu` and `memory` (reconcilers/hpa/hpa_reconciler.go, getHPAMetrics: any other scaleMetric gives an HPA
