@@ -150,6 +150,11 @@ def test_rbac_is_least_privilege(cluster: Cluster, operator: RunningOperator) ->
         assert not can(verb, resource, "-n", "default"), f"the operator may {verb} {resource}"
 
 
+def flag(container: dict[str, Any], name: str) -> int:
+    """A whole-number flag the builders wrote on a container's command line."""
+    return int(next(a.split("=", 1)[1] for a in container["args"] if a.startswith(f"--{name}=")))
+
+
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
 def test_each_sample_produces_children_that_kserve_schemas_accept(
     cluster: Cluster, operator: RunningOperator, namespace: str, path: Path
@@ -185,6 +190,11 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
     assert f"--predictor_protocol={spec['predictor'].get('protocol', 'v2' if target == name else 'v1')}" in container["args"]
     assert container["resources"]["requests"]["cpu"]
     assert explainer["metadata"]["ownerReferences"][0]["kind"] == "ExplainedModel"
+    # What a replica holds reaches Knative: KServe's schema keeps the field (one it did not know would be
+    # pruned without a word), equal to what the explainer admits.
+    assert explainer["spec"]["predictor"]["containerConcurrency"] == flag(container, "explain_workers") + flag(
+        container, "max_waiting_explanations"
+    )
 
     if "inferenceServiceName" in spec["predictor"]:
         assert get(cluster, KSERVE, namespace, name) is None, "an existing predictor must not be created"
@@ -202,6 +212,7 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         detector = wait_for("the detector InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-detector"))
         detector_container = detector["spec"]["predictor"]["containers"][0]
         assert detector_container["command"][-1] == "glassbox.explainers.detector_server"
+        assert detector["spec"]["predictor"]["containerConcurrency"] >= flag(detector_container, "detector_workers")
         assert detector["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
         report_address(cluster, namespace, f"{name}-detector")
         wait_for(
