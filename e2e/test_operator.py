@@ -606,3 +606,46 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         assert condition(body, "DetectorReady")["status"] == "True"
     finally:
         deployment.stop()
+
+
+def test_in_a_cluster_whose_default_is_raw_deployment_the_explainer_is_built_for_an_hpa(
+    cluster: Cluster, operator: RunningOperator, namespace: str
+) -> None:
+    """No annotation on the object; KServe reports running the predictor as plain Deployments (its default).
+    The explainer then scales on a CPU target, since KServe's HPA reads no other metric, and holds its own
+    waiting room, since nothing in front of it buffers; the predictor is rebuilt on cpu too."""
+    manifest = sample("outlier-gated")  # its explainer names no scaleMetric
+    name = manifest["metadata"]["name"]
+    apply_manifest(cluster, namespace, manifest)
+    wait_for("the predictor", lambda: get(cluster, KSERVE, namespace, name))
+    address = f"http://{name}-predictor.{namespace}.svc.cluster.local:8080"
+    cluster.objects.patch_namespaced_custom_object_status(
+        *KSERVE[:2], namespace, KSERVE[2], name, {"status": {"address": {"url": address}, "deploymentMode": "RawDeployment"}}
+    )
+    explainer = wait_for(
+        "the explainer, built for KServe's HPA",
+        lambda: (
+            (e := get(cluster, KSERVE, namespace, f"{name}-explainer"))
+            and e["spec"]["predictor"].get("scaleMetric") == "cpu"
+            and e
+        ),
+    )
+    component = explainer["spec"]["predictor"]
+    assert "containerConcurrency" not in component and 10 <= component["scaleTarget"] <= 80
+    assert "--max_waiting_explanations=32" in component["containers"][0]["args"]
+    assert "serving.kserve.io/deploymentMode" not in explainer["metadata"]["annotations"]  # the cluster's choice, not pinned
+    report_address(cluster, namespace, f"{name}-explainer")
+    scaling = wait_for(
+        "ScalingAsSpecified",
+        lambda: (c := condition(get(cluster, XM, namespace, name), "ScalingAsSpecified")) and c.get("status") and c,
+    )
+    # The predictor too is rebuilt for the HPA once KServe has said the mode: nothing the cluster ignores.
+    wait_for(
+        "the predictor, rebuilt for KServe's HPA",
+        lambda: (p := get(cluster, KSERVE, namespace, name)) and p["spec"]["predictor"].get("scaleMetric") == "cpu",
+    )
+    assert "spec.explainer" not in scaling.get("message", ""), scaling
+    wait_for(
+        "ScalingAsSpecified=True",
+        lambda: condition(get(cluster, XM, namespace, name), "ScalingAsSpecified").get("status") == "True",
+    )

@@ -514,3 +514,22 @@ def test_derived_scaling_follows_capacity_and_what_the_user_set(credit_risk: dic
     # A metric the user chose is theirs (KEDA reads concurrency, for one).
     spec["explainer"]["autoscaling"] = {"scaleMetric": "concurrency"}
     assert explainer_of(raw=True)["scaleMetric"] == "concurrency"
+
+
+def test_the_mode_kserve_reports_decides_where_the_object_names_none(credit_risk: dict[str, Any]) -> None:
+    """A cluster whose default is RawDeployment: the explainer is built for an HPA once KServe reports the mode."""
+    spec = credit_risk["spec"]
+    spec["explainer"]["autoscaling"] = {"maxReplicas": 10}
+    built = ExplainedModelSpec.model_validate(spec)
+
+    def explainer_of(parent: Parent) -> dict[str, Any]:
+        target = predictor_target_of_own(parent, built, reported("credit-risk-predictor", "ml"))
+        assert target is not None
+        return build_explainer_isvc(parent, built, target, CONFIG)
+
+    reported_raw = explainer_of(Parent("credit-risk", "ml", "u", reported_mode="RawDeployment"))
+    assert reported_raw["spec"]["predictor"]["scaleMetric"] == "cpu"
+    assert "serving.kserve.io/deploymentMode" not in reported_raw["metadata"]["annotations"]  # the cluster's choice, not pinned
+    # What the object says wins over what was reported.
+    said = explainer_of(Parent("credit-risk", "ml", "u", deployment_mode="Serverless", reported_mode="RawDeployment"))
+    assert said["spec"]["predictor"]["scaleMetric"] == "concurrency" and said["spec"]["predictor"]["containerConcurrency"] == 8

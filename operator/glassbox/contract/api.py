@@ -129,8 +129,10 @@ class Autoscaling(ApiModel):
         1, ge=0, le=MAX_REPLICAS, description="Fewest replicas; 0 lets KServe scale to zero (serverless mode)."
     )
     max_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Most replicas; must be at least minReplicas.")
-    scale_metric: ScaleMetric = Field(
-        ScaleMetric.concurrency, description="Metric KServe's autoscaler targets: concurrency, rps, cpu or memory."
+    scale_metric: ScaleMetric | None = Field(
+        None,
+        description="Metric KServe's autoscaler targets: concurrency, rps, cpu or memory. When omitted: concurrency under "
+        "Knative (Serverless), cpu under RawDeployment, whose HPA reads no other.",
     )
     scale_target: int | None = Field(
         None,

@@ -110,11 +110,14 @@ class Parent:
     uid: str
     # KServe's serving.kserve.io/deploymentMode annotation on the ExplainedModel, copied to its children.
     deployment_mode: str | None = None
+    # The mode KServe reports running the predictor Glassbox deployed in (its status.deploymentMode): the
+    # cluster's default, which the explainer and detector get too when the object names none.
+    reported_mode: str | None = None
 
     @property
     def raw_deployment(self) -> bool:
-        """Whether KServe runs the children as plain Deployments (said so on the object; a cluster's default is not known here)."""
-        return (self.deployment_mode or "").lower() in RAW_DEPLOYMENT_MODES
+        """Whether KServe runs the children as plain Deployments: as the object says, else as KServe reports."""
+        return (self.deployment_mode or self.reported_mode or "").lower() in RAW_DEPLOYMENT_MODES
 
 
 # ------------------------------------------------------------------ names

@@ -19,6 +19,8 @@ Under RawDeployment there is no queue-proxy or activator: KServe makes an HPA, a
 with no metric of its own). A Python explainer keeps one core busy at most (alibi's searches hold the GIL),
 so the CPU target must be one that one busy core reaches on the replica's request: 70% of a core, as a
 percent of the request. A replica holds a larger waiting room there, since nothing in front of it buffers.
+Which mode applies is the ExplainedModel's annotation, else what KServe reports for its predictor
+(builders.Parent.raw_deployment).
 """
 
 from __future__ import annotations
@@ -80,12 +82,18 @@ def waiting_room(capacity: Capacity, autoscaling: Autoscaling, raw_deployment: b
     return capacity.workers
 
 
+def metric_of(autoscaling: Autoscaling, raw_deployment: bool) -> ScaleMetric:
+    """The metric a component scales on: as the user chose (KEDA reads concurrency under RawDeployment, for
+    one), else concurrency under Knative and cpu, what KServe's HPA reads, under RawDeployment."""
+    if autoscaling.scale_metric is not None:
+        return autoscaling.scale_metric
+    return ScaleMetric.cpu if raw_deployment else ScaleMetric.concurrency
+
+
 def scaling_of(autoscaling: Autoscaling, capacity: Capacity | None, resources: ComputeResources, raw_deployment: bool) -> Scaling:
     """The metric, target and containerConcurrency to write for a component; `capacity` None (the predictor)
     derives nothing, so only what the user wrote is written."""
-    metric = autoscaling.scale_metric
-    if raw_deployment and "scale_metric" not in autoscaling.model_fields_set:
-        metric = ScaleMetric.cpu  # what KServe's HPA can read; a metric the user chose is theirs (KEDA, for one)
+    metric = metric_of(autoscaling, raw_deployment)
     target = autoscaling.scale_target
     if capacity is None:
         return Scaling(metric, target, None if raw_deployment else autoscaling.container_concurrency, 0)

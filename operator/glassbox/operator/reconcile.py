@@ -8,6 +8,7 @@ twice in a row changes nothing the second time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -246,7 +247,10 @@ class Reconciler:
     ) -> Observation:
         """Predictor, then explainer, then graph: each needs the address KServe reports for the one before."""
 
-        def converge(body: dict[str, Any]) -> ChildReport:
+        def converge(
+            body: dict[str, Any], rebuilt: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None
+        ) -> ChildReport:
+            """Apply `body` where the live child differs; `rebuilt(live)`, when given, is the body once the live child is read."""
             kind, name = body["kind"], body["metadata"]["name"]
             try:
                 # Read even right after a create: the name may be taken by an object that is not ours.
@@ -254,6 +258,8 @@ class Reconciler:
                 conflict = ownership_conflict(live, parent)
                 if conflict is not None:
                     return ChildReport(kind=kind, name=name, failure=conflict)
+                if rebuilt is not None:
+                    body = rebuilt(live)
                 if needs_apply(body, live):
                     log.info("applying %s %s/%s", kind, parent.namespace, name)
                     live = self.api.apply(body)
@@ -278,10 +284,24 @@ class Reconciler:
                 return ChildReport(kind=kind, name=name, failure=conflict)
             return ChildReport(kind=kind, name=name, live=live, waiting=(reason, message))
 
+        def in_reported_mode(live: dict[str, Any] | None) -> Parent:
+            """The parent, with the mode KServe reports running the predictor in (the cluster's default where the
+            object names none): under RawDeployment the autoscaler is an HPA, and the children are built for it."""
+            reported = ((live or {}).get("status") or {}).get("deploymentMode")
+            return dataclasses.replace(parent, reported_mode=reported if isinstance(reported, str) else None)
+
         predictor_body = build_predictor_isvc(parent, spec, self.config)
         if predictor_body is not None:
-            predictor = converge(predictor_body)
+
+            def predictor_as_reported(live: dict[str, Any] | None) -> dict[str, Any]:
+                body = build_predictor_isvc(in_reported_mode(live), spec, self.config)
+                assert body is not None
+                return body
+
+            predictor = converge(predictor_body, predictor_as_reported)
             target = predictor_target_of_own(parent, spec, predictor.live)
+            # The explainer and detector run in the mode KServe chose for their sibling: same annotation, same default.
+            parent = in_reported_mode(predictor.live)
         else:
             predictor, target = self._existing_predictor(parent, spec)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from glassbox.contract.api import Autoscaling, ExplainedModelSpec, ScaleMetric
 from glassbox.operator.builders import DEPLOYMENT_MODE_ANNOTATION, detector_name, explainer_name, graph_name, predictor_name
+from glassbox.operator.capacity import metric_of
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem
 
@@ -113,10 +114,12 @@ def _scaling_problems(path: str, autoscaling: Autoscaling, placed: bool, report:
     mode = status.get("deploymentMode")
     problems = []
     # What the child was given: Glassbox writes a CPU metric itself where the ExplainedModel says RawDeployment.
-    written = str(((live.get("spec") or {}).get("predictor") or {}).get("scaleMetric") or autoscaling.scale_metric.value)
+    written = str(
+        ((live.get("spec") or {}).get("predictor") or {}).get("scaleMetric") or metric_of(autoscaling, raw_deployment=False).value
+    )
     if mode in RAW_DEPLOYMENT_MODES:
         if written in (ScaleMetric.concurrency.value, ScaleMetric.rps.value):
-            chosen = "scale_metric" in autoscaling.model_fields_set
+            chosen = autoscaling.scale_metric is not None
             problems.append(
                 f"{path}.scaleMetric: {written} needs KServe's Serverless mode (Knative's autoscaler); "
                 f"'{report.name if report else ''}' runs in {mode} mode, whose HPA scales on cpu or memory only: use cpu or memory"

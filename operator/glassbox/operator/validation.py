@@ -37,6 +37,7 @@ from glassbox.contract.api import (
     uses_glassbox_predictor,
 )
 from glassbox.operator.builders import explainer_name
+from glassbox.operator.capacity import metric_of
 
 # The longest ExplainedModel name whose children's Service names still fit a
 # 63-character DNS label: KServe names the explainer's Service
@@ -357,7 +358,13 @@ def _autoscaling_problems(path: str, autoscaling: Autoscaling, capacity: Capacit
     problems = []
     limit = autoscaling.container_concurrency
     target = autoscaling.scale_target
-    if limit and target is not None and autoscaling.scale_metric is ScaleMetric.concurrency and target > limit:
+    # A limit is written only under Knative, where an omitted metric is concurrency.
+    if (
+        limit
+        and target is not None
+        and metric_of(autoscaling, raw_deployment=False) is ScaleMetric.concurrency
+        and target > limit
+    ):
         problems.append(
             SpecProblem(
                 f"{path}.scaleTarget",
