@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import tempfile
@@ -264,9 +265,15 @@ def ramp(peak_per_second: float, seconds: float) -> list[float]:
     return [(2 * i * seconds / peak_per_second) ** 0.5 for i in range(total)]
 
 
+def compact_json(results: dict[str, Any]) -> str:
+    """Indented JSON with each innermost list (an answer, a tick of the timeline) on one line."""
+    text = json.dumps(results, indent=1)
+    return re.sub(r"\[\s*([^\[\]{}]*?)\s*\]", lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(results, indent=1))
+    (out / "scale.json").write_text(compact_json(results))
     unloaded = results["unloaded_s"]
     lines = [
         f"# Scale-out ({results['machine']})",
