@@ -106,11 +106,11 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class Replicas:
-    """Explainer processes: started with a setting's flags against a predictor, ready when KServe's probe says so."""
+    """Explainer processes, started by local mode with a setting's flags against a predictor (ready when
+    KServe's probe says so) and each stopped on its own."""
 
-    def __init__(self, deployment: LocalDeployment, logs: Path):
+    def __init__(self, deployment: LocalDeployment):
         self.deployment = deployment
-        self.logs = logs
         self.count = 0
 
     def start(self, predictor_host: str, flags: list[str]) -> Replica:
@@ -122,10 +122,8 @@ class Replicas:
         env[EXPLAINER_SPEC_ENV] = ExplainerFit(reference_data=explainer.reference_data, methods=anchors).model_dump_json(
             by_alias=True, exclude_none=True
         )
-        with open(self.logs / f"explainer-{self.count}.log", "wb") as log:
-            process = subprocess.Popen(
-                [*command, *flags], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
-            )
+        started = self.deployment.spawn(f"explainer-{self.count}", [*command, *flags], env, f"http://127.0.0.1:{port}")
+        process = started.process
 
         def stop() -> None:
             if process.poll() is None:
@@ -136,19 +134,12 @@ class Replicas:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
 
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"an explainer exited: {(self.logs / f'explainer-{self.count}.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v2/models/{MODEL}/ready", timeout=2).status_code == 200:
-                    return Replica(url, stop, ready=True)
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        stop()
-        raise RuntimeError("an explainer was not ready within 300 s")
+        try:
+            self.deployment.wait_ready(started, f"/v2/models/{MODEL}/ready")
+        except BaseException:
+            stop()
+            raise
+        return Replica(started.url, stop, ready=True)
 
 
 def held_out_rows(count: int = 64) -> list[list[float]]:
@@ -350,7 +341,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="glassbox-scale-"))
     manifest = demo_manifest(folder)
     deployment = LocalDeployment(manifest, log_dir=folder / "logs")
-    replicas = Replicas(deployment, folder / "logs")
+    replicas = Replicas(deployment)
     ramp_seconds = 20.0 if args.quick else 60.0
     proxy: FaultProxy | None = None
     results: dict[str, Any] = {

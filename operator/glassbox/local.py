@@ -207,7 +207,7 @@ class LocalDeployment:
 
     # ------------------------------------------------------------------ running
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str], url: str) -> LocalProcess:
+    def spawn(self, name: str, command: list[str], env: dict[str, str], url: str) -> LocalProcess:
         assert self.log_dir is not None
         log = self.log_dir / f"{name}.log"
         # A stop signal waits until the process is on the list that stop() kills.
@@ -219,7 +219,7 @@ class LocalDeployment:
             self.processes.append(started)
         return started
 
-    def _wait_ready(self, started: LocalProcess, ready_path: str) -> None:
+    def wait_ready(self, started: LocalProcess, ready_path: str) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if started.process.poll() is not None:
@@ -240,21 +240,21 @@ class LocalDeployment:
             return self.predictor_url.split("://", 1)[-1].rstrip("/")
         port = free_port()
         command, env = self.predictor_command(port)
-        predictor = self._spawn("predictor", command, env, f"http://127.0.0.1:{port}")
-        self._wait_ready(predictor, f"/v2/models/{self.model_name}/ready")
+        predictor = self.spawn("predictor", command, env, f"http://127.0.0.1:{port}")
+        self.wait_ready(predictor, f"/v2/models/{self.model_name}/ready")
         return f"127.0.0.1:{port}"
 
     def start_explainer(self, predictor_host: str) -> None:
         port = free_port()
         command, env = self.explainer_command(port, predictor_host)
-        explainer = self._spawn("explainer", command, env, f"http://127.0.0.1:{port}")
-        self._wait_ready(explainer, f"/v2/models/{self.model_name}/ready")
+        explainer = self.spawn("explainer", command, env, f"http://127.0.0.1:{port}")
+        self.wait_ready(explainer, f"/v2/models/{self.model_name}/ready")
 
     def start_detector(self) -> None:
         port = free_port()
         command, env = self.detector_command(port)
-        detector = self._spawn("detector", command, env, f"http://127.0.0.1:{port}")
-        self._wait_ready(detector, f"/v2/models/{detector_name(self.name)}/ready")
+        detector = self.spawn("detector", command, env, f"http://127.0.0.1:{port}")
+        self.wait_ready(detector, f"/v2/models/{detector_name(self.name)}/ready")
 
     def start(self) -> None:
         try:

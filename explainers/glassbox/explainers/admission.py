@@ -2,9 +2,9 @@
 
 A request that finds a worker free runs. One that must wait is admitted when the explanations ahead of
 it, at the time recent ones of their method took, leave it time to finish before its deadline; otherwise
-it is refused at once (503), with a Retry-After
-that says when the work ahead will have drained enough for it to fit. The waiting room also has a hard
-size (`max_waiting`), so waiting costs bounded memory whatever the estimates say.
+it is refused at once (503), with a Retry-After that says when the work ahead will have drained enough for
+it to fit. The waiting room also has a hard size (`max_waiting`), so waiting costs bounded memory whatever
+the estimates say.
 
 The expected start is list scheduling: the workers free up as those running finish (at their method's
 recent time, less what they have run), and those waiting start in turn, first come first served, as the
