@@ -14,11 +14,11 @@ STAMP := $(VENV)/.installed
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-$(STAMP): pyproject.toml e2e/pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[explainers,dev]"
-	$(PY) -m pip install -q --no-deps -e e2e
+	$(PY) -m pip install -q --no-deps -e testing
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with glassbox and its development tools
@@ -39,11 +39,11 @@ crds: $(STAMP) ## regenerate the CRD from the pydantic API (crds/ and the chart)
 format: $(STAMP) ## format the code as make lint expects (ruff format)
 	$(VENV)/bin/ruff format .
 
-lint: $(STAMP) ## ruff (format and checks), strict mypy, and the import contract between the planes
+lint: $(STAMP) ## ruff (format and checks), strict mypy, the import contract between the planes, and the links between the docs
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -p no:cacheprovider operator/tests/test_import_contract.py
+	$(PY) -m pytest -q -p no:cacheprovider operator/tests/test_import_contract.py operator/tests/test_docs_links.py
 
 unit: $(STAMP) cluster-tools ## tests that need no cluster (helm renders the chart; the data plane runs on loopback)
 	$(PY) -m pytest operator/tests explainers/tests

@@ -48,10 +48,10 @@ from glassbox.contract.api import (
     ReferenceData,
     explained_model,
 )
+from glassbox.explainers.data.reference_data import ReferenceTable
 from glassbox.explainers.methods import METHODS
 from glassbox.explainers.methods.base import MethodContext
 from glassbox.explainers.methods.counterfactual import CHANGED, CounterfactualMethod
-from glassbox.explainers.reference_data import ReferenceTable
 from glassbox.local import LocalDeployment
 from glassbox_testing.measure import in_process_predictor, predictor_counters
 from glassbox_testing.model_family import FAMILY, TARGET_COLUMN, Trained, breast_cancer, generated

@@ -47,7 +47,7 @@ from glassbox.contract.api import (
     ReferenceData,
     explained_model,
 )
-from glassbox.explainers.examples import tabular_classifier, text_classifier
+from glassbox.explainers.predictor.examples import tabular_classifier, text_classifier
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import text_data
 from glassbox_testing.measure import in_process_predictor, peak_rss_mb, predictor_counters
@@ -109,7 +109,7 @@ def prepare(folder: Path) -> dict[str, Any]:
 
 
 def in_process_text_predictor(model_dir: Path) -> Any:
-    from glassbox.explainers.torch_artifacts import Tokenizer
+    from glassbox.explainers.data.torch_artifacts import Tokenizer
 
     tokenizer = Tokenizer.load(model_dir)
     assert tokenizer is not None
@@ -229,7 +229,7 @@ def throughput(deployment: LocalDeployment, inputs: list[Any], name: str, client
 
 def predictor_standalone_rows_per_second(deployment: LocalDeployment, width: int) -> float:
     """The predictor's best: 4096-row binary v2 requests, one after another."""
-    from glassbox.explainers.payloads import v2_request
+    from glassbox.explainers.serving.payloads import v2_request
 
     content, headers = v2_request(np.random.default_rng(0).uniform(0, 1, size=(4096, width)), binary=True)
     client = httpx.Client(timeout=60)

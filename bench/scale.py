@@ -4,7 +4,7 @@ settings before issue #25 and with the capacity the operator derives now, side b
     python bench/scale.py [--out bench/results] [--quick]
 
 Real processes on loopback: one predictor (the tests' synthetic tabular model) and explainer replicas
-started and stopped as the autoscaler says, each a `glassbox.explainers.explainer_server` with the
+started and stopped as the autoscaler says, each a `glassbox.explainers.explainer.server` with the
 arguments the operator's builders write. In front of them, glassbox_testing.knative plays Knative: the
 activator's `containerConcurrency` semantics and the Knative Pod Autoscaler's stable and panic windows,
 the windows and tick 5x shorter than Knative's defaults (stable 12 s, panic 1.2 s, tick 0.4 s) so a

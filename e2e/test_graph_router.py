@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from glassbox.contract.api import ExplainedModelSpec, explained_model
-from glassbox.explainers.examples import tabular_classifier, text_classifier
+from glassbox.explainers.predictor.examples import tabular_classifier, text_classifier
 from glassbox_testing.dataplane import FEATURES, manifest, tabular_data, text_data
 from glassbox_testing.kserve_router import REPO, router_or_reason
 

@@ -211,7 +211,7 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
     if "detector" in spec:
         detector = wait_for("the detector InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-detector"))
         detector_container = detector["spec"]["predictor"]["containers"][0]
-        assert detector_container["command"][-1] == "glassbox.explainers.detector_server"
+        assert detector_container["command"][-1] == "glassbox.explainers.detector"
         assert detector["spec"]["predictor"]["containerConcurrency"] >= flag(detector_container, "detector_workers")
         assert detector["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
         report_address(cluster, namespace, f"{name}-detector")

@@ -17,7 +17,7 @@ from mlserver.codecs import NumpyCodec, StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 from prometheus_client import REGISTRY, Counter
 
-from glassbox.explainers.torch_artifacts import Tokenizer  # numpy and the standard library only
+from glassbox.explainers.data.torch_artifacts import Tokenizer  # numpy and the standard library only
 
 
 def _rows_counter() -> Counter:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from glassbox.explainers.admission import Admitted, Refused, decide, expected_start, recent_seconds
+from glassbox.explainers.explainer.admission import Admitted, Refused, decide, expected_start, recent_seconds
 
 
 def test_the_newcomer_starts_when_the_work_ahead_of_it_frees_a_worker() -> None:

@@ -20,9 +20,9 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
 
 from glassbox.contract.server_args import PredictorServerArgs
-from glassbox.explainers.binary_infer_route import BinaryInferRoute, binary_infer_model
-from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, request_from_bytes, v2_request
-from glassbox.explainers.predictor_server import TorchPredictor
+from glassbox.explainers.predictor.server import TorchPredictor
+from glassbox.explainers.serving.binary_infer_route import BinaryInferRoute, binary_infer_model
+from glassbox.explainers.serving.payloads import INFERENCE_HEADER, predictions_from_response, request_from_bytes, v2_request
 
 PATH = "/v2/models/synthetic/infer"
 

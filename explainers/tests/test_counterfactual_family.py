@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from glassbox.contract.api import CounterfactualParameters, MethodSpec, MethodType
+from glassbox.explainers.data.reference_data import ReferenceTable
 from glassbox.explainers.methods.base import MethodContext
 from glassbox.explainers.methods.counterfactual import CounterfactualMethod
-from glassbox.explainers.payloads import InputError
-from glassbox.explainers.reference_data import ReferenceTable
+from glassbox.explainers.serving.errors import InputError
 from glassbox_testing.measure import in_process_predictor
 from glassbox_testing.model_family import FAMILY, Trained, breast_cancer, generated
 

@@ -11,7 +11,7 @@ import pytest
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from glassbox.explainers.outliers import fit_nearest_neighbors
+from glassbox.explainers.detector.outliers import fit_nearest_neighbors
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import FaultProxy, explain, pretty, tabular_data
 

@@ -25,8 +25,8 @@ from fastapi import HTTPException
 
 from glassbox.contract.api import ExplainerSpec
 from glassbox.contract.wire import EXPLAINER_SPEC_ENV
-from glassbox.explainers.explainer_server import ExplainerModel
-from glassbox.explainers.predictor_client import PredictorSettings
+from glassbox.explainers.explainer.server import ExplainerModel
+from glassbox.explainers.predictor_calls.client import PredictorSettings
 from glassbox.local import LocalDeployment, free_port
 from glassbox_testing.dataplane import FaultProxy, explain, pretty
 

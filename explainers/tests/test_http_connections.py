@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from glassbox.explainers.http_connections import ConnectionPool
+from glassbox.explainers.predictor_calls.http_connections import ConnectionPool
 
 
 class Server(ThreadingHTTPServer):
@@ -127,12 +127,12 @@ def test_a_silent_server_times_out_and_a_call_may_ask_for_less(server: Server) -
 
 def test_a_dripping_answer_is_cut_off_at_the_deadline_and_the_pool_goes_on(server: Server) -> None:
     """One byte every 0.1 s never trips a 1 s read timeout; the deadline bounds the whole call."""
-    from glassbox.explainers.http_connections import DeadlinePassed
+    from glassbox.explainers.predictor_calls.errors import CallPastDeadline
 
     server.drip_seconds = 0.1
     pool = ConnectionPool(base(server), timeout_seconds=1)
     began = time.monotonic()
-    with pytest.raises(DeadlinePassed):
+    with pytest.raises(CallPastDeadline):
         pool.request("POST", "/", b"x" * 100, deadline=began + 0.5)
     assert 0.45 < time.monotonic() - began < 0.7
     assert pool._idle == []  # the cut-off connection is not kept
@@ -142,7 +142,7 @@ def test_a_dripping_answer_is_cut_off_at_the_deadline_and_the_pool_goes_on(serve
     time.sleep(0.4)  # past those deadlines
     assert pool.request("POST", "/", b"again").body == b"niaga"
     assert server.connections == 2
-    with pytest.raises(DeadlinePassed):
+    with pytest.raises(CallPastDeadline):
         pool.request("POST", "/", b"late", deadline=time.monotonic() - 1)
 
 

@@ -8,7 +8,8 @@ import pytest
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.metrics import roc_auc_score
 
-from glassbox.explainers.outliers import DetectorFitError, conformal_threshold, fit_nearest_neighbors
+from glassbox.explainers.detector.errors import DetectorFitError
+from glassbox.explainers.detector.outliers import conformal_threshold, fit_nearest_neighbors
 
 
 def plant_outliers(clean: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +132,7 @@ def test_texts_unlike_any_reference_text_are_flagged() -> None:
 
 
 def test_the_score_picture_turns_logarithmic_when_an_input_is_far_past_the_threshold() -> None:
-    from glassbox.explainers.pictures import score_against_reference, score_bins
+    from glassbox.explainers.data.pictures import score_against_reference, score_bins
 
     rng = np.random.default_rng(0)
     reference = np.abs(rng.normal(1.0, 0.3, 500))

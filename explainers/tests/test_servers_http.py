@@ -13,7 +13,7 @@ import torch
 from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from glassbox.explainers.payloads import INFERENCE_HEADER, predictions_from_response, v2_request
+from glassbox.explainers.serving.payloads import INFERENCE_HEADER, predictions_from_response, v2_request
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import FEATURES, FaultProxy, explain, pretty, tabular_data
 
@@ -374,7 +374,7 @@ def test_binary_tensors_fall_back_to_json_for_a_predictor_without_them(tabular: 
     proxy.mode = "json-only"
     try:
         # A fresh explainer (its client has not had a binary answer yet) behind a predictor without the extension.
-        from glassbox.explainers.predictor_client import PredictorClient, PredictorSettings
+        from glassbox.explainers.predictor_calls.client import PredictorClient, PredictorSettings
 
         client = PredictorClient(PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2"))
         answer = client.predict(np.asarray(ROWS))
@@ -390,8 +390,8 @@ async def test_an_explanation_past_its_deadline_gets_504_and_the_server_goes_on(
     from fastapi import HTTPException
 
     from glassbox.contract.api import ExplainerSpec
-    from glassbox.explainers.explainer_server import ExplainerModel
-    from glassbox.explainers.predictor_client import PredictorSettings
+    from glassbox.explainers.explainer.server import ExplainerModel
+    from glassbox.explainers.predictor_calls.client import PredictorSettings
 
     deployment = tabular[0]
     spec = ExplainerSpec.model_validate(

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from glassbox.explainers.storage import DownloadLimits, StorageError, forbidden_address, resolve
-from glassbox.explainers.torch_artifacts import ArtifactError, load_module
+from glassbox.explainers.data.errors import ArtifactError, StorageError
+from glassbox.explainers.data.storage import DownloadLimits, forbidden_address, resolve
+from glassbox.explainers.data.torch_artifacts import load_module
 
 PAYLOAD = b"a,b\n" + b"1,2\n" * 200_000  # 800 kB
 

@@ -39,7 +39,8 @@ from glassbox.contract.api import (
     TrainingDataInfluenceParameters,
     explained_model,
 )
-from glassbox.explainers.examples import tabular_classifier
+from glassbox.contract.wire import FLAGGED_FIELD
+from glassbox.explainers.predictor.examples import tabular_classifier
 from glassbox.local import LocalDeployment
 
 METHODS = [
@@ -173,7 +174,7 @@ def _outliers(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarra
     print(f"  picture: {png}")
     gate = f"{deployment.detector_base}/glassbox/v1/models/{deployment.name}-detector/flagged"
     narrowed = client.post(gate, json={"instances": both, "method": "anchors"}).raise_for_status().json()
-    if not narrowed["flagged"]:
+    if not narrowed[FLAGGED_FIELD]:
         print(f"  {narrowed['summary']}")
         return 0
     began = time.monotonic()

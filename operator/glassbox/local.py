@@ -26,7 +26,7 @@ import yaml
 
 from glassbox.contract.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
 from glassbox.contract.wire import MODEL_DIR, STORAGE_URI_ENV
-from glassbox.explainers.storage import ARTIFACT_LIMITS, resolve
+from glassbox.explainers.data.storage import ARTIFACT_LIMITS, resolve
 from glassbox.operator.builders import (
     OperatorConfig,
     Parent,
@@ -173,7 +173,7 @@ class LocalDeployment:
         self.predictor_grpc_port = free_port()
         args += [f"--http_port={port}", f"--grpc_port={self.predictor_grpc_port}"]
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
-        return [sys.executable, "-m", "glassbox.explainers.predictor_server", *args], env
+        return [sys.executable, "-m", "glassbox.explainers.predictor", *args], env
 
     def predictor_target(self, predictor_base: str) -> PredictTarget:
         """The predictor on loopback, as KServe would report it (`status.address.url`) in a cluster."""
@@ -194,7 +194,7 @@ class LocalDeployment:
             args = _replace_arg(args, "--model_dir", str(self._model_path()))
         args += [f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}", *self.extra_explainer_args]
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
-        return [sys.executable, "-m", "glassbox.explainers.explainer_server", *args], env
+        return [sys.executable, "-m", "glassbox.explainers.explainer", *args], env
 
     def detector_command(self, port: int) -> tuple[list[str], dict[str, str]]:
         detector = build_detector_isvc(self.parent, self.spec, OperatorConfig())
@@ -203,7 +203,7 @@ class LocalDeployment:
         container = _container(detector)
         args = [*container["args"], f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}"]
         env = {e["name"]: e["value"] for e in container["env"]}
-        return [sys.executable, "-m", "glassbox.explainers.detector_server", *args], env
+        return [sys.executable, "-m", "glassbox.explainers.detector", *args], env
 
     # ------------------------------------------------------------------ running
 

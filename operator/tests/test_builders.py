@@ -416,7 +416,7 @@ def test_the_detector_gets_only_its_fit_and_a_scaling_edit_leaves_its_pods_alone
     detector = build_children(parent, spec, CONFIG).detector
     assert detector is not None and detector["metadata"]["name"] == "tumour-triage-detector"
     container = detector["spec"]["predictor"]["containers"][0]
-    assert container["command"][-1] == "glassbox.explainers.detector_server" and container["image"] == CONFIG.explainer_image
+    assert container["command"][-1] == "glassbox.explainers.detector" and container["image"] == CONFIG.explainer_image
     fit = json.loads(next(e["value"] for e in container["env"] if e["name"] == DETECTOR_FIT_ENV))
     assert (
         fit["referenceData"]["uri"] == manifest["spec"]["explainer"]["referenceData"]["uri"]

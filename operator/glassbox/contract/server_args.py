@@ -95,7 +95,7 @@ class ServerArgs(BaseModel):
 
 
 class PredictorServerArgs(ServerArgs):
-    """Glassbox's PyTorch predictor (`glassbox.explainers.predictor_server`)."""
+    """Glassbox's PyTorch predictor (`glassbox.explainers.predictor.server`)."""
 
     model_dir: str = Field(description="folder (or file) holding model.pt or model.pt2")
     device: Device = Field("auto", description="where the forward pass runs")
@@ -119,7 +119,7 @@ class PredictorServerArgs(ServerArgs):
 
 
 class ExplainerServerArgs(ServerArgs):
-    """The explainer (`glassbox.explainers.explainer_server`). Its methods come from an ExplainerFit (JSON)
+    """The explainer (`glassbox.explainers.explainer.server`). Its methods come from an ExplainerFit (JSON)
     in `explainer_spec`, or in the environment variable EXPLAINER_SPEC_ENV when that is not given."""
 
     predictor_host: str | None = Field(None, description="HOST[:PORT] (or a URL) where the predictor answers")
@@ -158,7 +158,7 @@ class ExplainerServerArgs(ServerArgs):
 
 
 class DetectorServerArgs(ServerArgs):
-    """The outlier detector (`glassbox.explainers.detector_server`). What it fits comes from a DetectorFit
+    """The outlier detector (`glassbox.explainers.detector.server`). What it fits comes from a DetectorFit
     (JSON) in `detector_fit`, or in the environment variable DETECTOR_FIT_ENV when that is not given."""
 
     # A detection request carries what a prediction request does, short of a perturbation set.

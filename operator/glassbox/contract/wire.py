@@ -20,3 +20,13 @@ UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 # `flagged`) and what it fitted (the operator shows it in the status).
 DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
 DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
+
+# The body field that picks the graph's route: top level, or in a v2 body's `parameters`.
+ROUTE_FIELD = "route"
+# The detector gate's answer names the flagged instances' indices in the request here; the explainer
+# carries the field into its answer, so a client can tell which instances were explained.
+FLAGGED_FIELD = "flagged"
+# The keys of the detector's answer on DETECTOR_FITTED_PATH; the status shows them under the same names.
+FITTED_THRESHOLD = "threshold"
+FITTED_FALSE_POSITIVE_RATE = "falsePositiveRate"
+FITTED_HELD_OUT_ROWS = "heldOutRows"

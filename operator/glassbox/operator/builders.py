@@ -29,7 +29,9 @@ from glassbox.contract.wire import (
     DETECTOR_FIT_ENV,
     DETECTOR_GATE_PATH,
     EXPLAINER_SPEC_ENV,
+    FLAGGED_FIELD,
     MODEL_DIR,
+    ROUTE_FIELD,
     STORAGE_URI_ENV,
     UNKNOWN_ROUTE_PATH,
 )
@@ -46,8 +48,6 @@ PARENT_LABEL = "glassbox.dev/explained-model"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "glassbox.dev/spec-hash"
 GPU_RESOURCE = "nvidia.com/gpu"
-# The request field the graph's root Switch routes on.
-ROUTE_FIELD = "route"
 
 
 # The explainer answers its own 504 at explainer.timeoutSeconds; KServe's component
@@ -81,13 +81,13 @@ RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
 # The user Glassbox's images run as (their Dockerfiles' USER).
 GLASSBOX_IMAGE_USER = 65532
 SERVING_PORT = 8080
-# The explainer's readiness follows its predictor's (explainers/readiness.py answers 503 while the predictor does not).
+# The explainer's readiness follows its predictor's (glassbox.explainers.serving.readiness answers 503 while the predictor does not).
 READY_PATH = "/v2/health/ready"
-# The detector's gate (api.DETECTOR_GATE_PATH) answers the request narrowed to its outliers, with their
-# indices in `flagged` (explainers/detector_server.py); the graph explains only when `flagged.0` exists.
-FLAGGED_CONDITION = "flagged.0"
+# The detector's gate (wire.DETECTOR_GATE_PATH) answers the request narrowed to its outliers, with their
+# indices in `flagged` (glassbox.explainers.detector.server); the graph explains only when `flagged.0` exists.
+FLAGGED_CONDITION = f"{FLAGGED_FIELD}.0"
 # The detector lives in the explainer's image.
-DETECTOR_COMMAND = ["python", "-m", "glassbox.explainers.detector_server"]
+DETECTOR_COMMAND = ["python", "-m", "glassbox.explainers.detector"]
 
 
 @dataclass(frozen=True)
@@ -516,34 +516,61 @@ def build_inference_graph(
         nodes["detect"] = _predict_node(detector, "detector")
     if Route.predict_and_explain_if_outlier in routes:
         assert detector_base_url is not None
-        gate_url = detector_base_url + DETECTOR_GATE_PATH.format(model=detector_name(parent.name))
-        # The gate answers the request narrowed to its outliers, naming them in `flagged`; only when one was
-        # flagged (`flagged.0` exists) does the Sequence send that on to the explainer, so exactly the flagged
-        # instances are explained. Otherwise the gate's own answer ({"flagged": [], "summary": ...}) stands.
-        nodes["explain-if-outlier"] = {
-            "routerType": "Sequence",
-            "steps": [
-                {"name": "gate", "serviceUrl": gate_url, "dependency": "Hard"},
-                # `data: $response`: the gate's narrowed body, not the request (the router's default for a step).
-                {
-                    "name": "explainer",
-                    "serviceUrl": explain_url,
-                    "condition": FLAGGED_CONDITION,
-                    "data": "$response",
-                    "dependency": "Hard",
-                },
-            ],
-        }
-        # The prediction decides the answer (Hard); the verdict and the explanation are Soft: a failed
-        # or slow detector or explainer is answered in its place, and the prediction still comes back.
-        nodes["predict-and-explain-if-outlier"] = {
-            "routerType": "Ensemble",
-            "steps": [
-                {"name": "prediction", "nodeName": "predict", "dependency": "Hard"},
-                {"name": "detection", "nodeName": "detect", "dependency": "Soft"},
-                {"name": "explanation", "nodeName": "explain-if-outlier", "dependency": "Soft"},
-            ],
-        }
+        nodes.update(_outlier_nodes(detector_base_url, detector_name(parent.name), explain_url))
+    nodes["root"] = _root_switch(routes, spec.graph.effective_default_route, explainer_base_url)
+    # KServe's router answers after 60 s by default. An explanation gets its timeoutSeconds once a worker
+    # may take it; Knative's activator may hold it before that (containerConcurrency), but no longer than the
+    # component's timeout in all (the revision's timeoutSeconds). The router waits past that, so the
+    # explainer's own 504, or Knative's, arrives before the router gives up on a step or on the client.
+    deadline = spec.explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS + ROUTER_MARGIN_SECONDS
+    graph_spec: dict[str, Any] = {
+        "nodes": dict(sorted(nodes.items())),
+        "routerTimeouts": {"serverRead": 60, "serverWrite": deadline + TIMEOUT_MARGIN_SECONDS, "serviceClient": deadline},
+    }
+    if spec.graph.min_replicas is not None:
+        graph_spec["minReplicas"] = spec.graph.min_replicas
+    if spec.graph.max_replicas is not None:
+        graph_spec["maxReplicas"] = spec.graph.max_replicas
+    return _with_identity(
+        parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, not spec.is_external
+    )
+
+
+def _outlier_nodes(detector_base_url: str, detector: str, explain_url: str) -> dict[str, Any]:
+    """The nodes of predictAndExplainIfOutlier: the gate and the explainer in sequence, beside the prediction."""
+    gate_url = detector_base_url + DETECTOR_GATE_PATH.format(model=detector)
+    # The gate answers the request narrowed to its outliers, naming them in `flagged`; only when one was
+    # flagged (`flagged.0` exists) does the Sequence send that on to the explainer, so exactly the flagged
+    # instances are explained. Otherwise the gate's own answer ({"flagged": [], "summary": ...}) stands.
+    explain_if_outlier = {
+        "routerType": "Sequence",
+        "steps": [
+            {"name": "gate", "serviceUrl": gate_url, "dependency": "Hard"},
+            # `data: $response`: the gate's narrowed body, not the request (the router's default for a step).
+            {
+                "name": "explainer",
+                "serviceUrl": explain_url,
+                "condition": FLAGGED_CONDITION,
+                "data": "$response",
+                "dependency": "Hard",
+            },
+        ],
+    }
+    # The prediction decides the answer (Hard); the verdict and the explanation are Soft: a failed
+    # or slow detector or explainer is answered in its place, and the prediction still comes back.
+    predict_and_explain_if_outlier = {
+        "routerType": "Ensemble",
+        "steps": [
+            {"name": "prediction", "nodeName": "predict", "dependency": "Hard"},
+            {"name": "detection", "nodeName": "detect", "dependency": "Soft"},
+            {"name": "explanation", "nodeName": "explain-if-outlier", "dependency": "Soft"},
+        ],
+    }
+    return {"explain-if-outlier": explain_if_outlier, "predict-and-explain-if-outlier": predict_and_explain_if_outlier}
+
+
+def _root_switch(routes: list[Route], default_route: Route, explainer_base_url: str) -> dict[str, Any]:
+    """The root: a Switch on the body's route, then an unknown route to the explainer's 400, then the default."""
     switch_steps: list[dict[str, Any]] = []
     for route in routes:
         for suffix, condition in _route_conditions(route):
@@ -561,25 +588,9 @@ def build_inference_graph(
             "dependency": "Hard",
         },
     ]
-    default = NODE_OF_ROUTE[spec.graph.effective_default_route]
+    default = NODE_OF_ROUTE[default_route]
     switch_steps.append({"name": "default", "nodeName": default, "condition": "@this"})
-    nodes["root"] = {"routerType": "Switch", "steps": switch_steps}
-    # KServe's router answers after 60 s by default. An explanation gets its timeoutSeconds once a worker
-    # may take it; Knative's activator may hold it before that (containerConcurrency), but no longer than the
-    # component's timeout in all (the revision's timeoutSeconds). The router waits past that, so the
-    # explainer's own 504, or Knative's, arrives before the router gives up on a step or on the client.
-    deadline = spec.explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS + ROUTER_MARGIN_SECONDS
-    graph_spec: dict[str, Any] = {
-        "nodes": dict(sorted(nodes.items())),
-        "routerTimeouts": {"serverRead": 60, "serverWrite": deadline + TIMEOUT_MARGIN_SECONDS, "serviceClient": deadline},
-    }
-    if spec.graph.min_replicas is not None:
-        graph_spec["minReplicas"] = spec.graph.min_replicas
-    if spec.graph.max_replicas is not None:
-        graph_spec["maxReplicas"] = spec.graph.max_replicas
-    return _with_identity(
-        parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, not spec.is_external
-    )
+    return {"routerType": "Switch", "steps": switch_steps}
 
 
 # KServe's labels on every pod of an InferenceService's component (kserve pkg/constants/constants.go

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from glassbox.contract.wire import DETECTOR_FITTED_PATH
+from glassbox.contract.wire import DETECTOR_FITTED_PATH, FITTED_FALSE_POSITIVE_RATE, FITTED_HELD_OUT_ROWS, FITTED_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ def read_detector_fitted(base_url: str, model: str) -> dict[str, Any] | None:
         with _OPENER.open(urllib.request.Request(url, headers={"accept": "application/json"}), timeout=TIMEOUT_SECONDS) as answer:
             body = json.loads(answer.read(MAX_ANSWER_BYTES))
         fitted = {
-            "threshold": float(body["threshold"]),
-            "falsePositiveRate": float(body["falsePositiveRate"]),
-            "heldOutRows": int(body["heldOutRows"]),
+            FITTED_THRESHOLD: float(body[FITTED_THRESHOLD]),
+            FITTED_FALSE_POSITIVE_RATE: float(body[FITTED_FALSE_POSITIVE_RATE]),
+            FITTED_HELD_OUT_ROWS: int(body[FITTED_HELD_OUT_ROWS]),
         }
     except (OSError, ValueError, KeyError, TypeError) as error:  # urllib's errors are OSErrors
         log.info("could not read what the detector at %s fitted (%s); the status leaves the threshold out for now", url, error)

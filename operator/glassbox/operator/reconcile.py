@@ -153,6 +153,13 @@ def warnings_to_post(previous: dict[str, Any], status: dict[str, Any]) -> list[t
     return [found for kind, found in _needs_action(status).items() if before.get(kind) != found]
 
 
+def in_reported_mode(parent: Parent, live: dict[str, Any] | None) -> Parent:
+    """The parent, with the mode KServe reports running the predictor in (the cluster's default where the
+    object names none): under RawDeployment the autoscaler is an HPA, and the children are built for it."""
+    reported = ((live or {}).get("status") or {}).get("deploymentMode")
+    return dataclasses.replace(parent, reported_mode=reported if isinstance(reported, str) else None)
+
+
 class Reconciler:
     """Holds the API wrapper and the operator's configuration; reconciles one ExplainedModel at a time per object."""
 
@@ -246,110 +253,13 @@ class Reconciler:
         self, parent: Parent, spec: ExplainedModelSpec, generation: int | None, previous_status: dict[str, Any]
     ) -> Observation:
         """Predictor, then explainer, then graph: each needs the address KServe reports for the one before."""
-
-        def converge(
-            body: dict[str, Any], rebuilt: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None
-        ) -> ChildReport:
-            """Apply `body` where the live child differs; `rebuilt(live)`, when given, is the body once the live child is read."""
-            kind, name = body["kind"], body["metadata"]["name"]
-            try:
-                # Read even right after a create: the name may be taken by an object that is not ours.
-                live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
-                conflict = ownership_conflict(live, parent)
-                if conflict is not None:
-                    return ChildReport(kind=kind, name=name, failure=conflict)
-                if rebuilt is not None:
-                    body = rebuilt(live)
-                if needs_apply(body, live):
-                    log.info("applying %s %s/%s", kind, parent.namespace, name)
-                    live = self.api.apply(body)
-                return ChildReport(kind=kind, name=name, live=live)
-            except ResourceTypeMissing:
-                raise
-            except Rejected as rejected:
-                return ChildReport(kind=kind, name=name, failure=("Rejected", str(rejected)))
-            except KubeError as error:
-                return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
-
-        def waiting(api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
-            """A child that cannot be built yet: it is left as it is, and its status says what it waits for."""
-            try:
-                live = self.api.get(api_version, kind, parent.namespace, name)
-            except ResourceTypeMissing:
-                raise
-            except KubeError as error:
-                return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
-            conflict = ownership_conflict(live, parent)
-            if conflict is not None:
-                return ChildReport(kind=kind, name=name, failure=conflict)
-            return ChildReport(kind=kind, name=name, live=live, waiting=(reason, message))
-
-        def in_reported_mode(live: dict[str, Any] | None) -> Parent:
-            """The parent, with the mode KServe reports running the predictor in (the cluster's default where the
-            object names none): under RawDeployment the autoscaler is an HPA, and the children are built for it."""
-            reported = ((live or {}).get("status") or {}).get("deploymentMode")
-            return dataclasses.replace(parent, reported_mode=reported if isinstance(reported, str) else None)
-
-        predictor_body = build_predictor_isvc(parent, spec, self.config)
-        if predictor_body is not None:
-
-            def predictor_as_reported(live: dict[str, Any] | None) -> dict[str, Any]:
-                body = build_predictor_isvc(in_reported_mode(live), spec, self.config)
-                assert body is not None
-                return body
-
-            predictor = converge(predictor_body, predictor_as_reported)
-            target = predictor_target_of_own(parent, spec, predictor.live)
-            # The explainer and detector run in the mode KServe chose for their sibling: same annotation, same default.
-            parent = in_reported_mode(predictor.live)
-        else:
-            predictor, target = self._existing_predictor(parent, spec)
-
-        predictor_isvc = predictor_name(parent.name, spec)
-        if target is None and predictor.failure is not None and predictor.failure[0] == NAME_CONFLICT:
-            explainer = waiting(
-                ISVC_API_VERSION,
-                "InferenceService",
-                explainer_name(parent.name),
-                "WaitingForPredictor",
-                f"the predictor cannot be deployed: {predictor.failure[1]}",
-            )
-        elif target is None:
-            explainer = waiting(
-                ISVC_API_VERSION,
-                "InferenceService",
-                explainer_name(parent.name),
-                "WaitingForPredictorAddress",
-                f"waiting for KServe to report the address of InferenceService '{predictor_isvc}' (status.address.url): "
-                "the explainer calls the predictor there",
-            )
-        else:
-            explainer = converge(build_explainer_isvc(parent, spec, target, self.config))
-
+        predictor, target, parent = self._converge_predictor(parent, spec)
+        explainer = self._converge_explainer(parent, spec, predictor, target)
         detector_body = build_detector_isvc(parent, spec, self.config)
-        detector = converge(detector_body) if detector_body is not None else None
+        detector = self._converge(parent, detector_body) if detector_body is not None else None
         detector_fitted = self._detector_fitted(parent, detector, previous_status) if detector is not None else None
-        graph = None
-        if spec.graph.enabled:
-            explainer_base = address_url(explainer.live)
-            detector_base = address_url(detector.live) if detector is not None else None
-            called = [predictor_isvc, explainer_name(parent.name)] + (
-                [detector_name(parent.name)] if graph_needs_detector(spec) else []
-            )
-            if target is None or explainer_base is None or (graph_needs_detector(spec) and detector_base is None):
-                graph = waiting(
-                    GRAPH_API_VERSION,
-                    "InferenceGraph",
-                    graph_name(parent.name),
-                    "WaitingForAddresses",
-                    f"waiting for KServe to report the addresses of InferenceServices {', '.join(repr(n) for n in called)} "
-                    "(status.address.url): the graph's steps call them there",
-                )
-            else:
-                body = build_inference_graph(parent, spec, target, explainer_base, detector_base)
-                assert body is not None
-                graph = converge(body)
-        budgets = tuple(converge(body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
+        graph = self._converge_graph(parent, spec, target, explainer, detector) if spec.graph.enabled else None
+        budgets = tuple(self._converge(parent, body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
         return Observation(
             generation=generation,
             spec=spec,
@@ -362,6 +272,103 @@ class Reconciler:
             detector=detector,
             detector_fitted=detector_fitted,
         )
+
+    def _converge(
+        self, parent: Parent, body: dict[str, Any], rebuilt: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None
+    ) -> ChildReport:
+        """Apply `body` where the live child differs; `rebuilt(live)`, when given, is the body once the live child is read."""
+        kind, name = body["kind"], body["metadata"]["name"]
+        try:
+            # Read even right after a create: the name may be taken by an object that is not ours.
+            live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
+            conflict = ownership_conflict(live, parent)
+            if conflict is not None:
+                return ChildReport(kind=kind, name=name, failure=conflict)
+            if rebuilt is not None:
+                body = rebuilt(live)
+            if needs_apply(body, live):
+                log.info("applying %s %s/%s", kind, parent.namespace, name)
+                live = self.api.apply(body)
+            return ChildReport(kind=kind, name=name, live=live)
+        except ResourceTypeMissing:
+            raise
+        except Rejected as rejected:
+            return ChildReport(kind=kind, name=name, failure=("Rejected", str(rejected)))
+        except KubeError as error:
+            return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
+
+    def _waiting(self, parent: Parent, api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
+        """A child that cannot be built yet: it is left as it is, and its status says what it waits for."""
+        try:
+            live = self.api.get(api_version, kind, parent.namespace, name)
+        except ResourceTypeMissing:
+            raise
+        except KubeError as error:
+            return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
+        conflict = ownership_conflict(live, parent)
+        if conflict is not None:
+            return ChildReport(kind=kind, name=name, failure=conflict)
+        return ChildReport(kind=kind, name=name, live=live, waiting=(reason, message))
+
+    def _converge_predictor(self, parent: Parent, spec: ExplainedModelSpec) -> tuple[ChildReport, PredictTarget | None, Parent]:
+        """The predictor Glassbox deploys (built in the mode KServe reports for it once read), or the existing one;
+        where it answers; and the parent as its siblings are built: in the predictor's mode, same annotation, same default."""
+        predictor_body = build_predictor_isvc(parent, spec, self.config)
+        if predictor_body is None:
+            predictor, target = self._existing_predictor(parent, spec)
+            return predictor, target, parent
+
+        def predictor_as_reported(live: dict[str, Any] | None) -> dict[str, Any]:
+            body = build_predictor_isvc(in_reported_mode(parent, live), spec, self.config)
+            assert body is not None
+            return body
+
+        predictor = self._converge(parent, predictor_body, predictor_as_reported)
+        return predictor, predictor_target_of_own(parent, spec, predictor.live), in_reported_mode(parent, predictor.live)
+
+    def _converge_explainer(
+        self, parent: Parent, spec: ExplainedModelSpec, predictor: ChildReport, target: PredictTarget | None
+    ) -> ChildReport:
+        """The explainer, once the predictor's address is known; until then, what it waits for."""
+        if target is not None:
+            return self._converge(parent, build_explainer_isvc(parent, spec, target, self.config))
+        if predictor.failure is not None and predictor.failure[0] == NAME_CONFLICT:
+            reason, message = "WaitingForPredictor", f"the predictor cannot be deployed: {predictor.failure[1]}"
+        else:
+            reason = "WaitingForPredictorAddress"
+            message = (
+                f"waiting for KServe to report the address of InferenceService '{predictor_name(parent.name, spec)}' "
+                "(status.address.url): the explainer calls the predictor there"
+            )
+        return self._waiting(parent, ISVC_API_VERSION, "InferenceService", explainer_name(parent.name), reason, message)
+
+    def _converge_graph(
+        self,
+        parent: Parent,
+        spec: ExplainedModelSpec,
+        target: PredictTarget | None,
+        explainer: ChildReport,
+        detector: ChildReport | None,
+    ) -> ChildReport:
+        """The InferenceGraph, once KServe reports the address of every InferenceService its steps call."""
+        explainer_base = address_url(explainer.live)
+        detector_base = address_url(detector.live) if detector is not None else None
+        if target is None or explainer_base is None or (graph_needs_detector(spec) and detector_base is None):
+            called = [predictor_name(parent.name, spec), explainer_name(parent.name)] + (
+                [detector_name(parent.name)] if graph_needs_detector(spec) else []
+            )
+            return self._waiting(
+                parent,
+                GRAPH_API_VERSION,
+                "InferenceGraph",
+                graph_name(parent.name),
+                "WaitingForAddresses",
+                f"waiting for KServe to report the addresses of InferenceServices {', '.join(repr(n) for n in called)} "
+                "(status.address.url): the graph's steps call them there",
+            )
+        body = build_inference_graph(parent, spec, target, explainer_base, detector_base)
+        assert body is not None
+        return self._converge(parent, body)
 
     def _detector_fitted(self, parent: Parent, detector: ChildReport, previous_status: dict[str, Any]) -> dict[str, Any] | None:
         """What the ready detector fitted: read once per detector spec (its spec hash), then carried in the status."""

@@ -28,6 +28,7 @@ from glassbox.contract.api import (
     DetectorSpec,
     ExplainedModelSpec,
     ExplainerSpec,
+    MethodSpec,
     MethodType,
     PredictorSpec,
     Protocol,
@@ -102,8 +103,23 @@ def find_spec_problems(name: str, spec: dict[str, Any]) -> tuple[ExplainedModelS
 
 
 def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    """The rules no single field can check, by part of the spec, in the order a user reads them."""
+    return [
+        *_predictor_source_problems(spec.predictor),
+        *_artifact_pin_problems(spec),
+        *_storage_scheme_problems(spec),
+        *_autoscaling_problems("spec.predictor.autoscaling", spec.predictor.autoscaling),
+        *_resource_problems("spec.predictor.resources", spec.predictor.resources),
+        *_predictor_batching_problems(spec.predictor),
+        *_explainer_problems(spec),
+        *_detector_problems(spec),
+        *_graph_problems(spec),
+    ]
+
+
+def _predictor_source_problems(predictor: PredictorSpec) -> list[SpecProblem]:
+    """A model to deploy or an existing InferenceService to explain, and only the fields that one takes."""
     problems: list[SpecProblem] = []
-    predictor = spec.predictor
     if predictor.inference_service_name and predictor.storage_uri:
         problems.append(
             SpecProblem(
@@ -151,7 +167,13 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 f"'{predictor.model_format}' sets its own limit: remove maxBodyBytes",
             )
         )
+    return problems
 
+
+def _artifact_pin_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    """A sha256 only where Glassbox's own server loads the artifact it pins."""
+    problems: list[SpecProblem] = []
+    predictor = spec.predictor
     if predictor.storage_sha256 is not None and not (predictor.deploys_model and uses_glassbox_predictor(predictor)):
         problems.append(
             SpecProblem(
@@ -167,9 +189,12 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "applies to modelStorageUri, which is not set; the predictor's artifact is pinned by spec.predictor.storageSha256",
             )
         )
-    problems.extend(_storage_scheme_problems(spec))
-    problems.extend(_autoscaling_problems("spec.predictor.autoscaling", predictor.autoscaling))
-    problems.extend(_resource_problems("spec.predictor.resources", predictor.resources))
+    return problems
+
+
+def _predictor_batching_problems(predictor: PredictorSpec) -> list[SpecProblem]:
+    """KServe's batcher, for a runtime's predictor, only where it batches anything."""
+    problems: list[SpecProblem] = []
     if predictor.batching is not None and predictor.deploys_model and not uses_glassbox_predictor(predictor):
         if predictor.protocol_to_deploy is not Protocol.v1:
             problems.append(
@@ -179,23 +204,20 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                     "set protocol to v1, or remove batching (modelFormat 'pytorch' without a runtime batches v1 and v2 itself)",
                 )
             )
-    explainer = spec.explainer
-    problems.extend(_autoscaling_problems("spec.explainer.autoscaling", explainer.autoscaling, explainer.capacity))
-    problems.extend(_resource_problems("spec.explainer.resources", explainer.resources))
+    return problems
 
+
+def _explainer_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    """The explainer's scaling and resources, each method, the default method, and what a GPU is for."""
+    explainer = spec.explainer
+    problems = [
+        *_autoscaling_problems("spec.explainer.autoscaling", explainer.autoscaling, explainer.capacity),
+        *_resource_problems("spec.explainer.resources", explainer.resources),
+    ]
     seen_names: dict[str, int] = {}
     for index, method in enumerate(explainer.methods):
         path = f"spec.explainer.methods[{index}]"
-        own_field = PARAMETER_FIELD_OF[method.type]
-        for method_type, field in PARAMETER_FIELD_OF.items():
-            if field != own_field and getattr(method, field) is not None:
-                problems.append(
-                    SpecProblem(
-                        f"{path}.{_camel(field)}",
-                        f"parameters for {method_type.value} on a method of type {method.type.value}; "
-                        f"use {_camel(own_field)} instead, or change type",
-                    )
-                )
+        problems.extend(_method_problems(path, method, spec))
         name = method.effective_name
         if name in seen_names:
             problems.append(
@@ -205,38 +227,6 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 )
             )
         seen_names.setdefault(name, index)
-        if method.type in METHODS_NEEDING_REFERENCE_DATA and method.reference_data is None and explainer.reference_data is None:
-            problems.append(
-                SpecProblem(
-                    f"{path}.referenceData",
-                    f"{method.type.value} is fitted on reference data: set referenceData on this method or on spec.explainer",
-                )
-            )
-        if method.type is MethodType.TrainingDataInfluence:
-            data = method.reference_data or explainer.reference_data
-            if data is not None and not (data.labels_uri or data.target_column):
-                problems.append(
-                    SpecProblem(
-                        f"{path}.referenceData.labelsUri",
-                        "TrainingDataInfluence needs the training labels: set labelsUri or targetColumn",
-                    )
-                )
-        if method.is_white_box and not (explainer.model_storage_uri or predictor.storage_uri):
-            problems.append(
-                SpecProblem(
-                    "spec.explainer.modelStorageUri",
-                    f"{method.type.value} needs the model's weights: set modelStorageUri to the artifact of "
-                    f"the existing InferenceService '{predictor.inference_service_name}'",
-                )
-            )
-        if method.type is MethodType.AnchorImage and method.anchor_image and method.anchor_image.image_shape:
-            if len(method.anchor_image.image_shape) != 3:
-                problems.append(
-                    SpecProblem(
-                        f"{path}.anchorImage.imageShape",
-                        f"must be [height, width, channels], got {method.anchor_image.image_shape}",
-                    )
-                )
     method_names = [method.effective_name for method in explainer.methods]
     if explainer.default_method is not None and explainer.default_method not in method_names:
         problems.append(
@@ -253,8 +243,62 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "methods call the predictor, so set gpus to 0",
             )
         )
+    return problems
 
-    problems.extend(_detector_problems(spec))
+
+def _method_problems(path: str, method: MethodSpec, spec: ExplainedModelSpec) -> list[SpecProblem]:
+    """One method: its own parameters only, the data it is fitted on, the weights a white-box method needs."""
+    explainer, predictor = spec.explainer, spec.predictor
+    problems: list[SpecProblem] = []
+    own_field = PARAMETER_FIELD_OF[method.type]
+    for method_type, field in PARAMETER_FIELD_OF.items():
+        if field != own_field and getattr(method, field) is not None:
+            problems.append(
+                SpecProblem(
+                    f"{path}.{_camel(field)}",
+                    f"parameters for {method_type.value} on a method of type {method.type.value}; "
+                    f"use {_camel(own_field)} instead, or change type",
+                )
+            )
+    if method.type in METHODS_NEEDING_REFERENCE_DATA and method.reference_data is None and explainer.reference_data is None:
+        problems.append(
+            SpecProblem(
+                f"{path}.referenceData",
+                f"{method.type.value} is fitted on reference data: set referenceData on this method or on spec.explainer",
+            )
+        )
+    if method.type is MethodType.TrainingDataInfluence:
+        data = method.reference_data or explainer.reference_data
+        if data is not None and not (data.labels_uri or data.target_column):
+            problems.append(
+                SpecProblem(
+                    f"{path}.referenceData.labelsUri",
+                    "TrainingDataInfluence needs the training labels: set labelsUri or targetColumn",
+                )
+            )
+    if method.is_white_box and not (explainer.model_storage_uri or predictor.storage_uri):
+        problems.append(
+            SpecProblem(
+                "spec.explainer.modelStorageUri",
+                f"{method.type.value} needs the model's weights: set modelStorageUri to the artifact of "
+                f"the existing InferenceService '{predictor.inference_service_name}'",
+            )
+        )
+    if method.type is MethodType.AnchorImage and method.anchor_image and method.anchor_image.image_shape:
+        if len(method.anchor_image.image_shape) != 3:
+            problems.append(
+                SpecProblem(
+                    f"{path}.anchorImage.imageShape",
+                    f"must be [height, width, channels], got {method.anchor_image.image_shape}",
+                )
+            )
+    return problems
+
+
+def _graph_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
+    """Routes listed once, a default among them, an explainer awake for the routes that need one answer."""
+    problems: list[SpecProblem] = []
+    explainer = spec.explainer
     graph = spec.graph
     if len(set(graph.routes)) != len(graph.routes):
         problems.append(SpecProblem("spec.graph.routes", "lists a route more than once; list each route once"))

@@ -39,7 +39,7 @@ from alibi.explainers.anchors.anchor_base import AnchorBaseBeam
 from alibi.explainers.anchors.anchor_tabular import TabularSampler
 
 # Swaps alibi's beam class inside alibi's anchor_tabular module while an explanation runs, subclasses its
-# sampler and restates parts of both: written for and checked against alibi 0.9.6 (test_units: a
+# sampler and restates parts of both: written for and checked against alibi 0.9.6 (test_methods_table: a
 # process-wide patch meets the version it was written for).
 WRITTEN_FOR = ("alibi", "0.9.6")
 

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.api import AnchorImageParameters, AnchorTabularParameters, AnchorTextParameters, MethodType
-from glassbox.explainers import pictures
-from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances
+from glassbox.explainers.data import pictures
+from glassbox.explainers.methods.base import ExplanationMethod, FittedCopies, Instances
 from glassbox.explainers.methods.random_state import own_random_state
-from glassbox.explainers.payloads import InputError
+from glassbox.explainers.serving.errors import InputError
 
 
 def _prediction(explanation: Any) -> int:
@@ -46,13 +46,13 @@ class AnchorTabularMethod(ExplanationMethod[AnchorTabularParameters]):
             )
             explainer.fit(reference.features, disc_perc=tuple(self.params.disc_perc))
         use_same_draws_sampler(explainer)
-        self.explainers = ExplainerPool(explainer, shared=(self.context.predict,))
+        self.fitted = FittedCopies(explainer, shared=(self.context.predict,))
 
     def explain(self, instances: Instances) -> Any:
         from glassbox.explainers.methods.anchor_search import round_batched_search
 
         p = self.params
-        with self.explainers.borrow() as explainer, round_batched_search(), own_random_state(p.seed):
+        with self.fitted.borrow() as explainer, round_batched_search(), own_random_state(p.seed):
             return explainer.explain(
                 np.asarray(instances)[0],
                 threshold=p.threshold,
@@ -92,14 +92,14 @@ class AnchorTextMethod(ExplanationMethod[AnchorTextParameters]):
         nlp = spacy.blank("en")
         with own_random_state(self.params.seed):
             explainer = AnchorText(self.context.predict, sampling_strategy="unknown", nlp=nlp, seed=self.params.seed)
-        self.explainers = ExplainerPool(explainer, shared=(self.context.predict, nlp))
+        self.fitted = FittedCopies(explainer, shared=(self.context.predict, nlp))
 
     def explain(self, instances: Instances) -> Any:
         p = self.params
         text = instances[0]
         if not str(text).strip():
             raise InputError("the text to explain is empty")
-        with self.explainers.borrow() as explainer, own_random_state(p.seed):
+        with self.fitted.borrow() as explainer, own_random_state(p.seed):
             return explainer.explain(text, threshold=p.threshold, batch_size=p.batch_size, sample_proba=p.sample_proba)
 
     def summarize(self, explanation: Any, instances: Instances) -> list[str]:

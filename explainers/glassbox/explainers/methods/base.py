@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 import numpy as np
 
 from glassbox.contract.api import PARAMETER_FIELD_OF, PARAMETER_MODEL_OF, ApiModel, MethodSpec, MethodType
-from glassbox.explainers.payloads import InputError
-from glassbox.explainers.reference_data import ReferenceTable
+from glassbox.explainers.data.reference_data import ReferenceTable
+from glassbox.explainers.serving.errors import InputError
 
 Predict = Callable[[Any], np.ndarray]
 Instances = np.ndarray | list[str]
@@ -28,7 +28,7 @@ Instances = np.ndarray | list[str]
 Params = TypeVar("Params", bound=ApiModel)
 
 
-class ExplainerPool:
+class FittedCopies:
     """Fitted alibi explainers keep the explanation in progress on themselves
     (the instance's label, the beam search, shap's coalition matrix), so two
     explanations must not share one. Each concurrent explanation borrows its
@@ -63,7 +63,7 @@ class MethodContext:
     reference: ReferenceTable | None = None
     model: Any = None  # a torch module, for white-box methods
     device: str = "cpu"
-    tokenizer: Any = None  # glassbox.explainers.torch_artifacts.Tokenizer, for text models
+    tokenizer: Any = None  # glassbox.explainers.data.torch_artifacts.Tokenizer, for text models
 
 
 class ExplanationMethod(ABC, Generic[Params]):
@@ -71,7 +71,6 @@ class ExplanationMethod(ABC, Generic[Params]):
     # Most instances one request may ask to explain.
     max_instances: ClassVar[int] = 64
     takes_text: ClassVar[bool] = False
-    white_box: ClassVar[bool] = False
 
     def __init__(self, spec: MethodSpec, context: MethodContext):
         self.spec = spec

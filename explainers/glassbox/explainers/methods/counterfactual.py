@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.api import CounterfactualParameters, CounterfactualSearch, MethodType
-from glassbox.explainers import pictures
+from glassbox.explainers.data import pictures
 from glassbox.explainers.methods import counterfactual_search
 from glassbox.explainers.methods.base import ExplanationMethod, Instances
 from glassbox.explainers.methods.counterfactual_search import ClassNeighbourhoods, Features, Goal, Scorer
-from glassbox.explainers.payloads import InputError
+from glassbox.explainers.serving.errors import InputError
 
 # A feature counts as changed when it moved by more than this many of the reference data's standard deviations.
 CHANGED = 0.05

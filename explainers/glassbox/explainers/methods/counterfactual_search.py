@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glassbox.explainers.nearest_neighbours import nearest_distances
+from glassbox.explainers.data.nearest_neighbours import nearest_distances
 
 MIN_MARGIN = 1e-6
 # Share of a class's reference rows whose nearest neighbour in the class is at most its typical distance.

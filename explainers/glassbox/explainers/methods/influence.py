@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.api import MethodType, TrainingDataInfluenceParameters
-from glassbox.explainers import pictures
+from glassbox.explainers.data import pictures
 from glassbox.explainers.methods.base import ExplanationMethod, Instances
 
 
@@ -37,7 +37,6 @@ class _ProbabilityLoss:
 
 class TrainingDataInfluenceMethod(ExplanationMethod[TrainingDataInfluenceParameters]):
     method_type = MethodType.TrainingDataInfluence
-    white_box = True
 
     def fit(self) -> None:
         from alibi.explainers import GradientSimilarity

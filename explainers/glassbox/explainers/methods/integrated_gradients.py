@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.api import IntegratedGradientsParameters, MethodType
-from glassbox.explainers import pictures
+from glassbox.explainers.data import pictures
 from glassbox.explainers.methods.base import ExplanationMethod, Instances, top_contributions
 
 
 class IntegratedGradientsMethod(ExplanationMethod[IntegratedGradientsParameters]):
     method_type = MethodType.IntegratedGradients
-    white_box = True
 
     def fit(self) -> None:
         if self.context.model is None:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.api import KernelShapParameters, MethodType
-from glassbox.explainers import pictures
-from glassbox.explainers.methods.base import ExplainerPool, ExplanationMethod, Instances, top_contributions
+from glassbox.explainers.data import pictures
+from glassbox.explainers.methods.base import ExplanationMethod, FittedCopies, Instances, top_contributions
 from glassbox.explainers.methods.random_state import own_random_state
 
 
@@ -44,11 +44,11 @@ class KernelShapMethod(ExplanationMethod[KernelShapParameters]):
             # shap scores the background here, once: an explanation then costs two predictor calls.
             explainer.fit(reference.features, summarise_background=summarise, n_background_samples=p.background_size)
         use_same_sums(explainer)
-        self.explainers = ExplainerPool(explainer, shared=(self.context.predict,))
+        self.fitted = FittedCopies(explainer, shared=(self.context.predict,))
 
     def explain(self, instances: Instances) -> Any:
         p = self.params
-        with self.explainers.borrow() as explainer, own_random_state(p.seed):
+        with self.fitted.borrow() as explainer, own_random_state(p.seed):
             return explainer.explain(np.asarray(instances), nsamples=p.nsamples or "auto", l1_reg=self.l1_reg, silent=True)
 
     def _per_instance(self, explanation: Any) -> list[tuple[int, np.ndarray]]:

@@ -6,7 +6,7 @@ coalitions, 100,000 small numpy operations per explanation, on the models of
 the family bench about as long as the forward passes themselves. Here the sum
 runs once per background row over all coalitions, adding the same products
 in the same order (row 0's first, each product rounded before its sum), so
-every SHAP value is shap's to the bit (test_units checks whole explanations).
+every SHAP value is shap's to the bit (test_kernel_shap_sums checks whole explanations).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from alibi.explainers.shap_wrappers import KernelExplainerWrapper
 
 # Subclasses shap's KernelExplainer (through alibi's wrapper) and restates its `run`: written for and checked
-# against shap 0.43 (test_units: a process-wide patch meets the version it was written for).
+# against shap 0.43 (test_methods_table: a process-wide patch meets the version it was written for).
 WRITTEN_FOR = ("shap", "0.43")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 # Replaces functions of numpy's own module, process-wide: written for and checked against numpy 1.26
-# (test_units: a process-wide patch meets the version it was written for). Re-read it when numpy moves.
+# (test_methods_table: a process-wide patch meets the version it was written for). Re-read it when numpy moves.
 WRITTEN_FOR = ("numpy", "1.26")
 
 _THREAD = threading.local()

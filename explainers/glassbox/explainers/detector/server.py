@@ -1,0 +1,298 @@
+"""Glassbox's outlier detector: a `kserve.Model` server that says, per instance, whether an input is unlike
+the reference data it was fitted on (see outliers for the method and its threshold).
+
+    python -m glassbox.explainers.detector --model_name credit-risk-detector \
+        [--detector_fit JSON (default $GLASSBOX_DETECTOR_FIT)] [--data_dir DIR] [kserve's own flags]
+
+    POST /v1/models/NAME:predict   {"instances": [[...], ...]}
+      -> {"predictions": [{"is_outlier": true, "score": 4.1, "threshold": 2.3, "reference_quantile": 1.0}, ...]}
+    POST /v2/models/NAME/infer     -> outputs is_outlier (BOOL), score, threshold, reference_quantile (FP64)
+    "picture": true (v1; `parameters.picture` in v2) adds a PNG of the scores against the reference rows' scores
+    POST /glassbox/v1/models/NAME/flagged   (the graph's gate before the explainer)
+      -> the request narrowed to its outliers, with "flagged": [their indices in the request];
+         {"flagged": [], "summary": "..."} when there are none
+    GET /glassbox/v1/models/NAME/fitted -> {"threshold", "falsePositiveRate", "heldOutRows"} (for the status)
+
+`reference_quantile` is the fraction of held-out reference rows that score below the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kserve
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from glassbox.contract.api import DetectorFit
+from glassbox.contract.server_args import DetectorServerArgs
+from glassbox.contract.wire import (
+    DETECTOR_FIT_ENV,
+    DETECTOR_FITTED_PATH,
+    DETECTOR_GATE_PATH,
+    FITTED_FALSE_POSITIVE_RATE,
+    FITTED_HELD_OUT_ROWS,
+    FITTED_THRESHOLD,
+    FLAGGED_FIELD,
+)
+from glassbox.explainers.data.reference_data import load_reference, load_reference_texts
+from glassbox.explainers.detector import metrics
+from glassbox.explainers.detector.errors import DetectorFitError
+from glassbox.explainers.detector.outliers import NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
+from glassbox.explainers.serving.errors import InputError, http_error
+from glassbox.explainers.serving.model_server import read_command_line, serve, server_parser, settings_from_json
+from glassbox.explainers.serving.payloads import DecodedRequest, Limits, decode_request, is_v2_body, v2_request_from_json
+
+log = logging.getLogger(__name__)
+# The defaults of the server's flags, for a detector built without a command line (in tests).
+DEFAULTS = DetectorServerArgs(model_name="defaults")
+Answer = TypeVar("Answer")
+
+# A detection request carries what a prediction request does, short of a perturbation set.
+REQUEST_LIMITS = Limits(max_instances=10_000, max_elements=16_000_000)
+
+
+class OutlierDetector(kserve.Model):  # type: ignore[misc]
+    def __init__(self, name: str, fit: DetectorFit, data_dir: Path | None = None, workers: int = DEFAULTS.detector_workers):
+        super().__init__(name)
+        self.fit = fit
+        self.data_dir = data_dir
+        self.detector: NearestNeighborsDetector | None = None
+        # Requests judged at once (spec.detector.capacity.workers); the others wait their turn on the loop.
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
+
+    async def off_loop(self, work: Callable[..., Answer], *args: Any) -> Answer:
+        """`work(*args)` on one of the detector's workers, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+
+    def load(self) -> bool:
+        if self.detector is None:
+            if self.fit.reference_data is None:
+                raise DetectorFitError("the detector has no reference data: set spec.detector.referenceData")
+            started = time.monotonic()
+            reference = self.fit.reference_data
+            rows = (
+                load_reference_texts(reference, self.data_dir)
+                if reference.text_column
+                else load_reference(reference, self.data_dir).features
+            )
+            self.detector = fit_nearest_neighbors(
+                rows,
+                false_positive_rate=self.fit.false_positive_rate,
+                k=self.fit.neighbors,
+                calibration_fraction=self.fit.calibration_fraction,
+                seed=self.fit.seed,
+            )
+            held_out = len(self.detector.calibration_scores)
+            log.info(
+                "fitted the detector on %d reference rows in %.1f s: threshold %.4g for a false-positive rate of %g (%d held out)",
+                len(rows),
+                time.monotonic() - started,
+                self.detector.threshold,
+                self.fit.false_positive_rate,
+                held_out,
+            )
+            if held_out < 10 / self.fit.false_positive_rate:
+                log.warning(
+                    "only %d held-out reference rows: the alarm rate on ordinary inputs may differ from %g by a third of it or more; "
+                    "give the detector at least %d",
+                    held_out,
+                    self.fit.false_positive_rate,
+                    round(10 / self.fit.false_positive_rate),
+                )
+            metrics.THRESHOLD.labels(self.name).set(self.detector.threshold)
+            metrics.TARGET_RATE.labels(self.name).set(self.fit.false_positive_rate)
+        self.ready = True
+        return True
+
+    def judge(self, request: DecodedRequest) -> Verdicts:
+        """The verdicts for a decoded request, counted on /metrics; InputError for instances the detector cannot score."""
+        assert self.detector is not None, "load() first"
+        try:
+            verdicts = self.detector.verdicts(request.instances)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        metrics.INSTANCES.labels(self.name).inc(len(verdicts.scores))
+        metrics.OUTLIERS.labels(self.name).inc(int(verdicts.is_outlier.sum()))
+        # A threshold of 0 (reference rows that all repeat one another) flags every input that differs at all.
+        ratios = verdicts.scores / verdicts.threshold if verdicts.threshold > 0 else np.where(verdicts.is_outlier, np.inf, 0.0)
+        for ratio in ratios:
+            metrics.SCORE_RATIO.labels(self.name).observe(float(ratio))
+        return verdicts
+
+    async def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
+        assert self.detector is not None, "load() first"
+        try:
+            if isinstance(payload, dict) and is_v2_body(payload):
+                payload = v2_request_from_json(payload, self.name)  # a v2 body on the v1 path (the graph's router ignores paths)
+            request = decode_request(payload, REQUEST_LIMITS)
+            picture = self._picture_asked(payload)
+            # Off the event loop: 10,000 rows against a large reference set take a while, and the
+            # requests beside this one (and the readiness probe) must not wait for them.
+            verdicts = await self.off_loop(self.judge, request)
+        except InputError as error:
+            raise http_error(error.status, str(error)) from None
+        quantiles = self.detector.reference_quantile(verdicts.scores)
+        if request.protocol == "v2":
+            count = len(verdicts.scores)
+            outputs = [
+                InferOutput(name="is_outlier", shape=[count], datatype="BOOL", data=verdicts.is_outlier.tolist()),
+                InferOutput(name="score", shape=[count], datatype="FP64", data=verdicts.scores.tolist()),
+                InferOutput(name="threshold", shape=[count], datatype="FP64", data=[verdicts.threshold] * count),
+                InferOutput(name="reference_quantile", shape=[count], datatype="FP64", data=quantiles.tolist()),
+            ]
+            if picture:
+                png = await self.off_loop(self._picture, verdicts)
+                outputs.append(InferOutput(name="picture", shape=[1], datatype="BYTES", data=[png]))
+            request_id = payload.id if isinstance(payload, InferRequest) else None
+            return InferResponse(
+                response_id=request_id or (headers or {}).get("x-request-id") or "", model_name=self.name, infer_outputs=outputs
+            )
+        answer: dict[str, Any] = {
+            "predictions": [
+                {
+                    "is_outlier": bool(flag),
+                    "score": float(score),
+                    "threshold": verdicts.threshold,
+                    "reference_quantile": float(quantile),
+                }
+                for flag, score, quantile in zip(verdicts.is_outlier, verdicts.scores, quantiles, strict=True)
+            ]
+        }
+        if picture:
+            answer["picture"] = {"content_type": "image/png", "base64": await self.off_loop(self._picture, verdicts)}
+        return answer
+
+    @staticmethod
+    def _picture_asked(payload: dict[str, Any] | InferRequest) -> bool:
+        asked = payload.get("picture", False) if isinstance(payload, dict) else (payload.parameters or {}).get("picture", False)
+        if not isinstance(asked, bool):
+            raise InputError(f"'picture' must be true or false, got {asked!r}")
+        return asked
+
+    def _picture(self, verdicts: Verdicts) -> str:
+        """A base64 PNG: each input's score against the held-out reference rows' scores and the threshold."""
+        from glassbox.explainers.data.pictures import score_against_reference
+
+        assert self.detector is not None
+        flagged = int(verdicts.is_outlier.sum())
+        title = (
+            f"{flagged} of {len(verdicts.scores)} inputs flagged: scores above the threshold set for a "
+            f"{self.detector.false_positive_rate:g} false-positive rate"
+        )
+        png = score_against_reference(self.detector.calibration_scores, verdicts.threshold, verdicts.scores, title)
+        return base64.b64encode(png).decode()
+
+    def narrow_to_outliers(self, body: Any) -> dict[str, Any]:
+        """The gate: the request as it came, holding only its outliers and naming their indices in `flagged`.
+
+        KServe's router then sends it on to the explainer only when `flagged.0` exists, so exactly the
+        flagged instances are explained, with the method and options the request asked for."""
+        if not isinstance(body, dict):
+            raise InputError("the request body must be a JSON object with 'instances' (v1) or 'inputs' (v2)")
+        v2 = is_v2_body(body)
+        request = decode_request(v2_request_from_json(body, self.name) if v2 else body, REQUEST_LIMITS)
+        verdicts = self.judge(request)
+        flagged = [int(i) for i in np.flatnonzero(verdicts.is_outlier)]
+        if not flagged:
+            highest = float(verdicts.scores.max())
+            return {
+                FLAGGED_FIELD: [],
+                "summary": f"none of the {len(verdicts.scores)} instances is an outlier (highest score {highest:.4g}, "
+                f"threshold {verdicts.threshold:.4g}): nothing to explain",
+            }
+        count = len(verdicts.scores)
+        # A counterfactual's `target` may name one class per instance: narrowed with them (a list goes beside
+        # v2's `inputs`, not in its `parameters`, whose values KServe's v2 model keeps to single values).
+        body = {**body, **({"target": _narrowed(body["target"], flagged, count)} if "target" in body else {})}
+        if v2:
+            tensor = dict(body["inputs"][0])
+            rows = np.asarray(request.instances)[flagged]
+            tensor.update(shape=[len(flagged), *rows.shape[1:]], data=rows.reshape(-1).tolist())
+            return {**body, "inputs": [tensor], FLAGGED_FIELD: flagged}
+        instances = body.get("instances", body.get("inputs"))
+        assert isinstance(instances, list)  # decode_request took it
+        return {
+            **{k: v for k, v in body.items() if k != "inputs"},
+            "instances": [instances[i] for i in flagged],
+            FLAGGED_FIELD: flagged,
+        }
+
+
+def _narrowed(value: Any, flagged: list[int], count: int) -> Any:
+    """A list of one entry per instance of the request, narrowed to the flagged instances; anything else as it came."""
+    return [value[i] for i in flagged] if isinstance(value, list) and len(value) == count else value
+
+
+def gate_route(model: OutlierDetector) -> Any:
+    async def flagged(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            return JSONResponse(
+                status_code=400, content={"error": f"the body is not JSON ({error}); send a JSON object with 'instances'"}
+            )
+        try:
+            return JSONResponse(content=await model.off_loop(model.narrow_to_outliers, body))
+        except InputError as error:
+            return JSONResponse(status_code=error.status, content={"error": str(error)})
+
+    return flagged
+
+
+def fitted_route(model: OutlierDetector) -> Any:
+    async def fitted() -> JSONResponse:
+        """What the detector fitted: the operator shows it in the ExplainedModel's status."""
+        if model.detector is None:
+            return JSONResponse(status_code=503, content={"error": "the detector has not been fitted yet"})
+        return JSONResponse(
+            content={
+                FITTED_THRESHOLD: model.detector.threshold,
+                FITTED_FALSE_POSITIVE_RATE: model.detector.false_positive_rate,
+                FITTED_HELD_OUT_ROWS: len(model.detector.calibration_scores),
+            }
+        )
+
+    return fitted
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return server_parser(DetectorServerArgs, __doc__, log_each_request=False)
+
+
+def main() -> None:
+    args, kserve_flags = read_command_line(build_parser(), DetectorServerArgs)
+    fit_json = args.detector_fit or os.environ.get(DETECTOR_FIT_ENV)
+    if not fit_json:
+        raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
+    fit = settings_from_json(DetectorFit, fit_json, DETECTOR_FIT_ENV)
+    model = OutlierDetector(args.model_name, fit, args.data_dir, workers=args.detector_workers)
+    try:
+        model.load()
+    except DetectorFitError as error:
+        raise SystemExit(f"the detector cannot start: {error}") from None
+    app = kserve.model_server.app
+    app.add_api_route(DETECTOR_GATE_PATH.format(model=model.name), gate_route(model), methods=["POST"], include_in_schema=False)
+    app.add_api_route(
+        DETECTOR_FITTED_PATH.format(model=model.name), fitted_route(model), methods=["GET"], include_in_schema=False
+    )
+    serve(
+        model,
+        kserve_flags,
+        max_body_bytes=args.max_body_bytes,
+        longest_request_seconds=30.0,
+    )
