@@ -123,6 +123,39 @@ def wait_for(predicate: Any, timeout: float) -> bool:
     return False
 
 
+def last_child(children: ChildWatch, name: str) -> float | None:
+    """When the last of an ExplainedModel's three children was first seen, or None before all three were."""
+    keys = [("inferenceservices", name), ("inferenceservices", f"{name}-explainer"), ("inferencegraphs", f"{name}-graph")]
+    times = [children.seen.get(k) for k in keys]
+    return None if None in times else max(t for t in times if t is not None)
+
+
+def converge_after_change(objects: Any, children: ChildWatch, namespace: str, sample: list[str]) -> list[float]:
+    """Change maxReplicas on every object of `sample` at once; each one's seconds to its predictor's MODIFIED event."""
+    changed_at: dict[str, float] = {}
+    children.modified.clear()
+
+    def change(name: str) -> None:
+        changed_at[name] = time.perf_counter()
+        objects.patch_namespaced_custom_object(
+            "glassbox.dev",
+            "v1alpha1",
+            namespace,
+            "explainedmodels",
+            name,
+            {"spec": {"predictor": {"autoscaling": {"maxReplicas": 6}}}},
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(change, sample))
+    wait_for(lambda: all(("inferenceservices", n) in children.modified for n in sample), 120)
+    return [
+        children.modified[("inferenceservices", n)] - changed_at[n]
+        for n in sample
+        if ("inferenceservices", n) in children.modified
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=200)
@@ -150,43 +183,15 @@ def main() -> int:
         names = [f"model-{i:04d}" for i in range(args.objects)]
         created = create_all(objects, namespace, names)
 
-        def last_child(name: str) -> float | None:
-            keys = [("inferenceservices", name), ("inferenceservices", f"{name}-explainer"), ("inferencegraphs", f"{name}-graph")]
-            times = [children.seen.get(k) for k in keys]
-            return None if None in times else max(t for t in times if t is not None)
-
-        complete = wait_for(lambda: all(last_child(n) is not None for n in names), 300)
-        written = [last_child(n) - created[n] for n in names if last_child(n) is not None]  # type: ignore[operator]
-
-        # Converge: change maxReplicas on every object; time to the predictor's MODIFIED event.
-        changed_at: dict[str, float] = {}
-        children.modified.clear()
-
-        def change(name: str) -> None:
-            changed_at[name] = time.perf_counter()
-            objects.patch_namespaced_custom_object(
-                "glassbox.dev",
-                "v1alpha1",
-                namespace,
-                "explainedmodels",
-                name,
-                {"spec": {"predictor": {"autoscaling": {"maxReplicas": 6}}}},
-            )
-
+        complete = wait_for(lambda: all(last_child(children, n) is not None for n in names), 300)
+        written = [last_child(children, n) - created[n] for n in names if last_child(children, n) is not None]  # type: ignore[operator]
         sample = names[:50]
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(change, sample))
-        wait_for(lambda: all(("inferenceservices", n) in children.modified for n in sample), 120)
-        converge = [
-            children.modified[("inferenceservices", n)] - changed_at[n]
-            for n in sample
-            if ("inferenceservices", n) in children.modified
-        ]
+        converge = converge_after_change(objects, children, namespace, sample)
 
         more = [f"model-{i:04d}" for i in range(args.objects, args.memory_objects)]
         create_all(objects, namespace, more)
         everything = names + more
-        wait_for(lambda: all(last_child(n) is not None for n in everything), 600)
+        wait_for(lambda: all(last_child(children, n) is not None for n in everything), 600)
         time.sleep(5)
         memory = peak_rss_mb(operator.process.pid)
         children.stop()

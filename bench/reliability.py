@@ -238,17 +238,21 @@ def overload(explainer: str, proxy: FaultProxy, seconds: float) -> dict[str, Any
         proxy.mode, proxy.delay = "pass", 5.0
 
 
-def _overload(explainer: str, seconds: float) -> dict[str, Any]:
-    url = f"{explainer}{EXPLAIN}"
-    body = {"instances": [ROW], "method": "shap"}
+def _unloaded_seconds(url: str, body: dict[str, Any], count: int = 30) -> list[float]:
+    """One explanation at a time: what each takes with nothing else running."""
+    times = []
     with httpx.Client(timeout=60) as client:
-        unloaded = []
-        for _ in range(30):
+        for _ in range(count):
             began = time.perf_counter()
             assert client.post(url, json=body).status_code == 200
-            unloaded.append(time.perf_counter() - began)
+            times.append(time.perf_counter() - began)
+    return times
 
-    async def closed_loop(clients: int, until: float) -> int:
+
+def _capacity_per_second(url: str, body: dict[str, Any], clients: int, seconds: float) -> float:
+    """Explanations answered per second by `clients` that each send the next as soon as one is answered."""
+
+    async def closed_loop(until: float) -> int:
         done = 0
         async with httpx.AsyncClient(timeout=60) as client:
 
@@ -262,8 +266,14 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
         return done
 
     began = time.monotonic()
-    capacity = asyncio.run(closed_loop(8, began + seconds)) / (time.monotonic() - began)
-    rate = 10 * capacity
+    return asyncio.run(closed_loop(began + seconds)) / (time.monotonic() - began)
+
+
+def _open_loop(
+    explainer: str, url: str, body: dict[str, Any], rate: float, seconds: float
+) -> tuple[list[tuple[int, float, str | None]], list[float]]:
+    """Requests sent at `rate` whatever the answers: each one's status, seconds and Retry-After, and the
+    waiting room's depth sampled four times a second."""
     outcomes: list[tuple[int, float, str | None]] = []
     depths: list[float] = []
 
@@ -287,6 +297,16 @@ def _overload(explainer: str, seconds: float) -> dict[str, Any]:
             await asyncio.gather(*tasks)
 
     asyncio.run(open_loop())
+    return outcomes, depths
+
+
+def _overload(explainer: str, seconds: float) -> dict[str, Any]:
+    url = f"{explainer}{EXPLAIN}"
+    body = {"instances": [ROW], "method": "shap"}
+    unloaded = _unloaded_seconds(url, body)
+    capacity = _capacity_per_second(url, body, 8, seconds)
+    rate = 10 * capacity
+    outcomes, depths = _open_loop(explainer, url, body, rate, seconds)
     admitted = [o[1] for o in outcomes if o[0] == 200]
     refused = [o for o in outcomes if o[0] == 503]
     others = sorted({o[0] for o in outcomes} - {200, 503})

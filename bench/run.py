@@ -347,6 +347,34 @@ def chart(results: dict[str, Any], path: Path) -> None:
     figure.savefig(path)
 
 
+def measure_tabular(results: dict[str, Any], bench: dict[str, Any], work: Path, repeats: int, per_client: int) -> None:
+    """The wine model: AnchorTabular and KernelShap in process and over HTTP, throughput at 1, 4 and 16
+    clients, the explainer's memory, and the predictor's share of its standalone rate during KernelShap."""
+    # Throughput at 16 clients: 4 explanations computed, the other 12 wait for a worker (not refused).
+    with LocalDeployment(
+        work / "tabular" / "wine.yaml", log_dir=work / "logs-tabular", extra_explainer_args=["--max_waiting_explanations=12"]
+    ) as tabular:
+        rows = list(bench["tabular_rows"])
+        for method, name in (("AnchorTabular", "anchors"), ("KernelShap", "shap")):
+            print(f"{method}: in process, then over HTTP", flush=True)
+            results["latency"][method] = {
+                "a_in_process": run_in_process(method, bench, work, repeats),
+                "b_glassbox_http": run_glassbox(method, tabular, "wine", rows, name, repeats),
+            }
+        print("throughput at 1, 4, 16 clients", flush=True)
+        results["throughput"] = {str(c): throughput(tabular, rows, "anchors", c, per_client) for c in (1, 4, 16)}
+        explainer_pid = next(p.process.pid for p in tabular.processes if p.name == "explainer")
+        results["explainer_peak_rss_mb"] = peak_rss_mb(explainer_pid)
+        standalone = predictor_standalone_rows_per_second(tabular, len(bench["names"]))
+        cell = results["latency"]["KernelShap"]["b_glassbox_http"]
+        during = cell["rows_per_explanation"] / cell["median_s"]
+        results.update(
+            predictor_standalone_rows_per_s=standalone,
+            predictor_rows_per_s_during_kernelshap=during,
+            predictor_share_during_kernelshap=during / standalone,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(HERE / "results"))
@@ -370,30 +398,7 @@ def main() -> int:
         "command": "make bench" + (" BENCH_ARGS=--quick" if args.quick else ""),
         "latency": {},
     }
-    # Throughput at 16 clients: 4 explanations computed, the other 12 wait for a worker (not refused).
-    with LocalDeployment(
-        work / "tabular" / "wine.yaml", log_dir=work / "logs-tabular", extra_explainer_args=["--max_waiting_explanations=12"]
-    ) as tabular:
-        rows = list(bench["tabular_rows"])
-        for method, name in (("AnchorTabular", "anchors"), ("KernelShap", "shap")):
-            print(f"{method}: in process, then over HTTP", flush=True)
-            results["latency"][method] = {
-                "a_in_process": run_in_process(method, bench, work, repeats),
-                "b_glassbox_http": run_glassbox(method, tabular, "wine", rows, name, repeats),
-            }
-        print("throughput at 1, 4, 16 clients", flush=True)
-        per_client = 2 if args.quick else 4
-        results["throughput"] = {str(c): throughput(tabular, rows, "anchors", c, per_client) for c in (1, 4, 16)}
-        explainer_pid = next(p.process.pid for p in tabular.processes if p.name == "explainer")
-        results["explainer_peak_rss_mb"] = peak_rss_mb(explainer_pid)
-        standalone = predictor_standalone_rows_per_second(tabular, len(bench["names"]))
-        cell = results["latency"]["KernelShap"]["b_glassbox_http"]
-        during = cell["rows_per_explanation"] / cell["median_s"]
-        results.update(
-            predictor_standalone_rows_per_s=standalone,
-            predictor_rows_per_s_during_kernelshap=during,
-            predictor_share_during_kernelshap=during / standalone,
-        )
+    measure_tabular(results, bench, work, repeats, per_client=2 if args.quick else 4)
     with LocalDeployment(work / "text" / "sentiment.yaml", log_dir=work / "logs-text") as text:
         print("AnchorText: in process, then over HTTP", flush=True)
         results["latency"]["AnchorText"] = {

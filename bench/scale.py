@@ -333,6 +333,21 @@ def plot(results: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=90)
 
 
+def replica_capacity(replicas: Replicas, predictor_host: str, setting: Setting) -> dict[str, float]:
+    """One replica's unloaded time and capacity, and two replicas' (two processes on this machine's cores)."""
+    pair = [replicas.start(predictor_host, setting.flags) for _ in range(2)]
+    try:
+        workers = int(setting.flags[0].split("=")[1])
+        return {
+            "unloaded_s": asyncio.run(unloaded_seconds(pair[0].url)),
+            "one_replica_per_s": asyncio.run(closed_loop([pair[0].url], workers, 15.0)),
+            "two_replicas_per_s": asyncio.run(closed_loop([r.url for r in pair], 2 * workers, 15.0)),
+        }
+    finally:
+        for replica in pair:
+            replica.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -356,17 +371,7 @@ def main() -> None:
         results["settings"] = {
             s.name: {"containerConcurrency": s.container_concurrency, "target": s.target, "flags": s.flags} for s in settings
         }
-        # One replica's time and capacity, and two replicas' (two processes on this machine's cores).
-        now = settings[1]
-        pair = [replicas.start(predictor_host, now.flags) for _ in range(2)]
-        try:
-            results["unloaded_s"] = asyncio.run(unloaded_seconds(pair[0].url))
-            workers = int(now.flags[0].split("=")[1])
-            results["one_replica_per_s"] = asyncio.run(closed_loop([pair[0].url], workers, 15.0))
-            results["two_replicas_per_s"] = asyncio.run(closed_loop([r.url for r in pair], 2 * workers, 15.0))
-        finally:
-            for replica in pair:
-                replica.stop()
+        results.update(replica_capacity(replicas, predictor_host, settings[1]))
         peak = 10 * results["one_replica_per_s"]
         results["ramp_peak_per_s"] = peak
         print(json.dumps({k: v for k, v in results.items() if k != "scenarios"}), flush=True)

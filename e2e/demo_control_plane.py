@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -32,14 +33,9 @@ def main() -> int:
     cluster = localcluster.LocalCluster()
     started_here = cluster.running() is None
     print("1. starting the local Kubernetes 1.20 control plane (etcd, kube-apiserver, kube-controller-manager)")
-    info = cluster.up()
-    kubeconfig = info.kubeconfig
-
-    def kubectl(*argv: str) -> str:
-        return localcluster.kubectl(list(argv), kubeconfig=kubeconfig).stdout
-
+    kubeconfig = cluster.up().kubeconfig
     print("2. kubectl apply -f crds/")
-    print("   " + kubectl("apply", "-f", str(REPO / "crds")).strip())
+    print("   " + _kubectl(kubeconfig, "apply", "-f", str(REPO / "crds")).strip())
     localcluster.wait_established(["explainedmodels.glassbox.dev"], kubeconfig)
     log = REPO / ".glassbox" / "demo-operator.log"
     print(f"3. glassbox operator (log: {log})")
@@ -47,68 +43,18 @@ def main() -> int:
     try:
         sample = Path(args.sample)
         print(f"4. kubectl apply -f {sample.relative_to(REPO) if sample.is_relative_to(REPO) else sample}")
-        print("   " + kubectl("apply", "-n", "default", "-f", str(sample)).strip())
+        print("   " + _kubectl(kubeconfig, "apply", "-n", "default", "-f", str(sample)).strip())
         manifest = yaml.safe_load(sample.read_text())
         name = str(manifest["metadata"]["name"])
         existing = (manifest["spec"]["predictor"] or {}).get("inferenceServiceName")
-
-        def report_address(isvc: str) -> None:
-            """KServe's part (no KServe controller runs here): the in-cluster address its ingress reconciler reports."""
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not kubectl("get", "inferenceservices", "-n", "default", "-o", "name").count(
-                f"/{isvc}\n"
-            ):
-                time.sleep(0.3)
-            url = f"http://{isvc}.default.svc.cluster.local"
-            kubectl(
-                "patch",
-                "inferenceservice",
-                isvc,
-                "-n",
-                "default",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                json.dumps({"status": {"address": {"url": url}}}),
-            )
-            print(f"   playing KServe: InferenceService {isvc} gets status.address.url {url}")
-
         if existing:
             print(f"   (the sample explains an existing InferenceService '{existing}': the explainer waits for it)")
         else:
-            report_address(name)
-            report_address(f"{name}-explainer")
+            _report_address(kubeconfig, name)
+            _report_address(kubeconfig, f"{name}-explainer")
         if manifest["spec"].get("detector") is not None:
-            report_address(f"{name}-detector")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
-            if status.get("observedGeneration"):
-                break
-            time.sleep(0.5)
-        print("\n5. what the operator created:\n")
-        print(kubectl("get", "explainedmodels,inferenceservices,inferencegraphs", "-n", "default", "-o", "wide"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and f"{name}-graph" not in kubectl(
-            "get", "inferencegraphs", "-n", "default", "-o", "name"
-        ):
-            time.sleep(0.3)
-        graphs = kubectl("get", "inferencegraphs", "-n", "default", "-o", "name")
-        if f"{name}-graph" in graphs:
-            print(f"6. kubectl get inferencegraph {name}-graph -o yaml (spec):\n")
-            graph = json.loads(kubectl("get", "inferencegraph", f"{name}-graph", "-n", "default", "-o", "json"))
-            print(yaml.safe_dump({"spec": graph["spec"]}, sort_keys=False))
-        # The operator writes the status after the children it built: wait for one that no longer waits on addresses.
-        deadline = time.monotonic() + (5 if existing else 30)
-        while True:
-            status = json.loads(kubectl("get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
-            waiting = [c for c in status.get("conditions") or [] if str(c.get("reason", "")).startswith("Waiting")]
-            if not waiting or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        print("7. the ExplainedModel's conditions (no KServe controller runs here, so children stay Pending):\n")
-        for condition in status.get("conditions") or []:
-            print(f"   {condition['type']:<15} {condition['status']:<8} {condition['reason']}: {condition['message'][:110]}")
+            _report_address(kubeconfig, f"{name}-detector")
+        _show_what_the_operator_created(kubeconfig, name, bool(existing))
     finally:
         if args.keep:
             print(
@@ -122,6 +68,56 @@ def main() -> int:
             else:
                 print("\nstopped the operator; the control plane you started is still running")
     return 0
+
+
+def _kubectl(kubeconfig: Path, *argv: str) -> str:
+    return localcluster.kubectl(list(argv), kubeconfig=kubeconfig).stdout
+
+
+def _report_address(kubeconfig: Path, isvc: str) -> None:
+    """KServe's part (no KServe controller runs here): the in-cluster address its ingress reconciler reports."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _kubectl(
+        kubeconfig, "get", "inferenceservices", "-n", "default", "-o", "name"
+    ).count(f"/{isvc}\n"):
+        time.sleep(0.3)
+    url = f"http://{isvc}.default.svc.cluster.local"
+    status = json.dumps({"status": {"address": {"url": url}}})
+    _kubectl(kubeconfig, "patch", "inferenceservice", isvc, "-n", "default", "--subresource=status", "--type=merge", "-p", status)
+    print(f"   playing KServe: InferenceService {isvc} gets status.address.url {url}")
+
+
+def _status(kubeconfig: Path, name: str) -> dict[str, Any]:
+    return json.loads(_kubectl(kubeconfig, "get", "xm", name, "-n", "default", "-o", "json")).get("status") or {}
+
+
+def _show_what_the_operator_created(kubeconfig: Path, name: str, existing: bool) -> None:
+    """Steps 5 to 7: the children, the graph's spec, and the ExplainedModel's conditions."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _status(kubeconfig, name).get("observedGeneration"):
+        time.sleep(0.5)
+    print("\n5. what the operator created:\n")
+    print(_kubectl(kubeconfig, "get", "explainedmodels,inferenceservices,inferencegraphs", "-n", "default", "-o", "wide"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and f"{name}-graph" not in _kubectl(
+        kubeconfig, "get", "inferencegraphs", "-n", "default", "-o", "name"
+    ):
+        time.sleep(0.3)
+    if f"{name}-graph" in _kubectl(kubeconfig, "get", "inferencegraphs", "-n", "default", "-o", "name"):
+        print(f"6. kubectl get inferencegraph {name}-graph -o yaml (spec):\n")
+        graph = json.loads(_kubectl(kubeconfig, "get", "inferencegraph", f"{name}-graph", "-n", "default", "-o", "json"))
+        print(yaml.safe_dump({"spec": graph["spec"]}, sort_keys=False))
+    # The operator writes the status after the children it built: wait for one that no longer waits on addresses.
+    deadline = time.monotonic() + (5 if existing else 30)
+    while True:
+        status = _status(kubeconfig, name)
+        waiting = [c for c in status.get("conditions") or [] if str(c.get("reason", "")).startswith("Waiting")]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print("7. the ExplainedModel's conditions (no KServe controller runs here, so children stay Pending):\n")
+    for condition in status.get("conditions") or []:
+        print(f"   {condition['type']:<15} {condition['status']:<8} {condition['reason']}: {condition['message'][:110]}")
 
 
 if __name__ == "__main__":

@@ -167,20 +167,39 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         create_existing(cluster, namespace, target)
     cluster.kubectl("apply", "-n", namespace, "-f", str(path))
     if "inferenceServiceName" not in spec["predictor"]:
-        wait_for("the predictor InferenceService", lambda: get(cluster, KSERVE, namespace, name))
-        waiting = wait_for(
-            "ExplainerReady=False waiting for the predictor's address",
-            lambda: (
-                (b := get(cluster, XM, namespace, name))
-                and condition(b, "ExplainerReady").get("reason") == "WaitingForPredictorAddress"
-                and b
-            ),
-        )
-        assert get(cluster, KSERVE, namespace, f"{name}-explainer") is None, "the explainer needs the predictor's address first"
-        assert f"InferenceService '{name}'" in condition(waiting, "ExplainerReady")["message"]
-        # A headless RawDeployment Service: KServe's address carries the container port.
-        report_address(cluster, namespace, name, f"http://{name}-predictor.{namespace}.svc.cluster.local:8080")
+        _explainer_waits_for_the_predictors_address(cluster, namespace, name)
+    _check_explainer(cluster, namespace, name, spec, target)
+    _check_predictor(cluster, namespace, name, spec)
+    if "detector" in spec:
+        _check_detector(cluster, namespace, name)
+    _check_graph(cluster, namespace, name, spec, target)
+    body = wait_for(
+        "status.observedGeneration",
+        lambda: (b := get(cluster, XM, namespace, name)) and (b.get("status") or {}).get("observedGeneration") and b,
+    )
+    assert condition(body, "SpecValid")["status"] == "True"
+    assert body["status"]["children"]["explainer"] == f"{name}-explainer"
 
+
+def _explainer_waits_for_the_predictors_address(cluster: Cluster, namespace: str, name: str) -> None:
+    """No explainer before KServe reports where the predictor answers; then playing KServe, the address."""
+    wait_for("the predictor InferenceService", lambda: get(cluster, KSERVE, namespace, name))
+    waiting = wait_for(
+        "ExplainerReady=False waiting for the predictor's address",
+        lambda: (
+            (b := get(cluster, XM, namespace, name))
+            and condition(b, "ExplainerReady").get("reason") == "WaitingForPredictorAddress"
+            and b
+        ),
+    )
+    assert get(cluster, KSERVE, namespace, f"{name}-explainer") is None, "the explainer needs the predictor's address first"
+    assert f"InferenceService '{name}'" in condition(waiting, "ExplainerReady")["message"]
+    # A headless RawDeployment Service: KServe's address carries the container port.
+    report_address(cluster, namespace, name, f"http://{name}-predictor.{namespace}.svc.cluster.local:8080")
+
+
+def _check_explainer(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any], target: str) -> None:
+    """It calls the predictor where KServe said, and what a replica admits reaches Knative through KServe's schema."""
     explainer = wait_for("the explainer InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-explainer"))
     container = explainer["spec"]["predictor"]["containers"][0]
     expected_host = (
@@ -196,6 +215,9 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         container, "max_waiting_explanations"
     )
 
+
+def _check_predictor(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """An existing predictor is never created; a deployed one gets the spec's GPUs and placement."""
     if "inferenceServiceName" in spec["predictor"]:
         assert get(cluster, KSERVE, namespace, name) is None, "an existing predictor must not be created"
     else:
@@ -208,21 +230,26 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
         assert component.get("nodeSelector") == spec["predictor"].get("nodeSelector")
         assert component.get("tolerations") == spec["predictor"].get("tolerations")
 
-    if "detector" in spec:
-        detector = wait_for("the detector InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-detector"))
-        detector_container = detector["spec"]["predictor"]["containers"][0]
-        assert detector_container["command"][-1] == "glassbox.explainers.detector"
-        assert detector["spec"]["predictor"]["containerConcurrency"] >= flag(detector_container, "detector_workers")
-        assert detector["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
-        report_address(cluster, namespace, f"{name}-detector")
-        wait_for(
-            "status.children.detector",
-            lambda: (
-                ((get(cluster, XM, namespace, name) or {}).get("status") or {}).get("children", {}).get("detector")
-                == f"{name}-detector"
-            ),
-        )
 
+def _check_detector(cluster: Cluster, namespace: str, name: str) -> None:
+    """The detector runs in the explainer's image, stays cluster-local, and is named in the status."""
+    detector = wait_for("the detector InferenceService", lambda: get(cluster, KSERVE, namespace, f"{name}-detector"))
+    detector_container = detector["spec"]["predictor"]["containers"][0]
+    assert detector_container["command"][-1] == "glassbox.explainers.detector"
+    assert detector["spec"]["predictor"]["containerConcurrency"] >= flag(detector_container, "detector_workers")
+    assert detector["metadata"]["labels"]["networking.kserve.io/visibility"] == "cluster-local"
+    report_address(cluster, namespace, f"{name}-detector")
+    wait_for(
+        "status.children.detector",
+        lambda: (
+            ((get(cluster, XM, namespace, name) or {}).get("status") or {}).get("children", {}).get("detector")
+            == f"{name}-detector"
+        ),
+    )
+
+
+def _check_graph(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any], target: str) -> None:
+    """Once the explainer's address is known: a root Switch with every route twice, the unknown-route steps and the default."""
     graph_wanted = (spec.get("graph") or {}).get("enabled", True)
     if graph_wanted:
         report_address(cluster, namespace, f"{name}-explainer")
@@ -239,13 +266,6 @@ def test_each_sample_produces_children_that_kserve_schemas_accept(
             assert gate == f"http://{name}-detector.{namespace}.svc.cluster.local/glassbox/v1/models/{name}-detector/flagged"
     else:
         assert get(cluster, GRAPHS, namespace, f"{name}-graph") is None
-
-    body = wait_for(
-        "status.observedGeneration",
-        lambda: (b := get(cluster, XM, namespace, name)) and (b.get("status") or {}).get("observedGeneration") and b,
-    )
-    assert condition(body, "SpecValid")["status"] == "True"
-    assert body["status"]["children"]["explainer"] == f"{name}-explainer"
 
 
 def test_a_changed_spec_converges_including_removed_fields(cluster: Cluster, operator: RunningOperator, namespace: str) -> None:

@@ -42,6 +42,33 @@ def wait_for_router(process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("the router did not answer /readyz within 30 s")
 
 
+def send(request: dict[str, Any], proxy: FaultProxy | None) -> dict[str, Any]:
+    """One planned request through the router (the proxy in front of the predictor set to its mode meanwhile):
+    its status, its body as JSON when it is JSON, its text and its time."""
+    if proxy is not None:
+        proxy.mode = request.get("proxy_mode", "pass")
+    started_at = time.monotonic()
+    try:
+        with httpx.Client(timeout=None) as client:
+            answer = client.post(
+                ROUTER + request.get("path", "/"),
+                content=json.dumps(request["body"]),
+                headers={"content-type": "application/json"},
+                timeout=request.get("timeout", 120),
+            )
+        status, text = answer.status_code, answer.text
+    except httpx.HTTPError as error:
+        status, text = None, f"{type(error).__name__}: {error}"
+    finally:
+        if proxy is not None:
+            proxy.mode = "pass"
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    return {"id": request["id"], "status": status, "body": body, "text": text[:2000], "seconds": time.monotonic() - started_at}
+
+
 def main(plan_path: Path, results_path: Path) -> int:
     plan = json.loads(plan_path.read_text())
     logs = Path(plan["logs"])
@@ -82,36 +109,8 @@ def main(plan_path: Path, results_path: Path) -> int:
                 [plan["router"], "--graph-json", json.dumps(graph["spec"])], stdout=handle, stderr=subprocess.STDOUT
             )
         wait_for_router(router, router_log)
-        with httpx.Client(timeout=None) as client:
-            for request in plan["requests"]:
-                if proxy is not None:
-                    proxy.mode = request.get("proxy_mode", "pass")
-                started_at = time.monotonic()
-                try:
-                    answer = client.post(
-                        ROUTER + request.get("path", "/"),
-                        content=json.dumps(request["body"]),
-                        headers={"content-type": "application/json"},
-                        timeout=request.get("timeout", 120),
-                    )
-                    status, text = answer.status_code, answer.text
-                except httpx.HTTPError as error:
-                    status, text = None, f"{type(error).__name__}: {error}"
-                try:
-                    body = json.loads(text)
-                except ValueError:
-                    body = None
-                results["requests"].append(
-                    {
-                        "id": request["id"],
-                        "status": status,
-                        "body": body,
-                        "text": text[:2000],
-                        "seconds": time.monotonic() - started_at,
-                    }
-                )
-                if proxy is not None:
-                    proxy.mode = "pass"
+        for request in plan["requests"]:
+            results["requests"].append(send(request, proxy))
     except Exception as error:  # reported to the test, which names it
         results["error"] = f"{type(error).__name__}: {error}"
         for deployment in started:

@@ -7,7 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the operator's modules load only when the operator runs
+    import threading
+
+    from glassbox.operator.kube import KubeApi
+    from glassbox.operator.leader import LeaderElector
 
 
 def _standby_health(address: str) -> Callable[[], None]:
@@ -39,17 +45,13 @@ def _standby_health(address: str) -> Callable[[], None]:
 
 
 def _operator(args: argparse.Namespace) -> int:
-    import signal
-    import socket
     import threading
-    import uuid
 
     import kopf
 
     from glassbox.operator import handlers  # noqa: F401  (registers the handlers)
     from glassbox.operator.builders import OperatorConfig
     from glassbox.operator.kube import KubeApi, load_api_client
-    from glassbox.operator.leader import LeaderElector
     from glassbox.operator.reconcile import Reconciler
     from glassbox.operator.resync import PeriodicResync
 
@@ -64,24 +66,9 @@ def _operator(args: argparse.Namespace) -> int:
     lost = threading.Event()
     elector = None
     if args.leader_election_namespace:
-        identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        elector = LeaderElector(api, args.leader_election_namespace, args.leader_election_name, identity)
-        close_health = _standby_health(args.health_address) if args.health_address else (lambda: None)
-        try:
-            if not elector.acquire(stop):
-                return 0
-        except KeyboardInterrupt:
-            return 0
-        finally:
-            close_health()
-
-        def on_lost() -> None:
-            lost.set()
-            stop.set()
-            # kopf stops as on a rollout; a stop flag would be waited on by a thread its own shutdown waits for.
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        elector.keep_renewing(stop, on_lost)
+        elector = _lead(api, args, stop, lost)
+        if elector is None:
+            return 0  # stopped while standing by
 
     reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning)
     resync = PeriodicResync(
@@ -102,6 +89,36 @@ def _operator(args: argparse.Namespace) -> int:
     if elector is not None:
         elector.release()  # a clean stop: a standby takes over at once
     return 0
+
+
+def _lead(api: KubeApi, args: argparse.Namespace, stop: threading.Event, lost: threading.Event) -> LeaderElector | None:
+    """Stand by until this replica holds the Lease (answering its liveness probe meanwhile), then keep
+    renewing it; a lost Lease sets `lost` and stops the operator. None when stopped while standing by."""
+    import signal
+    import socket
+    import uuid
+
+    from glassbox.operator.leader import LeaderElector
+
+    identity = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    elector = LeaderElector(api, args.leader_election_namespace, args.leader_election_name, identity)
+    close_health = _standby_health(args.health_address) if args.health_address else (lambda: None)
+    try:
+        if not elector.acquire(stop):
+            return None
+    except KeyboardInterrupt:
+        return None
+    finally:
+        close_health()
+
+    def on_lost() -> None:
+        lost.set()
+        stop.set()
+        # kopf stops as on a rollout; a stop flag would be waited on by a thread its own shutdown waits for.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    elector.keep_renewing(stop, on_lost)
+    return elector
 
 
 def _crd(_: argparse.Namespace) -> int:
@@ -131,13 +148,11 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_operator_command(commands: Any) -> None:
+    """`glassbox operator`: each flag also read from its environment variable, as the chart sets them."""
     from glassbox.operator.builders import OperatorConfig
 
     defaults = OperatorConfig()
-    parser = argparse.ArgumentParser(prog="glassbox", description="Glassbox: explainable models on KServe.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     operator = commands.add_parser("operator", help="run the ExplainedModel operator (all namespaces unless --namespace)")
     operator.add_argument(
         "--namespace",
@@ -184,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("--verbose", action="store_true", help="log every API call kopf makes")
     operator.set_defaults(run=_operator)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glassbox", description="Glassbox: explainable models on KServe.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_operator_command(commands)
 
     crd = commands.add_parser("crd", help="print the ExplainedModel CustomResourceDefinition (YAML)")
     crd.set_defaults(run=_crd)

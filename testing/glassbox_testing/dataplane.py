@@ -133,6 +133,66 @@ def build_image(folder: Path) -> Path:
     )
 
 
+class _FaultHandler(BaseHTTPRequestHandler):
+    """Answers as its proxy's mode says: forwarded, 503, garbage, no binary, late, or one byte at a time."""
+
+    proxy: FaultProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+    def _answer(
+        self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.proxy.mode != "drip":
+            self.wfile.write(body)
+            return
+        for sent in range(len(body)):
+            self.wfile.write(body[sent : sent + 1])
+            self.wfile.flush()
+            time.sleep(self.proxy.drip_seconds)
+            if self.proxy.mode != "drip":  # healthy again: the rest at once
+                self.wfile.write(body[sent + 1 :])
+                return
+
+    def _forward(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.proxy.requests += 1
+        if self.proxy.mode == "unavailable":
+            return self._answer(503, b'{"error": "overloaded"}')
+        if self.proxy.mode == "garbage":
+            return self._answer(200, b'{"predictions": "not numbers')
+        if self.proxy.mode == "json-only" and self.headers.get(INFERENCE_HEADER):
+            return self._answer(400, b'{"error": "binary tensors are not supported"}')
+        if self.proxy.mode == "slow":
+            time.sleep(self.proxy.delay)
+        forwarded = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", INFERENCE_HEADER)}
+        answer = self.proxy.client.request(method, self.proxy.upstream + self.path, content=body, headers=forwarded)
+        extra = {INFERENCE_HEADER: answer.headers[INFERENCE_HEADER]} if INFERENCE_HEADER in answer.headers else {}
+        self._answer(answer.status_code, answer.content, answer.headers.get("content-type", "application/json"), extra)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._forward("POST")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._forward("GET")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up on a slow answer is part of the test
+
+
 class FaultProxy:
     """A real HTTP server on loopback in front of the predictor.
 
@@ -150,64 +210,8 @@ class FaultProxy:
         self.drip_seconds = 0.5
         self.requests = 0
         self.client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=16))
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def _answer(
-                self, status: int, body: bytes, content_type: str = "application/json", extra: dict[str, str] | None = None
-            ) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                for name, value in (extra or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if proxy.mode != "drip":
-                    self.wfile.write(body)
-                    return
-                for sent in range(len(body)):
-                    self.wfile.write(body[sent : sent + 1])
-                    self.wfile.flush()
-                    time.sleep(proxy.drip_seconds)
-                    if proxy.mode != "drip":  # healthy again: the rest at once
-                        self.wfile.write(body[sent + 1 :])
-                        return
-
-            def _forward(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                proxy.requests += 1
-                if proxy.mode == "unavailable":
-                    return self._answer(503, b'{"error": "overloaded"}')
-                if proxy.mode == "garbage":
-                    return self._answer(200, b'{"predictions": "not numbers')
-                if proxy.mode == "json-only" and self.headers.get(INFERENCE_HEADER):
-                    return self._answer(400, b'{"error": "binary tensors are not supported"}')
-                if proxy.mode == "slow":
-                    time.sleep(proxy.delay)
-                forwarded = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", INFERENCE_HEADER)}
-                answer = proxy.client.request(method, proxy.upstream + self.path, content=body, headers=forwarded)
-                extra = {INFERENCE_HEADER: answer.headers[INFERENCE_HEADER]} if INFERENCE_HEADER in answer.headers else {}
-                self._answer(answer.status_code, answer.content, answer.headers.get("content-type", "application/json"), extra)
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._forward("POST")
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._forward("GET")
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that gave up on a slow answer is part of the test
-
-        self.server = Server(("127.0.0.1", 0), Handler)
+        handler = type("FaultHandler", (_FaultHandler,), {"proxy": self})
+        self.server = _QuietServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

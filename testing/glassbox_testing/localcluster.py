@@ -251,6 +251,17 @@ class LocalCluster:
                 install_kserve_crds(self.kubeconfig)
             return existing
         self.down(quiet=True)
+        etcd = self._tools()
+        certs, token = self._credentials()
+        etcd_port = self._start_etcd(etcd)
+        info = self._start_apiserver(etcd_port, certs, token)
+        self._start_controller_manager(certs)
+        if with_kserve:
+            install_kserve_crds(self.kubeconfig)
+        return info
+
+    def _tools(self) -> str:
+        """The path of etcd, once every binary the control plane runs is there."""
         for binary in (KUBE_BIN / "kube-apiserver", KUBE_BIN / "kube-controller-manager"):
             if not binary.exists():
                 raise ClusterError(
@@ -259,7 +270,10 @@ class LocalCluster:
         etcd = shutil.which("etcd")
         if etcd is None:
             raise ClusterError("etcd is not installed: run `make cluster-tools` (installs Debian's etcd-server)")
+        return etcd
 
+    def _credentials(self) -> tuple[Path, str]:
+        """The service-account signing key pair, and the admin's token (in the token file the API server reads)."""
         certs = self.state / "certs"
         certs.mkdir(parents=True, exist_ok=True)
         subprocess.run(["openssl", "genrsa", "-out", str(certs / "sa.key"), "2048"], check=True, capture_output=True)
@@ -270,9 +284,11 @@ class LocalCluster:
         )
         token = secrets.token_hex(24)
         (self.state / "tokens.csv").write_text(f'{token},admin,admin-uid,"system:masters"\n')
-        etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
-        server = f"https://127.0.0.1:{api_port}"
+        return certs, token
 
+    def _start_etcd(self, etcd: str) -> int:
+        """etcd on loopback ports, healthy; its client port."""
+        etcd_port, peer_port = _free_port(), _free_port()
         etcd_pid = self._start(
             "etcd",
             [
@@ -296,7 +312,12 @@ class LocalCluster:
                 return False
 
         self._wait("etcd", etcd_healthy, 30, etcd_pid)
+        return etcd_port
 
+    def _start_apiserver(self, etcd_port: int, certs: Path, token: str) -> ClusterInfo:
+        """kube-apiserver on a loopback port, ready, with the kubeconfig written for it."""
+        api_port = _free_port()
+        server = f"https://127.0.0.1:{api_port}"
         api_pid = self._start(
             "kube-apiserver",
             [
@@ -326,7 +347,10 @@ class LocalCluster:
         (self.state / "cluster.json").write_text(json.dumps({"server": server, "token": token}))
         self._wait("kube-apiserver", lambda: self._ready(info), 90, api_pid)
         write_kubeconfig(self.kubeconfig, server, token, self.ca_file)
+        return info
 
+    def _start_controller_manager(self, certs: Path) -> None:
+        """The garbage collector, namespace and service-account controllers, working."""
         manager_pid = self._start(
             "kube-controller-manager",
             [
@@ -349,9 +373,6 @@ class LocalCluster:
 
         # The controllers work once the default ServiceAccount has its token Secret.
         self._wait("kube-controller-manager", default_service_account_has_token, 90, manager_pid)
-        if with_kserve:
-            install_kserve_crds(self.kubeconfig)
-        return info
 
     def down(self, quiet: bool = False) -> None:
         """Stop every component and delete the cluster's state."""

@@ -339,15 +339,9 @@ def predictor_target_of_own(
     )
 
 
-def build_explainer_isvc(
-    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig
-) -> dict[str, Any]:
-    """The explainer: its own InferenceService, so it scales independently of the predictor.
-
-    It serves the predictor's model name, so its paths mirror the predictor's, and
-    calls the predictor where KServe says it answers (`target`)."""
+def _explainer_flags(spec: ExplainedModelSpec, target: PredictTarget, max_waiting: int) -> dict[str, Any]:
+    """The explainer's command line: where and how it calls the predictor, its deadline, and what it admits."""
     explainer = spec.explainer
-    scaling = scaling_of(explainer.autoscaling, explainer.capacity, explainer.resources, parent.raw_deployment)
     flags: dict[str, Any] = {
         "model_name": target.model_name,
         "predictor_host": target.host,
@@ -358,7 +352,7 @@ def build_explainer_isvc(
         "max_body_bytes": explainer.max_body_bytes,
         # What the autoscaler is told this replica holds (containerConcurrency) is what it admits.
         "explain_workers": explainer.capacity.workers,
-        "max_waiting_explanations": scaling.max_waiting,
+        "max_waiting_explanations": max_waiting,
     }
     if target.uses_tls:
         flags["predictor_use_ssl"] = True
@@ -368,6 +362,19 @@ def build_explainer_isvc(
         # Another runtime's batcher may refuse more rows than a batch: send no more per call.
         # Glassbox's predictor splits a large request into forward passes itself.
         flags["predictor_max_request_rows"] = spec.predictor.batching.max_batch_size
+    return flags
+
+
+def build_explainer_isvc(
+    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig
+) -> dict[str, Any]:
+    """The explainer: its own InferenceService, so it scales independently of the predictor.
+
+    It serves the predictor's model name, so its paths mirror the predictor's, and
+    calls the predictor where KServe says it answers (`target`)."""
+    explainer = spec.explainer
+    scaling = scaling_of(explainer.autoscaling, explainer.capacity, explainer.resources, parent.raw_deployment)
+    flags = _explainer_flags(spec, target, scaling.max_waiting)
     env = [
         {"name": PROTOCOL_ENV, "value": "v1"},
         {

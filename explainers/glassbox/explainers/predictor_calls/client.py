@@ -178,6 +178,23 @@ class PredictorClient:
             return v2_request(instances, self.binary)
         return v1_request(instances)
 
+    def _timed_out(self, started: float, deadline: float | None) -> Exception:
+        """A call that got no whole answer in time: the explanation's deadline, or the predictor's own timeout."""
+        settings = self.settings
+        if deadline is not None and time.monotonic() >= deadline:
+            return PastDeadline(
+                f"the explanation ran past its deadline waiting {time.monotonic() - started:.1f} s for the predictor at {settings.url}"
+            )
+        return PredictorError(
+            f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504, down=True
+        )
+
+    def _may_retry(self, attempt: int, backoff: float, deadline: float | None) -> bool:
+        """Another attempt: within the retries, before the deadline, and while the retry budget allows."""
+        if attempt >= self.settings.retries or (deadline is not None and time.monotonic() + backoff >= deadline):
+            return False
+        return self._retry_budget.take()
+
     def _predict_part(self, instances: np.ndarray | list[str], deadline: float | None) -> np.ndarray:
         settings = self.settings
         rows = len(instances)
@@ -194,14 +211,8 @@ class PredictorClient:
                     "POST", settings.path, content, headers, deadline=min(own_deadline, deadline or own_deadline)
                 )
             except TimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise PastDeadline(
-                        f"the explanation ran past its deadline waiting {time.monotonic() - started:.1f} s for the predictor at {settings.url}"
-                    ) from None
                 # Not sent again: a predictor this slow is only slowed further by a second call.
-                raise PredictorError(
-                    f"the predictor at {settings.url} did not answer within {settings.timeout_seconds:g} s", 504, down=True
-                ) from None
+                raise self._timed_out(started, deadline) from None
             except (OSError, http.client.HTTPException) as error:
                 problem, status = f"could not be reached ({type(error).__name__}: {error})", 502
             else:
@@ -232,11 +243,7 @@ class PredictorClient:
                     )
                 problem, status = f"answered {answer.status}: {detail}", 502
             backoff = settings.backoff_seconds * 2**attempt
-            if (
-                attempt >= settings.retries
-                or (deadline is not None and time.monotonic() + backoff >= deadline)
-                or not self._retry_budget.take()
-            ):
+            if not self._may_retry(attempt, backoff, deadline):
                 raise PredictorError(
                     f"the predictor at {settings.url} {problem} (after {attempt + 1} attempts)", status, down=True
                 )
