@@ -59,6 +59,35 @@ def test_the_planes_meet_only_in_the_contract() -> None:
     assert not broken, "imports across the planes (move what both need into glassbox.contract):\n" + "\n".join(broken)
 
 
+# The data plane's rooms, top floor first: a room may import only the rooms after it (and the contract),
+# so no import runs back up and no two rooms import each other.
+DATA_PLANE_ROOMS = ("predictor", "explainer", "methods", "predictor_calls", "detector", "data", "serving")
+
+
+def room_of(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["glassbox", "explainers"] else None
+
+
+def test_each_room_of_the_data_plane_imports_only_the_rooms_below_it() -> None:
+    rooms = {room_of(name) for name in modules()} - {None}
+    assert rooms == set(DATA_PLANE_ROOMS), f"rooms of glassbox.explainers {sorted(rooms)}: list each in DATA_PLANE_ROOMS"
+    broken = []
+    for name, path in sorted(modules().items()):
+        room = room_of(name)
+        if room is None:
+            continue
+        below = DATA_PLANE_ROOMS[DATA_PLANE_ROOMS.index(room) + 1 :]
+        for target in sorted(imported(path)):
+            other = room_of(target)
+            if other is not None and other != room and other not in below:
+                broken.append(f"{name} imports {target}: {other} is not below {room}")
+    assert not broken, (
+        "imports running back up between the data plane's rooms (move what both need into a room below both):\n"
+        + "\n".join(broken)
+    )
+
+
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from glassbox.operator.builders import Parent\n")
