@@ -5,7 +5,7 @@ it is refused at once with 503 and a Retry-After from the same estimate.
 
 An explanation past its deadline is answered at once; its worker is told through `cancelled`, so its
 predictor calls stop there and one not yet started never starts. What an explanation computes, and what
-its answer says, is the server's business (explainer_server); admission and deadlines are this one's.
+its answer says, is the server's business (explainer.server); admission and deadlines are this one's.
 """
 
 from __future__ import annotations

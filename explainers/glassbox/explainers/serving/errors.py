@@ -9,7 +9,7 @@ RETRY_AFTER_SECONDS = 1
 
 
 def http_error(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPException:
-    """Both servers answer these as `{"error": message}` with this status code (see serving)."""
+    """Both servers answer these as `{"error": message}` with this status code (see model_server)."""
     return HTTPException(status_code=status, detail=message, headers=headers)
 
 
