@@ -232,7 +232,11 @@ def test_explanation_metrics_are_on_metrics(tabular: Tabular) -> None:
     deployment = tabular[0]
     assert explain(deployment.urls()["explain"], [ROW], "shap").status_code == 200
     assert explain(deployment.urls()["explain"], [ROW], "no-such-method").status_code == 404
-    text = httpx.get(f"{deployment.explainer_base}/metrics").text
+    ready = 'glassbox_explainer_predictor_ready{model="synthetic"} 1.0'
+    # A test before this one may have left the predictor's watch waiting for its next probe (every 2 s).
+    deadline = time.monotonic() + 15
+    while ready not in (text := httpx.get(f"{deployment.explainer_base}/metrics").text) and time.monotonic() < deadline:
+        time.sleep(0.5)
     for expected in (
         'glassbox_explainer_explanation_seconds_count{method="shap",model="synthetic",outcome="ok"}',
         'glassbox_explainer_explanation_seconds_count{method="",model="synthetic",outcome="bad_request"}',

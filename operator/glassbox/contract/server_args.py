@@ -155,6 +155,21 @@ class ExplainerServerArgs(ServerArgs):
         description="when readiness probes the predictor: every 2 s, or only after a call found it down "
         "until it is back (for a predictor that scales to zero: probes would keep it awake)",
     )
+    records_path: Path | None = Field(
+        None, description="SQLite file of explanation records (none: explanations are not recorded nor served again)"
+    )
+    records_store_inputs: bool = Field(False, description="keep each explanation's input in its record (it may be personal data)")
+    records_strict: bool = Field(
+        False, description="answer no explanation the store could not record (503); otherwise answer it and count the failure"
+    )
+    records_retention_days: float | None = Field(
+        None, gt=0, description="delete records older than this many days, in the background (none: keep them)"
+    )
+    model_digest: str | None = Field(
+        None,
+        description="what identifies the model's version in a record (an artifact's SHA-256); an answer is served "
+        "again only for the same digest",
+    )
 
 
 class DetectorServerArgs(ServerArgs):

@@ -20,6 +20,8 @@ UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 # `flagged`) and what it fitted (the operator shows it in the status).
 DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
 DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
+# The explainer's records of its explanations: a page of an audit query here, one record below it by id.
+RECORDS_PATH = "/glassbox/v1/models/{model}/records"
 
 # The body field that picks the graph's route: top level, or in a v2 body's `parameters`.
 ROUTE_FIELD = "route"

@@ -45,3 +45,19 @@ REFUSED = Counter(
 )
 TIMEOUTS = Counter("glassbox_explainer_timeouts", "Explanations answered 504 at explainer.timeoutSeconds", ["model", "method"])
 PREDICTOR_READY = Gauge("glassbox_explainer_predictor_ready", "1 while the predictor's last readiness probe succeeded", ["model"])
+# Explanation records: what was written, found again, and what the store cost or failed.
+RECORDS_WRITTEN = Counter("glassbox_explainer_records_written", "Explanation records written, per outcome", ["model", "outcome"])
+RECORD_LOOKUPS = Counter(
+    "glassbox_explainer_record_lookups",
+    "Explanations asked for: served from a record (hit), computed (miss), or shared with an identical one in flight (shared)",
+    ["model", "result"],
+)
+RECORD_STORE_ERRORS = Counter(
+    "glassbox_explainer_record_store_errors", "Reads and writes of the records store that failed", ["model", "operation"]
+)
+RECORD_STORE_SECONDS = Histogram(
+    "glassbox_explainer_record_store_seconds",
+    "Time of one read or write of the records store",
+    ["model", "operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)

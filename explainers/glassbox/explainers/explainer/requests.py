@@ -18,9 +18,12 @@ REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
 # What an explanation request may name: the instances, the method, a picture, the graph's route
 # (KServe's router sends the whole body to every step), `flagged`: the indices, in the request the
 # detector's gate narrowed, of the instances it passed on (see glassbox.explainers.detector.server), echoed in the answer,
-# and `target`: the class a counterfactual should reach, one for all instances or one per instance.
-V1_BODY_KEYS = frozenset({"instances", "method", "picture", ROUTE_FIELD, "id", FLAGGED_FIELD, "target"})
-V2_BODY_KEYS = frozenset({"inputs", "outputs", "parameters", "id", "method", "picture", ROUTE_FIELD, FLAGGED_FIELD, "target"})
+# `target`: the class a counterfactual should reach, one for all instances or one per instance, and
+# `fresh`: compute the explanation even when a record holds its answer.
+V1_BODY_KEYS = frozenset({"instances", "method", "picture", ROUTE_FIELD, "id", FLAGGED_FIELD, "target", "fresh"})
+V2_BODY_KEYS = frozenset(
+    {"inputs", "outputs", "parameters", "id", "method", "picture", ROUTE_FIELD, FLAGGED_FIELD, "target", "fresh"}
+)
 
 
 def _whole_number(value: Any) -> bool:
@@ -38,6 +41,7 @@ class ExplanationRequest:
     picture: bool
     flagged: list[int] | None
     target: Any = None  # as sent; `targets` checks it
+    fresh: bool = False
 
     def instances(self) -> np.ndarray | list[str]:
         """The instances, decoded; a `flagged` list must name one index per instance."""
@@ -76,19 +80,26 @@ def read_explanation_request(payload: dict[str, Any] | InferRequest, model_name:
             raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
     flagged = payload.get(FLAGGED_FIELD) if isinstance(payload, dict) else None
     if isinstance(payload, dict) and is_v2_body(payload):
-        top_level = {k: payload[k] for k in ("method", "picture", "target") if k in payload}
+        top_level = {k: payload[k] for k in ("method", "picture", "target", "fresh") if k in payload}
         payload = v2_request_from_json(payload, model_name)
         payload.parameters = {**top_level, **(payload.parameters or {})}
     if isinstance(payload, InferRequest):
         parameters = dict(payload.parameters or {})
-        requested, picture, target = parameters.get("method"), parameters.get("picture", False), parameters.get("target")
+        asked = parameters
     elif isinstance(payload, dict):
-        requested, picture, target = payload.get("method"), payload.get("picture", False), payload.get("target")
+        asked = payload
     else:
         raise InputError("the request body must be a JSON object with 'instances'")
-    if not isinstance(picture, bool):
-        raise InputError(f"'picture' must be true or false, got {picture!r}")
-    return ExplanationRequest(payload, requested, picture, flagged, target)
+    requested, picture, target, fresh = (
+        asked.get("method"),
+        asked.get("picture", False),
+        asked.get("target"),
+        asked.get("fresh", False),
+    )
+    for name, value in (("picture", picture), ("fresh", fresh)):
+        if not isinstance(value, bool):
+            raise InputError(f"'{name}' must be true or false, got {value!r}")
+    return ExplanationRequest(payload, requested, picture, flagged, target, fresh)
 
 
 def _jsonable(value: Any) -> Any:

@@ -25,26 +25,32 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import kserve
+import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from glassbox.contract.api import ExplainerFit
 from glassbox.contract.server_args import ExplainerServerArgs
-from glassbox.contract.wire import EXPLAINER_SPEC_ENV, FLAGGED_FIELD, ROUTE_FIELD, UNKNOWN_ROUTE_PATH
+from glassbox.contract.wire import EXPLAINER_SPEC_ENV, FLAGGED_FIELD, RECORDS_PATH, ROUTE_FIELD, UNKNOWN_ROUTE_PATH
 from glassbox.explainers.data.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.explainer import metrics
-from glassbox.explainers.explainer.requests import explanation_json, read_explanation_request
+from glassbox.explainers.explainer.recording import RECORD_FIELD, Recorder, RecordSettings, record_field
+from glassbox.explainers.explainer.records_api import records_endpoints
+from glassbox.explainers.explainer.requests import ExplanationRequest, explanation_json, read_explanation_request
 from glassbox.explainers.explainer.workers import WorkerPool
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.predictor_calls.client import PredictorClient, PredictorSettings
 from glassbox.explainers.predictor_calls.errors import PastDeadline, PredictorError
 from glassbox.explainers.predictor_calls.memo import PredictionMemo
 from glassbox.explainers.predictor_calls.routed_predict import ExplanationBounds, PredictorUsage, RoutedPredict
+from glassbox.explainers.records.keys import answer_key, input_digest
+from glassbox.explainers.records.store import Record
 from glassbox.explainers.serving.errors import InputError, http_error
 from glassbox.explainers.serving.model_server import read_command_line, serve, server_parser, settings_from_json
 from glassbox.explainers.serving.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
@@ -71,8 +77,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         predictor_probe_seconds: float = PROBE_PERIOD_SECONDS,
         predictor_probe_while_idle: bool = True,
         model_sha256: str | None = None,
+        records: RecordSettings | None = None,
     ):
         super().__init__(name)
+        self.record_settings = records
+        self.recorder: Recorder | None = None
         self.model_sha256 = model_sha256
         self.spec = spec
         self.predictor_settings = predictor
@@ -118,6 +127,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             log.info("fitted %s (%s) in %.1f s", method.name, method_spec.type.value, time.monotonic() - started)
             self.methods[method.name] = method
         self.pool = WorkerPool(self.name, self.workers, self.max_waiting)
+        if self.record_settings is not None:
+            self.recorder = Recorder(self.name, self.record_settings)
+            self.recorder.start_retention()
         if black_box:
             self.predictor_watch = PredictorWatch(
                 self.client.readiness_problem, self.predictor_probe_seconds, self.predictor_probe_while_idle
@@ -143,6 +155,8 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         if self.methods:
             self.pool.shutdown()
             self.client.close()
+        if self.recorder is not None:
+            self.recorder.close()
 
     def _load_model(self) -> tuple[Any, Any, str]:
         if not any(m.is_white_box for m in self.spec.methods):
@@ -165,14 +179,34 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         return method
 
     async def _explain(
-        self, payload: dict[str, Any] | InferRequest, deadline: float, chosen: list[ExplanationMethod]
+        self,
+        payload: dict[str, Any] | InferRequest,
+        deadline: float,
+        chosen: list[ExplanationMethod],
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         request = read_explanation_request(payload, self.name)
         method = self._method_for(request.method)
         chosen.append(method)
         instances = method.check_instances(request.instances())
         targets = request.targets(len(instances))
-        flagged, picture = request.flagged, request.picture
+        if self.recorder is None:
+            answer, _ = await self._compute(method, instances, targets, request.picture, deadline)
+        else:
+            answer = await self._explain_recorded(self.recorder, request, method, instances, targets, deadline, headers)
+        if request.flagged is not None:
+            answer[FLAGGED_FIELD] = request.flagged
+        return answer
+
+    async def _compute(
+        self,
+        method: ExplanationMethod,
+        instances: np.ndarray | list[str],
+        targets: list[int] | None,
+        picture: bool,
+        deadline: float,
+    ) -> tuple[dict[str, Any], PredictorUsage]:
+        """The explanation, computed on a worker by its deadline, and what it asked of the predictor."""
         usage = PredictorUsage()
 
         def work(cancelled: threading.Event) -> dict[str, Any]:
@@ -185,8 +219,6 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 answer = explanation_json(explanation)
                 answer["method"] = method.name
                 answer["summary"] = method.summarize(explanation, instances)
-                if flagged is not None:
-                    answer[FLAGGED_FIELD] = flagged
                 if picture:
                     answer["picture"] = {
                         "content_type": "image/png",
@@ -199,9 +231,69 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
                 metrics.PREDICTOR_ROWS.labels(self.name, method.name).observe(usage.rows)
 
         try:
-            return await self.pool.run(work, deadline, method.name)
+            return await self.pool.run(work, deadline, method.name), usage
         except PastDeadline as error:
             raise self._past_deadline(method, error.cause) from None
+
+    async def _explain_recorded(
+        self,
+        recorder: Recorder,
+        request: ExplanationRequest,
+        method: ExplanationMethod,
+        instances: np.ndarray | list[str],
+        targets: list[int] | None,
+        deadline: float,
+        headers: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        """From the record that holds this answer, or computed (once for identical requests together) and recorded."""
+        settings = method.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        digest = input_digest(instances)
+        key = answer_key(self.name, recorder.settings.model_digest, settings, digest, targets, request.picture)
+        started = time.time()
+        record = Record(
+            model=self.name,
+            model_digest=recorder.settings.model_digest,
+            method=method.name,
+            settings=settings,
+            input_digest=digest,
+            answer_key=key,
+            request_id=request_id_of(request.payload, headers),
+            outcome=metrics.OK,
+            seconds=0.0,
+            input=jsonable_input(instances) if recorder.settings.store_inputs else None,
+            created=started,
+        )
+
+        async def compute_and_record() -> dict[str, Any]:
+            try:
+                answer, usage = await self._compute(method, instances, targets, request.picture, deadline)
+            except Exception as error:
+                failed = replace(record, outcome=outcome_of(error), seconds=time.time() - started)
+                await recorder.write(failed)
+                raise
+            done = replace(
+                record,
+                seconds=time.time() - started,
+                predictor_calls=usage.calls,
+                predictor_rows=usage.rows,
+                explanation=answer,
+            )
+            kept = await recorder.write(done)
+            return {**answer, **({RECORD_FIELD: record_field(done, reused=False)} if kept else {})}
+
+        if request.fresh:
+            metrics.RECORD_LOOKUPS.labels(self.name, "miss").inc()
+            return await compute_and_record()
+        found = await recorder.answer(key)
+        if found is not None and found.explanation is not None:
+            metrics.RECORD_LOOKUPS.labels(self.name, "hit").inc()
+            return {**found.explanation, RECORD_FIELD: record_field(found, reused=True)}
+        answer, shared = await recorder.once(key, compute_and_record)
+        if not shared:
+            metrics.RECORD_LOOKUPS.labels(self.name, "miss").inc()
+        elif RECORD_FIELD in answer:
+            answer = {**answer, RECORD_FIELD: {**answer[RECORD_FIELD], "reused": True}}
+        return dict(answer)
 
     def _past_deadline(self, method: ExplanationMethod, cause: str | None) -> Exception:
         metrics.TIMEOUTS.labels(self.name, method.name).inc()
@@ -216,23 +308,20 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         chosen: list[ExplanationMethod] = []
         outcome = metrics.ERROR
         try:
-            answer = await self._explain(payload, started + self.explain_timeout_seconds, chosen)
+            answer = await self._explain(payload, started + self.explain_timeout_seconds, chosen, headers)
             outcome = metrics.OK
             return answer
         except InputError as error:
-            outcome = metrics.BAD_REQUEST
+            outcome = outcome_of(error)
             raise http_error(error.status, str(error)) from None
         except PredictorError as error:
-            outcome = metrics.PREDICTOR_ERROR
+            outcome = outcome_of(error)
             if error.down and self.predictor_watch is not None:
                 self.predictor_watch.call_failed(str(error))
             raise http_error(error.status, str(error)) from None
         except Exception as error:
-            status = getattr(error, "status_code", None)
-            if status:  # already an HTTP error
-                outcome = {503: metrics.OVERLOADED, 504: metrics.TIMEOUT}.get(
-                    status, metrics.BAD_REQUEST if status < 500 else metrics.ERROR
-                )
+            outcome = outcome_of(error)
+            if getattr(error, "status_code", None):  # already an HTTP error
                 raise
             log.exception("explanation failed")
             raise http_error(500, f"the explainer failed: {type(error).__name__}: {error}") from None
@@ -249,6 +338,31 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             return answer
         output = InferOutput(name="explanation", shape=[1], datatype="BYTES", data=[json.dumps(answer)])
         return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+
+
+def outcome_of(error: BaseException) -> str:
+    """What became of an explanation that raised `error`, as its metrics and its record say it."""
+    if isinstance(error, InputError):
+        return metrics.BAD_REQUEST
+    if isinstance(error, PredictorError):
+        return metrics.PREDICTOR_ERROR
+    status = getattr(error, "status_code", None)
+    if status:
+        return {503: metrics.OVERLOADED, 504: metrics.TIMEOUT}.get(status, metrics.BAD_REQUEST if status < 500 else metrics.ERROR)
+    return metrics.ERROR
+
+
+def request_id_of(payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None) -> str | None:
+    """The caller's id for the request: its `x-request-id` header, else the body's `id` (v1 or v2)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-request-id" and value:
+            return str(value)[:200]
+    named = payload.id if isinstance(payload, InferRequest) else payload.get("id") if isinstance(payload, dict) else None
+    return str(named)[:200] if named not in (None, "") else None
+
+
+def jsonable_input(instances: np.ndarray | list[str]) -> Any:
+    return instances if isinstance(instances, list) else np.asarray(instances).tolist()
 
 
 async def unknown_route(request: Request) -> JSONResponse:
@@ -313,9 +427,22 @@ def main() -> None:
         memo_max_bytes=args.memo_max_bytes,
         predictor_probe_while_idle=args.predictor_probe == "periodic",
         model_sha256=args.model_sha256,
+        records=None
+        if args.records_path is None
+        else RecordSettings(
+            path=args.records_path,
+            store_inputs=args.records_store_inputs,
+            strict=args.records_strict,
+            retention_days=args.records_retention_days,
+            model_digest=args.model_digest,
+        ),
     )
     model.load()
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
+    if model.recorder is not None:
+        one, page = records_endpoints(model.recorder)
+        kserve.model_server.app.add_api_route(RECORDS_PATH + "/{record_id}", one, methods=["GET"], include_in_schema=False)
+        kserve.model_server.app.add_api_route(RECORDS_PATH, page, methods=["GET"], include_in_schema=False)
     serve(
         model,
         kserve_flags,

@@ -1,0 +1,136 @@
+"""The explainer's records: an explanation is answered from its record when one holds its answer, computed
+once when identical requests arrive together, and recorded when it ends, well or not.
+
+The store is reached off the event loop. A store that fails costs an explanation nothing (it is answered,
+the failure counted and logged) unless records are strict: then an explanation that cannot be recorded is
+not answered (503), because an unrecorded decision is what strict records exist to prevent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from glassbox.explainers.explainer import metrics
+from glassbox.explainers.records.errors import RecordStoreError
+from glassbox.explainers.records.store import Record, SqliteRecords, SqlRecords
+from glassbox.explainers.serving.errors import http_error
+
+log = logging.getLogger(__name__)
+Result = TypeVar("Result")
+RETENTION_PERIOD_SECONDS = 600.0
+# The answer's field that says which record holds it, and whether it was served from that record.
+RECORD_FIELD = "record"
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    path: Path
+    store_inputs: bool = False
+    strict: bool = False
+    retention_days: float | None = None
+    model_digest: str | None = None
+
+
+def iso_time(seconds: float) -> str:
+    """Unix seconds as an RFC 3339 time in UTC, to the millisecond."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_field(record: Record, reused: bool) -> dict[str, Any]:
+    """What an answer says of its record: its id (GET it later), when it was made, and whether this answer came from it."""
+    return {"id": record.id, "created": iso_time(record.created), "reused": reused}
+
+
+class Recorder:
+    """One model's records: lookups, writes and retention, each off the event loop, timed and counted."""
+
+    def __init__(self, model: str, settings: RecordSettings, store: SqlRecords | None = None):
+        self.model = model
+        self.settings = settings
+        self.store = store if store is not None else SqliteRecords(settings.path)
+        self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._retention: threading.Thread | None = None
+
+    async def answer(self, key: str) -> Record | None:
+        """The record that holds this key's answer, or None (also when the store failed and records are not strict)."""
+        found = await self._call("read", self.store.answer, self.model, key)
+        return found if isinstance(found, Record) else None
+
+    async def write(self, record: Record) -> bool:
+        """Keep `record`; whether it was kept (a failure raises 503 only when records are strict)."""
+        kept = await self._call("write", self.store.write, record) is not _FAILED
+        if kept:
+            metrics.RECORDS_WRITTEN.labels(self.model, record.outcome).inc()
+        return kept
+
+    async def once(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]) -> tuple[dict[str, Any], bool]:
+        """`compute()`'s answer, computed once for identical requests in flight together: (answer, shared)."""
+        running = self._in_flight.get(key)
+        if running is not None:
+            metrics.RECORD_LOOKUPS.labels(self.model, "shared").inc()
+            return await asyncio.shield(running), True
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            answer = await compute()
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here: a future nobody else awaited must not warn
+            raise
+        else:
+            future.set_result(answer)
+            return answer, False
+        finally:
+            del self._in_flight[key]
+
+    def start_retention(self, period_seconds: float = RETENTION_PERIOD_SECONDS) -> None:
+        """Delete records past the retention limit now and every `period_seconds`, on a thread of its own."""
+        days = self.settings.retention_days
+        if days is None or self._retention is not None:
+            return
+
+        def prune() -> None:
+            while True:
+                try:
+                    deleted = self.store.delete_older_than(self.model, time.time() - days * 86400)
+                    if deleted:
+                        log.info("deleted %d explanation records older than %g days", deleted, days)
+                except RecordStoreError as error:
+                    metrics.RECORD_STORE_ERRORS.labels(self.model, "retention").inc()
+                    log.warning("could not delete old explanation records: %s", error)
+                if self._stop.wait(period_seconds):
+                    return
+
+        self._retention = threading.Thread(target=prune, name="records-retention", daemon=True)
+        self._retention.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.store.close()
+
+    async def _call(self, operation: str, function: Callable[..., Result], *args: Any) -> Result | object:
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(function, *args)
+        except RecordStoreError as error:
+            metrics.RECORD_STORE_ERRORS.labels(self.model, operation).inc()
+            if self.settings.strict:
+                raise http_error(
+                    503, f"the explanation records store failed ({error}); records are strict, so nothing is answered unrecorded"
+                ) from None
+            log.warning("explanation records: %s failed, answering without it: %s", operation, error)
+            return _FAILED
+        finally:
+            metrics.RECORD_STORE_SECONDS.labels(self.model, operation).observe(time.perf_counter() - started)
+
+
+_FAILED = object()

@@ -1,0 +1,124 @@
+"""The records over HTTP, for the caller who kept an answer's record id and for the auditor:
+
+    GET /glassbox/v1/models/NAME/records/ID     one record (404 when this model has none by that id)
+    GET /glassbox/v1/models/NAME/records?since=&until=&request_id=&input_digest=&method=&outcome=&limit=&after=
+        {"records": [...], "next": "?...after=ID" or null}: oldest first, `limit` (at most 1000) a page
+
+`since` and `until` are RFC 3339 times (2026-12-03T10:00:00Z) or unix seconds. Reading the query
+parameters is a pure function, so what is refused, and why, is tested without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from glassbox.explainers.explainer.recording import Recorder, iso_time
+from glassbox.explainers.records.errors import RecordQueryError, RecordStoreError
+from glassbox.explainers.records.store import Record, RecordQuery
+
+QUERY_PARAMETERS = ("since", "until", "request_id", "input_digest", "method", "outcome", "limit", "after")
+
+
+def record_json(record: Record) -> dict[str, Any]:
+    """A record as the API answers it (camelCase, times in RFC 3339)."""
+    answer = {
+        "id": record.id,
+        "created": iso_time(record.created),
+        "model": record.model,
+        "modelDigest": record.model_digest,
+        "method": record.method,
+        "settings": record.settings,
+        "inputDigest": record.input_digest,
+        "answerKey": record.answer_key,
+        "requestId": record.request_id,
+        "outcome": record.outcome,
+        "seconds": round(record.seconds, 6),
+        "predictorCalls": record.predictor_calls,
+        "predictorRows": record.predictor_rows,
+        "explanation": record.explanation,
+    }
+    if record.input is not None:
+        answer["input"] = record.input
+    return answer
+
+
+def _time(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise RecordQueryError(
+                f"{name} must be an RFC 3339 time (2026-12-03T10:00:00Z) or unix seconds, got {value[:40]!r}"
+            ) from None
+    if not math.isfinite(seconds):
+        raise RecordQueryError(f"{name} must be a finite time, got {value[:40]!r}")
+    return seconds
+
+
+def query_from_params(params: Mapping[str, str]) -> RecordQuery:
+    """The audit query a request's parameters ask for; RecordQueryError (400) naming what is wrong."""
+    unknown = sorted(set(params) - set(QUERY_PARAMETERS))
+    if unknown:
+        raise RecordQueryError(f"unknown query parameters {unknown}; the records take {list(QUERY_PARAMETERS)}")
+    limit = params.get("limit", "100")
+    if not limit.isdigit():
+        raise RecordQueryError(f"limit must be a whole number from 1 to 1000, got {limit[:40]!r}")
+    return RecordQuery(
+        since=_time("since", params["since"]) if "since" in params else None,
+        until=_time("until", params["until"]) if "until" in params else None,
+        request_id=params.get("request_id"),
+        input_digest=params.get("input_digest"),
+        method=params.get("method"),
+        outcome=params.get("outcome"),
+        limit=int(limit),
+        after=params.get("after"),
+    )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def records_endpoints(recorder: Recorder) -> tuple[Any, Any]:
+    """The two GET endpoints over one model's records: one record, and a page of an audit query."""
+
+    async def one(request: Request) -> JSONResponse:
+        model, record_id = request.path_params["model"], request.path_params["record_id"]
+        if model != recorder.model:
+            return _error(404, f"this explainer keeps the records of model {recorder.model!r}, not {model[:100]!r}")
+        try:
+            found = await asyncio.to_thread(recorder.store.get, model, record_id)
+        except RecordQueryError as error:
+            return _error(error.status, str(error))
+        except RecordStoreError as error:
+            return _error(503, f"the records store failed: {error}")
+        if found is None:
+            return _error(404, f"model {model!r} has no record {record_id!r}")
+        return JSONResponse(content=record_json(found))
+
+    async def page(request: Request) -> JSONResponse:
+        model = request.path_params["model"]
+        if model != recorder.model:
+            return _error(404, f"this explainer keeps the records of model {recorder.model!r}, not {model[:100]!r}")
+        params = dict(request.query_params)
+        try:
+            query = query_from_params(params)
+            found = await asyncio.to_thread(recorder.store.query, model, query)
+        except RecordQueryError as error:
+            return _error(error.status, str(error))
+        except RecordStoreError as error:
+            return _error(503, f"the records store failed: {error}")
+        following = "?" + urlencode({**params, "after": found[-1].id}) if len(found) == query.limit else None
+        return JSONResponse(content={"records": [record_json(r) for r in found], "next": following})
+
+    return one, page

@@ -1,0 +1,252 @@
+"""Where records live: one table, read and written through a DB-API connection. `SqliteRecords` is the
+store of one explainer replica and of local mode (a file, WAL, one writer at a time); the same SQL serves
+PostgreSQL when replicas share one store.
+
+Each call is one short transaction. Every failure of the database is raised as RecordStoreError, so the
+explainer can answer the explanation anyway and count the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glassbox.explainers.records.errors import RecordQueryError, RecordStoreError
+from glassbox.explainers.records.schema import VERSION_TABLE, pending
+
+# What an explanation's record says of how it ended (the explainer's outcomes).
+OK = "ok"
+COLUMNS = (
+    "id",
+    "created",
+    "model",
+    "model_digest",
+    "method",
+    "settings",
+    "input_digest",
+    "answer_key",
+    "request_id",
+    "outcome",
+    "seconds",
+    "predictor_calls",
+    "predictor_rows",
+    "explanation",
+    "input",
+)
+RECORD_ID = re.compile(r"^[0-9a-f]{32}$")
+MOST_PER_PAGE = 1000
+
+
+def new_record_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Record:
+    """One explanation: what identifies its answer, who asked, how it ended, and (when it ended well) the answer."""
+
+    model: str
+    method: str
+    settings: dict[str, Any]
+    input_digest: str
+    answer_key: str
+    outcome: str
+    seconds: float
+    model_digest: str | None = None
+    request_id: str | None = None
+    predictor_calls: int = 0
+    predictor_rows: int = 0
+    explanation: dict[str, Any] | None = None
+    input: Any = None  # only when the spec asks to store inputs: they may be personal data
+    id: str = field(default_factory=new_record_id)
+    created: float = field(default_factory=time.time)
+
+    def row(self) -> tuple[Any, ...]:
+        values = {
+            **self.__dict__,
+            "settings": json.dumps(self.settings, sort_keys=True),
+            "explanation": None if self.explanation is None else json.dumps(self.explanation),
+            "input": None if self.input is None else json.dumps(self.input),
+        }
+        return tuple(values[column] for column in COLUMNS)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Record:
+        values = dict(zip(COLUMNS, row, strict=True))
+        values["settings"] = json.loads(values["settings"])
+        for column in ("explanation", "input"):
+            if values[column] is not None:
+                values[column] = json.loads(values[column])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """Records of one model, newest last, filtered by any of: a time range (unix seconds), the caller's
+    request id, the input's digest, the method and the outcome; `after` is the id of the last record of
+    the previous page."""
+
+    since: float | None = None
+    until: float | None = None
+    request_id: str | None = None
+    input_digest: str | None = None
+    method: str | None = None
+    outcome: str | None = None
+    limit: int = 100
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MOST_PER_PAGE:
+            raise RecordQueryError(f"limit must be between 1 and {MOST_PER_PAGE}, got {self.limit}")
+        if self.since is not None and self.until is not None and self.until < self.since:
+            raise RecordQueryError(f"until ({self.until}) is before since ({self.since}); ask for a range that exists")
+        if self.after is not None:
+            check_record_id(self.after)
+        if self.input_digest is not None and not re.fullmatch(r"[0-9a-f]{64}", self.input_digest):
+            raise RecordQueryError("input_digest must be a sha256 in hex (64 characters 0-9a-f)")
+
+
+def check_record_id(record_id: str) -> str:
+    if not RECORD_ID.match(record_id):
+        raise RecordQueryError(f"{record_id[:40]!r} is not a record id (32 hex characters, as a record's id reads)", 400)
+    return record_id
+
+
+class SqlRecords:
+    """The records table on a DB-API connection whose placeholders are `?` (SQLite) or `%s` (PostgreSQL);
+    calls are serialised on one connection."""
+
+    placeholder = "?"
+
+    def __init__(self, connection: Any):
+        self._connection = connection
+        self._lock = threading.Lock()
+        self.migrate()
+
+    # ------------------------------------------------------------------ schema
+
+    def migrate(self) -> int:
+        """Bring the schema to this code's version; the version it is at."""
+        with self._transaction() as cursor:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT NOT NULL)")
+            cursor.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}")
+            current = cursor.fetchone()[0] or 0
+            try:
+                steps = pending(current)
+            except ValueError as error:
+                raise RecordStoreError(str(error)) from None
+            for version, statements in steps:
+                for statement in statements:
+                    cursor.execute(statement)
+                cursor.execute(self._sql(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)"), (version,))
+                current = version
+        return int(current)
+
+    # ------------------------------------------------------------------ records
+
+    def write(self, record: Record) -> None:
+        columns = ", ".join(COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        with self._transaction() as cursor:
+            cursor.execute(self._sql(f"INSERT INTO explanation_records ({columns}) VALUES ({marks})"), record.row())
+
+    def answer(self, model: str, answer_key: str) -> Record | None:
+        """The newest record of this model that answered this key well, or None."""
+        found = self._select(
+            "WHERE model = ? AND answer_key = ? AND outcome = ? ORDER BY created DESC LIMIT 1", (model, answer_key, OK)
+        )
+        return found[0] if found else None
+
+    def get(self, model: str, record_id: str) -> Record | None:
+        found = self._select("WHERE model = ? AND id = ?", (model, check_record_id(record_id)))
+        return found[0] if found else None
+
+    def query(self, model: str, query: RecordQuery) -> list[Record]:
+        clauses: list[str] = ["model = ?"]
+        values: list[Any] = [model]
+        for column, value in (
+            ("request_id", query.request_id),
+            ("input_digest", query.input_digest),
+            ("method", query.method),
+            ("outcome", query.outcome),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        if query.since is not None:
+            clauses.append("created >= ?")
+            values.append(query.since)
+        if query.until is not None:
+            clauses.append("created < ?")
+            values.append(query.until)
+        if query.after is not None:
+            last = self.get(model, query.after)
+            if last is None:
+                raise RecordQueryError(f"after names no record of model {model!r}: pass the id of the last record you were given")
+            clauses.append("(created > ? OR (created = ? AND id > ?))")
+            values += [last.created, last.created, last.id]
+        return self._select(f"WHERE {' AND '.join(clauses)} ORDER BY created, id LIMIT {int(query.limit)}", tuple(values))
+
+    def delete_older_than(self, model: str, cutoff: float) -> int:
+        """Delete this model's records created before `cutoff` (unix seconds); how many."""
+        with self._transaction() as cursor:
+            cursor.execute(self._sql("DELETE FROM explanation_records WHERE model = ? AND created < ?"), (model, cutoff))
+            return int(cursor.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _select(self, where: str, values: tuple[Any, ...]) -> list[Record]:
+        with self._transaction() as cursor:
+            cursor.execute(self._sql(f"SELECT {', '.join(COLUMNS)} FROM explanation_records {where}"), values)
+            return [Record.from_row(tuple(row)) for row in cursor.fetchall()]
+
+    def _sql(self, statement: str) -> str:
+        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._lock:
+            try:
+                cursor = self._connection.cursor()
+                try:
+                    yield cursor
+                    self._connection.commit()
+                except BaseException:
+                    self._connection.rollback()
+                    raise
+                finally:
+                    cursor.close()
+            except RecordQueryError:
+                raise
+            except Exception as error:
+                if isinstance(error, RecordStoreError):
+                    raise
+                raise RecordStoreError(f"the records store failed: {type(error).__name__}: {error}") from error
+
+
+class SqliteRecords(SqlRecords):
+    """Records in a SQLite file: one explainer replica, or local mode."""
+
+    def __init__(self, path: Path, busy_timeout_seconds: float = 5.0):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, timeout=busy_timeout_seconds, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as error:
+            raise RecordStoreError(f"cannot open the records store {path}: {error}") from error
+        super().__init__(connection)

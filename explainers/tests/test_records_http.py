@@ -1,0 +1,193 @@
+"""Explanation records as a client meets them: an explainer process with a SQLite store over real HTTP (the
+same answer served again from its record, `fresh` recomputing, identical requests computed once, the
+records read back and queried), and the explainer in this process with a store that fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import HTTPException
+
+from glassbox.contract.api import ExplainerSpec
+from glassbox.contract.wire import RECORDS_PATH
+from glassbox.explainers.explainer import metrics
+from glassbox.explainers.explainer.recording import RecordSettings
+from glassbox.explainers.explainer.records_api import query_from_params
+from glassbox.explainers.explainer.server import ExplainerModel
+from glassbox.explainers.predictor_calls.client import PredictorSettings
+from glassbox.explainers.records.errors import RecordQueryError
+from glassbox.explainers.records.keys import input_digest
+from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import FaultProxy, pretty
+
+ROW = [0.9, 0.2, 0.5, 0.7, 0.1]
+MODEL_DIGEST = "sha256-of-the-test-model"
+
+
+@pytest.fixture(scope="module")
+def recorded(tabular_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    """The tabular model's predictor, and an explainer that records into a SQLite file (inputs kept)."""
+    store = tmp_path_factory.mktemp("records") / "records.sqlite"
+    deployment = LocalDeployment(
+        tabular_folder / "synthetic.yaml",
+        log_dir=tabular_folder / "logs-records",
+        extra_explainer_args=[f"--records_path={store}", "--records_store_inputs=true", f"--model_digest={MODEL_DIGEST}"],
+    )
+    try:
+        deployment.start_explainer(deployment.start_predictor())
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def ask(deployment: LocalDeployment, row: list[float], **extra: Any) -> dict[str, Any]:
+    headers = extra.pop("headers", None)
+    answer = httpx.post(
+        deployment.urls()["explain"], json={"instances": [row], "method": "anchors", **extra}, headers=headers, timeout=120
+    )
+    assert answer.status_code == 200, pretty(answer)
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def records_url(deployment: LocalDeployment, model: str = "synthetic") -> str:
+    return deployment.explainer_base + RECORDS_PATH.format(model=model)
+
+
+def test_the_same_question_is_answered_again_from_its_record_and_fresh_recomputes(recorded: LocalDeployment) -> None:
+    row = [0.91, 0.2, 0.5, 0.7, 0.1]
+    first = ask(recorded, row)
+    assert first["record"]["reused"] is False
+    again = ask(recorded, row)
+    assert again["record"] == {**first["record"], "reused": True}
+    assert again["data"] == first["data"] and again["summary"] == first["summary"]
+    fresh = ask(recorded, row, fresh=True)
+    assert fresh["record"]["reused"] is False and fresh["record"]["id"] != first["record"]["id"]
+    assert fresh["data"]["anchor"] == first["data"]["anchor"], "the same seed gives the same anchor"
+    other = ask(recorded, [0.1, 0.8, 0.3, 0.2, 0.9])
+    assert other["record"]["reused"] is False, "another input is another question"
+    picture = ask(recorded, row, picture=True)
+    assert picture["record"]["reused"] is False and "picture" in picture, "a picture is part of the answer"
+
+
+def test_a_record_is_read_back_and_another_models_or_a_malformed_id_is_refused(recorded: LocalDeployment) -> None:
+    row = [0.92, 0.2, 0.5, 0.7, 0.1]
+    answer = ask(recorded, row, headers={"x-request-id": "loan-4711"})
+    record_id = answer["record"]["id"]
+    found = httpx.get(f"{records_url(recorded)}/{record_id}")
+    assert found.status_code == 200, pretty(found)
+    record = found.json()
+    assert record["id"] == record_id and record["requestId"] == "loan-4711" and record["outcome"] == "ok"
+    assert record["modelDigest"] == MODEL_DIGEST and record["method"] == "anchors"
+    assert record["settings"]["type"] == "AnchorTabular"
+    assert record["input"] == [row] and record["inputDigest"] == input_digest(np.array([row]))
+    assert record["explanation"]["data"] == answer["data"] and record["predictorCalls"] > 0
+    assert httpx.get(f"{records_url(recorded, 'another')}/{record_id}").status_code == 404
+    malformed = httpx.get(f"{records_url(recorded)}/not-an-id")
+    assert malformed.status_code == 400 and "is not a record id" in malformed.json()["error"]
+    assert httpx.get(f"{records_url(recorded)}/{'0' * 32}").status_code == 404
+
+
+def test_an_auditor_finds_records_by_request_id_and_input_and_pages_through_them(recorded: LocalDeployment) -> None:
+    row = [0.93, 0.2, 0.5, 0.7, 0.1]
+    ids = [ask(recorded, row, fresh=True, headers={"x-request-id": "audit-7"})["record"]["id"] for _ in range(3)]
+    by_request = httpx.get(records_url(recorded), params={"request_id": "audit-7"}).json()
+    assert [r["id"] for r in by_request["records"]] == ids and by_request["next"] is None
+    digest = input_digest(np.array([row]))
+    pages, url = [], records_url(recorded) + f"?input_digest={digest}&limit=2"
+    while url:
+        page = httpx.get(url).json()
+        pages.append([r["id"] for r in page["records"]])
+        url = records_url(recorded) + page["next"] if page["next"] else ""
+    assert [i for p in pages for i in p] == ids
+    refused = httpx.get(records_url(recorded), params={"limit": "5000"})
+    assert refused.status_code == 400 and "limit must be between 1 and 1000" in refused.json()["error"]
+    unknown = httpx.get(records_url(recorded), params={"who": "me"})
+    assert unknown.status_code == 400 and "unknown query parameters ['who']" in unknown.json()["error"]
+
+
+def test_identical_requests_at_once_are_computed_and_recorded_once(recorded: LocalDeployment) -> None:
+    row = [0.94, 0.2, 0.5, 0.7, 0.1]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: ask(recorded, row), range(4)))
+    assert len({a["record"]["id"] for a in answers}) == 1
+    assert sum(not a["record"]["reused"] for a in answers) == 1
+    assert all(a["data"] == answers[0]["data"] for a in answers)
+    digest = input_digest(np.array([row]))
+    kept = httpx.get(records_url(recorded), params={"input_digest": digest}).json()["records"]
+    assert len(kept) == 1
+
+
+def test_fresh_must_be_true_or_false(recorded: LocalDeployment) -> None:
+    answer = httpx.post(recorded.urls()["explain"], json={"instances": [ROW], "fresh": "yes"})
+    assert answer.status_code == 400 and "'fresh' must be true or false" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "params,words",
+    [
+        ({"since": "yesterday"}, "since must be an RFC 3339 time"),
+        ({"limit": "ten"}, "limit must be a whole number"),
+        ({"until": "nan"}, "until must be a finite time"),
+        ({"since": "2026-12-03T10:00:00Z", "until": "2026-12-03T09:00:00Z"}, "is before since"),
+    ],
+)
+def test_an_audit_query_names_what_is_wrong(params: dict[str, str], words: str) -> None:
+    with pytest.raises(RecordQueryError, match=words):
+        query_from_params(params)
+
+
+def test_times_are_read_as_rfc_3339_or_unix_seconds() -> None:
+    ten_o_clock = 1796292000.0  # 2026-12-03T10:00:00Z
+    for written in ("2026-12-03T10:00:00Z", "2026-12-03T10:00:00+00:00", "2026-12-03T11:00:00+01:00", "1796292000"):
+        assert query_from_params({"since": written}).since == ten_o_clock, written
+
+
+# --------------------------------------------------------------------------- a store that fails
+
+
+def in_process(tabular: tuple[LocalDeployment, FaultProxy], path: Path, strict: bool) -> ExplainerModel:
+    deployment, proxy = tabular
+    spec = ExplainerSpec.model_validate(
+        {
+            "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+            "methods": [{"name": "anchors", "type": "AnchorTabular"}],
+        }
+    )
+    settings = PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2", timeout_seconds=30)
+    model = ExplainerModel(
+        "synthetic", spec, settings, data_dir=deployment.base, records=RecordSettings(path=path, strict=strict)
+    )
+    model.load()
+    return model
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_failing_store_costs_an_explanation_nothing_unless_records_are_strict(
+    tabular: tuple[LocalDeployment, FaultProxy], tmp_path: Path, strict: bool
+) -> None:
+    model = in_process(tabular, tmp_path / "records.sqlite", strict)
+    try:
+        recorded = asyncio.run(model.explain({"instances": [ROW], "method": "anchors"}))
+        assert recorded["record"]["reused"] is False
+        assert model.recorder is not None
+        model.recorder.store._connection.close()  # the store is gone: every read and write now fails
+        errors = metrics.RECORD_STORE_ERRORS.labels("synthetic", "write")
+        before = errors._value.get()
+        if strict:
+            with pytest.raises(HTTPException) as refused:
+                asyncio.run(model.explain({"instances": [ROW], "method": "anchors"}))
+            assert refused.value.status_code == 503 and "records are strict" in str(refused.value.detail)
+        else:
+            answer = asyncio.run(model.explain({"instances": [ROW], "method": "anchors"}))
+            assert answer["data"]["anchor"] == recorded["data"]["anchor"] and "record" not in answer
+            assert errors._value.get() == before + 1
+    finally:
+        model.stop()
