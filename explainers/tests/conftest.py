@@ -9,6 +9,7 @@ import pytest
 
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import FaultProxy, build_image, build_tabular, build_text
+from glassbox_testing.postgres import LocalPostgres
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +59,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]
     folder = tmp_path_factory.mktemp("image")
     with LocalDeployment(build_image(folder), log_dir=folder / "logs") as deployment:
         yield deployment
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL server on loopback for the records' tests (Debian's package, its own folder)."""
+    server = LocalPostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from glassbox.explainers.explainer.recording import Recorder, RecordSettings
 from glassbox.explainers.records.errors import RecordQueryError, RecordStoreError
 from glassbox.explainers.records.keys import answer_key, input_digest
 from glassbox.explainers.records.schema import LATEST, VERSION_TABLE
-from glassbox.explainers.records.store import Record, RecordQuery, SqliteRecords
+from glassbox.explainers.records.store import PostgresRecords, Record, RecordQuery, SqliteRecords, SqlRecords
 
 SETTINGS = {"type": "AnchorTabular", "name": "anchors", "anchorTabular": {"threshold": 0.95, "seed": 0}}
 
@@ -35,10 +37,15 @@ def record(key: str = "k" * 64, **fields: object) -> Record:
     return Record(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteRecords:
-    opened = SqliteRecords(tmp_path / "records.sqlite")
-    yield opened  # type: ignore[misc]
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRecords]:
+    """The same store tests on a SQLite file and on a real PostgreSQL (a fresh database each)."""
+    if request.param == "sqlite":
+        opened: SqlRecords = SqliteRecords(tmp_path / "records.sqlite")
+    else:
+        server = request.getfixturevalue("postgres")
+        opened = PostgresRecords(server.create_database(f"records_{uuid.uuid4().hex[:12]}"))
+    yield opened
     opened.close()
 
 
@@ -67,7 +74,7 @@ def test_the_answer_key_changes_with_everything_the_answer_depends_on() -> None:
     assert len({key, *others}) == 7
 
 
-def test_a_written_record_answers_its_key_and_only_a_good_one_does(store: SqliteRecords) -> None:
+def test_a_written_record_answers_its_key_and_only_a_good_one_does(store: SqlRecords) -> None:
     assert store.answer("credit", "k" * 64) is None
     failed = record(outcome="timeout", explanation=None, seconds=60.0)
     store.write(failed)
@@ -82,7 +89,7 @@ def test_a_written_record_answers_its_key_and_only_a_good_one_does(store: Sqlite
     assert store.get("credit", failed.id) == failed
 
 
-def test_a_record_keeps_its_input_only_when_given_one(store: SqliteRecords) -> None:
+def test_a_record_keeps_its_input_only_when_given_one(store: SqlRecords) -> None:
     without, with_input = record(), record(input=[[1.5, 2.0]])
     store.write(without)
     store.write(with_input)
@@ -90,7 +97,7 @@ def test_a_record_keeps_its_input_only_when_given_one(store: SqliteRecords) -> N
     assert store.get("credit", with_input.id).input == [[1.5, 2.0]]  # type: ignore[union-attr]
 
 
-def test_a_record_id_is_checked_and_another_models_record_is_not_found(store: SqliteRecords) -> None:
+def test_a_record_id_is_checked_and_another_models_record_is_not_found(store: SqlRecords) -> None:
     kept = record()
     store.write(kept)
     assert store.get("another-model", kept.id) is None
@@ -100,7 +107,7 @@ def test_a_record_id_is_checked_and_another_models_record_is_not_found(store: Sq
     assert store.get("credit", kept.id) == kept
 
 
-def test_audit_queries_filter_and_page_in_order(store: SqliteRecords) -> None:
+def test_audit_queries_filter_and_page_in_order(store: SqlRecords) -> None:
     written = [
         record(
             key=f"{i:064x}",
@@ -150,12 +157,12 @@ def test_a_query_past_its_limits_names_the_problem(fields: dict[str, object], wo
         RecordQuery(**fields)  # type: ignore[arg-type]
 
 
-def test_a_page_after_a_record_that_does_not_exist_is_refused(store: SqliteRecords) -> None:
+def test_a_page_after_a_record_that_does_not_exist_is_refused(store: SqlRecords) -> None:
     with pytest.raises(RecordQueryError, match="after names no record"):
         store.query("credit", RecordQuery(after="0" * 32))
 
 
-def test_retention_deletes_only_older_records_of_that_model(store: SqliteRecords) -> None:
+def test_retention_deletes_only_older_records_of_that_model(store: SqlRecords) -> None:
     old, recent, other = record(created=100.0), record(created=900.0), record(model="other", created=100.0)
     for one in (old, recent, other):
         store.write(one)
@@ -182,7 +189,7 @@ def test_the_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path: Path) 
         SqliteRecords(path)
 
 
-def test_concurrent_writers_lose_nothing(store: SqliteRecords) -> None:
+def test_concurrent_writers_lose_nothing(store: SqlRecords) -> None:
     written: list[Record] = []
     lock = threading.Lock()
 

@@ -26,6 +26,7 @@ from glassbox.explainers.records.errors import RecordQueryError
 from glassbox.explainers.records.keys import input_digest
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import FaultProxy, pretty
+from glassbox_testing.postgres import LocalPostgres
 
 ROW = [0.9, 0.2, 0.5, 0.7, 0.1]
 MODEL_DIGEST = "sha256-of-the-test-model"
@@ -153,7 +154,9 @@ def test_times_are_read_as_rfc_3339_or_unix_seconds() -> None:
 # --------------------------------------------------------------------------- a store that fails
 
 
-def in_process(tabular: tuple[LocalDeployment, FaultProxy], path: Path, strict: bool) -> ExplainerModel:
+def in_process(
+    tabular: tuple[LocalDeployment, FaultProxy], path: Path | None, strict: bool = False, postgres_url: str | None = None
+) -> ExplainerModel:
     deployment, proxy = tabular
     spec = ExplainerSpec.model_validate(
         {
@@ -163,7 +166,11 @@ def in_process(tabular: tuple[LocalDeployment, FaultProxy], path: Path, strict: 
     )
     settings = PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2", timeout_seconds=30)
     model = ExplainerModel(
-        "synthetic", spec, settings, data_dir=deployment.base, records=RecordSettings(path=path, strict=strict)
+        "synthetic",
+        spec,
+        settings,
+        data_dir=deployment.base,
+        records=RecordSettings(path=path, strict=strict, postgres_url=postgres_url),
     )
     model.load()
     return model
@@ -191,3 +198,54 @@ def test_a_failing_store_costs_an_explanation_nothing_unless_records_are_strict(
             assert errors._value.get() == before + 1
     finally:
         model.stop()
+
+
+# --------------------------------------------------------------------------- PostgreSQL, shared by replicas
+
+
+def test_replicas_sharing_postgresql_answer_each_others_records(
+    tabular: tuple[LocalDeployment, FaultProxy], postgres: LocalPostgres
+) -> None:
+    url = postgres.create_database("shared_records")
+    first, second = in_process(tabular, None, postgres_url=url), in_process(tabular, None, postgres_url=url)
+    try:
+        computed = asyncio.run(first.explain({"instances": [ROW], "method": "anchors"}, {"x-request-id": "r-1"}))
+        assert computed["record"]["reused"] is False
+        served = asyncio.run(second.explain({"instances": [ROW], "method": "anchors"}))
+        assert served["record"] == {**computed["record"], "reused": True} and served["data"] == computed["data"]
+        assert second.recorder is not None
+        found = second.recorder.store.get("synthetic", computed["record"]["id"])
+        assert found is not None and found.request_id == "r-1"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_postgresql_stopped_during_explanations_then_back(
+    tabular: tuple[LocalDeployment, FaultProxy], postgres: LocalPostgres
+) -> None:
+    model = in_process(tabular, None, postgres_url=postgres.create_database("restarted_records"))
+    errors = metrics.RECORD_STORE_ERRORS.labels("synthetic", "write")
+    try:
+        assert asyncio.run(model.explain({"instances": [ROW], "method": "anchors"}))["record"]["reused"] is False
+        postgres.stop()
+        before = errors._value.get()
+        answer = asyncio.run(model.explain({"instances": [ROW], "method": "anchors", "fresh": True}))
+        assert answer["data"]["anchor"] and "record" not in answer, "answered, though the store is down"
+        assert errors._value.get() == before + 1
+        postgres.start()
+        postgres.wait_accepting()
+        again = asyncio.run(model.explain({"instances": [ROW], "method": "anchors", "fresh": True}))
+        assert again["record"]["reused"] is False, "recorded again once the store is back"
+    finally:
+        model.stop()
+        if not _accepting(postgres):
+            postgres.start()
+
+
+def _accepting(postgres: LocalPostgres) -> bool:
+    try:
+        postgres.wait_accepting(0)
+        return True
+    except Exception:
+        return False

@@ -15,7 +15,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from glassbox.contract.wire import DETECTOR_FIT_ENV, EXPLAINER_SPEC_ENV
+from glassbox.contract.wire import DETECTOR_FIT_ENV, EXPLAINER_SPEC_ENV, RECORDS_POSTGRES_ENV
 
 # KServe's ModelServer parser (kserve/model_server.py) defines these; a server's parser inherits them.
 KSERVE_FLAGS = frozenset(
@@ -157,6 +157,10 @@ class ExplainerServerArgs(ServerArgs):
     )
     records_path: Path | None = Field(
         None, description="SQLite file of explanation records (none: explanations are not recorded nor served again)"
+    )
+    records_postgres: bool = Field(
+        False,
+        description=f"keep explanation records in PostgreSQL, shared by every replica; its connection string is in ${RECORDS_POSTGRES_ENV}",
     )
     records_store_inputs: bool = Field(False, description="keep each explanation's input in its record (it may be personal data)")
     records_strict: bool = Field(

@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from glassbox.explainers.explainer import metrics
 from glassbox.explainers.records.errors import RecordStoreError
-from glassbox.explainers.records.store import Record, SqliteRecords, SqlRecords
+from glassbox.explainers.records.store import PostgresRecords, Record, SqliteRecords, SqlRecords
 from glassbox.explainers.serving.errors import http_error
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,10 @@ RECORD_FIELD = "record"
 
 @dataclass(frozen=True)
 class RecordSettings:
-    path: Path
+    """Where records live (a SQLite file, or PostgreSQL's connection string) and what they keep."""
+
+    path: Path | None = None
+    postgres_url: str | None = field(default=None, repr=False)  # holds a password: never printed
     store_inputs: bool = False
     strict: bool = False
     retention_days: float | None = None
@@ -49,13 +52,21 @@ def record_field(record: Record, reused: bool) -> dict[str, Any]:
     return {"id": record.id, "created": iso_time(record.created), "reused": reused}
 
 
+def open_store(settings: RecordSettings) -> SqlRecords:
+    if settings.postgres_url:
+        return PostgresRecords(settings.postgres_url)
+    if settings.path is None:
+        raise RecordStoreError("records need a store: a SQLite file (--records_path) or PostgreSQL (--records_postgres)")
+    return SqliteRecords(settings.path)
+
+
 class Recorder:
     """One model's records: lookups, writes and retention, each off the event loop, timed and counted."""
 
     def __init__(self, model: str, settings: RecordSettings, store: SqlRecords | None = None):
         self.model = model
         self.settings = settings
-        self.store = store if store is not None else SqliteRecords(settings.path)
+        self.store = store if store is not None else open_store(settings)
         self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None

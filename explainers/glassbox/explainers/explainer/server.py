@@ -37,7 +37,14 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from glassbox.contract.api import ExplainerFit
 from glassbox.contract.server_args import ExplainerServerArgs
-from glassbox.contract.wire import EXPLAINER_SPEC_ENV, FLAGGED_FIELD, RECORDS_PATH, ROUTE_FIELD, UNKNOWN_ROUTE_PATH
+from glassbox.contract.wire import (
+    EXPLAINER_SPEC_ENV,
+    FLAGGED_FIELD,
+    RECORDS_PATH,
+    RECORDS_POSTGRES_ENV,
+    ROUTE_FIELD,
+    UNKNOWN_ROUTE_PATH,
+)
 from glassbox.explainers.data.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.explainer import metrics
 from glassbox.explainers.explainer.recording import RECORD_FIELD, Recorder, RecordSettings, record_field
@@ -361,6 +368,13 @@ def request_id_of(payload: dict[str, Any] | InferRequest, headers: dict[str, str
     return str(named)[:200] if named not in (None, "") else None
 
 
+def records_postgres_url() -> str:
+    url = os.environ.get(RECORDS_POSTGRES_ENV, "").strip()
+    if not url:
+        raise SystemExit(f"--records_postgres needs the store's connection string in ${RECORDS_POSTGRES_ENV}")
+    return url
+
+
 def jsonable_input(instances: np.ndarray | list[str]) -> Any:
     return instances if isinstance(instances, list) else np.asarray(instances).tolist()
 
@@ -428,9 +442,10 @@ def main() -> None:
         predictor_probe_while_idle=args.predictor_probe == "periodic",
         model_sha256=args.model_sha256,
         records=None
-        if args.records_path is None
+        if args.records_path is None and not args.records_postgres
         else RecordSettings(
             path=args.records_path,
+            postgres_url=records_postgres_url() if args.records_postgres else None,
             store_inputs=args.records_store_inputs,
             strict=args.records_strict,
             retention_days=args.records_retention_days,

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,12 +123,13 @@ def check_record_id(record_id: str) -> str:
 
 class SqlRecords:
     """The records table on a DB-API connection whose placeholders are `?` (SQLite) or `%s` (PostgreSQL);
-    calls are serialised on one connection."""
+    calls are serialised on one connection, opened again by `connect` after one failed (a server restart)."""
 
     placeholder = "?"
 
-    def __init__(self, connection: Any):
-        self._connection = connection
+    def __init__(self, connect: Callable[[], Any]):
+        self._connect = connect
+        self._connection: Any = None
         self._lock = threading.Lock()
         self.migrate()
 
@@ -137,6 +138,7 @@ class SqlRecords:
     def migrate(self) -> int:
         """Bring the schema to this code's version; the version it is at."""
         with self._transaction() as cursor:
+            self._lock_schema(cursor)
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT NOT NULL)")
             cursor.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}")
             current = cursor.fetchone()[0] or 0
@@ -204,7 +206,9 @@ class SqlRecords:
 
     def close(self) -> None:
         with self._lock:
-            self._connection.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -216,24 +220,44 @@ class SqlRecords:
     def _sql(self, statement: str) -> str:
         return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
 
+    def _lock_schema(self, cursor: Any) -> None:
+        """Hold off other replicas migrating the same store until this transaction ends (PostgreSQL)."""
+
+    def _broken(self, error: Exception) -> bool:
+        """Whether `error` means the connection is lost (then the next call opens a new one)."""
+        return False
+
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self._lock:
             try:
-                cursor = self._connection.cursor()
+                if self._connection is None:
+                    self._connection = self._connect()
+                connection = self._connection
+                cursor = connection.cursor()
                 try:
                     yield cursor
-                    self._connection.commit()
+                    connection.commit()
                 except BaseException:
-                    self._connection.rollback()
+                    try:
+                        connection.rollback()
+                    except Exception:  # a lost connection cannot roll back; the server already did
+                        pass
                     raise
                 finally:
-                    cursor.close()
-            except RecordQueryError:
+                    try:
+                        cursor.close()
+                    except Exception:
+                        pass
+            except (RecordQueryError, RecordStoreError):
                 raise
             except Exception as error:
-                if isinstance(error, RecordStoreError):
-                    raise
+                if self._broken(error) and self._connection is not None:
+                    try:
+                        self._connection.close()
+                    except Exception:
+                        pass
+                    self._connection = None
                 raise RecordStoreError(f"the records store failed: {type(error).__name__}: {error}") from error
 
 
@@ -242,11 +266,45 @@ class SqliteRecords(SqlRecords):
 
     def __init__(self, path: Path, busy_timeout_seconds: float = 5.0):
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(path, timeout=busy_timeout_seconds, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-        except (OSError, sqlite3.Error) as error:
-            raise RecordStoreError(f"cannot open the records store {path}: {error}") from error
-        super().__init__(connection)
+
+        def connect() -> sqlite3.Connection:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(path, timeout=busy_timeout_seconds, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+            except (OSError, sqlite3.Error) as error:
+                raise RecordStoreError(f"cannot open the records store {path}: {error}") from error
+            return connection
+
+        super().__init__(connect)
+
+
+class PostgresRecords(SqlRecords):
+    """Records in PostgreSQL, shared by every explainer replica: any replica answers any record. The
+    connection string is a libpq one (`postgresql://user:password@host:5432/db?sslmode=require`, or
+    `key=value` pairs); it is never logged, and errors name the store without it."""
+
+    placeholder = "%s"
+    # pg_advisory_xact_lock's key for migrations: one replica migrates, the others wait and find it done.
+    MIGRATION_LOCK = 0x676C617373626F78  # "glassbox"
+
+    def __init__(self, url: str, connect_timeout_seconds: int = 5):
+        import psycopg
+
+        self._psycopg = psycopg
+
+        def connect() -> Any:
+            try:
+                return psycopg.connect(url, connect_timeout=connect_timeout_seconds)
+            except psycopg.Error as error:
+                # libpq's message names the host and the reason, never the password.
+                raise RecordStoreError(f"cannot reach the PostgreSQL records store: {str(error).strip()[:300]}") from None
+
+        super().__init__(connect)
+
+    def _lock_schema(self, cursor: Any) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.MIGRATION_LOCK,))
+
+    def _broken(self, error: Exception) -> bool:
+        return isinstance(error, self._psycopg.OperationalError) or bool(getattr(self._connection, "closed", False))
