@@ -78,6 +78,21 @@ def test_the_same_question_is_answered_again_from_its_record_and_fresh_recompute
     assert picture["record"]["reused"] is False and "picture" in picture, "a picture is part of the answer"
 
 
+def test_a_response_header_says_whether_the_answer_came_from_its_record(recorded: LocalDeployment) -> None:
+    body = {"instances": [[0.95, 0.2, 0.5, 0.7, 0.1]], "method": "anchors"}
+    first = httpx.post(recorded.urls()["explain"], json=body, timeout=120)
+    again = httpx.post(recorded.urls()["explain"], json=body, timeout=120)
+    record_id = first.json()["record"]["id"]
+    assert first.headers["glassbox-record"] == f"new; id={record_id}"
+    assert again.headers["glassbox-record"] == f"reused; id={record_id}"
+    v2 = {"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP64", "data": body["instances"][0]}], "method": "anchors"}
+    through_infer = httpx.post(f"{recorded.explainer_base}/v2/models/synthetic/infer", json=v2, timeout=120)
+    assert through_infer.status_code == 200, pretty(through_infer)
+    assert through_infer.headers["glassbox-record"] == f"reused; id={record_id}", "v2's infer is the same question"
+    refused = httpx.post(recorded.urls()["explain"], json={"instances": [[1, 2]]}, timeout=120)
+    assert refused.status_code == 400 and "glassbox-record" not in refused.headers
+
+
 def test_a_record_is_read_back_and_another_models_or_a_malformed_id_is_refused(recorded: LocalDeployment) -> None:
     row = [0.92, 0.2, 0.5, 0.7, 0.1]
     answer = ask(recorded, row, headers={"x-request-id": "loan-4711"})

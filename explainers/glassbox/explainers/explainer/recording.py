@@ -9,6 +9,7 @@ not answered (503), because an unrecorded decision is what strict records exist 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -26,8 +27,45 @@ from glassbox.explainers.serving.errors import http_error
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 RETENTION_PERIOD_SECONDS = 600.0
-# The answer's field that says which record holds it, and whether it was served from that record.
+# The answer's field that says which record holds it, and whether it was served from that record; the
+# response header that says the same to a client that reads no body (a proxy, a cache, a log).
 RECORD_FIELD = "record"
+RECORD_HEADER = "glassbox-record"
+# The request's holder of what its answer's record header will say: set by RecordHeader around the request,
+# filled in by the explanation (a dict, so a task copied from the request's context fills in the same one).
+_RESPONSE_RECORD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("response_record", default=None)
+
+
+def tell_response(record: dict[str, Any]) -> None:
+    """Let the response's header say which record holds this answer, and whether it was served from it."""
+    holder = _RESPONSE_RECORD.get()
+    if holder is not None:
+        holder["value"] = f"{'reused' if record['reused'] else 'new'}; id={record['id']}"
+
+
+class RecordHeader:
+    """ASGI: adds `glassbox-record: reused; id=...` (or `new; id=...`) to an explanation's response."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder: dict[str, str] = {}
+        token = _RESPONSE_RECORD.set(holder)
+
+        async def with_header(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and "value" in holder:
+                headers = [*message.get("headers", []), (RECORD_HEADER.encode(), holder["value"].encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_header)
+        finally:
+            _RESPONSE_RECORD.reset(token)
 
 
 @dataclass(frozen=True)

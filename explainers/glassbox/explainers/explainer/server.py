@@ -47,7 +47,14 @@ from glassbox.contract.wire import (
 )
 from glassbox.explainers.data.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.explainer import metrics
-from glassbox.explainers.explainer.recording import RECORD_FIELD, Recorder, RecordSettings, record_field
+from glassbox.explainers.explainer.recording import (
+    RECORD_FIELD,
+    Recorder,
+    RecordHeader,
+    RecordSettings,
+    record_field,
+    tell_response,
+)
 from glassbox.explainers.explainer.records_api import records_endpoints
 from glassbox.explainers.explainer.requests import ExplanationRequest, explanation_json, read_explanation_request
 from glassbox.explainers.explainer.workers import WorkerPool
@@ -290,17 +297,17 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
 
         if request.fresh:
             metrics.RECORD_LOOKUPS.labels(self.name, "miss").inc()
-            return await compute_and_record()
+            return told(await compute_and_record())
         found = await recorder.answer(key)
         if found is not None and found.explanation is not None:
             metrics.RECORD_LOOKUPS.labels(self.name, "hit").inc()
-            return {**found.explanation, RECORD_FIELD: record_field(found, reused=True)}
+            return told({**found.explanation, RECORD_FIELD: record_field(found, reused=True)})
         answer, shared = await recorder.once(key, compute_and_record)
         if not shared:
             metrics.RECORD_LOOKUPS.labels(self.name, "miss").inc()
         elif RECORD_FIELD in answer:
             answer = {**answer, RECORD_FIELD: {**answer[RECORD_FIELD], "reused": True}}
-        return dict(answer)
+        return told(dict(answer))
 
     def _past_deadline(self, method: ExplanationMethod, cause: str | None) -> Exception:
         metrics.TIMEOUTS.labels(self.name, method.name).inc()
@@ -345,6 +352,13 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             return answer
         output = InferOutput(name="explanation", shape=[1], datatype="BYTES", data=[json.dumps(answer)])
         return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+
+
+def told(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer, its record also told to the response's header."""
+    if RECORD_FIELD in answer:
+        tell_response(answer[RECORD_FIELD])
+    return answer
 
 
 def outcome_of(error: BaseException) -> str:
@@ -464,4 +478,5 @@ def main() -> None:
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.explain_timeout_seconds,
         not_ready=model.not_ready,
+        middleware=RecordHeader if model.recorder is not None else None,
     )

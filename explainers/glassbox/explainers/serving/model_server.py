@@ -106,6 +106,7 @@ def serve(
     longest_request_seconds: float,
     binary_infer_route: bool = False,
     not_ready: Callable[[], str | None] | None = None,
+    middleware: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> None:
     """Serve `model` on the ports and with the request logging KServe's own flags (`kserve_flags`) say."""
     log_each_request = bool(kserve_flags.enable_latency_logging)
@@ -128,6 +129,8 @@ def serve(
     if server.workers != 1:
         raise SystemExit("Glassbox's servers run one worker process per pod (scale with replicas): leave --workers at 1")
     app: ASGIApp = kserve.model_server.app
+    if middleware is not None:  # the server's own, next to kserve's app
+        app = middleware(app)
     if binary_infer_route:
         app = BinaryInferRoute(app, server.dataplane)
     if not_ready is not None:
