@@ -5,6 +5,7 @@ records read back and queried), and the explainer in this process with a store t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from glassbox.explainers.explainer.server import ExplainerModel
 from glassbox.explainers.predictor_calls.client import PredictorSettings
 from glassbox.explainers.records.errors import RecordQueryError
 from glassbox.explainers.records.keys import input_digest
+from glassbox.explainers.records.store import Record, SqliteRecords
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import FaultProxy, pretty
 from glassbox_testing.postgres import LocalPostgres
@@ -33,9 +35,14 @@ MODEL_DIGEST = "sha256-of-the-test-model"
 
 
 @pytest.fixture(scope="module")
-def recorded(tabular_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("records") / "records.sqlite"
+
+
+@pytest.fixture(scope="module")
+def recorded(tabular_folder: Path, store_path: Path) -> Iterator[LocalDeployment]:
     """The tabular model's predictor, and an explainer that records into a SQLite file (inputs kept)."""
-    store = tmp_path_factory.mktemp("records") / "records.sqlite"
+    store = store_path
     deployment = LocalDeployment(
         tabular_folder / "synthetic.yaml",
         log_dir=tabular_folder / "logs-records",
@@ -127,6 +134,38 @@ def test_an_auditor_finds_records_by_request_id_and_input_and_pages_through_them
     assert refused.status_code == 400 and "limit must be between 1 and 1000" in refused.json()["error"]
     unknown = httpx.get(records_url(recorded), params={"who": "me"})
     assert unknown.status_code == 400 and "unknown query parameters ['who']" in unknown.json()["error"]
+
+
+def test_an_export_streams_every_matching_record_as_json_lines(recorded: LocalDeployment, store_path: Path) -> None:
+    row = [0.96, 0.2, 0.5, 0.7, 0.1]
+    answer = ask(recorded, row, headers={"x-request-id": "export-1"})
+    # More records than one page of the store holds, written beside the explainer's own (same file).
+    writer = SqliteRecords(store_path)
+    planted = [
+        Record(
+            model="synthetic",
+            method="anchors",
+            settings={},
+            input_digest="e" * 64,
+            answer_key=f"{i:064x}",
+            outcome="ok",
+            seconds=0.1,
+            request_id="bulk",
+            created=1.0 + i,
+        )
+        for i in range(1005)
+    ]
+    for record in planted:
+        writer.write(record)
+    writer.close()
+    with httpx.stream("GET", records_url(recorded) + ".jsonl", params={"request_id": "bulk"}, timeout=60) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("application/x-ndjson")
+        exported = [json.loads(line) for line in stream.iter_lines() if line]
+    assert [r["id"] for r in exported] == [r.id for r in planted]
+    mine = httpx.get(records_url(recorded) + ".jsonl", params={"request_id": "export-1"}).text.splitlines()
+    assert [json.loads(line)["id"] for line in mine] == [answer["record"]["id"]]
+    paged = httpx.get(records_url(recorded) + ".jsonl", params={"limit": "10"})
+    assert paged.status_code == 400 and "leave out ['limit']" in paged.json()["error"]
 
 
 def test_identical_requests_at_once_are_computed_and_recorded_once(recorded: LocalDeployment) -> None:

@@ -3,6 +3,8 @@
     GET /glassbox/v1/models/NAME/records/ID     one record (404 when this model has none by that id)
     GET /glassbox/v1/models/NAME/records?since=&until=&request_id=&input_digest=&method=&outcome=&limit=&after=
         {"records": [...], "next": "?...after=ID" or null}: oldest first, `limit` (at most 1000) a page
+    GET /glassbox/v1/models/NAME/records.jsonl?since=&until=&...   every matching record, one JSON a line,
+        oldest first, streamed (an export for an auditor's tools)
 
 `since` and `until` are RFC 3339 times (2026-12-03T10:00:00Z) or unix seconds. Reading the query
 parameters is a pure function, so what is refused, and why, is tested without a server.
@@ -11,18 +13,20 @@ parameters is a pure function, so what is refused, and why, is tested without a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from glassbox.explainers.explainer.recording import Recorder, iso_time
 from glassbox.explainers.records.errors import RecordQueryError, RecordStoreError
-from glassbox.explainers.records.store import Record, RecordQuery
+from glassbox.explainers.records.store import MOST_PER_PAGE, Record, RecordQuery
 
 QUERY_PARAMETERS = ("since", "until", "request_id", "input_digest", "method", "outcome", "limit", "after")
 
@@ -89,8 +93,8 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
 
 
-def records_endpoints(recorder: Recorder) -> tuple[Any, Any]:
-    """The two GET endpoints over one model's records: one record, and a page of an audit query."""
+def records_endpoints(recorder: Recorder) -> tuple[Any, Any, Any]:
+    """The GET endpoints over one model's records: one record, a page of an audit query, and an export."""
 
     async def one(request: Request) -> JSONResponse:
         model, record_id = request.path_params["model"], request.path_params["record_id"]
@@ -121,4 +125,32 @@ def records_endpoints(recorder: Recorder) -> tuple[Any, Any]:
         following = "?" + urlencode({**params, "after": found[-1].id}) if len(found) == query.limit else None
         return JSONResponse(content={"records": [record_json(r) for r in found], "next": following})
 
-    return one, page
+    async def export(request: Request) -> Response:
+        model = request.path_params["model"]
+        if model != recorder.model:
+            return _error(404, f"this explainer keeps the records of model {recorder.model!r}, not {model[:100]!r}")
+        params = dict(request.query_params)
+        paging = sorted({"limit", "after"} & set(params))
+        if paging:
+            return _error(400, f"the export streams every matching record: leave out {paging}")
+        try:
+            first = query_from_params({**params, "limit": str(MOST_PER_PAGE)})
+            found = await asyncio.to_thread(recorder.store.query, model, first)
+        except RecordQueryError as error:
+            return _error(error.status, str(error))
+        except RecordStoreError as error:
+            return _error(503, f"the records store failed: {error}")
+
+        async def lines() -> AsyncIterator[bytes]:
+            page = found
+            while page:
+                for record in page:
+                    yield (json.dumps(record_json(record)) + "\n").encode()
+                if len(page) < MOST_PER_PAGE:
+                    return
+                following = dataclasses.replace(first, after=page[-1].id)
+                page = await asyncio.to_thread(recorder.store.query, model, following)
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    return one, page, export

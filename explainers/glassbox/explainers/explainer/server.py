@@ -469,9 +469,10 @@ def main() -> None:
     model.load()
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
     if model.recorder is not None:
-        one, page = records_endpoints(model.recorder)
+        one, page, export = records_endpoints(model.recorder)
         kserve.model_server.app.add_api_route(RECORDS_PATH + "/{record_id}", one, methods=["GET"], include_in_schema=False)
         kserve.model_server.app.add_api_route(RECORDS_PATH, page, methods=["GET"], include_in_schema=False)
+        kserve.model_server.app.add_api_route(RECORDS_PATH + ".jsonl", export, methods=["GET"], include_in_schema=False)
     serve(
         model,
         kserve_flags,
