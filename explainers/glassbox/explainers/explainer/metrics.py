@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from glassbox.explainers.predictor_calls.errors import PredictorError
+from glassbox.explainers.serving.errors import InputError
+
 # What became of an explanation request.
 OK = "ok"
 BAD_REQUEST = "bad_request"  # a 4xx: the request, not the server
@@ -61,3 +64,15 @@ RECORD_STORE_SECONDS = Histogram(
     ["model", "operation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+
+
+def outcome_of(error: BaseException) -> str:
+    """What became of an explanation that raised `error`, as its metrics and its record say it."""
+    if isinstance(error, InputError):
+        return BAD_REQUEST
+    if isinstance(error, PredictorError):
+        return PREDICTOR_ERROR
+    status = getattr(error, "status_code", None)
+    if status:
+        return {503: OVERLOADED, 504: TIMEOUT}.get(status, BAD_REQUEST if status < 500 else ERROR)
+    return ERROR

@@ -14,10 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
+from kserve.protocol.infer_type import InferRequest
 
 from glassbox.explainers.explainer import metrics
 from glassbox.explainers.records.errors import RecordStoreError
@@ -141,6 +144,48 @@ class Recorder:
         finally:
             del self._in_flight[key]
 
+    async def recorded(
+        self, record: Record, fresh: bool, compute: Callable[[], Awaitable[tuple[dict[str, Any], int, int]]]
+    ) -> dict[str, Any]:
+        """The answer `record` identifies (its answer key): from the record that holds it unless `fresh`, else
+        `compute()`d (answer, predictor calls, rows), once for identical requests in flight, and recorded
+        (`record` completed with how it ended). The answer's `record` field and header say which."""
+        started = time.time()
+
+        async def compute_and_record() -> dict[str, Any]:
+            try:
+                answer, calls, rows = await compute()
+            except Exception as error:
+                await self.write(
+                    replace(record, created=started, outcome=metrics.outcome_of(error), seconds=time.time() - started)
+                )
+                raise
+            done = replace(
+                record,
+                created=started,
+                outcome=metrics.OK,
+                seconds=time.time() - started,
+                predictor_calls=calls,
+                predictor_rows=rows,
+                explanation=answer,
+            )
+            kept = await self.write(done)
+            return {**answer, **({RECORD_FIELD: record_field(done, reused=False)} if kept else {})}
+
+        if fresh:
+            metrics.RECORD_LOOKUPS.labels(self.model, "miss").inc()
+            return told(await compute_and_record())
+        found = await self.answer(record.answer_key)
+        if found is not None and found.explanation is not None:
+            metrics.RECORD_LOOKUPS.labels(self.model, "hit").inc()
+            return told({**found.explanation, RECORD_FIELD: record_field(found, reused=True)})
+        answer, shared = await self.once(record.answer_key, compute_and_record)
+        if not shared:
+            metrics.RECORD_LOOKUPS.labels(self.model, "miss").inc()
+        elif RECORD_FIELD in answer:
+            answer = {**answer, RECORD_FIELD: {**answer[RECORD_FIELD], "reused": True}}
+        return told(dict(answer))
+
     def start_retention(self, period_seconds: float = RETENTION_PERIOD_SECONDS) -> None:
         """Delete records past the retention limit now and every `period_seconds`, on a thread of its own."""
         days = self.settings.retention_days
@@ -183,3 +228,24 @@ class Recorder:
 
 
 _FAILED = object()
+
+
+def told(answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer, its record also told to the response's header."""
+    if RECORD_FIELD in answer:
+        tell_response(answer[RECORD_FIELD])
+    return answer
+
+
+def request_id_of(payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None) -> str | None:
+    """The caller's id for the request: its `x-request-id` header, else the body's `id` (v1 or v2)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "x-request-id" and value:
+            return str(value)[:200]
+    named = payload.id if isinstance(payload, InferRequest) else payload.get("id") if isinstance(payload, dict) else None
+    return str(named)[:200] if named not in (None, "") else None
+
+
+def jsonable_input(instances: np.ndarray | list[str]) -> Any:
+    """The instances as a record keeps them (when the spec asks to keep inputs)."""
+    return instances if isinstance(instances, list) else np.asarray(instances).tolist()

@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +47,11 @@ from glassbox.contract.wire import (
 from glassbox.explainers.data.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.explainer import metrics
 from glassbox.explainers.explainer.recording import (
-    RECORD_FIELD,
     Recorder,
     RecordHeader,
     RecordSettings,
-    record_field,
-    tell_response,
+    jsonable_input,
+    request_id_of,
 )
 from glassbox.explainers.explainer.records_api import records_endpoints
 from glassbox.explainers.explainer.requests import ExplanationRequest, explanation_json, read_explanation_request
@@ -262,52 +260,24 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         """From the record that holds this answer, or computed (once for identical requests together) and recorded."""
         settings = method.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         digest = input_digest(instances)
-        key = answer_key(self.name, recorder.settings.model_digest, settings, digest, targets, request.picture)
-        started = time.time()
         record = Record(
             model=self.name,
             model_digest=recorder.settings.model_digest,
             method=method.name,
             settings=settings,
             input_digest=digest,
-            answer_key=key,
+            answer_key=answer_key(self.name, recorder.settings.model_digest, settings, digest, targets, request.picture),
             request_id=request_id_of(request.payload, headers),
             outcome=metrics.OK,
             seconds=0.0,
             input=jsonable_input(instances) if recorder.settings.store_inputs else None,
-            created=started,
         )
 
-        async def compute_and_record() -> dict[str, Any]:
-            try:
-                answer, usage = await self._compute(method, instances, targets, request.picture, deadline)
-            except Exception as error:
-                failed = replace(record, outcome=outcome_of(error), seconds=time.time() - started)
-                await recorder.write(failed)
-                raise
-            done = replace(
-                record,
-                seconds=time.time() - started,
-                predictor_calls=usage.calls,
-                predictor_rows=usage.rows,
-                explanation=answer,
-            )
-            kept = await recorder.write(done)
-            return {**answer, **({RECORD_FIELD: record_field(done, reused=False)} if kept else {})}
+        async def compute() -> tuple[dict[str, Any], int, int]:
+            answer, usage = await self._compute(method, instances, targets, request.picture, deadline)
+            return answer, usage.calls, usage.rows
 
-        if request.fresh:
-            metrics.RECORD_LOOKUPS.labels(self.name, "miss").inc()
-            return told(await compute_and_record())
-        found = await recorder.answer(key)
-        if found is not None and found.explanation is not None:
-            metrics.RECORD_LOOKUPS.labels(self.name, "hit").inc()
-            return told({**found.explanation, RECORD_FIELD: record_field(found, reused=True)})
-        answer, shared = await recorder.once(key, compute_and_record)
-        if not shared:
-            metrics.RECORD_LOOKUPS.labels(self.name, "miss").inc()
-        elif RECORD_FIELD in answer:
-            answer = {**answer, RECORD_FIELD: {**answer[RECORD_FIELD], "reused": True}}
-        return told(dict(answer))
+        return await recorder.recorded(record, request.fresh, compute)
 
     def _past_deadline(self, method: ExplanationMethod, cause: str | None) -> Exception:
         metrics.TIMEOUTS.labels(self.name, method.name).inc()
@@ -326,15 +296,15 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             outcome = metrics.OK
             return answer
         except InputError as error:
-            outcome = outcome_of(error)
+            outcome = metrics.outcome_of(error)
             raise http_error(error.status, str(error)) from None
         except PredictorError as error:
-            outcome = outcome_of(error)
+            outcome = metrics.outcome_of(error)
             if error.down and self.predictor_watch is not None:
                 self.predictor_watch.call_failed(str(error))
             raise http_error(error.status, str(error)) from None
         except Exception as error:
-            outcome = outcome_of(error)
+            outcome = metrics.outcome_of(error)
             if getattr(error, "status_code", None):  # already an HTTP error
                 raise
             log.exception("explanation failed")
@@ -354,43 +324,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
 
 
-def told(answer: dict[str, Any]) -> dict[str, Any]:
-    """The answer, its record also told to the response's header."""
-    if RECORD_FIELD in answer:
-        tell_response(answer[RECORD_FIELD])
-    return answer
-
-
-def outcome_of(error: BaseException) -> str:
-    """What became of an explanation that raised `error`, as its metrics and its record say it."""
-    if isinstance(error, InputError):
-        return metrics.BAD_REQUEST
-    if isinstance(error, PredictorError):
-        return metrics.PREDICTOR_ERROR
-    status = getattr(error, "status_code", None)
-    if status:
-        return {503: metrics.OVERLOADED, 504: metrics.TIMEOUT}.get(status, metrics.BAD_REQUEST if status < 500 else metrics.ERROR)
-    return metrics.ERROR
-
-
-def request_id_of(payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None) -> str | None:
-    """The caller's id for the request: its `x-request-id` header, else the body's `id` (v1 or v2)."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "x-request-id" and value:
-            return str(value)[:200]
-    named = payload.id if isinstance(payload, InferRequest) else payload.get("id") if isinstance(payload, dict) else None
-    return str(named)[:200] if named not in (None, "") else None
-
-
 def records_postgres_url() -> str:
     url = os.environ.get(RECORDS_POSTGRES_ENV, "").strip()
     if not url:
         raise SystemExit(f"--records_postgres needs the store's connection string in ${RECORDS_POSTGRES_ENV}")
     return url
-
-
-def jsonable_input(instances: np.ndarray | list[str]) -> Any:
-    return instances if isinstance(instances, list) else np.asarray(instances).tolist()
 
 
 async def unknown_route(request: Request) -> JSONResponse:
