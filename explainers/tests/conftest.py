@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from glassbox.explainers.records.store import PostgresRecords, SqliteRecords, SqlRecords
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import FaultProxy, build_image, build_tabular, build_text
 from glassbox_testing.postgres import LocalPostgres
@@ -70,3 +72,15 @@ def postgres() -> Iterator[LocalPostgres]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def records_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRecords]:
+    """The same store tests on a SQLite file and on a real PostgreSQL (a fresh database each)."""
+    if request.param == "sqlite":
+        opened: SqlRecords = SqliteRecords(tmp_path / "records.sqlite")
+    else:
+        server = request.getfixturevalue("postgres")
+        opened = PostgresRecords(server.create_database(f"records_{uuid.uuid4().hex[:12]}"))
+    yield opened
+    opened.close()

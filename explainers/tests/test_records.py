@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +13,10 @@ import pytest
 
 from glassbox.explainers.explainer.recording import Recorder, RecordSettings
 from glassbox.explainers.records.errors import RecordQueryError, RecordStoreError
+from glassbox.explainers.records.jobs import JobQueue
 from glassbox.explainers.records.keys import answer_key, input_digest
-from glassbox.explainers.records.schema import LATEST, VERSION_TABLE
-from glassbox.explainers.records.store import PostgresRecords, Record, RecordQuery, SqliteRecords, SqlRecords
+from glassbox.explainers.records.schema import LATEST, MIGRATIONS, VERSION_TABLE
+from glassbox.explainers.records.store import Record, RecordQuery, SqliteRecords, SqlRecords
 
 SETTINGS = {"type": "AnchorTabular", "name": "anchors", "anchorTabular": {"threshold": 0.95, "seed": 0}}
 
@@ -35,18 +34,6 @@ def record(key: str = "k" * 64, **fields: object) -> Record:
     }
     values.update(fields)
     return Record(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlRecords]:
-    """The same store tests on a SQLite file and on a real PostgreSQL (a fresh database each)."""
-    if request.param == "sqlite":
-        opened: SqlRecords = SqliteRecords(tmp_path / "records.sqlite")
-    else:
-        server = request.getfixturevalue("postgres")
-        opened = PostgresRecords(server.create_database(f"records_{uuid.uuid4().hex[:12]}"))
-    yield opened
-    opened.close()
 
 
 def test_an_inputs_digest_is_its_values_and_shape_not_how_they_were_sent() -> None:
@@ -74,40 +61,40 @@ def test_the_answer_key_changes_with_everything_the_answer_depends_on() -> None:
     assert len({key, *others}) == 7
 
 
-def test_a_written_record_answers_its_key_and_only_a_good_one_does(store: SqlRecords) -> None:
-    assert store.answer("credit", "k" * 64) is None
+def test_a_written_record_answers_its_key_and_only_a_good_one_does(records_store: SqlRecords) -> None:
+    assert records_store.answer("credit", "k" * 64) is None
     failed = record(outcome="timeout", explanation=None, seconds=60.0)
-    store.write(failed)
-    assert store.answer("credit", "k" * 64) is None, "a failed explanation is no answer"
+    records_store.write(failed)
+    assert records_store.answer("credit", "k" * 64) is None, "a failed explanation is no answer"
     older = record(created=1000.0)
     newer = record(created=2000.0, explanation={"data": {"anchor": ["x > 2"]}})
-    store.write(older)
-    store.write(newer)
-    found = store.answer("credit", "k" * 64)
+    records_store.write(older)
+    records_store.write(newer)
+    found = records_store.answer("credit", "k" * 64)
     assert found == newer
-    assert store.answer("another-model", "k" * 64) is None
-    assert store.get("credit", failed.id) == failed
+    assert records_store.answer("another-model", "k" * 64) is None
+    assert records_store.get("credit", failed.id) == failed
 
 
-def test_a_record_keeps_its_input_only_when_given_one(store: SqlRecords) -> None:
+def test_a_record_keeps_its_input_only_when_given_one(records_store: SqlRecords) -> None:
     without, with_input = record(), record(input=[[1.5, 2.0]])
-    store.write(without)
-    store.write(with_input)
-    assert store.get("credit", without.id).input is None  # type: ignore[union-attr]
-    assert store.get("credit", with_input.id).input == [[1.5, 2.0]]  # type: ignore[union-attr]
+    records_store.write(without)
+    records_store.write(with_input)
+    assert records_store.get("credit", without.id).input is None  # type: ignore[union-attr]
+    assert records_store.get("credit", with_input.id).input == [[1.5, 2.0]]  # type: ignore[union-attr]
 
 
-def test_a_record_id_is_checked_and_another_models_record_is_not_found(store: SqlRecords) -> None:
+def test_a_record_id_is_checked_and_another_models_record_is_not_found(records_store: SqlRecords) -> None:
     kept = record()
-    store.write(kept)
-    assert store.get("another-model", kept.id) is None
+    records_store.write(kept)
+    assert records_store.get("another-model", kept.id) is None
     with pytest.raises(RecordQueryError, match="is not a record id") as raised:
-        store.get("credit", "'; DROP TABLE explanation_records; --")
+        records_store.get("credit", "'; DROP TABLE explanation_records; --")
     assert raised.value.status == 400
-    assert store.get("credit", kept.id) == kept
+    assert records_store.get("credit", kept.id) == kept
 
 
-def test_audit_queries_filter_and_page_in_order(store: SqlRecords) -> None:
+def test_audit_queries_filter_and_page_in_order(records_store: SqlRecords) -> None:
     written = [
         record(
             key=f"{i:064x}",
@@ -119,10 +106,10 @@ def test_audit_queries_filter_and_page_in_order(store: SqlRecords) -> None:
         for i in range(25)
     ]
     for one in reversed(written):
-        store.write(one)
+        records_store.write(one)
     pages, after = [], None
     while True:
-        page = store.query("credit", RecordQuery(limit=10, after=after))
+        page = records_store.query("credit", RecordQuery(limit=10, after=after))
         if not page:
             break
         pages.append(page)
@@ -131,15 +118,15 @@ def test_audit_queries_filter_and_page_in_order(store: SqlRecords) -> None:
     seen = [r for p in pages for r in p]
     assert sorted(r.id for r in seen) == sorted(r.id for r in written) and len(set(r.id for r in seen)) == 25
     assert [r.created for r in seen] == sorted(r.created for r in seen)
-    assert {r.id for r in store.query("credit", RecordQuery(request_id="req-1"))} == {
+    assert {r.id for r in records_store.query("credit", RecordQuery(request_id="req-1"))} == {
         r.id for r in written if r.request_id == "req-1"
     }
-    assert {r.id for r in store.query("credit", RecordQuery(method="shap", outcome="timeout"))} == {
+    assert {r.id for r in records_store.query("credit", RecordQuery(method="shap", outcome="timeout"))} == {
         r.id for r in written if r.method == "shap" and r.outcome == "timeout"
     }
-    in_range = store.query("credit", RecordQuery(since=1003.0, until=1005.0))
+    in_range = records_store.query("credit", RecordQuery(since=1003.0, until=1005.0))
     assert {r.created for r in in_range} == {1003.0, 1004.0} and len(in_range) == 4
-    assert store.query("another-model", RecordQuery()) == []
+    assert records_store.query("another-model", RecordQuery()) == []
 
 
 @pytest.mark.parametrize(
@@ -157,18 +144,18 @@ def test_a_query_past_its_limits_names_the_problem(fields: dict[str, object], wo
         RecordQuery(**fields)  # type: ignore[arg-type]
 
 
-def test_a_page_after_a_record_that_does_not_exist_is_refused(store: SqlRecords) -> None:
+def test_a_page_after_a_record_that_does_not_exist_is_refused(records_store: SqlRecords) -> None:
     with pytest.raises(RecordQueryError, match="after names no record"):
-        store.query("credit", RecordQuery(after="0" * 32))
+        records_store.query("credit", RecordQuery(after="0" * 32))
 
 
-def test_retention_deletes_only_older_records_of_that_model(store: SqlRecords) -> None:
+def test_retention_deletes_only_older_records_of_that_model(records_store: SqlRecords) -> None:
     old, recent, other = record(created=100.0), record(created=900.0), record(model="other", created=100.0)
     for one in (old, recent, other):
-        store.write(one)
-    assert store.delete_older_than("credit", 500.0) == 1
-    assert store.get("credit", old.id) is None and store.get("credit", recent.id) == recent
-    assert store.get("other", other.id) == other
+        records_store.write(one)
+    assert records_store.delete_older_than("credit", 500.0) == 1
+    assert records_store.get("credit", old.id) is None and records_store.get("credit", recent.id) == recent
+    assert records_store.get("other", other.id) == other
 
 
 def test_the_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path: Path) -> None:
@@ -182,21 +169,21 @@ def test_the_schema_is_migrated_once_and_a_newer_one_is_refused(tmp_path: Path) 
     assert again.get("credit", kept.id) == kept
     again.close()
     versions = sqlite3.connect(path).execute(f"SELECT version FROM {VERSION_TABLE}").fetchall()
-    assert versions == [(LATEST,)]
+    assert versions == [(version,) for version in range(1, LATEST + 1)], "each migration ran once"
     with sqlite3.connect(path) as connection:
         connection.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", (LATEST + 1,))
     with pytest.raises(RecordStoreError, match=f"schema version {LATEST + 1}, newer than this explainer's {LATEST}"):
         SqliteRecords(path)
 
 
-def test_concurrent_writers_lose_nothing(store: SqlRecords) -> None:
+def test_concurrent_writers_lose_nothing(records_store: SqlRecords) -> None:
     written: list[Record] = []
     lock = threading.Lock()
 
     def write_some(worker: int) -> None:
         for i in range(25):
             one = record(key=f"{worker:032x}{i:032x}")
-            store.write(one)
+            records_store.write(one)
             with lock:
                 written.append(one)
 
@@ -206,7 +193,7 @@ def test_concurrent_writers_lose_nothing(store: SqlRecords) -> None:
     for thread in threads:
         thread.join()
     assert len(written) == 200
-    assert all(store.answer("credit", one.answer_key) == one for one in written)
+    assert all(records_store.answer("credit", one.answer_key) == one for one in written)
 
 
 def test_a_full_store_fails_with_a_store_error_and_keeps_what_it_had(tmp_path: Path) -> None:
@@ -256,3 +243,18 @@ async def test_identical_requests_together_are_computed_once_and_share_a_failure
             await task
     assert (await recorder.once("f", compute))[1] is False, "a failure is not kept: the next request computes"
     recorder.close()
+
+
+def test_a_store_an_older_explainer_wrote_is_migrated_and_keeps_its_records(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite"
+    with sqlite3.connect(path) as older:  # what the first schema's explainer left behind
+        older.execute(f"CREATE TABLE {VERSION_TABLE} (version BIGINT NOT NULL)")
+        for statement in MIGRATIONS[0][1]:
+            older.execute(statement)
+        older.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (1)")
+        kept = record()
+        older.execute(f"INSERT INTO explanation_records VALUES ({', '.join('?' for _ in kept.row())})", kept.row())
+    store = SqliteRecords(path)
+    assert store.get("credit", kept.id) == kept
+    assert JobQueue(store, "credit").submit({"instances": [[1]]}).state == "queued", "the jobs table came with the migration"
+    store.close()

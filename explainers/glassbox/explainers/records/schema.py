@@ -34,6 +34,24 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX explanation_records_input ON explanation_records (model, input_digest)",
         ),
     ),
+    (
+        2,
+        (
+            """CREATE TABLE explanation_jobs (
+                id TEXT PRIMARY KEY,
+                model TEXT NOT NULL,
+                created DOUBLE PRECISION NOT NULL,
+                state TEXT NOT NULL,
+                request TEXT NOT NULL,
+                owner TEXT,
+                lease_until DOUBLE PRECISION,
+                attempts BIGINT NOT NULL,
+                reason TEXT,
+                record_id TEXT
+            )""",
+            "CREATE INDEX explanation_jobs_claim ON explanation_jobs (model, state, created)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

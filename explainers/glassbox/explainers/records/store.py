@@ -220,12 +220,23 @@ class SqlRecords:
     def _sql(self, statement: str) -> str:
         return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
 
+    # What the job queue (records.jobs) runs its statements through: the same connection and transactions.
+    sql = _sql
+    # PostgreSQL lets a claim pass over rows another replica is claiming; SQLite has one writer at a time.
+    skip_locked = ""
+
     def _lock_schema(self, cursor: Any) -> None:
         """Hold off other replicas migrating the same store until this transaction ends (PostgreSQL)."""
 
     def _broken(self, error: Exception) -> bool:
         """Whether `error` means the connection is lost (then the next call opens a new one)."""
         return False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor in one transaction, committed when the block ends (RecordStoreError when the store fails)."""
+        with self._transaction() as cursor:
+            yield cursor
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -315,6 +326,7 @@ class PostgresRecords(SqlRecords):
     `key=value` pairs); it is never logged, and errors name the store without it."""
 
     placeholder = "%s"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
     # pg_advisory_xact_lock's key for migrations: one replica migrates, the others wait and find it done.
     MIGRATION_LOCK = 0x676C617373626F78  # "glassbox"
 
