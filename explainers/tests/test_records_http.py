@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,13 +18,15 @@ import pytest
 from fastapi import HTTPException
 
 from glassbox.contract.api import ExplainerSpec
-from glassbox.contract.wire import RECORDS_PATH
+from glassbox.contract.wire import JOBS_PATH, RECORDS_PATH
 from glassbox.explainers.explainer import metrics
 from glassbox.explainers.explainer.recording import RecordSettings
 from glassbox.explainers.explainer.records_api import query_from_params
 from glassbox.explainers.explainer.server import ExplainerModel
 from glassbox.explainers.predictor_calls.client import PredictorSettings
 from glassbox.explainers.records.errors import RecordQueryError
+from glassbox.explainers.records.jobs import COLUMNS as JOB_COLUMNS
+from glassbox.explainers.records.jobs import RUNNING, Job
 from glassbox.explainers.records.keys import input_digest
 from glassbox.explainers.records.store import Record, SqliteRecords
 from glassbox.local import LocalDeployment
@@ -303,3 +306,126 @@ def _accepting(postgres: LocalPostgres) -> bool:
         return True
     except Exception:
         return False
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def wait_for_job(deployment: LocalDeployment, location: str, seconds: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = httpx.get(deployment.explainer_base + location).json()
+        if state["state"] in ("done", "failed", "cancelled") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
+def test_an_explanation_asked_as_a_job_is_answered_202_then_found_done(recorded: LocalDeployment) -> None:
+    row = [0.97, 0.2, 0.5, 0.7, 0.1]
+    accepted = httpx.post(
+        recorded.urls()["explain"],
+        json={"instances": [row], "method": "anchors", "async": True},
+        headers={"x-request-id": "job-1"},
+        timeout=30,
+    )
+    assert accepted.status_code == 202, pretty(accepted)
+    location = accepted.headers["location"]
+    assert location == accepted.json()["location"] and accepted.json()["job"]["state"] in ("queued", "running")
+    done = wait_for_job(recorded, location)
+    assert done["state"] == "done" and done["attempts"] == 1, done
+    now = ask(recorded, row)
+    assert now["record"] == {**now["record"], "id": done["record"], "reused": True}, "the job's record answers it now"
+    assert done["explanation"]["data"] == now["data"]
+    record = httpx.get(f"{records_url(recorded)}/{done['record']}").json()
+    assert record["requestId"] == "job-1", "the job's record names the caller's request id"
+    by_header = httpx.post(
+        recorded.urls()["explain"],
+        json={"instances": [[0.98, 0.2, 0.5, 0.7, 0.1]], "method": "anchors"},
+        headers={"prefer": "respond-async"},
+        timeout=30,
+    )
+    assert by_header.status_code == 202 and wait_for_job(recorded, by_header.headers["location"])["state"] == "done"
+
+
+def test_a_job_request_is_checked_at_once_and_jobs_are_found_by_id(recorded: LocalDeployment) -> None:
+    bad = httpx.post(recorded.urls()["explain"], json={"instances": [[1, 2]], "async": True}, timeout=30)
+    assert bad.status_code == 400 and "feature" in bad.json()["error"], (
+        "a request that cannot run is refused now, not failed later"
+    )
+    not_bool = httpx.post(recorded.urls()["explain"], json={"instances": [ROW], "async": "yes"}, timeout=30)
+    assert not_bool.status_code == 400 and "'async' must be true or false" in not_bool.json()["error"]
+    jobs = recorded.explainer_base + JOBS_PATH.format(model="synthetic")
+    assert httpx.get(f"{jobs}/{'0' * 32}").status_code == 404
+    assert httpx.get(f"{jobs}/not-an-id").status_code == 400
+    assert httpx.delete(f"{jobs}/{'0' * 32}").status_code == 404
+    other = recorded.explainer_base + JOBS_PATH.format(model="another")
+    assert httpx.get(f"{other}/{'0' * 32}").status_code == 404
+
+
+def test_a_job_its_replica_left_running_is_run_again(recorded: LocalDeployment, store_path: Path) -> None:
+    """What a replica killed in the middle of a job leaves behind: the job running, its lease run out."""
+    store = SqliteRecords(store_path)
+    left = Job(
+        model="synthetic",
+        request={"instances": [[0.99, 0.2, 0.5, 0.7, 0.1]], "method": "anchors", "id": "left-behind"},
+        state=RUNNING,
+        owner="a-replica-that-stopped",
+        lease_until=time.time() - 1,
+        attempts=1,
+    )
+    with store.transaction() as cursor:
+        marks = ", ".join("?" for _ in JOB_COLUMNS)
+        cursor.execute(f"INSERT INTO explanation_jobs ({', '.join(JOB_COLUMNS)}) VALUES ({marks})", left.row())
+    store.close()
+    location = JOBS_PATH.format(model="synthetic") + f"/{left.id}"
+    done = wait_for_job(recorded, location)
+    assert done["state"] == "done" and done["attempts"] == 2, done
+
+
+def test_jobs_need_records(tabular: tuple[LocalDeployment, FaultProxy]) -> None:
+    deployment, proxy = tabular
+    spec = ExplainerSpec.model_validate(
+        {
+            "referenceData": {"uri": "train.csv", "targetColumn": "label"},
+            "methods": [{"name": "anchors", "type": "AnchorTabular"}],
+        }
+    )
+    settings = PredictorSettings(host=proxy.url.split("://")[1], model_name="synthetic", protocol="v2")
+    model = ExplainerModel("synthetic", spec, settings, data_dir=deployment.base)
+    model.load()
+    try:
+        with pytest.raises(HTTPException) as refused:
+            asyncio.run(model.explain({"instances": [ROW], "async": True}))
+        assert refused.value.status_code == 400 and "needs the explainer's records" in str(refused.value.detail)
+    finally:
+        model.stop()
+
+
+def test_a_running_job_cancelled_stops_and_is_not_done(tabular: tuple[LocalDeployment, FaultProxy], tmp_path: Path) -> None:
+    proxy = tabular[1]
+    model = in_process(tabular, tmp_path / "records.sqlite")
+    assert model.jobs is not None and model.job_runner is not None
+    model.job_runner.lease_seconds = 1.5  # renewals every 0.5 s: the cancellation is found quickly
+
+    async def scenario() -> tuple[str, str]:
+        await model.start_jobs()
+        proxy.delay, proxy.mode = 2.0, "slow"  # every predictor call now takes 2 s: the job runs a while
+        accepted = await model.explain({"instances": [ROW], "method": "anchors", "async": True})
+        job_id = accepted["job"]["id"]
+        while model.jobs.get(job_id).state != RUNNING:  # type: ignore[union-attr]
+            await asyncio.sleep(0.1)
+        cancelled = model.jobs.cancel(job_id)  # type: ignore[union-attr]
+        await asyncio.sleep(2.5)  # a renewal finds it cancelled and stops the work
+        await model.stop_jobs()
+        return cancelled.state, model.jobs.get(job_id).state  # type: ignore[union-attr]
+
+    try:
+        assert asyncio.run(scenario()) == ("cancelled", "cancelled")
+        # The work stopped: past the predictor call in flight (2 s), it asks for no prediction any more.
+        time.sleep(2.5)
+        calls = proxy.predictions
+        time.sleep(3.0)
+        assert proxy.predictions == calls, "the cancelled job's explanation still calls the predictor"
+    finally:
+        proxy.mode = "pass"
+        model.stop()

@@ -166,6 +166,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.proxy.requests += 1
+        if self.path.endswith(("/infer", ":predict")):
+            self.proxy.predictions += 1
         if self.proxy.mode == "unavailable":
             return self._answer(503, b'{"error": "overloaded"}')
         if self.proxy.mode == "garbage":
@@ -209,6 +211,7 @@ class FaultProxy:
         self.delay = delay
         self.drip_seconds = 0.5
         self.requests = 0
+        self.predictions = 0  # of those, prediction requests (not readiness probes)
         self.client = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=16))
         handler = type("FaultHandler", (_FaultHandler,), {"proxy": self})
         self.server = _QuietServer(("127.0.0.1", 0), handler)

@@ -169,6 +169,10 @@ class ExplainerServerArgs(ServerArgs):
     records_retention_days: float | None = Field(
         None, gt=0, description="delete records older than this many days, in the background (none: keep them)"
     )
+    job_timeout_seconds: float = Field(
+        3600.0, gt=0, description="longest an explanation asked as a job may take (then the job fails, naming it)"
+    )
+    job_slots: int = Field(1, ge=1, description="jobs this replica runs at once, each only while a worker is free")
     model_digest: str | None = Field(
         None,
         description="what identifies the model's version in a record (an artifact's SHA-256); an answer is served "

@@ -22,6 +22,8 @@ DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
 DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
 # The explainer's records of its explanations: a page of an audit query here, one record below it by id.
 RECORDS_PATH = "/glassbox/v1/models/{model}/records"
+# The explainer's explanation jobs (asked with "async": true): one job's state, and its answer when done.
+JOBS_PATH = "/glassbox/v1/models/{model}/jobs"
 # The PostgreSQL connection string of the explainer's records, from a Secret (never a flag: flags are logged).
 RECORDS_POSTGRES_ENV = "GLASSBOX_RECORDS_POSTGRES"
 

@@ -34,20 +34,31 @@ RETENTION_PERIOD_SECONDS = 600.0
 # response header that says the same to a client that reads no body (a proxy, a cache, a log).
 RECORD_FIELD = "record"
 RECORD_HEADER = "glassbox-record"
-# The request's holder of what its answer's record header will say: set by RecordHeader around the request,
-# filled in by the explanation (a dict, so a task copied from the request's context fills in the same one).
-_RESPONSE_RECORD: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("response_record", default=None)
+
+# What an explanation notes for its own response, beyond its body: the record header's value, and for a
+# job, 202 and its Location. Set by ExplanationResponse around each request, filled in by the explanation
+# (a dict, so a task copied from the request's context fills in the same one).
+_RESPONSE_NOTES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("response_notes", default=None)
 
 
 def tell_response(record: dict[str, Any]) -> None:
     """Let the response's header say which record holds this answer, and whether it was served from it."""
-    holder = _RESPONSE_RECORD.get()
-    if holder is not None:
-        holder["value"] = f"{'reused' if record['reused'] else 'new'}; id={record['id']}"
+    notes = _RESPONSE_NOTES.get()
+    if notes is not None:
+        notes[RECORD_HEADER] = f"{'reused' if record['reused'] else 'new'}; id={record['id']}"
 
 
-class RecordHeader:
-    """ASGI: adds `glassbox-record: reused; id=...` (or `new; id=...`) to an explanation's response."""
+def answer_later(location: str) -> None:
+    """Answer this request 202 Accepted, with the Location where its job's state (and then answer) will be."""
+    notes = _RESPONSE_NOTES.get()
+    if notes is not None:
+        notes["status"] = 202
+        notes["location"] = location
+
+
+class ExplanationResponse:
+    """ASGI: gives an explanation's response what the explanation noted: `glassbox-record: reused; id=...`
+    (or `new; id=...`), and for a job, status 202 with its `Location`."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -56,19 +67,23 @@ class RecordHeader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        holder: dict[str, str] = {}
-        token = _RESPONSE_RECORD.set(holder)
+        notes: dict[str, Any] = {}
+        token = _RESPONSE_NOTES.set(notes)
 
-        async def with_header(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and "value" in holder:
-                headers = [*message.get("headers", []), (RECORD_HEADER.encode(), holder["value"].encode())]
-                message = {**message, "headers": headers}
+        async def noted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and notes and message.get("status") == 200:
+                headers = list(message.get("headers", []))
+                if RECORD_HEADER in notes:
+                    headers.append((RECORD_HEADER.encode(), str(notes[RECORD_HEADER]).encode()))
+                if "location" in notes:
+                    headers.append((b"location", str(notes["location"]).encode()))
+                message = {**message, "headers": headers, "status": notes.get("status", 200)}
             await send(message)
 
         try:
-            await self.app(scope, receive, with_header)
+            await self.app(scope, receive, noted)
         finally:
-            _RESPONSE_RECORD.reset(token)
+            _RESPONSE_NOTES.reset(token)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@
     GET /glassbox/v1/models/NAME/records.jsonl?since=&until=&...   every matching record, one JSON a line,
         oldest first, streamed (an export for an auditor's tools)
 
+    GET    /glassbox/v1/models/NAME/jobs/ID   a job's state; when done, its record and explanation
+    DELETE /glassbox/v1/models/NAME/jobs/ID   cancel it (a finished job stays as it is)
+
 `since` and `until` are RFC 3339 times (2026-12-03T10:00:00Z) or unix seconds. Reading the query
 parameters is a pure function, so what is refused, and why, is tested without a server.
 """
@@ -26,6 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from glassbox.explainers.explainer.recording import Recorder, iso_time
 from glassbox.explainers.records.errors import RecordQueryError, RecordStoreError
+from glassbox.explainers.records.jobs import DONE, Job, JobQueue
 from glassbox.explainers.records.store import MOST_PER_PAGE, Record, RecordQuery
 
 QUERY_PARAMETERS = ("since", "until", "request_id", "input_digest", "method", "outcome", "limit", "after")
@@ -154,3 +158,55 @@ def records_endpoints(recorder: Recorder) -> tuple[Any, Any, Any]:
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     return one, page, export
+
+
+def job_json(job: Job, record: Record | None = None) -> dict[str, Any]:
+    """A job as the API answers it; a done job's answer is its record's explanation."""
+    answer: dict[str, Any] = {
+        "id": job.id,
+        "state": job.state,
+        "created": iso_time(job.created),
+        "attempts": job.attempts,
+    }
+    if job.reason is not None:
+        answer["reason"] = job.reason
+    if job.record_id is not None:
+        answer["record"] = job.record_id
+    if record is not None and record.explanation is not None:
+        answer["explanation"] = record.explanation
+    return answer
+
+
+def jobs_endpoints(queue: JobQueue, recorder: Recorder) -> tuple[Any, Any]:
+    """GET a job's state (with its explanation once done), and DELETE to cancel it."""
+
+    async def state(request: Request) -> JSONResponse:
+        model, job_id = request.path_params["model"], request.path_params["job_id"]
+        if model != queue.model:
+            return _error(404, f"this explainer runs the jobs of model {queue.model!r}, not {model[:100]!r}")
+        try:
+            job = await asyncio.to_thread(queue.get, job_id)
+            if job is None:
+                return _error(404, f"model {model!r} has no job {job_id!r}")
+            record = None
+            if job.state == DONE and job.record_id is not None:
+                record = await asyncio.to_thread(recorder.store.get, model, job.record_id)
+        except RecordQueryError as error:
+            return _error(error.status, str(error))
+        except RecordStoreError as error:
+            return _error(503, f"the records store failed: {error}")
+        return JSONResponse(content=job_json(job, record))
+
+    async def cancel(request: Request) -> JSONResponse:
+        model, job_id = request.path_params["model"], request.path_params["job_id"]
+        if model != queue.model:
+            return _error(404, f"this explainer runs the jobs of model {queue.model!r}, not {model[:100]!r}")
+        try:
+            job = await asyncio.to_thread(queue.cancel, job_id)
+        except RecordQueryError as error:
+            return _error(error.status, str(error))
+        except RecordStoreError as error:
+            return _error(503, f"the records store failed: {error}")
+        return JSONResponse(content=job_json(job))
+
+    return state, cancel

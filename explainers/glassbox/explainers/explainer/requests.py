@@ -19,10 +19,11 @@ REQUEST_LIMITS = Limits(max_instances=256, max_elements=4_000_000)
 # (KServe's router sends the whole body to every step), `flagged`: the indices, in the request the
 # detector's gate narrowed, of the instances it passed on (see glassbox.explainers.detector.server), echoed in the answer,
 # `target`: the class a counterfactual should reach, one for all instances or one per instance, and
-# `fresh`: compute the explanation even when a record holds its answer.
-V1_BODY_KEYS = frozenset({"instances", "method", "picture", ROUTE_FIELD, "id", FLAGGED_FIELD, "target", "fresh"})
+# `fresh`: compute the explanation even when a record holds its answer, and `async`: answer 202 at once
+# and explain it as a job.
+V1_BODY_KEYS = frozenset({"instances", "method", "picture", ROUTE_FIELD, "id", FLAGGED_FIELD, "target", "fresh", "async"})
 V2_BODY_KEYS = frozenset(
-    {"inputs", "outputs", "parameters", "id", "method", "picture", ROUTE_FIELD, FLAGGED_FIELD, "target", "fresh"}
+    {"inputs", "outputs", "parameters", "id", "method", "picture", ROUTE_FIELD, FLAGGED_FIELD, "target", "fresh", "async"}
 )
 
 
@@ -80,7 +81,7 @@ def read_explanation_request(payload: dict[str, Any] | InferRequest, model_name:
             raise InputError(f"the request names {unknown}, which this explainer does not take; it takes {sorted(accepted)}")
     flagged = payload.get(FLAGGED_FIELD) if isinstance(payload, dict) else None
     if isinstance(payload, dict) and is_v2_body(payload):
-        top_level = {k: payload[k] for k in ("method", "picture", "target", "fresh") if k in payload}
+        top_level = {k: payload[k] for k in ("method", "picture", "target", "fresh", "async") if k in payload}
         payload = v2_request_from_json(payload, model_name)
         payload.parameters = {**top_level, **(payload.parameters or {})}
     if isinstance(payload, InferRequest):
@@ -96,10 +97,33 @@ def read_explanation_request(payload: dict[str, Any] | InferRequest, model_name:
         asked.get("target"),
         asked.get("fresh", False),
     )
-    for name, value in (("picture", picture), ("fresh", fresh)):
+    for name, value in (("picture", picture), ("fresh", fresh), ("async", asked.get("async", False))):
         if not isinstance(value, bool):
             raise InputError(f"'{name}' must be true or false, got {value!r}")
     return ExplanationRequest(payload, requested, picture, flagged, target, fresh)
+
+
+def asks_for_a_job(payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None) -> bool:
+    """Whether the request asks to be answered at once and explained as a job: `"async": true` in the body (or
+    a v2 body's `parameters`), or the header `Prefer: respond-async` (RFC 7240). A non-boolean `async` is
+    refused when the request is read."""
+    prefer = next((v for k, v in (headers or {}).items() if k.lower() == "prefer"), "")
+    if "respond-async" in [token.strip().lower() for token in prefer.split(",")]:
+        return True
+    if isinstance(payload, InferRequest):
+        return (payload.parameters or {}).get("async") is True
+    if isinstance(payload, dict):
+        parameters = payload.get("parameters")
+        return payload.get("async") is True or (isinstance(parameters, dict) and parameters.get("async") is True)
+    return False
+
+
+def job_request(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a job runs: the request as it came, without what asked for a job."""
+    body = {k: v for k, v in payload.items() if k != "async"}
+    if isinstance(body.get("parameters"), dict):
+        body["parameters"] = {k: v for k, v in body["parameters"].items() if k != "async"}
+    return body
 
 
 def _jsonable(value: Any) -> Any:

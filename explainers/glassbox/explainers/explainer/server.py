@@ -18,6 +18,7 @@ per instance and, when asked, a base64 PNG `picture`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import logging
@@ -25,6 +26,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from glassbox.contract.server_args import ExplainerServerArgs
 from glassbox.contract.wire import (
     EXPLAINER_SPEC_ENV,
     FLAGGED_FIELD,
+    JOBS_PATH,
     RECORDS_PATH,
     RECORDS_POSTGRES_ENV,
     ROUTE_FIELD,
@@ -46,23 +49,33 @@ from glassbox.contract.wire import (
 )
 from glassbox.explainers.data.reference_data import ReferenceTable, load_reference
 from glassbox.explainers.explainer import metrics
+from glassbox.explainers.explainer.job_runner import JobRunner
 from glassbox.explainers.explainer.recording import (
+    ExplanationResponse,
     Recorder,
-    RecordHeader,
     RecordSettings,
+    answer_later,
     jsonable_input,
     request_id_of,
 )
-from glassbox.explainers.explainer.records_api import records_endpoints
-from glassbox.explainers.explainer.requests import ExplanationRequest, explanation_json, read_explanation_request
+from glassbox.explainers.explainer.records_api import job_json, jobs_endpoints, records_endpoints
+from glassbox.explainers.explainer.requests import (
+    ExplanationRequest,
+    asks_for_a_job,
+    explanation_json,
+    job_request,
+    read_explanation_request,
+)
 from glassbox.explainers.explainer.workers import WorkerPool
 from glassbox.explainers.methods import METHODS, ExplanationMethod, MethodContext
 from glassbox.explainers.predictor_calls.client import PredictorClient, PredictorSettings
 from glassbox.explainers.predictor_calls.errors import PastDeadline, PredictorError
 from glassbox.explainers.predictor_calls.memo import PredictionMemo
 from glassbox.explainers.predictor_calls.routed_predict import ExplanationBounds, PredictorUsage, RoutedPredict
+from glassbox.explainers.records.errors import RecordStoreError
+from glassbox.explainers.records.jobs import JobQueue
 from glassbox.explainers.records.keys import answer_key, input_digest
-from glassbox.explainers.records.store import Record
+from glassbox.explainers.records.store import Record, new_record_id
 from glassbox.explainers.serving.errors import InputError, http_error
 from glassbox.explainers.serving.model_server import read_command_line, serve, server_parser, settings_from_json
 from glassbox.explainers.serving.readiness import PROBE_PERIOD_SECONDS, PredictorWatch
@@ -70,6 +83,15 @@ from glassbox.explainers.serving.readiness import PROBE_PERIOD_SECONDS, Predicto
 log = logging.getLogger(__name__)
 # The defaults of the server's flags, for a model built without a command line (in tests).
 DEFAULTS = ExplainerServerArgs(model_name="defaults")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long an explanation may take: until `deadline` (time.monotonic), `seconds` from its start, as `setting` says."""
+
+    deadline: float
+    seconds: float
+    setting: str
 
 
 class ExplainerModel(kserve.Model):  # type: ignore[misc]
@@ -90,10 +112,16 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         predictor_probe_while_idle: bool = True,
         model_sha256: str | None = None,
         records: RecordSettings | None = None,
+        job_timeout_seconds: float = DEFAULTS.job_timeout_seconds,
+        job_slots: int = DEFAULTS.job_slots,
     ):
         super().__init__(name)
         self.record_settings = records
         self.recorder: Recorder | None = None
+        self.jobs: JobQueue | None = None
+        self.job_runner: JobRunner | None = None
+        self.job_timeout_seconds = job_timeout_seconds
+        self.job_slots = job_slots
         self.model_sha256 = model_sha256
         self.spec = spec
         self.predictor_settings = predictor
@@ -142,6 +170,8 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         if self.record_settings is not None:
             self.recorder = Recorder(self.name, self.record_settings)
             self.recorder.start_retention()
+            self.jobs = JobQueue(self.recorder.store, self.name)
+            self.job_runner = JobRunner(self.jobs, self.run_job, self.pool.has_free_worker, slots=self.job_slots)
         if black_box:
             self.predictor_watch = PredictorWatch(
                 self.client.readiness_problem, self.predictor_probe_seconds, self.predictor_probe_while_idle
@@ -193,7 +223,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
     async def _explain(
         self,
         payload: dict[str, Any] | InferRequest,
-        deadline: float,
+        budget: Budget,
         chosen: list[ExplanationMethod],
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
@@ -203,9 +233,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         instances = method.check_instances(request.instances())
         targets = request.targets(len(instances))
         if self.recorder is None:
-            answer, _ = await self._compute(method, instances, targets, request.picture, deadline)
+            answer, _ = await self._compute(method, instances, targets, request.picture, budget)
         else:
-            answer = await self._explain_recorded(self.recorder, request, method, instances, targets, deadline, headers)
+            answer = await self._explain_recorded(self.recorder, request, method, instances, targets, budget, headers)
         if request.flagged is not None:
             answer[FLAGGED_FIELD] = request.flagged
         return answer
@@ -216,10 +246,11 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         instances: np.ndarray | list[str],
         targets: list[int] | None,
         picture: bool,
-        deadline: float,
+        budget: Budget,
     ) -> tuple[dict[str, Any], PredictorUsage]:
         """The explanation, computed on a worker by its deadline, and what it asked of the predictor."""
         usage = PredictorUsage()
+        deadline = budget.deadline
 
         def work(cancelled: threading.Event) -> dict[str, Any]:
             bound = ExplanationBounds(cancelled, deadline, usage, PredictionMemo(max_bytes=self.memo_max_bytes))
@@ -245,7 +276,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         try:
             return await self.pool.run(work, deadline, method.name), usage
         except PastDeadline as error:
-            raise self._past_deadline(method, error.cause) from None
+            raise self._past_deadline(method, budget, error.cause) from None
 
     async def _explain_recorded(
         self,
@@ -254,7 +285,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         method: ExplanationMethod,
         instances: np.ndarray | list[str],
         targets: list[int] | None,
-        deadline: float,
+        budget: Budget,
         headers: dict[str, str] | None,
     ) -> dict[str, Any]:
         """From the record that holds this answer, or computed (once for identical requests together) and recorded."""
@@ -274,25 +305,70 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         )
 
         async def compute() -> tuple[dict[str, Any], int, int]:
-            answer, usage = await self._compute(method, instances, targets, request.picture, deadline)
+            answer, usage = await self._compute(method, instances, targets, request.picture, budget)
             return answer, usage.calls, usage.rows
 
         return await recorder.recorded(record, request.fresh, compute)
 
-    def _past_deadline(self, method: ExplanationMethod, cause: str | None) -> Exception:
+    def _past_deadline(self, method: ExplanationMethod, budget: Budget, cause: str | None) -> Exception:
         metrics.TIMEOUTS.labels(self.name, method.name).inc()
         return http_error(
             504,
-            f"{method.name} took longer than {self.explain_timeout_seconds:g} s (explainer.timeoutSeconds){f' ({cause})' if cause else ''}; "
+            f"{method.name} took longer than {budget.seconds:g} s ({budget.setting}){f' ({cause})' if cause else ''}; "
             "raise the timeout, or ask for a cheaper explanation (smaller batchSize or nsamples)",
         )
 
+    async def start_jobs(self) -> None:
+        """Start running jobs (the server's start-up: jobs left queued or running by a stopped replica included)."""
+        if self.job_runner is not None:
+            self.job_runner.start()
+
+    async def stop_jobs(self) -> None:
+        if self.job_runner is not None:
+            await self.job_runner.stop()
+
+    async def run_job(self, request: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """A job's explanation, as any explanation is computed and recorded, within the jobs' own timeout."""
+        return await self._explain_within(request, headers, self.job_timeout_seconds, "the explainer's --job_timeout_seconds")
+
+    async def _submit_job(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None) -> dict[str, Any]:
+        """Check the request as if it ran now, queue it as a job, and answer 202 with where its state will be."""
+        if self.jobs is None:
+            raise http_error(
+                400, "an explanation asked as a job needs the explainer's records (--records_path or --records_postgres)"
+            )
+        if not isinstance(payload, dict):
+            raise http_error(400, "ask for an explanation job with a JSON body on :explain (v1, or a v2 JSON body)")
+        try:
+            request = read_explanation_request(payload, self.name)
+            method = self._method_for(request.method)
+            request.targets(len(method.check_instances(request.instances())))
+            job_id = new_record_id()
+            # The record names the caller's request id, or (asked without one) the job's.
+            body = {"id": request_id_of(payload, headers) or job_id, **job_request(payload)}
+            job = await asyncio.to_thread(self.jobs.submit, body, job_id)
+        except InputError as error:
+            raise http_error(error.status, str(error)) from None
+        except RecordStoreError as error:
+            raise http_error(503, f"the job could not be queued: {error}") from None
+        location = JOBS_PATH.format(model=self.name) + f"/{job.id}"
+        answer_later(location)
+        return {"job": job_json(job), "location": location}
+
     async def explain(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """The explanation now, within explainer.timeoutSeconds; or, asked as a job, 202 and where to find it."""
+        if asks_for_a_job(payload, headers):
+            return await self._submit_job(payload, headers)
+        return await self._explain_within(payload, headers, self.explain_timeout_seconds, "explainer.timeoutSeconds")
+
+    async def _explain_within(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None, seconds: float, setting: str
+    ) -> dict[str, Any]:
         started = time.monotonic()
         chosen: list[ExplanationMethod] = []
         outcome = metrics.ERROR
         try:
-            answer = await self._explain(payload, started + self.explain_timeout_seconds, chosen, headers)
+            answer = await self._explain(payload, Budget(started + seconds, seconds, setting), chosen, headers)
             outcome = metrics.OK
             return answer
         except InputError as error:
@@ -393,6 +469,8 @@ def main() -> None:
         memo_max_bytes=args.memo_max_bytes,
         predictor_probe_while_idle=args.predictor_probe == "periodic",
         model_sha256=args.model_sha256,
+        job_timeout_seconds=args.job_timeout_seconds,
+        job_slots=args.job_slots,
         records=None
         if args.records_path is None and not args.records_postgres
         else RecordSettings(
@@ -408,6 +486,12 @@ def main() -> None:
     kserve.model_server.app.add_api_route(UNKNOWN_ROUTE_PATH, unknown_route, methods=["POST"], include_in_schema=False)
     if model.recorder is not None:
         one, page, export = records_endpoints(model.recorder)
+        assert model.jobs is not None
+        job_state, job_cancel = jobs_endpoints(model.jobs, model.recorder)
+        kserve.model_server.app.add_api_route(JOBS_PATH + "/{job_id}", job_state, methods=["GET"], include_in_schema=False)
+        kserve.model_server.app.add_api_route(JOBS_PATH + "/{job_id}", job_cancel, methods=["DELETE"], include_in_schema=False)
+        kserve.model_server.app.router.on_startup.append(model.start_jobs)
+        kserve.model_server.app.router.on_shutdown.append(model.stop_jobs)
         kserve.model_server.app.add_api_route(RECORDS_PATH + "/{record_id}", one, methods=["GET"], include_in_schema=False)
         kserve.model_server.app.add_api_route(RECORDS_PATH, page, methods=["GET"], include_in_schema=False)
         kserve.model_server.app.add_api_route(RECORDS_PATH + ".jsonl", export, methods=["GET"], include_in_schema=False)
@@ -417,5 +501,5 @@ def main() -> None:
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.explain_timeout_seconds,
         not_ready=model.not_ready,
-        middleware=RecordHeader if model.recorder is not None else None,
+        middleware=ExplanationResponse if model.recorder is not None else None,
     )

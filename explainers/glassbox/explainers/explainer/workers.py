@@ -82,6 +82,16 @@ class WorkerPool:
             with self._lock:
                 ticket.abandoned = ticket.started is None
             raise PastDeadline() from None
+        except asyncio.CancelledError:  # its caller gave up (a cancelled job): the same, at once
+            cancelled.set()
+            with self._lock:
+                ticket.abandoned = ticket.started is None
+            raise
+
+    def has_free_worker(self) -> bool:
+        """Whether an explanation admitted now would start at once."""
+        with self._lock:
+            return len(self._tickets) < self.workers
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

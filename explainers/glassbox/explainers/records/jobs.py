@@ -57,8 +57,8 @@ class JobQueue:
         self.model = model
         self.max_attempts = max_attempts
 
-    def submit(self, request: dict[str, Any]) -> Job:
-        job = Job(model=self.model, request=request)
+    def submit(self, request: dict[str, Any], job_id: str | None = None) -> Job:
+        job = Job(model=self.model, request=request, id=job_id or new_record_id())
         with self.store.transaction() as cursor:
             marks = ", ".join("?" for _ in COLUMNS)
             cursor.execute(self.store.sql(f"INSERT INTO explanation_jobs ({', '.join(COLUMNS)}) VALUES ({marks})"), job.row())
