@@ -4,6 +4,10 @@ computed path, on a SQLite file and on a real PostgreSQL (started here as the te
 
     python bench/records.py [--out bench/results] [--quick]
 
+Then job throughput: the same explanation of 40 different patients asked as jobs at once, run by one
+and then by two explainer replicas sharing one PostgreSQL store (each replica runs one job at a time,
+its default).
+
 Goals (issue #27): served from its record at least 100x faster than computed; a record's write p99
 under 5 ms on SQLite and under 10 ms on PostgreSQL. Writes bench/results/records.{md,json}.
 """
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import tempfile
 import time
@@ -23,9 +28,11 @@ from typing import Any
 import httpx
 import numpy as np
 
+from glassbox.contract.api import ExplainerFit, MethodType
+from glassbox.contract.wire import EXPLAINER_SPEC_ENV, RECORDS_POSTGRES_ENV
 from glassbox.demo import prepare
 from glassbox.explainers.records.store import PostgresRecords, Record, RecordQuery, SqliteRecords, SqlRecords
-from glassbox.local import LocalDeployment
+from glassbox.local import LocalDeployment, free_port
 from glassbox_testing.postgres import LocalPostgres
 
 HERE = Path(__file__).resolve().parent
@@ -83,6 +90,62 @@ def write_cost(store: SqlRecords, explanation: dict[str, Any], writes: int) -> d
     return {"median_ms": statistics.median(seconds) * 1000, "p99_ms": percentile(seconds, 0.99) * 1000, "n": writes}
 
 
+def job_throughput(folder: Path, postgres: LocalPostgres, jobs: int) -> dict[str, Any]:
+    """Jobs done per second by one and by two replicas sharing a PostgreSQL store, `jobs` submitted at once
+    (to the first replica; their states read from each replica in turn: any replica answers any job)."""
+    manifest, rows, _ = prepare(folder / "jobs")
+    deployment = LocalDeployment(manifest, log_dir=folder / "jobs" / "logs")
+    answers: dict[str, Any] = {}
+    try:
+        predictor_host = deployment.start_predictor()
+        for replicas in (1, 2):
+            url = postgres.create_database(f"jobs_{replicas}")
+            bases = [start_replica(deployment, predictor_host, url, f"{replicas}-{i}") for i in range(replicas)]
+            # Different patients (a row scaled a little each time): every job is computed, none found in a record.
+            bodies = [
+                {"instances": [(rows[0] * (1 + i * 1e-3)).tolist()], "method": "anchors", "async": True} for i in range(jobs)
+            ]
+            began = time.perf_counter()
+            with httpx.Client(timeout=60) as client:
+                pending = [
+                    client.post(bases[0] + "/v1/models/breast-cancer:explain", json=body).headers["location"] for body in bodies
+                ]
+                polls = 0
+                while pending:
+                    location = pending.pop(0)
+                    polls += 1
+                    state = client.get(bases[polls % replicas] + location).json()
+                    if state["state"] in ("queued", "running"):
+                        pending.append(location)
+                        time.sleep(0.05)
+                    else:
+                        assert state["state"] == "done", state
+            seconds = time.perf_counter() - began
+            answers[str(replicas)] = {"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds}
+            for process in [p for p in deployment.processes if p.name.startswith("explainer-")]:
+                os.killpg(process.process.pid, signal.SIGTERM)
+                process.process.wait(60)
+                deployment.processes.remove(process)
+    finally:
+        deployment.stop()
+    return answers
+
+
+def start_replica(deployment: LocalDeployment, predictor_host: str, postgres_url: str, name: str) -> str:
+    """One explainer process with the demo's AnchorTabular, its records and jobs in PostgreSQL; its URL when ready."""
+    port = free_port()
+    command, env = deployment.explainer_command(port, predictor_host)
+    explainer = deployment.spec.explainer
+    anchors = [m for m in explainer.methods if m.type is MethodType.AnchorTabular]
+    env[EXPLAINER_SPEC_ENV] = ExplainerFit(reference_data=explainer.reference_data, methods=anchors).model_dump_json(
+        by_alias=True, exclude_none=True
+    )
+    env[RECORDS_POSTGRES_ENV] = postgres_url
+    started = deployment.spawn(f"explainer-{name}", [*command, "--records_postgres=true"], env, f"http://127.0.0.1:{port}")
+    deployment.wait_ready(started, "/v2/models/breast-cancer/ready")
+    return started.url
+
+
 def render(results: dict[str, Any]) -> str:
     served = results["served_against_computed"]
     writes = results["write_cost"]
@@ -109,8 +172,14 @@ def render(results: dict[str, Any]) -> str:
         f"| a record's write, PostgreSQL 15 on loopback, {writes['postgres']['n']} writes | {writes['postgres']['median_ms']:.2f} ms "
         f"| {writes['postgres']['p99_ms']:.2f} ms | p99 < 10 ms | {'yes' if goals['postgres'] else 'no'} |",
         "",
-        f"Record size: {results['record_bytes']:,} bytes of explanation JSON. Job throughput with two replicas is "
-        "not measured yet: jobs are not built.",
+        f"Record size: {results['record_bytes']:,} bytes of explanation JSON.",
+        "",
+        "| jobs at once, AnchorTabular | replicas | seconds until all done | jobs per second |",
+        "| ---: | ---: | ---: | ---: |",
+        *[
+            f"| {cell['jobs']} | {replicas} | {cell['seconds']:.1f} | {cell['jobs_per_s']:.2f} |"
+            for replicas, cell in results["jobs"].items()
+        ],
     ]
     return "\n".join(lines) + "\n"
 
@@ -139,6 +208,7 @@ def main() -> None:
         results["write_cost"] = {name: write_cost(store, explanation, writes) for name, store in stores.items()}
         for store in stores.values():
             store.close()
+        results["jobs"] = job_throughput(folder, postgres, 10 if args.quick else 40)
     finally:
         postgres.close()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,11 @@ ROW = [0.9, 0.2, 0.5, 0.7, 0.1]
 
 
 def in_process_explainer(
-    tabular: Tabular, timeout_seconds: float, workers: int, max_waiting: int, **options: Any
+    tabular: Tabular, timeout_seconds: float, workers: int, max_waiting: int, through: FaultProxy | None = None, **options: Any
 ) -> ExplainerModel:
-    """The explainer model itself, in this process, calling the predictor through the proxy over HTTP."""
+    """The explainer model itself, in this process, calling the predictor through the proxy (or `through`) over HTTP."""
     deployment, proxy = tabular
+    proxy = through or proxy
     spec = ExplainerSpec.model_validate(
         {
             "referenceData": {"uri": "train.csv", "targetColumn": "label"},
@@ -197,11 +198,20 @@ def test_the_explainer_is_ready_only_while_its_predictor_is(tabular: Tabular, pr
 
 
 async def test_a_predictor_that_may_scale_to_zero_is_probed_only_after_a_call_found_it_down(
-    tabular: Tabular, proxy: FaultProxy, stopped_after: list[ExplainerModel]
+    tabular: Tabular, stopped_after: list[ExplainerModel]
 ) -> None:
-    """--predictor_probe after_failure: a probe every few seconds would keep a scale-to-zero predictor awake."""
+    """--predictor_probe after_failure: a probe every few seconds would keep a scale-to-zero predictor awake.
+    A proxy of its own, so that what passes it is this explainer's alone (the deployment's explainer
+    probes the shared one every 2 s)."""
+    proxy = FaultProxy(tabular[0].predictor_base)
     model = in_process_explainer(
-        tabular, timeout_seconds=30.0, workers=1, max_waiting=0, predictor_probe_seconds=0.1, predictor_probe_while_idle=False
+        tabular,
+        timeout_seconds=30.0,
+        workers=1,
+        max_waiting=0,
+        through=proxy,
+        predictor_probe_seconds=0.1,
+        predictor_probe_while_idle=False,
     )
     stopped_after.append(model)
     watch = model.predictor_watch
@@ -226,6 +236,7 @@ async def test_a_predictor_that_may_scale_to_zero_is_probed_only_after_a_call_fo
     settled = watch.probes
     await asyncio.sleep(0.5)
     assert watch.probes == settled, "still probing after the predictor came back"
+    proxy.close()
 
 
 def test_explanation_metrics_are_on_metrics(tabular: Tabular) -> None:

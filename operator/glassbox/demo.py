@@ -39,7 +39,7 @@ from glassbox.contract.api import (
     TrainingDataInfluenceParameters,
     explained_model,
 )
-from glassbox.contract.wire import FLAGGED_FIELD
+from glassbox.contract.wire import FLAGGED_FIELD, RECORDS_PATH
 from glassbox.explainers.predictor.examples import tabular_classifier
 from glassbox.local import LocalDeployment
 
@@ -114,7 +114,10 @@ def run_demo(out: Path) -> int:
     print(
         f"2. glassbox up {manifest}: the predictor, the explainer (fitting 5 methods) and the outlier detector start on loopback"
     )
-    with LocalDeployment(manifest, log_dir=out / "logs") as deployment:
+    records = out / "records.sqlite"  # a fresh store each run: step 6 shows the first answer served again
+    for stale in out.glob("records.sqlite*"):
+        stale.unlink()
+    with LocalDeployment(manifest, log_dir=out / "logs", extra_explainer_args=[f"--records_path={records}"]) as deployment:
         urls = deployment.urls()
         print(f"   predict: {urls['predict']}\n   explain: {urls['explain']}\n   detect:  {urls['detect']}")
         client = httpx.Client(timeout=300)
@@ -140,6 +143,8 @@ def run_demo(out: Path) -> int:
             png.write_bytes(base64.b64decode(answer["picture"]["base64"]))
             print(f"  picture: {png}")
         if _outliers(client, deployment, rows, names, pictures) != 0:
+            return 1
+        if _records(client, deployment, rows) != 0:
             return 1
     print(f"\ndone in {time.monotonic() - started:.0f} s; the servers are stopped. To run them yourself: glassbox up {manifest}")
     return 0
@@ -184,4 +189,42 @@ def _outliers(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarra
         return 1
     print(f"  explained only instance {narrowed['flagged']} (the gate passed on {len(narrowed['instances'])} of 2):")
     _print_explanation("anchors", explained.json(), time.monotonic() - began)
+    return 0
+
+
+def _records(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarray) -> int:
+    """Step 6: the first patient's anchors asked again (served from its record), that record as an auditor
+    reads it, and the three patients' anchors asked as a job (202, then polled until done)."""
+    print("\n6. explanation records: the same question again, its record, and a job")
+    explain = deployment.urls()["explain"]
+    began = time.monotonic()
+    again = client.post(explain, json={"instances": rows[:1].tolist(), "method": "anchors", "picture": True})
+    if again.status_code != 200:
+        print(f"explain: {again.status_code} {again.text[:300]}")
+        return 1
+    record = again.json()["record"]
+    print(
+        f"  anchors of the first patient again: {'served from its record' if record['reused'] else 'computed'} "
+        f"in {(time.monotonic() - began) * 1000:.0f} ms (glassbox-record: {again.headers.get('glassbox-record')})"
+    )
+    kept = client.get(f"{deployment.explainer_base}{RECORDS_PATH.format(model=deployment.model_name)}/{record['id']}").json()
+    print(
+        f"  its record: {kept['method']} ({kept['settings']['type']}), outcome {kept['outcome']}, computed in "
+        f"{kept['seconds']:.1f} s with {kept['predictorCalls']} predictor calls, input sha256 {kept['inputDigest'][:12]}..."
+    )
+    began = time.monotonic()
+    accepted = client.post(explain, json={"instances": rows.tolist(), "method": "anchors", "async": True})
+    if accepted.status_code != 202:
+        print(f"explain as a job: {accepted.status_code} {accepted.text[:300]}")
+        return 1
+    location = accepted.headers["location"]
+    print(f"  anchors of all three patients as a job: {accepted.status_code} Accepted, location {location}")
+    while (job := client.get(deployment.explainer_base + location).json())["state"] in ("queued", "running"):
+        time.sleep(0.2)
+    if job["state"] != "done":
+        print(f"  job {job['state']}: {job.get('reason')}")
+        return 1
+    print(f"  job done in {time.monotonic() - began:.1f} s (attempt {job['attempts']}):")
+    for line in job["explanation"]["summary"]:
+        print(f"    {line}")
     return 0
