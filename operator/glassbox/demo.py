@@ -194,7 +194,7 @@ def _outliers(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarra
 
 def _records(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarray) -> int:
     """Step 6: the first patient's anchors asked again (served from its record), that record as an auditor
-    reads it, and the three patients' anchors asked as a job (202, then polled until done)."""
+    reads it, and the three patients' KernelSHAP asked as a job (202, then polled until done)."""
     print("\n6. explanation records: the same question again, its record, and a job")
     explain = deployment.urls()["explain"]
     began = time.monotonic()
@@ -213,12 +213,12 @@ def _records(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarray
         f"{kept['seconds']:.1f} s with {kept['predictorCalls']} predictor calls, input sha256 {kept['inputDigest'][:12]}..."
     )
     began = time.monotonic()
-    accepted = client.post(explain, json={"instances": rows.tolist(), "method": "anchors", "async": True})
+    accepted = client.post(explain, json={"instances": rows.tolist(), "method": "shap", "async": True})
     if accepted.status_code != 202:
         print(f"explain as a job: {accepted.status_code} {accepted.text[:300]}")
         return 1
     location = accepted.headers["location"]
-    print(f"  anchors of all three patients as a job: {accepted.status_code} Accepted, location {location}")
+    print(f"  KernelSHAP of all three patients as a job: {accepted.status_code} Accepted, location {location}")
     while (job := client.get(deployment.explainer_base + location).json())["state"] in ("queued", "running"):
         time.sleep(0.2)
     if job["state"] != "done":
