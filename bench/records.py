@@ -65,7 +65,9 @@ def served_against_computed(folder: Path, repeats: int) -> dict[str, Any]:
 
 def example_explanation(folder: Path) -> dict[str, Any]:
     """A realistic record body: the demo's anchors explanation, as the explainer keeps it."""
-    kept = SqliteRecords(folder / "records.sqlite").query("breast-cancer", RecordQuery(limit=1))
+    store = SqliteRecords(folder / "records.sqlite")
+    kept = store.query("breast-cancer", RecordQuery(limit=1))
+    store.close()
     assert kept and kept[0].explanation is not None
     return kept[0].explanation
 

@@ -103,8 +103,6 @@ class JobRunner:
                 return
         try:
             answer = work.result()
-        except asyncio.CancelledError:
-            raise
         except Exception as error:
             await self._finish(job, reason=failure_reason(error))
             return

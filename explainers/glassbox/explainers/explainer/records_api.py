@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import json
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -97,53 +97,52 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
 
 
-def records_endpoints(recorder: Recorder) -> tuple[Any, Any, Any]:
-    """The GET endpoints over one model's records: one record, a page of an audit query, and an export."""
+Endpoint = Callable[[Request], Awaitable[Response]]
 
-    async def one(request: Request) -> JSONResponse:
-        model, record_id = request.path_params["model"], request.path_params["record_id"]
-        if model != recorder.model:
-            return _error(404, f"this explainer keeps the records of model {recorder.model!r}, not {model[:100]!r}")
+
+def _answering_errors(own_model: str, kept: str, endpoint: Endpoint) -> Endpoint:
+    """`endpoint` for this explainer's model only (another's is a 404 naming both), with a query it may not
+    make answered 4xx and a failing store 503, each naming the problem."""
+
+    async def answered(request: Request) -> Response:
+        model = request.path_params["model"]
+        if model != own_model:
+            return _error(404, f"this explainer keeps the {kept} of model {own_model!r}, not {model[:100]!r}")
         try:
-            found = await asyncio.to_thread(recorder.store.get, model, record_id)
+            return await endpoint(request)
         except RecordQueryError as error:
             return _error(error.status, str(error))
         except RecordStoreError as error:
             return _error(503, f"the records store failed: {error}")
+
+    return answered
+
+
+def records_endpoints(recorder: Recorder) -> tuple[Endpoint, Endpoint, Endpoint]:
+    """The GET endpoints over one model's records: one record, a page of an audit query, and an export."""
+    model = recorder.model
+
+    async def one(request: Request) -> Response:
+        record_id = request.path_params["record_id"]
+        found = await asyncio.to_thread(recorder.store.get, model, record_id)
         if found is None:
             return _error(404, f"model {model!r} has no record {record_id!r}")
         return JSONResponse(content=record_json(found))
 
-    async def page(request: Request) -> JSONResponse:
-        model = request.path_params["model"]
-        if model != recorder.model:
-            return _error(404, f"this explainer keeps the records of model {recorder.model!r}, not {model[:100]!r}")
+    async def page(request: Request) -> Response:
         params = dict(request.query_params)
-        try:
-            query = query_from_params(params)
-            found = await asyncio.to_thread(recorder.store.query, model, query)
-        except RecordQueryError as error:
-            return _error(error.status, str(error))
-        except RecordStoreError as error:
-            return _error(503, f"the records store failed: {error}")
+        query = query_from_params(params)
+        found = await asyncio.to_thread(recorder.store.query, model, query)
         following = "?" + urlencode({**params, "after": found[-1].id}) if len(found) == query.limit else None
         return JSONResponse(content={"records": [record_json(r) for r in found], "next": following})
 
     async def export(request: Request) -> Response:
-        model = request.path_params["model"]
-        if model != recorder.model:
-            return _error(404, f"this explainer keeps the records of model {recorder.model!r}, not {model[:100]!r}")
         params = dict(request.query_params)
         paging = sorted({"limit", "after"} & set(params))
         if paging:
             return _error(400, f"the export streams every matching record: leave out {paging}")
-        try:
-            first = query_from_params({**params, "limit": str(MOST_PER_PAGE)})
-            found = await asyncio.to_thread(recorder.store.query, model, first)
-        except RecordQueryError as error:
-            return _error(error.status, str(error))
-        except RecordStoreError as error:
-            return _error(503, f"the records store failed: {error}")
+        first = query_from_params({**params, "limit": str(MOST_PER_PAGE)})
+        found = await asyncio.to_thread(recorder.store.query, model, first)
 
         async def lines() -> AsyncIterator[bytes]:
             page = found
@@ -157,7 +156,11 @@ def records_endpoints(recorder: Recorder) -> tuple[Any, Any, Any]:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
-    return one, page, export
+    return (
+        _answering_errors(model, "records", one),
+        _answering_errors(model, "records", page),
+        _answering_errors(model, "records", export),
+    )
 
 
 def job_json(job: Job, record: Record | None = None) -> dict[str, Any]:
@@ -177,36 +180,22 @@ def job_json(job: Job, record: Record | None = None) -> dict[str, Any]:
     return answer
 
 
-def jobs_endpoints(queue: JobQueue, recorder: Recorder) -> tuple[Any, Any]:
+def jobs_endpoints(queue: JobQueue, recorder: Recorder) -> tuple[Endpoint, Endpoint]:
     """GET a job's state (with its explanation once done), and DELETE to cancel it."""
+    model = queue.model
 
-    async def state(request: Request) -> JSONResponse:
-        model, job_id = request.path_params["model"], request.path_params["job_id"]
-        if model != queue.model:
-            return _error(404, f"this explainer runs the jobs of model {queue.model!r}, not {model[:100]!r}")
-        try:
-            job = await asyncio.to_thread(queue.get, job_id)
-            if job is None:
-                return _error(404, f"model {model!r} has no job {job_id!r}")
-            record = None
-            if job.state == DONE and job.record_id is not None:
-                record = await asyncio.to_thread(recorder.store.get, model, job.record_id)
-        except RecordQueryError as error:
-            return _error(error.status, str(error))
-        except RecordStoreError as error:
-            return _error(503, f"the records store failed: {error}")
+    async def state(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        job = await asyncio.to_thread(queue.get, job_id)
+        if job is None:
+            return _error(404, f"model {model!r} has no job {job_id!r}")
+        record = None
+        if job.state == DONE and job.record_id is not None:
+            record = await asyncio.to_thread(recorder.store.get, model, job.record_id)
         return JSONResponse(content=job_json(job, record))
 
-    async def cancel(request: Request) -> JSONResponse:
-        model, job_id = request.path_params["model"], request.path_params["job_id"]
-        if model != queue.model:
-            return _error(404, f"this explainer runs the jobs of model {queue.model!r}, not {model[:100]!r}")
-        try:
-            job = await asyncio.to_thread(queue.cancel, job_id)
-        except RecordQueryError as error:
-            return _error(error.status, str(error))
-        except RecordStoreError as error:
-            return _error(503, f"the records store failed: {error}")
+    async def cancel(request: Request) -> Response:
+        job = await asyncio.to_thread(queue.cancel, request.path_params["job_id"])
         return JSONResponse(content=job_json(job))
 
-    return state, cancel
+    return _answering_errors(model, "jobs", state), _answering_errors(model, "jobs", cancel)

@@ -137,7 +137,7 @@ class SqlRecords:
 
     def migrate(self) -> int:
         """Bring the schema to this code's version; the version it is at."""
-        with self._transaction() as cursor:
+        with self.transaction() as cursor:
             self._lock_schema(cursor)
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT NOT NULL)")
             cursor.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}")
@@ -149,7 +149,7 @@ class SqlRecords:
             for version, statements in steps:
                 for statement in statements:
                     cursor.execute(statement)
-                cursor.execute(self._sql(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)"), (version,))
+                cursor.execute(self.sql(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)"), (version,))
                 current = version
         return int(current)
 
@@ -158,8 +158,8 @@ class SqlRecords:
     def write(self, record: Record) -> None:
         columns = ", ".join(COLUMNS)
         marks = ", ".join("?" for _ in COLUMNS)
-        with self._transaction() as cursor:
-            cursor.execute(self._sql(f"INSERT INTO explanation_records ({columns}) VALUES ({marks})"), record.row())
+        with self.transaction() as cursor:
+            cursor.execute(self.sql(f"INSERT INTO explanation_records ({columns}) VALUES ({marks})"), record.row())
 
     def answer(self, model: str, answer_key: str) -> Record | None:
         """The newest record of this model that answered this key well, or None."""
@@ -200,8 +200,8 @@ class SqlRecords:
 
     def delete_older_than(self, model: str, cutoff: float) -> int:
         """Delete this model's records created before `cutoff` (unix seconds); how many."""
-        with self._transaction() as cursor:
-            cursor.execute(self._sql("DELETE FROM explanation_records WHERE model = ? AND created < ?"), (model, cutoff))
+        with self.transaction() as cursor:
+            cursor.execute(self.sql("DELETE FROM explanation_records WHERE model = ? AND created < ?"), (model, cutoff))
             return int(cursor.rowcount)
 
     def close(self) -> None:
@@ -213,15 +213,14 @@ class SqlRecords:
     # ------------------------------------------------------------------ plumbing
 
     def _select(self, where: str, values: tuple[Any, ...]) -> list[Record]:
-        with self._transaction() as cursor:
-            cursor.execute(self._sql(f"SELECT {', '.join(COLUMNS)} FROM explanation_records {where}"), values)
+        with self.transaction() as cursor:
+            cursor.execute(self.sql(f"SELECT {', '.join(COLUMNS)} FROM explanation_records {where}"), values)
             return [Record.from_row(tuple(row)) for row in cursor.fetchall()]
 
-    def _sql(self, statement: str) -> str:
+    def sql(self, statement: str) -> str:
+        """`statement` with `?` placeholders, in this database's placeholder style."""
         return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
 
-    # What the job queue (records.jobs) runs its statements through: the same connection and transactions.
-    sql = _sql
     # PostgreSQL lets a claim pass over rows another replica is claiming; SQLite has one writer at a time.
     skip_locked = ""
 
@@ -234,12 +233,8 @@ class SqlRecords:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """A cursor in one transaction, committed when the block ends (RecordStoreError when the store fails)."""
-        with self._transaction() as cursor:
-            yield cursor
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+        """A cursor in one transaction, committed when the block ends (RecordStoreError when the store fails);
+        the job queue (records.jobs) runs its statements through it too."""
         with self._lock:
             try:
                 if self._connection is None:
