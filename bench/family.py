@@ -200,7 +200,7 @@ def compared(
 
 def speed(member: str, trained: Trained, work: Path, repeats: int) -> dict[str, Any]:
     rows = trained.held_out[:ROWS_EXPLAINED]
-    with LocalDeployment(deployment_manifest(trained, member), log_dir=work / f"logs-{member}") as deployment:
+    with LocalDeployment(deployment_manifest(trained, member), log_dir=work / f"logs-{member}", keep_records=False) as deployment:
         cells = {}
         for method in GOALS:
             print(f"  {method}: alibi in process, Glassbox over HTTP and in process, in turn", flush=True)

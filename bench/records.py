@@ -46,7 +46,7 @@ def served_against_computed(folder: Path, repeats: int) -> dict[str, Any]:
     """Median and p99 seconds of the same explanation computed (`fresh`) and served from its record."""
     manifest, rows, _ = prepare(folder)
     store = folder / "records.sqlite"
-    with LocalDeployment(manifest, log_dir=folder / "logs", extra_explainer_args=[f"--records_path={store}"]) as deployment:
+    with LocalDeployment(manifest, log_dir=folder / "logs", records_path=store) as deployment:
         url = deployment.urls()["explain"]
         body = {"instances": [rows[0].tolist()], "method": "anchors"}
         with httpx.Client(timeout=120) as client:
@@ -96,7 +96,7 @@ def job_throughput(folder: Path, postgres: LocalPostgres, jobs: int) -> dict[str
     """Jobs done per second by one and by two replicas sharing a PostgreSQL store, `jobs` submitted at once
     (to the first replica; their states read from each replica in turn: any replica answers any job)."""
     manifest, rows, _ = prepare(folder / "jobs")
-    deployment = LocalDeployment(manifest, log_dir=folder / "jobs" / "logs")
+    deployment = LocalDeployment(manifest, log_dir=folder / "jobs" / "logs", keep_records=False)
     answers: dict[str, Any] = {}
     try:
         predictor_host = deployment.start_predictor()

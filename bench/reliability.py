@@ -488,7 +488,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="glassbox-reliability-"))
     manifest = build_tabular(folder)
-    deployment = LocalDeployment(manifest, log_dir=folder / "logs")
+    deployment = LocalDeployment(manifest, log_dir=folder / "logs", keep_records=False)
     servers = Servers(deployment, folder / "logs")
     proxy: FaultProxy | None = None
     results: dict[str, Any] = {

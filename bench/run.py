@@ -352,7 +352,10 @@ def measure_tabular(results: dict[str, Any], bench: dict[str, Any], work: Path, 
     clients, the explainer's memory, and the predictor's share of its standalone rate during KernelShap."""
     # Throughput at 16 clients: 4 explanations computed, the other 12 wait for a worker (not refused).
     with LocalDeployment(
-        work / "tabular" / "wine.yaml", log_dir=work / "logs-tabular", extra_explainer_args=["--max_waiting_explanations=12"]
+        work / "tabular" / "wine.yaml",
+        log_dir=work / "logs-tabular",
+        extra_explainer_args=["--max_waiting_explanations=12"],
+        keep_records=False,
     ) as tabular:
         rows = list(bench["tabular_rows"])
         for method, name in (("AnchorTabular", "anchors"), ("KernelShap", "shap")):
@@ -399,7 +402,7 @@ def main() -> int:
         "latency": {},
     }
     measure_tabular(results, bench, work, repeats, per_client=2 if args.quick else 4)
-    with LocalDeployment(work / "text" / "sentiment.yaml", log_dir=work / "logs-text") as text:
+    with LocalDeployment(work / "text" / "sentiment.yaml", log_dir=work / "logs-text", keep_records=False) as text:
         print("AnchorText: in process, then over HTTP", flush=True)
         results["latency"]["AnchorText"] = {
             "a_in_process": run_in_process("AnchorText", bench, work, repeats),

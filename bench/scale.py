@@ -355,7 +355,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="glassbox-scale-"))
     manifest = demo_manifest(folder)
-    deployment = LocalDeployment(manifest, log_dir=folder / "logs")
+    deployment = LocalDeployment(manifest, log_dir=folder / "logs", keep_records=False)
     replicas = Replicas(deployment)
     ramp_seconds = 20.0 if args.quick else 60.0
     proxy: FaultProxy | None = None

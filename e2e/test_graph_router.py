@@ -373,9 +373,13 @@ def slow_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         {
             "manifest": str(short),
             "slow_delay": 5,
+            "records": True,
             "requests": [
                 {"id": "both-slow", "body": v1, "proxy_mode": "slow"},
                 {"id": "explain-slow", "body": {**v1, "route": "explain"}, "proxy_mode": "slow"},
+                # As a job, the explanation outlasts timeoutSeconds (two calls of 5 s against 3 s): it is no
+                # longer the request's to wait for.
+                {"id": "both-async", "body": {**v1, "async": True}, "proxy_mode": "slow", "follow_job": True},
             ],
         },
     )
@@ -404,6 +408,20 @@ def test_a_slow_explanation_never_costs_the_prediction(slow_graph: dict[str, Any
     assert "took longer than 3 s" in both["body"]["explanation"]["error"], both["text"]
     explain = slow_graph["explain-slow"]
     assert explain["status"] == 504 and "took longer than 3 s" in explain["body"]["error"], explain["text"]
+
+
+def test_predict_and_explain_as_a_job_answers_the_prediction_and_where_the_explanation_will_be(
+    slow_graph: dict[str, Any],
+) -> None:
+    """KServe's router merges an ensemble's 2xx answers (cmd/router/main.go, the Ensemble branch and
+    isSuccessFul): the explainer's 202 reaches the client as the `explanation` step, beside the prediction."""
+    both = slow_graph["both-async"]
+    assert both["status"] == 200, both["text"]
+    prediction_shape(both["body"]["prediction"], "v1")
+    accepted = both["body"]["explanation"]
+    assert accepted["job"]["state"] in ("queued", "running") and accepted["location"].startswith("/glassbox/v1/models/")
+    assert both["job"]["state"] == "done", both["job"]
+    explanation_shape(both["job"]["explanation"], "kernelshap")
 
 
 def test_an_explanation_longer_than_the_routers_default_timeout_completes(slow_graph: dict[str, Any]) -> None:

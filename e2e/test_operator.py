@@ -369,10 +369,21 @@ def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: Ru
     assert body["status"]["urls"] == {
         "predict": f"http://credit-risk.{namespace}.example.com/v2/models/credit-risk/infer",
         "explain": f"http://credit-risk-explainer.{namespace}.example.com/v1/models/credit-risk:explain",
+        "records": f"http://credit-risk-explainer.{namespace}.example.com/glassbox/v1/models/credit-risk/records",
         "graph": f"http://credit-risk-graph.{namespace}.example.com",
     }
     table = cluster.kubectl("get", "xm", "-n", namespace).stdout
     assert "True" in table and "anchortabular,kernelshap,ig" in table
+    # Ten explainer replicas share PostgreSQL; its connection string reaches their pods from the Secret by
+    # reference, never through the object's text (KServe's schema accepted the reference).
+    records = cluster.kubectl("get", "xm", "credit-risk", "-n", namespace, "-o", "jsonpath={.status.records}").stdout
+    assert records == "PostgreSQL (Secret credit-risk-records, key url), shared by every replica"
+    explainer = get(cluster, KSERVE, namespace, "credit-risk-explainer") or {}
+    env = explainer["spec"]["predictor"]["containers"][0]["env"]
+    assert {
+        "name": "GLASSBOX_RECORDS_POSTGRES",
+        "valueFrom": {"secretKeyRef": {"name": "credit-risk-records", "key": "url"}},
+    } in env
 
 
 def test_deleting_the_explained_model_collects_children_but_never_an_existing_service(

@@ -8,7 +8,9 @@ the router. The graph is the one the operator's builders generate, with its
 steps pointing at these servers where KServe's controller would point them
 (`status.address.url` plus KServe's paths: see glassbox.operator.kserve_addressing).
 When a request asks for a fault (`proxy_mode`: a slow predictor), a fault
-proxy sits between the explainer and the predictor. RESULTS holds each request's status, body and time.
+proxy sits between the explainer and the predictor. With `records`, the explainer keeps records (and
+takes jobs); a request with `follow_job` has its job read back from the explainer. RESULTS holds each
+request's status, body and time.
 """
 
 from __future__ import annotations
@@ -42,11 +44,30 @@ def wait_for_router(process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("the router did not answer /readyz within 30 s")
 
 
-def send(request: dict[str, Any], proxy: FaultProxy | None) -> dict[str, Any]:
+def follow_job(explainer_base: str, location: str, seconds: float = 120) -> dict[str, Any]:
+    """A job's state from the explainer, polled until it ends (or `seconds` pass)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state: dict[str, Any] = httpx.get(explainer_base + location, timeout=10).json()
+        if state.get("state") in ("done", "failed", "cancelled") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
+def send(request: dict[str, Any], proxy: FaultProxy | None, explainer_base: str) -> dict[str, Any]:
     """One planned request through the router (the proxy in front of the predictor set to its mode meanwhile):
-    its status, its body as JSON when it is JSON, its text and its time."""
+    its status, its body as JSON when it is JSON, its text and its time; with `follow_job`, the job the
+    answer's `explanation` step names, read from the explainer until it ends."""
     if proxy is not None:
         proxy.mode = request.get("proxy_mode", "pass")
+    try:
+        return _sent(request, explainer_base)
+    finally:
+        if proxy is not None:
+            proxy.mode = "pass"
+
+
+def _sent(request: dict[str, Any], explainer_base: str) -> dict[str, Any]:
     started_at = time.monotonic()
     try:
         with httpx.Client(timeout=None) as client:
@@ -59,14 +80,15 @@ def send(request: dict[str, Any], proxy: FaultProxy | None) -> dict[str, Any]:
         status, text = answer.status_code, answer.text
     except httpx.HTTPError as error:
         status, text = None, f"{type(error).__name__}: {error}"
-    finally:
-        if proxy is not None:
-            proxy.mode = "pass"
+    seconds = time.monotonic() - started_at
     try:
         body = json.loads(text)
     except ValueError:
         body = None
-    return {"id": request["id"], "status": status, "body": body, "text": text[:2000], "seconds": time.monotonic() - started_at}
+    result = {"id": request["id"], "status": status, "body": body, "text": text[:2000], "seconds": seconds}
+    if request.get("follow_job") and isinstance(body, dict) and "location" in (body.get("explanation") or {}):
+        result["job"] = follow_job(explainer_base, body["explanation"]["location"])
+    return result
 
 
 def main(plan_path: Path, results_path: Path) -> int:
@@ -90,6 +112,7 @@ def main(plan_path: Path, results_path: Path) -> int:
             log_dir=logs / "deployment",
             existing_answers_both_protocols=bool(plan.get("existing_answers_both_protocols")),
             extra_explainer_args=list(plan.get("explainer_args") or []),
+            keep_records=bool(plan.get("records")),
         )
         started.append(deployment)
         if deployment.spec.detector is not None:
@@ -110,7 +133,7 @@ def main(plan_path: Path, results_path: Path) -> int:
             )
         wait_for_router(router, router_log)
         for request in plan["requests"]:
-            results["requests"].append(send(request, proxy))
+            results["requests"].append(send(request, proxy, deployment.explainer_base))
     except Exception as error:  # reported to the test, which names it
         results["error"] = f"{type(error).__name__}: {error}"
         for deployment in started:

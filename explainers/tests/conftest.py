@@ -28,6 +28,7 @@ def tabular(tabular_folder: Path) -> Iterator[tuple[LocalDeployment, FaultProxy]
         tabular_folder / "synthetic.yaml",
         log_dir=tabular_folder / "logs",
         extra_explainer_args=["--predictor_request_timeout_seconds=2", "--predictor_request_retries=2"],
+        keep_records=False,  # these tests ask for explanations to be computed; test_records_http tests records
     )
     proxy: FaultProxy | None = None
     try:
@@ -52,14 +53,14 @@ def proxy(tabular: tuple[LocalDeployment, FaultProxy]) -> Iterator[FaultProxy]:
 @pytest.fixture(scope="session")
 def text(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
     folder = tmp_path_factory.mktemp("text")
-    with LocalDeployment(build_text(folder, detector=True), log_dir=folder / "logs") as deployment:
+    with LocalDeployment(build_text(folder, detector=True), log_dir=folder / "logs", keep_records=False) as deployment:
         yield deployment
 
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
     folder = tmp_path_factory.mktemp("image")
-    with LocalDeployment(build_image(folder), log_dir=folder / "logs") as deployment:
+    with LocalDeployment(build_image(folder), log_dir=folder / "logs", keep_records=False) as deployment:
         yield deployment
 
 

@@ -66,7 +66,7 @@ def test_same_seed_same_anchor_as_alibi_in_process(member: str, tmp_path: Path) 
     predict = RecordingPredictor(trained.model)
     in_process = AnchorTabular(predict, feature_names=names, seed=SEED)
     in_process.fit(pd.read_csv(trained.csv)[names].to_numpy(), disc_perc=(25, 50, 75))
-    with LocalDeployment(manifest("family", spec, folder), log_dir=folder / "logs") as deployment:
+    with LocalDeployment(manifest("family", spec, folder), log_dir=folder / "logs", keep_records=False) as deployment:
         for row in trained.held_out:
             predict.closest_tie = np.inf
             np.random.seed(SEED)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +51,8 @@ def recorded(tabular_folder: Path, store_path: Path) -> Iterator[LocalDeployment
     deployment = LocalDeployment(
         tabular_folder / "synthetic.yaml",
         log_dir=tabular_folder / "logs-records",
-        extra_explainer_args=[f"--records_path={store}", "--records_store_inputs=true", f"--model_digest={MODEL_DIGEST}"],
+        records_path=store,
+        extra_explainer_args=["--records_store_inputs=true", f"--model_digest={MODEL_DIGEST}"],
     )
     try:
         deployment.start_explainer(deployment.start_predictor())
@@ -429,3 +432,41 @@ def test_a_running_job_cancelled_stops_and_is_not_done(tabular: tuple[LocalDeplo
     finally:
         proxy.mode = "pass"
         model.stop()
+
+
+def test_an_explainer_killed_in_the_middle_of_a_job_leaves_it_to_the_next_one(tabular_folder: Path, tmp_path: Path) -> None:
+    """A real restart: the explainer process running a job is killed (SIGKILL, no goodbye), another starts on the
+    same store, and once the lease has passed it runs the job again to the end."""
+    deployment = LocalDeployment(
+        tabular_folder / "synthetic.yaml",
+        log_dir=tmp_path / "logs",
+        records_path=tmp_path / "records.sqlite",
+        extra_explainer_args=["--job_lease_seconds=3"],
+    )
+    proxy: FaultProxy | None = None
+    try:
+        proxy = FaultProxy(f"http://{deployment.start_predictor()}", delay=1.0)
+        proxy.mode = "slow"  # each predictor call takes a second: the job is still running when its explainer dies
+        deployment.start_explainer(proxy.url.split("://")[1])
+        body = {"instances": [[0.97, 0.2, 0.5, 0.7, 0.1]], "method": "anchors", "async": True, "id": "restart"}
+        accepted = httpx.post(deployment.urls()["explain"], json=body, timeout=30)
+        assert accepted.status_code == 202, pretty(accepted)
+        location = accepted.headers["location"]
+        deadline = time.monotonic() + 30
+        while httpx.get(deployment.explainer_base + location).json()["state"] != "running":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
+        first = next(p for p in deployment.processes if p.name == "explainer")
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        deployment.processes.remove(first)
+        proxy.mode = "pass"
+        deployment.start_explainer(proxy.url.split("://")[1])
+        done = wait_for_job(deployment, location, seconds=120)
+        assert done["state"] == "done" and done["attempts"] == 2, done
+        record = httpx.get(deployment.explainer_base + RECORDS_PATH.format(model="synthetic") + f"/{done['record']}")
+        assert record.json()["outcome"] == "ok" and record.json()["requestId"] == "restart", record.text
+    finally:
+        deployment.stop()
+        if proxy is not None:
+            proxy.close()

@@ -46,6 +46,9 @@ def test_local_mode_runs_the_operators_arguments(tmp_path: Path) -> None:
     explainer, env = deployment.explainer_command(8001, "127.0.0.1:8000")
     assert "--predictor_host=127.0.0.1:8000" in explainer and "--predictor_protocol=v2" in explainer
     assert "AnchorText" in env["GLASSBOX_EXPLAINER_SPEC"]
+    # Records by default, in a file beside the manifest, keyed to the model's files (a retrained model is a new version).
+    assert f"--records_path={tmp_path / '.glassbox' / 'credit.records.sqlite'}" in explainer
+    assert any(arg.startswith("--model_digest=sha256:") for arg in explainer), explainer
 
 
 @pytest.mark.parametrize("server", ["predictor", "explainer", "detector"])

@@ -134,7 +134,7 @@ def _up(args: argparse.Namespace) -> int:
     from glassbox.local import LocalModeError, run_up
 
     try:
-        return run_up(Path(args.manifest), args.predictor_url)
+        return run_up(Path(args.manifest), args.predictor_url, Path(args.records) if args.records else None)
     except LocalModeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -212,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run an ExplainedModel's predictor, explainer and detector locally, on loopback")
     up.add_argument("manifest", help="an ExplainedModel manifest (YAML); relative paths in it are read from its folder")
     up.add_argument("--predictor-url", default=None, help="an already running predictor, for spec.predictor.inferenceServiceName")
+    up.add_argument(
+        "--records",
+        default=None,
+        help="the SQLite file of the explanation records (default: .glassbox/NAME.records.sqlite beside the manifest; "
+        "spec.explainer.records.enabled: false keeps none)",
+    )
     up.set_defaults(run=_up)
 
     demo = commands.add_parser("demo", help="train a model, serve and explain it locally, print the explanations and write PNGs")

@@ -117,7 +117,7 @@ def run_demo(out: Path) -> int:
     records = out / "records.sqlite"  # a fresh store each run: step 6 shows the first answer served again
     for stale in out.glob("records.sqlite*"):
         stale.unlink()
-    with LocalDeployment(manifest, log_dir=out / "logs", extra_explainer_args=[f"--records_path={records}"]) as deployment:
+    with LocalDeployment(manifest, log_dir=out / "logs", records_path=records) as deployment:
         urls = deployment.urls()
         print(f"   predict: {urls['predict']}\n   explain: {urls['explain']}\n   detect:  {urls['detect']}")
         client = httpx.Client(timeout=300)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ import httpx
 import yaml
 
 from glassbox.contract.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
-from glassbox.contract.wire import MODEL_DIR, STORAGE_URI_ENV
-from glassbox.explainers.data.storage import ARTIFACT_LIMITS, resolve
+from glassbox.contract.wire import MODEL_DIR, RECORDS_POSTGRES_ENV, STORAGE_URI_ENV
+from glassbox.explainers.data.storage import ARTIFACT_LIMITS, content_sha256, resolve
 from glassbox.operator.builders import (
     OperatorConfig,
     Parent,
@@ -34,6 +35,7 @@ from glassbox.operator.builders import (
     build_explainer_isvc,
     build_inference_graph,
     build_predictor_isvc,
+    deployed_model_version,
     detector_name,
 )
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
@@ -44,6 +46,8 @@ class LocalModeError(RuntimeError):
     pass
 
 
+# Where local mode keeps an ExplainedModel's records: this folder beside its manifest.
+LOCAL_RECORDS_FOLDER = ".glassbox"
 # How long a server has to finish the requests in flight once asked to stop.
 STOP_WAIT_SECONDS = 20
 
@@ -130,6 +134,10 @@ class LocalDeployment:
     extra_explainer_args: list[str] = field(default_factory=list)
     # Whether an existing predictor (predictor_url) answers v1 and v2 bodies, as a runtime listing both does.
     existing_answers_both_protocols: bool = False
+    # Explanation records, as the spec says (spec.explainer.records): kept in a SQLite file, by default
+    # beside the manifest (LOCAL_RECORDS_FOLDER), so they outlast the run as an audit needs.
+    keep_records: bool = True
+    records_path: Path | None = None
     processes: list[LocalProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -145,6 +153,11 @@ class LocalDeployment:
         # KServe calls a model without protocolVersion with v1.
         predictor = self.spec.predictor
         self.protocol = predictor.protocol_to_deploy if predictor.deploys_model else (predictor.protocol or Protocol.v1)
+        # One process runs the explainer here, so one SQLite file serves it even where the cluster needs PostgreSQL.
+        if not (self.keep_records and self.spec.explainer.records.kept(max_replicas=1)):
+            self.records_path = None
+        elif self.records_path is None:
+            self.records_path = self.base / LOCAL_RECORDS_FOLDER / f"{self.name}.records.sqlite"
 
     def __enter__(self) -> LocalDeployment:
         self.start()
@@ -182,7 +195,19 @@ class LocalDeployment:
             self.model_name,
             self.protocol,
             answers_both_protocols=uses_glassbox_predictor(self.spec.predictor) or self.existing_answers_both_protocols,
+            model_version=self.model_version,
         )
+
+    @cached_property
+    def model_version(self) -> str | None:
+        """The deployed model's version: its pinned SHA-256, else its files' (a model retrained in place is a new
+        version here, where a cluster knows only its storage URI). None for a predictor run elsewhere."""
+        if self.predictor_isvc is None:
+            return None
+        if self.spec.predictor.storage_sha256 or not uses_glassbox_predictor(self.spec.predictor):
+            return deployed_model_version(self.spec.predictor)
+        path = resolve(str(self.spec.predictor.storage_uri), self.base, ARTIFACT_LIMITS)
+        return f"sha256:{content_sha256(path)}"
 
     def explainer_command(self, port: int, predictor_host: str) -> tuple[list[str], dict[str, str]]:
         explainer = build_explainer_isvc(
@@ -192,8 +217,13 @@ class LocalDeployment:
         args = list(container["args"])
         if f"--model_dir={MODEL_DIR}" in args:
             args = _replace_arg(args, "--model_dir", str(self._model_path()))
+        # The records in a local file, never a cluster's database: its Secret is not here.
+        args = [a for a in args if not a.startswith(("--records_path=", "--records_postgres="))]
+        if self.records_path is not None:
+            self.records_path.parent.mkdir(parents=True, exist_ok=True)
+            args.append(f"--records_path={self.records_path}")
         args += [f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}", *self.extra_explainer_args]
-        env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
+        env = {e["name"]: e["value"] for e in container["env"] if e["name"] not in (STORAGE_URI_ENV, RECORDS_POSTGRES_ENV)}
         return [sys.executable, "-m", "glassbox.explainers.explainer", *args], env
 
     def detector_command(self, port: int) -> tuple[list[str], dict[str, str]]:
@@ -324,14 +354,16 @@ class LocalDeployment:
         self.processes.clear()
 
 
-def run_up(manifest: Path, predictor_url: str | None) -> int:
+def run_up(manifest: Path, predictor_url: str | None, records_path: Path | None = None) -> int:
     """`glassbox up`: start, print the URLs, wait for Ctrl-C (or SIGTERM, as `timeout`, systemd and CI send);
     either stops every server, also while they are starting."""
     # Also SIGINT: a shell that starts a job in the background starts it with SIGINT ignored.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _interrupt)
-    deployment = LocalDeployment(manifest, predictor_url=predictor_url)
+    deployment = LocalDeployment(manifest, predictor_url=predictor_url, records_path=records_path)
     print(f"starting {deployment.name} (logs in {deployment.log_dir}) ...", flush=True)
+    if deployment.records_path is not None:
+        print(f"explanation records: {deployment.records_path}", flush=True)
     try:
         with deployment:
             urls = deployment.urls()

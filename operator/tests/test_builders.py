@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from glassbox.contract.api import ExplainedModelSpec, ExplainerFit
-from glassbox.contract.wire import DETECTOR_FIT_ENV
+from glassbox.contract.wire import DETECTOR_FIT_ENV, RECORDS_POSTGRES_ENV
 from glassbox.operator.builders import (
     EXPLAINER_SPEC_ENV,
+    RECORDS_MOUNT_PATH,
     SPEC_HASH_ANNOTATION,
     TIMEOUT_MARGIN_SECONDS,
     OperatorConfig,
@@ -29,7 +30,7 @@ from glassbox.operator.builders import (
     build_predictor_isvc,
     predictor_target_of_own,
 )
-from glassbox.operator.kserve_addressing import predict_target
+from glassbox.operator.kserve_addressing import model_version_of, predict_target
 from glassbox_testing.samples import SAMPLES, load_sample
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -90,7 +91,7 @@ def test_the_explainer_scales_independently_and_carries_only_what_it_fits_from(c
     explainer = children_of(credit_risk)[1]
     component = explainer["spec"]["predictor"]
     assert (component["minReplicas"], component["maxReplicas"], component["scaleTarget"]) == (1, 10, 2)
-    env = {e["name"]: e["value"] for e in component["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in component["containers"][0]["env"]}
     carried = ExplainerFit.model_validate_json(env[EXPLAINER_SPEC_ENV])
     spec = ExplainedModelSpec.model_validate(credit_risk["spec"]).explainer
     assert (carried.methods, carried.default_method, carried.reference_data) == (
@@ -360,8 +361,12 @@ def test_every_container_glassbox_builds_meets_the_restricted_profile(path: Path
         if child["kind"] != "InferenceService":
             continue
         component = child["spec"]["predictor"]
-        pod_fields = {"hostNetwork", "hostPID", "hostIPC", "securityContext", "volumes"}
+        pod_fields = {"hostNetwork", "hostPID", "hostIPC"}
         assert not pod_fields & set(component), f"{child['metadata']['name']} sets pod fields {pod_fields & set(component)}"
+        # The restricted profile's volume types (a hostPath would break it) and the pod's group, nothing else.
+        for volume in component.get("volumes") or []:
+            assert set(volume) - {"name"} <= {"emptyDir", "persistentVolumeClaim", "secret", "configMap"}, volume
+        assert set(component.get("securityContext") or {}) <= {"fsGroup"}, component["securityContext"]
         for container in component.get("containers") or [component["model"]]:
             assert restricted_profile_violations(container) == [], (child["metadata"]["name"], container.get("name"))
             checked += 1
@@ -533,3 +538,64 @@ def test_the_mode_kserve_reports_decides_where_the_object_names_none(credit_risk
     # What the object says wins over what was reported.
     said = explainer_of(Parent("credit-risk", "ml", "u", deployment_mode="Serverless", reported_mode="RawDeployment"))
     assert said["spec"]["predictor"]["scaleMetric"] == "concurrency" and said["spec"]["predictor"]["containerConcurrency"] == 8
+
+
+def _explainer_pod(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The explainer's component (pod spec), its container, and its arguments."""
+    component = children_of(manifest)[1]["spec"]["predictor"]
+    container = component["containers"][0]
+    return component, container, container["args"]
+
+
+def test_records_shared_by_replicas_are_in_postgresql_read_from_a_secret_never_from_the_object(
+    credit_risk: dict[str, Any],
+) -> None:
+    component, container, args = _explainer_pod(credit_risk)
+    assert "--records_postgres=true" in args and not any(a.startswith("--records_path") for a in args)
+    secret = [e for e in container["env"] if e["name"] == RECORDS_POSTGRES_ENV]
+    assert secret == [
+        {"name": RECORDS_POSTGRES_ENV, "valueFrom": {"secretKeyRef": {"name": "credit-risk-records", "key": "url"}}}
+    ]
+    assert "--records_retention_days=400" in args and "--job_slots=1" in args and "--job_timeout_seconds=3600" in args
+    # The model's version keys a record: the artifact's URI when no SHA-256 pins it, the pin when one does.
+    assert "--model_digest=s3://models/credit-risk/model.pt" in args
+    credit_risk["spec"]["predictor"]["storageSha256"] = "ab" * 32
+    assert f"--model_digest=sha256:{'ab' * 32}" in _explainer_pod(credit_risk)[2]
+    assert "volumes" not in component and "volumeMounts" not in container
+
+
+def test_one_replica_keeps_records_in_sqlite_on_a_volume_and_more_replicas_without_postgres_keep_none(
+    credit_risk: dict[str, Any],
+) -> None:
+    del credit_risk["spec"]["explainer"]["records"]
+    credit_risk["spec"]["explainer"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 1}
+    component, container, args = _explainer_pod(credit_risk)
+    assert f"--records_path={RECORDS_MOUNT_PATH}/records.sqlite" in args
+    assert component["volumes"] == [{"name": "glassbox-records", "emptyDir": {}}]
+    assert container["volumeMounts"] == [{"name": "glassbox-records", "mountPath": RECORDS_MOUNT_PATH}]
+    assert RECORDS_POSTGRES_ENV not in {e["name"] for e in container["env"]}
+    # On a claim, the records outlive the pod; the pod's group may write the claim's files.
+    credit_risk["spec"]["explainer"]["records"] = {"persistentVolumeClaim": "credit-records", "storeInputs": True}
+    component, container, args = _explainer_pod(credit_risk)
+    assert component["volumes"] == [{"name": "glassbox-records", "persistentVolumeClaim": {"claimName": "credit-records"}}]
+    assert component["securityContext"] == {"fsGroup": 65532} and "--records_store_inputs=true" in args
+    # Ten replicas would keep ten files: without PostgreSQL, no records (validation refuses `enabled: true`).
+    credit_risk["spec"]["explainer"]["records"] = {}
+    credit_risk["spec"]["explainer"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 10}
+    component, container, args = _explainer_pod(credit_risk)
+    assert not any(a.startswith(("--records", "--job_", "--model_digest")) for a in args)
+    assert "volumes" not in component
+    credit_risk["spec"]["explainer"]["records"] = {"enabled": False, "postgres": {"secretName": "db"}}
+    assert not any(a.startswith("--records") for a in _explainer_pod(credit_risk)[2])
+
+
+def test_records_of_an_existing_service_are_keyed_to_its_artifact_or_images() -> None:
+    served = {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://m/v3", "runtimeVersion": "1.5"}}}
+    assert model_version_of({"spec": served}) == "gs://m/v3 (1.5)"
+    assert model_version_of({"spec": {"predictor": {"sklearn": {"storageUri": "gs://m/v4"}}}}) == "gs://m/v4"
+    custom = {"predictor": {"containers": [{"name": "kserve-container", "image": "registry.example/model:7"}]}}
+    assert model_version_of({"spec": custom}) == "registry.example/model:7"
+    assert model_version_of({"spec": {"predictor": {}}}) is None
+    # Scaling the existing service is not a new version: the explainer's arguments stay as they were.
+    scaled = {"predictor": {**served["predictor"], "minReplicas": 3}}
+    assert model_version_of({"spec": scaled}) == model_version_of({"spec": served})

@@ -57,6 +57,7 @@ def test_ready_only_when_every_child_is_ready(credit_risk: dict[str, Any]) -> No
     assert status["urls"] == {
         "predict": "http://p/v2/models/credit-risk/infer",
         "explain": "http://e/v1/models/credit-risk:explain",
+        "records": "http://e/glassbox/v1/models/credit-risk/records",
         "graph": "http://g",
     }
     assert status["observedGeneration"] == 3
@@ -191,3 +192,17 @@ def test_the_detector_has_its_own_condition_child_and_url() -> None:
     no_detector = ExplainedModelSpec.model_validate({**load_sample("outlier-gated")["spec"], "detector": None, "graph": {}})
     plain = compute_status(observation(no_detector, ready("http://p"), ready("http://e"), ready("http://g")), None, "x", "t0")
     assert conditions(plain)["DetectorReady"]["reason"] == "NoDetector" and conditions(plain)["Ready"]["status"] == "True"
+
+
+def test_the_status_says_where_records_are_kept_or_why_none_are(credit_risk: dict[str, Any]) -> None:
+    def summary(records: dict[str, Any], max_replicas: int = 10) -> str:
+        manifest = {**credit_risk["spec"]}
+        manifest["explainer"] = {**manifest["explainer"], "records": records, "autoscaling": {"maxReplicas": max_replicas}}
+        spec = ExplainedModelSpec.model_validate(manifest)
+        return str(compute_status(observation(spec, None, None, None), None, "credit-risk", "t0")["records"])
+
+    assert summary({"postgres": {"secretName": "db"}}) == "PostgreSQL (Secret db, key url), shared by every replica"
+    assert summary({}).startswith("off: the explainer may run 10 replicas") and "records.postgres" in summary({})
+    assert summary({}, max_replicas=1).startswith("SQLite on an emptyDir, lost with the pod")
+    assert summary({"persistentVolumeClaim": "kept"}, max_replicas=1) == "SQLite on PersistentVolumeClaim kept"
+    assert summary({"enabled": False, "postgres": {"secretName": "db"}}) == "off (spec.explainer.records.enabled is false)"

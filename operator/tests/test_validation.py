@@ -312,3 +312,19 @@ def test_a_manifest_tuning_cfrl_without_a_search_keeps_cfrl() -> None:
     del methods[1]["counterfactual"]
     spec, _ = find_spec_problems("loan-approval", manifest["spec"])
     assert spec is not None and spec.explainer is not None and spec.explainer.methods[1].counterfactual is None
+
+
+def test_records_need_one_store_every_replica_shares(credit_risk: dict[str, Any]) -> None:
+    explainer = credit_risk["spec"]["explainer"]
+    explainer["records"] = {"enabled": True}
+    _, problems = find_spec_problems("credit-risk", credit_risk["spec"])
+    assert [p.field for p in problems] == ["spec.explainer.records.postgres"]
+    assert "10 replicas" in problems[0].message and "maxReplicas to 1" in problems[0].message
+    explainer["autoscaling"] = {"minReplicas": 1, "maxReplicas": 1}
+    assert find_spec_problems("credit-risk", credit_risk["spec"])[1] == []
+    explainer["records"] = {"postgres": {"secretName": "db"}, "persistentVolumeClaim": "records"}
+    _, problems = find_spec_problems("credit-risk", credit_risk["spec"])
+    assert [p.field for p in problems] == ["spec.explainer.records.persistentVolumeClaim"]
+    explainer["records"] = {"postgres": {"secretName": "Not_A_Name"}}
+    _, problems = find_spec_problems("credit-risk", credit_risk["spec"])
+    assert [p.field for p in problems] == ["spec.explainer.records.postgres.secretName"]

@@ -542,6 +542,82 @@ class ExplainerFit(ApiModel):
         return self.default_method or self.methods[0].effective_name
 
 
+# The most days a record may be kept before the background deletes it (a century: a typo's ceiling, not a policy).
+MAX_RETENTION_DAYS = 36_500
+# The longest one explanation job may run: a week.
+MAX_JOB_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+class RecordsPostgres(ApiModel):
+    """The PostgreSQL database every explainer replica shares for its records and jobs."""
+
+    secret_name: str = Field(
+        pattern=DNS_1123_SUBDOMAIN,
+        max_length=253,
+        description="Secret in the ExplainedModel's namespace that holds the connection string. The explainer reads "
+        "it from its environment and never logs it; the operator never reads it.",
+    )
+    key: str = Field(
+        "url",
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        max_length=253,
+        description="The Secret's key whose value is the connection string: a postgresql:// URI or libpq key=value pairs.",
+    )
+
+
+class RecordsSpec(ApiModel):
+    """Explanation records: every explanation kept with what made it, a repeated question answered from its
+    record, long explanations run as jobs, and audit queries over them."""
+
+    enabled: bool | None = Field(
+        None,
+        description="Keep records (and accept jobs). Omitted: on where one store serves every replica, that is with "
+        "postgres or when the explainer runs at most one replica (autoscaling.maxReplicas 1), off otherwise. "
+        "true with more than one replica needs postgres.",
+    )
+    postgres: RecordsPostgres | None = Field(
+        None,
+        description="Keep records in PostgreSQL, shared by every replica (any replica answers any record and runs any "
+        "job). Without it, records are a SQLite file in the pod.",
+    )
+    persistent_volume_claim: str | None = Field(
+        None,
+        pattern=DNS_1123_SUBDOMAIN,
+        max_length=253,
+        description="Keep the SQLite file on this PersistentVolumeClaim, so records outlive the pod (one replica). "
+        "Without it (and without postgres) the file is on an emptyDir and lasts as long as the pod.",
+    )
+    store_inputs: bool = Field(
+        False, description="Keep each explanation's input in its record. Inputs may be personal data: off by default."
+    )
+    strict: bool = Field(
+        False,
+        description="Answer no explanation that could not be recorded (503). Otherwise a failing store costs an "
+        "explanation nothing: it is answered and the failure counted and logged.",
+    )
+    retention_days: int | None = Field(
+        None, ge=1, le=MAX_RETENTION_DAYS, description="Delete records older than this, in the background; kept when omitted."
+    )
+    job_slots: int = Field(
+        ExplainerServerArgs.model_fields["job_slots"].default,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Jobs one replica runs at once, each only while one of its workers is free.",
+    )
+    job_timeout_seconds: int = Field(
+        int(ExplainerServerArgs.model_fields["job_timeout_seconds"].default),
+        ge=1,
+        le=MAX_JOB_TIMEOUT_SECONDS,
+        description="Longest an explanation asked as a job may run; then the job fails, naming this field.",
+    )
+
+    def kept(self, max_replicas: int) -> bool:
+        """Whether records are kept: as `enabled` says, else wherever one store serves every replica."""
+        if self.enabled is not None:
+            return self.enabled
+        return self.postgres is not None or max_replicas <= 1
+
+
 class ExplainerSpec(ExplainerFit):
     """How the explainer runs: its methods, data, and its own scaling, independent of the predictor."""
 
@@ -576,6 +652,10 @@ class ExplainerSpec(ExplainerFit):
         f"{_omitted_body_limit(ExplainerServerArgs)} (four "
         "224x224x3 images as JSON).",
     )
+    records: RecordsSpec = Field(
+        default_factory=RecordsSpec,
+        description="Explanation records: kept, served again for the same question, asked as jobs, queried by auditors.",
+    )
     node_selector: dict[str, str] | None = Field(None, description="Node labels the explainer pods require.")
     tolerations: list[Toleration] | None = Field(None, description="Taints the explainer pods tolerate.")
     service_account_name: str | None = Field(
@@ -585,6 +665,10 @@ class ExplainerSpec(ExplainerFit):
         description="ServiceAccount of the explainer pods: the identity (workload identity, or the credentials KServe "
         "injects) that referenceData and modelStorageUri are read with from a private bucket.",
     )
+
+    @property
+    def keeps_records(self) -> bool:
+        return self.records.kept(self.autoscaling.max_replicas)
 
     def fit_settings(self) -> ExplainerFit:
         """What the explainer server is told (the rest reaches it as arguments, or not at all)."""
@@ -769,6 +853,9 @@ class StatusUrls(ApiModel):
     explain: str | None = Field(None, description="URL that answers explanations (the method name is a query parameter).")
     graph: str | None = Field(None, description="URL of the InferenceGraph.")
     detect: str | None = Field(None, description="URL that answers outlier verdicts (v1; v2 at /v2/models/NAME/infer).")
+    records: str | None = Field(
+        None, description="URL of the explanation records: an audit query here, one record at /ID, JSON Lines at .jsonl."
+    )
 
 
 class Children(ApiModel):
@@ -797,3 +884,4 @@ class ExplainedModelStatus(ApiModel):
     children: Children = Field(default_factory=Children, description="The objects this ExplainedModel made or uses.")
     methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")
     detector: DetectorStatus | None = Field(None, description="The detector's fitted threshold, once it is ready.")
+    records: str | None = Field(None, description="Where the explainer keeps its explanation records, or why it keeps none.")

@@ -173,6 +173,12 @@ class ExplainerServerArgs(ServerArgs):
         3600.0, gt=0, description="longest an explanation asked as a job may take (then the job fails, naming it)"
     )
     job_slots: int = Field(1, ge=1, description="jobs this replica runs at once, each only while a worker is free")
+    job_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="how long a running job is this replica's without a renewal (renewed every third of it); a job "
+        "whose replica stopped is run again once its lease has passed",
+    )
     model_digest: str | None = Field(
         None,
         description="what identifies the model's version in a record (an artifact's SHA-256); an answer is served "

@@ -19,7 +19,9 @@ from glassbox.contract.api import (
     Autoscaling,
     ComputeResources,
     ExplainedModelSpec,
+    PredictorSpec,
     Protocol,
+    RecordsSpec,
     Route,
     Toleration,
     uses_glassbox_predictor,
@@ -31,6 +33,7 @@ from glassbox.contract.wire import (
     EXPLAINER_SPEC_ENV,
     FLAGGED_FIELD,
     MODEL_DIR,
+    RECORDS_POSTGRES_ENV,
     ROUTE_FIELD,
     STORAGE_URI_ENV,
     UNKNOWN_ROUTE_PATH,
@@ -80,6 +83,10 @@ RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
 }
 # The user Glassbox's images run as (their Dockerfiles' USER).
 GLASSBOX_IMAGE_USER = 65532
+# Where the explainer's SQLite records live in its pod: a volume (emptyDir, or the spec's claim).
+RECORDS_VOLUME = "glassbox-records"
+RECORDS_MOUNT_PATH = "/var/lib/glassbox/records"
+RECORDS_FILE = "records.sqlite"
 SERVING_PORT = 8080
 # The explainer's readiness follows its predictor's (glassbox.explainers.serving.readiness answers 503 while the predictor does not).
 READY_PATH = "/v2/health/ready"
@@ -197,7 +204,7 @@ def _with_identity(
     return body
 
 
-def _glassbox_container(image: str, args: list[str], env: list[dict[str, str]], resources: dict[str, Any]) -> dict[str, Any]:
+def _glassbox_container(image: str, args: list[str], env: list[dict[str, Any]], resources: dict[str, Any]) -> dict[str, Any]:
     """A container running one of Glassbox's own servers: restricted, as its image's user, with probes on kserve's health paths."""
 
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -336,7 +343,48 @@ def predictor_target_of_own(
         spec.predictor.protocol_to_deploy,
         answers_both_protocols=uses_glassbox_predictor(spec.predictor),
         may_scale_to_zero=may_scale_to_zero(live_predictor),
+        model_version=deployed_model_version(spec.predictor),
     )
+
+
+def deployed_model_version(predictor: PredictorSpec) -> str | None:
+    """What identifies the version of the model Glassbox deploys: its pinned SHA-256, else its storage URI."""
+    if predictor.storage_sha256:
+        return f"sha256:{predictor.storage_sha256}"
+    return predictor.storage_uri
+
+
+def _records_flags(records: RecordsSpec, target: PredictTarget) -> dict[str, Any]:
+    """The explainer's records: where they are kept and what they keep, and its jobs."""
+    flags: dict[str, Any] = {
+        "records_store_inputs": records.store_inputs or None,
+        "records_strict": records.strict or None,
+        "records_retention_days": records.retention_days,
+        "job_slots": records.job_slots,
+        "job_timeout_seconds": records.job_timeout_seconds,
+        "model_digest": target.model_version,
+    }
+    if records.postgres is not None:
+        flags["records_postgres"] = True
+    else:
+        flags["records_path"] = f"{RECORDS_MOUNT_PATH}/{RECORDS_FILE}"
+    return flags
+
+
+def _records_storage(records: RecordsSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(env, volumes, volumeMounts) of the explainer's records: PostgreSQL's connection string from its Secret
+    (never in the object's text), or a volume for the SQLite file (the root filesystem is not written)."""
+    if records.postgres is not None:
+        secret = {"name": records.postgres.secret_name, "key": records.postgres.key}
+        return [{"name": RECORDS_POSTGRES_ENV, "valueFrom": {"secretKeyRef": secret}}], [], []
+    if records.persistent_volume_claim is not None:
+        volume: dict[str, Any] = {
+            "name": RECORDS_VOLUME,
+            "persistentVolumeClaim": {"claimName": records.persistent_volume_claim},
+        }
+    else:
+        volume = {"name": RECORDS_VOLUME, "emptyDir": {}}
+    return [], [volume], [{"name": RECORDS_VOLUME, "mountPath": RECORDS_MOUNT_PATH}]
 
 
 def _explainer_flags(spec: ExplainedModelSpec, target: PredictTarget, max_waiting: int) -> dict[str, Any]:
@@ -375,7 +423,7 @@ def build_explainer_isvc(
     explainer = spec.explainer
     scaling = scaling_of(explainer.autoscaling, explainer.capacity, explainer.resources, parent.raw_deployment)
     flags = _explainer_flags(spec, target, scaling.max_waiting)
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": PROTOCOL_ENV, "value": "v1"},
         {
             "name": EXPLAINER_SPEC_ENV,
@@ -388,16 +436,28 @@ def build_explainer_isvc(
         env.append({"name": STORAGE_URI_ENV, "value": model_uri})
         flags["model_dir"] = MODEL_DIR
         flags["model_sha256"] = explainer.model_storage_sha256 if explainer.model_storage_uri else spec.predictor.storage_sha256
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if explainer.keeps_records:
+        flags.update(_records_flags(explainer.records, target))
+        records_env, volumes, mounts = _records_storage(explainer.records)
+        env.extend(records_env)
     args = ExplainerServerArgs.of(**flags).to_args()
+    container = _glassbox_container(config.explainer_image, args, env, build_resources(explainer.resources, explainer.gpus))
+    if mounts:
+        container["volumeMounts"] = mounts
     component: dict[str, Any] = {
         **_component_scaling(scaling, explainer.autoscaling),
         **_placement(explainer.node_selector, explainer.tolerations, explainer.service_account_name),
         # KServe's request timeout for the component: past the explainer's own deadline, so its JSON 504 comes first.
         "timeout": explainer.timeout_seconds + TIMEOUT_MARGIN_SECONDS,
-        "containers": [
-            _glassbox_container(config.explainer_image, args, env, build_resources(explainer.resources, explainer.gpus))
-        ],
+        "containers": [container],
     }
+    if volumes:
+        component["volumes"] = volumes
+    if explainer.records.persistent_volume_claim is not None and explainer.keeps_records:
+        # A claim's files belong to whoever made them: the pod's group may write them.
+        component["securityContext"] = {"fsGroup": GLASSBOX_IMAGE_USER}
     if parent.raw_deployment:
         component["terminationGracePeriodSeconds"] = explainer.timeout_seconds + TERMINATION_MARGIN_SECONDS
     return _with_identity(

@@ -46,6 +46,9 @@ class PredictTarget:
     answers_both_protocols: bool = False
     # KServe may scale the predictor to zero (`minReplicas: 0`): probes would keep it awake.
     may_scale_to_zero: bool = False
+    # What identifies the model's version (an artifact's SHA-256, its storage URI, or its images): an
+    # explanation record is served again only for the same version.
+    model_version: str | None = None
 
     @property
     def host(self) -> str:
@@ -144,6 +147,21 @@ def may_scale_to_zero(isvc: dict[str, Any] | None) -> bool:
     return ((((isvc or {}).get("spec") or {}).get("predictor") or {}).get("minReplicas")) == 0
 
 
+def model_version_of(isvc: dict[str, Any]) -> str | None:
+    """What identifies the version of the model an InferenceService serves: where its artifact is stored
+    (`storageUri` of its `model` or framework predictor, with the runtime's version), else the images of its
+    containers. A new artifact or image is a new version; a scaling edit is not."""
+    predictor = (isvc.get("spec") or {}).get("predictor") or {}
+    for key in ("model", *FRAMEWORK_PREDICTORS):
+        implementation = predictor.get(key)
+        if isinstance(implementation, dict) and implementation.get("storageUri"):
+            version = str(implementation["storageUri"])
+            runtime_version = implementation.get("runtimeVersion")
+            return f"{version} ({runtime_version})" if runtime_version else version
+    images = [str(c["image"]) for c in predictor.get("containers") or [] if isinstance(c, dict) and c.get("image")]
+    return ", ".join(images) or None
+
+
 def runtime_name(isvc: dict[str, Any]) -> str | None:
     """The ServingRuntime a `model` predictor names, when it names one."""
     model = (((isvc.get("spec") or {}).get("predictor") or {}).get("model")) or {}
@@ -185,4 +203,4 @@ def predict_target(
         return None
     # A runtime that lists both (KServe's Python servers: sklearn, xgboost, huggingface, ...) answers both.
     both = answers_both_protocols or {"v1", "v2"} <= set(runtime_protocols or [])
-    return PredictTarget(base, model_name(isvc), protocol, both, may_scale_to_zero(isvc))
+    return PredictTarget(base, model_name(isvc), protocol, both, may_scale_to_zero(isvc), model_version_of(isvc))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from glassbox.contract.api import Autoscaling, ExplainedModelSpec, ScaleMetric
+from glassbox.contract.api import Autoscaling, ExplainedModelSpec, ExplainerSpec, ScaleMetric
+from glassbox.contract.wire import RECORDS_PATH
 from glassbox.operator.builders import DEPLOYMENT_MODE_ANNOTATION, detector_name, explainer_name, graph_name, predictor_name
 from glassbox.operator.capacity import metric_of
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
@@ -70,6 +71,23 @@ class Observation:
     # The outlier detector, when the spec has one, and what it fitted once it is ready.
     detector: ChildReport | None = None
     detector_fitted: dict[str, Any] | None = None
+
+
+def records_summary(explainer: ExplainerSpec) -> str:
+    """Where the explainer keeps its records, and what that means for them, in a sentence."""
+    records = explainer.records
+    if not explainer.keeps_records:
+        if records.enabled is False:
+            return "off (spec.explainer.records.enabled is false)"
+        return (
+            f"off: the explainer may run {explainer.autoscaling.max_replicas} replicas and a SQLite file is one pod's; "
+            "name a PostgreSQL Secret in spec.explainer.records.postgres to keep them"
+        )
+    if records.postgres is not None:
+        return f"PostgreSQL (Secret {records.postgres.secret_name}, key {records.postgres.key}), shared by every replica"
+    if records.persistent_volume_claim is not None:
+        return f"SQLite on PersistentVolumeClaim {records.persistent_volume_claim}"
+    return "SQLite on an emptyDir, lost with the pod: name a persistentVolumeClaim or postgres to keep them longer"
 
 
 def describe_problems(problems: list[SpecProblem]) -> str:
@@ -257,6 +275,7 @@ def compute_status(
             "detector": detector_name(parent_name) if spec.detector is not None else None,
         }
         status["methods"] = ",".join(method.effective_name for method in spec.explainer.methods)
+        status["records"] = records_summary(spec.explainer)
         if observation.detector_fitted is not None:
             status["detector"] = observation.detector_fitted
         target = observation.predictor_target
@@ -269,6 +288,9 @@ def compute_status(
             "explain": explainer_url + explain_path(target.model_name) if explainer_url and target else None,
             "graph": _url_of(observation.graph),
             "detect": detector_url + f"/v1/models/{detector_name(parent_name)}:predict" if detector_url else None,
+            "records": explainer_url + RECORDS_PATH.format(model=target.model_name)
+            if explainer_url and target and spec.explainer.keeps_records
+            else None,
         }
     else:
         # Keep what the last valid spec produced: the children still exist.
@@ -276,8 +298,9 @@ def compute_status(
         status["urls"] = previous_status.get("urls") or {}
         if previous_status.get("methods"):
             status["methods"] = previous_status["methods"]
-        if previous_status.get("detector"):
-            status["detector"] = previous_status["detector"]
+        for kept in ("detector", "records"):
+            if previous_status.get(kept):
+                status[kept] = previous_status[kept]
     status["urls"] = {k: v for k, v in status["urls"].items() if v}
     status["children"] = {k: v for k, v in status["children"].items() if v}
     return status

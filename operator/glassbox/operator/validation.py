@@ -112,6 +112,7 @@ def _cross_field_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
         *_resource_problems("spec.predictor.resources", spec.predictor.resources),
         *_predictor_batching_problems(spec.predictor),
         *_explainer_problems(spec),
+        *_records_problems(spec.explainer),
         *_detector_problems(spec),
         *_graph_problems(spec),
     ]
@@ -241,6 +242,31 @@ def _explainer_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "spec.explainer.gpus",
                 "a GPU helps only white-box methods (IntegratedGradients, TrainingDataInfluence); black-box "
                 "methods call the predictor, so set gpus to 0",
+            )
+        )
+    return problems
+
+
+def _records_problems(explainer: ExplainerSpec) -> list[SpecProblem]:
+    """One store for every replica: a SQLite file is one pod's (a record or job another replica wrote is not
+    there), so more than one replica needs PostgreSQL; and one store, not two."""
+    records = explainer.records
+    problems = []
+    if records.postgres is not None and records.persistent_volume_claim is not None:
+        problems.append(
+            SpecProblem(
+                "spec.explainer.records.persistentVolumeClaim",
+                "records are kept in postgres or in a SQLite file on this claim, not both; remove one",
+            )
+        )
+    replicas = explainer.autoscaling.max_replicas
+    if records.enabled and records.postgres is None and replicas > 1:
+        problems.append(
+            SpecProblem(
+                "spec.explainer.records.postgres",
+                f"the explainer may run {replicas} replicas (autoscaling.maxReplicas) and a SQLite file is one pod's: a "
+                "record or job one replica wrote would be missing on the others. Name a Secret holding a PostgreSQL "
+                "connection string (postgres.secretName), or set maxReplicas to 1, or records.enabled to false",
             )
         )
     return problems

@@ -96,17 +96,32 @@ def _check_peer(url: str, response: httpx.Response) -> None:
             raise StorageError(f"{url}: connected to {peer[0]}, {reason}; refused")
 
 
-def verify_sha256(path: Path, expected: str | None, what: str) -> None:
-    """Refuse a file whose SHA-256 is not `expected` (when one is given)."""
-    if expected is None:
-        return
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    if digest.hexdigest() != expected.lower():
+    return digest.hexdigest()
+
+
+def content_sha256(path: Path) -> str:
+    """A file's SHA-256; a folder's over its files' relative names and SHA-256s (what identifies its content)."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{member.relative_to(path).as_posix()}\0{file_sha256(member)}\n".encode())
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None, what: str) -> None:
+    """Refuse a file whose SHA-256 is not `expected` (when one is given)."""
+    if expected is None:
+        return
+    actual = file_sha256(path)
+    if actual != expected.lower():
         raise StorageError(
-            f"{what}: SHA-256 is {digest.hexdigest()}, the spec pins {expected}; refusing to load a file that is not the pinned one"
+            f"{what}: SHA-256 is {actual}, the spec pins {expected}; refusing to load a file that is not the pinned one"
         )
 
 

@@ -18,11 +18,12 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from glassbox.contract.server_args import ExplainerServerArgs
 from glassbox.explainers.records.errors import RecordStoreError
 from glassbox.explainers.records.jobs import Job, JobQueue
 
 log = logging.getLogger(__name__)
-LEASE_SECONDS = 30.0
+LEASE_SECONDS: float = ExplainerServerArgs.model_fields["job_lease_seconds"].default
 IDLE_POLL_SECONDS = 0.5
 
 RunJob = Callable[[dict[str, Any], dict[str, str]], Coroutine[Any, Any, dict[str, Any]]]

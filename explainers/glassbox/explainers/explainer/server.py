@@ -114,6 +114,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         records: RecordSettings | None = None,
         job_timeout_seconds: float = DEFAULTS.job_timeout_seconds,
         job_slots: int = DEFAULTS.job_slots,
+        job_lease_seconds: float = DEFAULTS.job_lease_seconds,
     ):
         super().__init__(name)
         self.record_settings = records
@@ -122,6 +123,7 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         self.job_runner: JobRunner | None = None
         self.job_timeout_seconds = job_timeout_seconds
         self.job_slots = job_slots
+        self.job_lease_seconds = job_lease_seconds
         self.model_sha256 = model_sha256
         self.spec = spec
         self.predictor_settings = predictor
@@ -171,7 +173,9 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             self.recorder = Recorder(self.name, self.record_settings)
             self.recorder.start_retention()
             self.jobs = JobQueue(self.recorder.store, self.name)
-            self.job_runner = JobRunner(self.jobs, self.run_job, self.pool.has_free_worker, slots=self.job_slots)
+            self.job_runner = JobRunner(
+                self.jobs, self.run_job, self.pool.has_free_worker, slots=self.job_slots, lease_seconds=self.job_lease_seconds
+            )
         if black_box:
             self.predictor_watch = PredictorWatch(
                 self.client.readiness_problem, self.predictor_probe_seconds, self.predictor_probe_while_idle
@@ -471,6 +475,7 @@ def main() -> None:
         model_sha256=args.model_sha256,
         job_timeout_seconds=args.job_timeout_seconds,
         job_slots=args.job_slots,
+        job_lease_seconds=args.job_lease_seconds,
         records=None
         if args.records_path is None and not args.records_postgres
         else RecordSettings(
