@@ -384,6 +384,30 @@ def test_status_follows_kserve_to_ready_with_urls(cluster: Cluster, operator: Ru
         "name": "GLASSBOX_RECORDS_POSTGRES",
         "valueFrom": {"secretKeyRef": {"name": "credit-risk-records", "key": "url"}},
     } in env
+    # Records name the generation the explainer was deployed from: an edit of the predictor alone (generation 2)
+    # leaves the explainer (and its pods) as generation 1 made it; an edit of a method makes it generation 3's.
+    generation = "glassbox.dev/explainer-generation"
+    assert explainer["metadata"]["annotations"][generation] == "1"
+    edit = {"spec": {"predictor": {"autoscaling": {"minReplicas": 1, "maxReplicas": 6}}}}
+    cluster.objects.patch_namespaced_custom_object(*XM[:2], namespace, XM[2], "credit-risk", edit)
+    wait_for(
+        "the predictor rescaled", lambda: get(cluster, KSERVE, namespace, "credit-risk")["spec"]["predictor"]["maxReplicas"] == 6
+    )
+    assert (get(cluster, KSERVE, namespace, "credit-risk-explainer") or {})["spec"] == explainer["spec"]
+    methods = body["spec"]["explainer"]["methods"]
+    methods[0]["anchorTabular"]["threshold"] = 0.9
+    cluster.objects.patch_namespaced_custom_object(
+        *XM[:2], namespace, XM[2], "credit-risk", {"spec": {"explainer": {"methods": methods}}}
+    )
+    changed = wait_for(
+        "the explainer of generation 3",
+        lambda: (
+            (b := get(cluster, KSERVE, namespace, "credit-risk-explainer"))
+            and b["metadata"]["annotations"][generation] == "3"
+            and b
+        ),
+    )
+    assert "--explained_model_generation=3" in changed["spec"]["predictor"]["containers"][0]["args"]
 
 
 def test_deleting_the_explained_model_collects_children_but_never_an_existing_service(

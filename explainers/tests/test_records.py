@@ -16,7 +16,7 @@ from glassbox.explainers.records.errors import RecordQueryError, RecordStoreErro
 from glassbox.explainers.records.jobs import JobQueue
 from glassbox.explainers.records.keys import answer_key, input_digest
 from glassbox.explainers.records.schema import LATEST, MIGRATIONS, VERSION_TABLE
-from glassbox.explainers.records.store import Record, RecordQuery, SqliteRecords, SqlRecords
+from glassbox.explainers.records.store import COLUMNS, Record, RecordQuery, SqliteRecords, SqlRecords
 
 SETTINGS = {"type": "AnchorTabular", "name": "anchors", "anchorTabular": {"threshold": 0.95, "seed": 0}}
 
@@ -253,8 +253,16 @@ def test_a_store_an_older_explainer_wrote_is_migrated_and_keeps_its_records(tmp_
             older.execute(statement)
         older.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (1)")
         kept = record()
-        older.execute(f"INSERT INTO explanation_records VALUES ({', '.join('?' for _ in kept.row())})", kept.row())
+        first_columns = COLUMNS[: COLUMNS.index("input") + 1]
+        marks = ", ".join("?" for _ in first_columns)
+        older.execute(
+            f"INSERT INTO explanation_records ({', '.join(first_columns)}) VALUES ({marks})", kept.row()[: len(first_columns)]
+        )
     store = SqliteRecords(path)
     assert store.get("credit", kept.id) == kept
     assert JobQueue(store, "credit").submit({"instances": [[1]]}).state == "queued", "the jobs table came with the migration"
+    # Schema 3: a record names its ExplainedModel and the generation of the spec its explainer was deployed from.
+    named = record(explained_model="ml/credit", generation=7)
+    store.write(named)
+    assert store.get("credit", named.id) == named
     store.close()

@@ -350,6 +350,38 @@ def test_an_explanation_asked_as_a_job_is_answered_202_then_found_done(recorded:
     assert by_header.status_code == 202 and wait_for_job(recorded, by_header.headers["location"])["state"] == "done"
 
 
+def test_a_job_is_asked_on_v2_infer_as_json_or_binary_tensors(recorded: LocalDeployment) -> None:
+    """v2 has no explain verb: `infer` on the explainer with `parameters.async` queues the job; its 202 carries the
+    job in the `explanation` output, and the job runs the same question (binary tensors included)."""
+    infer = f"{recorded.explainer_base}/v2/models/synthetic/infer"
+    row = [0.96, 0.2, 0.5, 0.7, 0.1]
+    body = {
+        "id": "v2-job",
+        "inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP64", "data": row}],
+        "parameters": {"method": "anchors", "async": True},
+    }
+    accepted = httpx.post(infer, json=body, timeout=30)
+    assert accepted.status_code == 202, pretty(accepted)
+    job = json.loads(accepted.json()["outputs"][0]["data"][0])
+    assert accepted.headers["location"] == job["location"]
+    done = wait_for_job(recorded, job["location"])
+    assert done["state"] == "done", done
+    assert ask(recorded, row)["record"]["id"] == done["record"], "the job answered the question a v1 request asks"
+    record = httpx.get(f"{records_url(recorded)}/{done['record']}").json()
+    assert record["requestId"] == "v2-job"
+    tensor = {"name": "x", "shape": [1, 5], "datatype": "FP64", "parameters": {"binary_data_size": 40}}
+    binary_body = {**body, "id": "v2-binary", "inputs": [tensor]}
+    encoded = json.dumps(binary_body).encode()
+    binary = httpx.post(
+        infer,
+        content=encoded + np.asarray([[0.95, 0.21, 0.5, 0.7, 0.1]], dtype="<f8").tobytes(),
+        headers={"inference-header-content-length": str(len(encoded)), "content-type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert binary.status_code == 202, pretty(binary)
+    assert wait_for_job(recorded, binary.headers["location"])["state"] == "done"
+
+
 def test_a_job_request_is_checked_at_once_and_jobs_are_found_by_id(recorded: LocalDeployment) -> None:
     bad = httpx.post(recorded.urls()["explain"], json={"instances": [[1, 2]], "async": True}, timeout=30)
     assert bad.status_code == 400 and "feature" in bad.json()["error"], (

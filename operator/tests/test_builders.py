@@ -28,6 +28,7 @@ from glassbox.operator.builders import (
     build_disruption_budgets,
     build_explainer_isvc,
     build_predictor_isvc,
+    explainer_generation,
     predictor_target_of_own,
 )
 from glassbox.operator.kserve_addressing import model_version_of, predict_target
@@ -599,3 +600,26 @@ def test_records_of_an_existing_service_are_keyed_to_its_artifact_or_images() ->
     # Scaling the existing service is not a new version: the explainer's arguments stay as they were.
     scaled = {"predictor": {**served["predictor"], "minReplicas": 3}}
     assert model_version_of({"spec": scaled}) == model_version_of({"spec": served})
+
+
+def test_records_name_the_generation_the_explainer_was_deployed_from_and_other_edits_roll_no_pod(
+    credit_risk: dict[str, Any],
+) -> None:
+    parent = Parent(name="credit-risk", namespace="ml", uid="0000-uid", generation=3)
+    spec = ExplainedModelSpec.model_validate(credit_risk["spec"])
+    target = predictor_target_of_own(parent, spec, reported("credit-risk", "ml"))
+    assert target is not None
+
+    def builder(model: ExplainedModelSpec) -> Any:
+        return lambda generation: build_explainer_isvc(parent, model, target, CONFIG, generation)
+
+    deployed = builder(spec)(3)
+    args = deployed["spec"]["predictor"]["containers"][0]["args"]
+    assert "--explained_model=ml/credit-risk" in args and "--explained_model_generation=3" in args
+    assert explainer_generation(None, builder(spec), 3) == 3, "a new explainer is deployed from this generation"
+    # Generation 4 changes the predictor's scaling only: the explainer is as generation 3 left it.
+    assert explainer_generation(deployed, builder(spec), 4) == 3
+    # Generation 5 changes a method: the explainer's records name generation 5 from then on.
+    edited = copy.deepcopy(credit_risk)
+    edited["spec"]["explainer"]["methods"][0]["anchorTabular"]["threshold"] = 0.9
+    assert explainer_generation(deployed, builder(ExplainedModelSpec.model_validate(edited["spec"])), 5) == 5

@@ -184,6 +184,10 @@ class ExplainerServerArgs(ServerArgs):
         description="what identifies the model's version in a record (an artifact's SHA-256); an answer is served "
         "again only for the same digest",
     )
+    explained_model: str | None = Field(None, description="the ExplainedModel (NAMESPACE/NAME) its records name")
+    explained_model_generation: int | None = Field(
+        None, ge=1, description="the generation of the ExplainedModel's spec this explainer was deployed from, in its records"
+    )
 
 
 class DetectorServerArgs(ServerArgs):

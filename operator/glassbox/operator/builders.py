@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ MANAGED_BY = "glassbox"
 PARENT_LABEL = "glassbox.dev/explained-model"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SPEC_HASH_ANNOTATION = "glassbox.dev/spec-hash"
+# The generation of the ExplainedModel's spec the explainer was last changed by (its records name it).
+EXPLAINER_GENERATION_ANNOTATION = "glassbox.dev/explainer-generation"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -83,6 +86,8 @@ RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
 }
 # The user Glassbox's images run as (their Dockerfiles' USER).
 GLASSBOX_IMAGE_USER = 65532
+# Longest one call from the explainer to the predictor may take.
+PREDICTOR_CALL_TIMEOUT_SECONDS = 30
 # Where the explainer's SQLite records live in its pod: a volume (emptyDir, or the spec's claim).
 RECORDS_VOLUME = "glassbox-records"
 RECORDS_MOUNT_PATH = "/var/lib/glassbox/records"
@@ -120,6 +125,8 @@ class Parent:
     # The mode KServe reports running the predictor Glassbox deployed in (its status.deploymentMode): the
     # cluster's default, which the explainer and detector get too when the object names none.
     reported_mode: str | None = None
+    # metadata.generation of the ExplainedModel's spec being reconciled.
+    generation: int | None = None
 
     @property
     def raw_deployment(self) -> bool:
@@ -183,7 +190,14 @@ def spec_hash(body: dict[str, Any]) -> str:
 
 
 def _with_identity(
-    parent: Parent, component: str, api_version: str, kind: str, name: str, spec: dict[str, Any], cluster_local: bool
+    parent: Parent,
+    component: str,
+    api_version: str,
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    cluster_local: bool,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": api_version,
@@ -200,6 +214,8 @@ def _with_identity(
         body["metadata"]["labels"].update({label: CLUSTER_LOCAL for label in VISIBILITY_LABELS})
     if parent.deployment_mode:  # KServe reads it on InferenceServices and InferenceGraphs alike
         body["metadata"]["annotations"] = {DEPLOYMENT_MODE_ANNOTATION: parent.deployment_mode}
+    if annotations:
+        body["metadata"]["annotations"] = {**body["metadata"].get("annotations", {}), **annotations}
     body["metadata"]["annotations"] = {**body["metadata"].get("annotations", {}), SPEC_HASH_ANNOTATION: spec_hash(body)}
     return body
 
@@ -395,8 +411,9 @@ def _explainer_flags(spec: ExplainedModelSpec, target: PredictTarget, max_waitin
         "predictor_host": target.host,
         "predictor_protocol": target.protocol.value,
         "explain_timeout_seconds": explainer.timeout_seconds,
-        # One perturbation call should take seconds, not kserve's default of ten minutes.
-        "predictor_request_timeout_seconds": min(30, explainer.timeout_seconds),
+        # One perturbation call should take seconds, not kserve's default of ten minutes. A call is also cut
+        # at its explanation's deadline, so this is not timeoutSeconds: a job's deadline is far longer.
+        "predictor_request_timeout_seconds": PREDICTOR_CALL_TIMEOUT_SECONDS,
         "max_body_bytes": explainer.max_body_bytes,
         # What the autoscaler is told this replica holds (containerConcurrency) is what it admits.
         "explain_workers": explainer.capacity.workers,
@@ -414,12 +431,13 @@ def _explainer_flags(spec: ExplainedModelSpec, target: PredictTarget, max_waitin
 
 
 def build_explainer_isvc(
-    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig
+    parent: Parent, spec: ExplainedModelSpec, target: PredictTarget, config: OperatorConfig, generation: int | None = None
 ) -> dict[str, Any]:
     """The explainer: its own InferenceService, so it scales independently of the predictor.
 
     It serves the predictor's model name, so its paths mirror the predictor's, and
-    calls the predictor where KServe says it answers (`target`)."""
+    calls the predictor where KServe says it answers (`target`). Its records name the ExplainedModel and
+    `generation`, the generation of the spec it was deployed from (see `explainer_generation`)."""
     explainer = spec.explainer
     scaling = scaling_of(explainer.autoscaling, explainer.capacity, explainer.resources, parent.raw_deployment)
     flags = _explainer_flags(spec, target, scaling.max_waiting)
@@ -440,6 +458,7 @@ def build_explainer_isvc(
     mounts: list[dict[str, Any]] = []
     if explainer.keeps_records:
         flags.update(_records_flags(explainer.records, target))
+        flags.update(explained_model=f"{parent.namespace}/{parent.name}", explained_model_generation=generation)
         records_env, volumes, mounts = _records_storage(explainer.records)
         env.extend(records_env)
     args = ExplainerServerArgs.of(**flags).to_args()
@@ -468,7 +487,23 @@ def build_explainer_isvc(
         explainer_name(parent.name),
         {"predictor": component},
         not spec.is_external,
+        {EXPLAINER_GENERATION_ANNOTATION: str(generation)} if generation and explainer.keeps_records else None,
     )
+
+
+def explainer_generation(
+    live: dict[str, Any] | None, build: Callable[[int | None], dict[str, Any]], current: int | None
+) -> int | None:
+    """The generation of the spec the explainer was deployed from: the live explainer's while nothing else of it
+    would change (an edit elsewhere in the spec, such as the predictor's scaling, rolls no explainer pod), else
+    `current`. `build(generation)` is the explainer's body for a generation."""
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
+    try:
+        kept = int(annotations[EXPLAINER_GENERATION_ANNOTATION])
+    except (KeyError, ValueError):
+        return current
+    unchanged = build(kept)["metadata"]["annotations"].get(SPEC_HASH_ANNOTATION) == annotations.get(SPEC_HASH_ANNOTATION)
+    return kept if unchanged else current
 
 
 def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from glassbox.operator.builders import (
     build_inference_graph,
     build_predictor_isvc,
     detector_name,
+    explainer_generation,
     explainer_name,
     graph_name,
     graph_needs_detector,
@@ -205,6 +206,7 @@ class Reconciler:
             namespace=meta["namespace"],
             uid=meta["uid"],
             deployment_mode=(meta.get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION),
+            generation=meta.get("generation"),
         )
         generation = meta.get("generation")
         previous_status = body.get("status") or {}
@@ -331,7 +333,13 @@ class Reconciler:
     ) -> ChildReport:
         """The explainer, once the predictor's address is known; until then, what it waits for."""
         if target is not None:
-            return self._converge(parent, build_explainer_isvc(parent, spec, target, self.config))
+
+            def build(generation: int | None) -> dict[str, Any]:
+                return build_explainer_isvc(parent, spec, target, self.config, generation)
+
+            return self._converge(
+                parent, build(parent.generation), lambda live: build(explainer_generation(live, build, parent.generation))
+            )
         if predictor.failure is not None and predictor.failure[0] == NAME_CONFLICT:
             reason, message = "WaitingForPredictor", f"the predictor cannot be deployed: {predictor.failure[1]}"
         else:

@@ -96,6 +96,9 @@ class RecordSettings:
     strict: bool = False
     retention_days: float | None = None
     model_digest: str | None = None
+    # Which ExplainedModel (namespace/name), and the generation of its spec this explainer was deployed from.
+    explained_model: str | None = None
+    generation: int | None = None
 
 
 def iso_time(seconds: float) -> str:

@@ -42,6 +42,8 @@ def record_json(record: Record) -> dict[str, Any]:
         "created": iso_time(record.created),
         "model": record.model,
         "modelDigest": record.model_digest,
+        "explainedModel": record.explained_model,
+        "generation": record.generation,
         "method": record.method,
         "settings": record.settings,
         "inputDigest": record.input_digest,

@@ -118,6 +118,20 @@ def asks_for_a_job(payload: dict[str, Any] | InferRequest, headers: dict[str, st
     return False
 
 
+def infer_request_json(request: InferRequest) -> dict[str, Any]:
+    """A v2 request (JSON or binary tensors) as the v2 JSON body that says the same: what a job keeps to run later."""
+    inputs = []
+    for tensor in request.inputs:
+        values = tensor.as_numpy().reshape(-1).tolist()
+        if tensor.datatype == "BYTES":
+            values = [v.decode() if isinstance(v, bytes) else v for v in values]
+        inputs.append({"name": tensor.name, "shape": list(tensor.shape), "datatype": tensor.datatype, "data": values})
+    body: dict[str, Any] = {"inputs": inputs, "parameters": dict(request.parameters or {})}
+    if request.id:
+        body["id"] = request.id
+    return body
+
+
 def job_request(payload: dict[str, Any]) -> dict[str, Any]:
     """What a job runs: the request as it came, without what asked for a job."""
     body = {k: v for k, v in payload.items() if k != "async"}

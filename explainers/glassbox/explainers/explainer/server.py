@@ -63,6 +63,7 @@ from glassbox.explainers.explainer.requests import (
     ExplanationRequest,
     asks_for_a_job,
     explanation_json,
+    infer_request_json,
     job_request,
     read_explanation_request,
 )
@@ -298,6 +299,8 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
         record = Record(
             model=self.name,
             model_digest=recorder.settings.model_digest,
+            explained_model=recorder.settings.explained_model,
+            generation=recorder.settings.generation,
             method=method.name,
             settings=settings,
             input_digest=digest,
@@ -341,15 +344,15 @@ class ExplainerModel(kserve.Model):  # type: ignore[misc]
             raise http_error(
                 400, "an explanation asked as a job needs the explainer's records (--records_path or --records_postgres)"
             )
-        if not isinstance(payload, dict):
-            raise http_error(400, "ask for an explanation job with a JSON body on :explain (v1, or a v2 JSON body)")
         try:
             request = read_explanation_request(payload, self.name)
             method = self._method_for(request.method)
             request.targets(len(method.check_instances(request.instances())))
             job_id = new_record_id()
-            # The record names the caller's request id, or (asked without one) the job's.
-            body = {"id": request_id_of(payload, headers) or job_id, **job_request(payload)}
+            # Kept as JSON to run later (a v2 request's binary tensors as the JSON body that says the same); the
+            # record names the caller's request id, or (asked without one) the job's.
+            kept = infer_request_json(payload) if isinstance(payload, InferRequest) else payload
+            body = {"id": request_id_of(payload, headers) or job_id, **job_request(kept)}
             job = await asyncio.to_thread(self.jobs.submit, body, job_id)
         except InputError as error:
             raise http_error(error.status, str(error)) from None
@@ -485,6 +488,8 @@ def main() -> None:
             strict=args.records_strict,
             retention_days=args.records_retention_days,
             model_digest=args.model_digest,
+            explained_model=args.explained_model,
+            generation=args.explained_model_generation,
         ),
     )
     model.load()

@@ -52,6 +52,13 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX explanation_jobs_claim ON explanation_jobs (model, state, created)",
         ),
     ),
+    (
+        3,
+        (
+            "ALTER TABLE explanation_records ADD COLUMN explained_model TEXT",
+            "ALTER TABLE explanation_records ADD COLUMN generation BIGINT",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -41,6 +41,8 @@ COLUMNS = (
     "predictor_rows",
     "explanation",
     "input",
+    "explained_model",
+    "generation",
 )
 RECORD_ID = re.compile(r"^[0-9a-f]{32}$")
 MOST_PER_PAGE = 1000
@@ -67,6 +69,9 @@ class Record:
     predictor_rows: int = 0
     explanation: dict[str, Any] | None = None
     input: Any = None  # only when the spec asks to store inputs: they may be personal data
+    # The ExplainedModel (namespace/name) and the generation of its spec the explainer was deployed from.
+    explained_model: str | None = None
+    generation: int | None = None
     id: str = field(default_factory=new_record_id)
     created: float = field(default_factory=time.time)
 
