@@ -658,7 +658,20 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         shown = body["status"]["detector"]
         assert shown["threshold"] == fitted["threshold"] > 0
         assert shown["falsePositiveRate"] == 0.01 and shown["heldOutRows"] == 120 and len(shown["specHash"]) == 16
-        assert condition(body, "DetectorReady")["status"] == "True"
+        # The sample watches drift too: the detector is ready once its drift monitor (one replica) is.
+        assert "drift monitor" in condition(body, "DetectorReady")["message"]
+        assert body["status"]["children"]["drift"] == "tumour-triage-drift"
+        deployment.start_drift()
+        assert deployment.drift_base is not None
+        wait_for("the drift monitor InferenceService", lambda: get(cluster, KSERVE, namespace, "tumour-triage-drift"))
+        set_ready(cluster, KSERVE, namespace, "tumour-triage-drift", deployment.drift_base)
+        body = wait_for(
+            "DetectorReady with the drift monitor",
+            lambda: (b := get(cluster, XM, namespace, "tumour-triage")) and condition(b, "DetectorReady")["status"] == "True" and b,
+        )
+        drift_url = body["status"]["urls"]["drift"]
+        assert drift_url == f"{deployment.drift_base}/glassbox/v1/models/tumour-triage-drift/drift"
+        assert httpx.get(drift_url).json()["drifted"] is None, "no request logged yet"
     finally:
         deployment.stop()
 

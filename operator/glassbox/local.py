@@ -26,17 +26,19 @@ import httpx
 import yaml
 
 from glassbox.contract.api import KIND, ExplainedModelSpec, Protocol, uses_glassbox_predictor
-from glassbox.contract.wire import MODEL_DIR, RECORDS_POSTGRES_ENV, STORAGE_URI_ENV
+from glassbox.contract.wire import DRIFT_EVENTS_PATH, DRIFT_PATH, MODEL_DIR, RECORDS_POSTGRES_ENV, STORAGE_URI_ENV
 from glassbox.explainers.data.storage import ARTIFACT_LIMITS, content_sha256, resolve
 from glassbox.operator.builders import (
     OperatorConfig,
     Parent,
     build_detector_isvc,
+    build_drift_isvc,
     build_explainer_isvc,
     build_inference_graph,
     build_predictor_isvc,
     deployed_model_version,
     detector_name,
+    drift_name,
 )
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import find_spec_problems
@@ -235,6 +237,15 @@ class LocalDeployment:
         env = {e["name"]: e["value"] for e in container["env"]}
         return [sys.executable, "-m", "glassbox.explainers.detector", *args], env
 
+    def drift_command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        monitor = build_drift_isvc(self.parent, self.spec, OperatorConfig())
+        if monitor is None:
+            raise LocalModeError("the spec has no drift monitor (spec.detector.drift)")
+        container = _container(monitor)
+        args = [*container["args"], f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        return [sys.executable, "-m", "glassbox.explainers.detector", *args], env
+
     # ------------------------------------------------------------------ running
 
     def spawn(self, name: str, command: list[str], env: dict[str, str], url: str) -> LocalProcess:
@@ -286,10 +297,18 @@ class LocalDeployment:
         detector = self.spawn("detector", command, env, f"http://127.0.0.1:{port}")
         self.wait_ready(detector, f"/v2/models/{detector_name(self.name)}/ready")
 
+    def start_drift(self) -> None:
+        port = free_port()
+        command, env = self.drift_command(port)
+        monitor = self.spawn("drift", command, env, f"http://127.0.0.1:{port}")
+        self.wait_ready(monitor, f"/v2/models/{drift_name(self.name)}/ready")
+
     def start(self) -> None:
         try:
             if self.spec.detector is not None:
                 self.start_detector()
+                if self.spec.detector.drift is not None:
+                    self.start_drift()
             self.start_explainer(self.start_predictor())
         except BaseException:
             self.stop()
@@ -309,6 +328,10 @@ class LocalDeployment:
     def detector_base(self) -> str | None:
         return next((p.url for p in self.processes if p.name == "detector"), None)
 
+    @property
+    def drift_base(self) -> str | None:
+        return next((p.url for p in self.processes if p.name == "drift"), None)
+
     def urls(self) -> dict[str, str]:
         target = self.predictor_target(self.predictor_base)
         urls = {
@@ -317,6 +340,10 @@ class LocalDeployment:
         }
         if self.detector_base is not None:
             urls["detect"] = f"{self.detector_base}/v1/models/{detector_name(self.name)}:predict"
+        if self.drift_base is not None:
+            monitor = drift_name(self.name)
+            urls["drift"] = self.drift_base + DRIFT_PATH.format(model=monitor)
+            urls["drift_events"] = self.drift_base + DRIFT_EVENTS_PATH.format(model=monitor)
         return urls
 
     def inference_graph(
@@ -372,6 +399,8 @@ def run_up(manifest: Path, predictor_url: str | None, records_path: Path | None 
             print(f'explain: POST {urls["explain"]}  {{"instances": [...], "method": one of {methods}}}')
             if "detect" in urls:
                 print(f'detect:  POST {urls["detect"]}  {{"instances": [...]}}')
+            if "drift" in urls:
+                print(f"drift:   GET {urls['drift']}  (KServe's request logger posts to {urls['drift_events']})")
             count = len(deployment.processes)
             print({1: "Ctrl-C stops it.", 2: "Ctrl-C stops both."}.get(count, f"Ctrl-C stops all {count}."), flush=True)
             while all(p.process.poll() is None for p in deployment.processes):

@@ -623,3 +623,29 @@ def test_records_name_the_generation_the_explainer_was_deployed_from_and_other_e
     edited = copy.deepcopy(credit_risk)
     edited["spec"]["explainer"]["methods"][0]["anchorTabular"]["threshold"] = 0.9
     assert explainer_generation(deployed, builder(ExplainedModelSpec.model_validate(edited["spec"])), 5) == 5
+
+
+def test_drift_runs_in_one_replica_fed_by_kserves_request_logger_and_its_edits_leave_the_detector_alone() -> None:
+    gated = load_sample("outlier-gated")
+    children = {c["metadata"]["name"]: c for c in children_of(gated)}
+    monitor = children["tumour-triage-drift"]["spec"]["predictor"]
+    assert (monitor["minReplicas"], monitor["maxReplicas"]) == (1, 1), "one window: one replica"
+    assert "--drift_only=true" in monitor["containers"][0]["args"]
+    logger = children["tumour-triage"]["spec"]["predictor"]["logger"]
+    assert logger == {
+        "mode": "request",
+        "url": "http://tumour-triage-drift-predictor.ml.svc.cluster.local/glassbox/v1/models/tumour-triage-drift/drift/events",
+    }
+    detector_fit = {
+        e["name"]: e["value"] for e in children["tumour-triage-detector"]["spec"]["predictor"]["containers"][0]["env"]
+    }
+    assert "drift" not in json.loads(detector_fit[DETECTOR_FIT_ENV])
+    edited = copy.deepcopy(gated)
+    edited["spec"]["detector"]["drift"]["windowRows"] = 5000
+    after = {c["metadata"]["name"]: c for c in children_of(edited)}
+    assert after["tumour-triage-detector"] == children["tumour-triage-detector"], "a drift edit refits no outlier detector"
+    assert after["tumour-triage-drift"] != children["tumour-triage-drift"]
+    del edited["spec"]["detector"]["drift"]
+    names = {c["metadata"]["name"] for c in children_of(edited)}
+    assert "tumour-triage-drift" not in names
+    assert "logger" not in next(c for c in children_of(edited) if c["metadata"]["name"] == "tumour-triage")["spec"]["predictor"]

@@ -206,3 +206,28 @@ def test_the_status_says_where_records_are_kept_or_why_none_are(credit_risk: dic
     assert summary({}, max_replicas=1).startswith("SQLite on an emptyDir, lost with the pod")
     assert summary({"persistentVolumeClaim": "kept"}, max_replicas=1) == "SQLite on PersistentVolumeClaim kept"
     assert summary({"enabled": False, "postgres": {"secretName": "db"}}) == "off (spec.explainer.records.enabled is false)"
+
+
+def test_the_detector_is_ready_once_its_drift_monitor_is_too() -> None:
+    gated = load_sample("outlier-gated")
+    spec = ExplainedModelSpec.model_validate(gated["spec"])
+
+    def status_with(drift: dict[str, Any] | None) -> dict[str, Any]:
+        seen = Observation(
+            generation=1,
+            spec=spec,
+            predictor=ChildReport("InferenceService", "tumour-triage", ready("http://p")),
+            explainer=ChildReport("InferenceService", "tumour-triage-explainer", ready("http://e")),
+            detector=ChildReport("InferenceService", "tumour-triage-detector", ready("http://d")),
+            drift=ChildReport("InferenceService", "tumour-triage-drift", drift),
+            graph=ChildReport("InferenceGraph", "tumour-triage-graph", ready("http://g")),
+            predictor_target=PredictTarget("http://p", "tumour-triage", Protocol.v2),
+        )
+        return compute_status(seen, None, "tumour-triage", "t0")
+
+    waiting = conditions(status_with({"status": {}}))["DetectorReady"]
+    assert waiting["status"] != "True" and waiting["message"].startswith("the drift monitor:")
+    done = status_with(ready("http://m"))
+    assert conditions(done)["DetectorReady"]["status"] == "True" and conditions(done)["Ready"]["status"] == "True"
+    assert done["urls"]["drift"] == "http://m/glassbox/v1/models/tumour-triage-drift/drift"
+    assert done["children"]["drift"] == "tumour-triage-drift"

@@ -328,3 +328,14 @@ def test_records_need_one_store_every_replica_shares(credit_risk: dict[str, Any]
     explainer["records"] = {"postgres": {"secretName": "Not_A_Name"}}
     _, problems = find_spec_problems("credit-risk", credit_risk["spec"])
     assert [p.field for p in problems] == ["spec.explainer.records.postgres.secretName"]
+
+
+def test_drift_needs_a_window_it_can_fill_and_tabular_reference_data() -> None:
+    manifest = load_sample("outlier-gated")
+    manifest["spec"]["detector"]["drift"] = {"windowRows": 50, "minRows": 100}
+    _, problems = find_spec_problems("tumour-triage", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.detector.drift.minRows"] and "never be tested" in problems[0].message
+    manifest["spec"]["detector"]["drift"] = {}
+    manifest["spec"]["detector"]["referenceData"] = {"uri": "reviews.csv", "textColumn": "review"}
+    _, problems = find_spec_problems("tumour-triage", manifest["spec"])
+    assert [p.field for p in problems] == ["spec.detector.drift"] and "tabular" in problems[0].message

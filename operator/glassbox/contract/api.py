@@ -679,6 +679,26 @@ class DetectorType(enum.StrEnum):
     NearestNeighbors = "NearestNeighbors"
 
 
+class DriftSpec(ApiModel):
+    """Drift: the recent inputs as a whole tested against the reference data, window by window."""
+
+    false_alarm_rate: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="The chance that a window of inputs drawn like the reference data is called drifted; the tests' "
+        "thresholds follow from it.",
+    )
+    window_rows: int = Field(500, ge=20, le=100_000, description="Most recent inputs a window holds.")
+    window_seconds: int = Field(
+        3600, ge=60, le=30 * 86400, description="Inputs older than this leave the window, however few remain."
+    )
+    min_rows: int = Field(
+        100, ge=20, le=100_000, description="Fewest inputs a window is tested with; until then drift is not judged."
+    )
+    test_every_rows: int = Field(100, ge=1, le=100_000, description="The window is tested again after this many new inputs.")
+
+
 class DetectorFit(ApiModel):
     """How the outlier detector is fitted: all that its server receives, so a scaling edit never refits it."""
 
@@ -708,6 +728,11 @@ class DetectorFit(ApiModel):
     reference_data: ReferenceData | None = Field(
         None,
         description="Rows the detector is fitted on: what inputs should look like. The explainer's referenceData when omitted.",
+    )
+    drift: DriftSpec | None = Field(
+        None,
+        description="Also test recent inputs as a whole against the reference data (tabular inputs). A predictor "
+        "Glassbox deploys sends its requests here through KServe's request logger.",
     )
 
 
@@ -853,6 +878,7 @@ class StatusUrls(ApiModel):
     explain: str | None = Field(None, description="URL that answers explanations (the method name is a query parameter).")
     graph: str | None = Field(None, description="URL of the InferenceGraph.")
     detect: str | None = Field(None, description="URL that answers outlier verdicts (v1; v2 at /v2/models/NAME/infer).")
+    drift: str | None = Field(None, description="URL of the drift monitor's latest report (spec.detector.drift).")
     records: str | None = Field(
         None, description="URL of the explanation records: an audit query here, one record at /ID, JSON Lines at .jsonl."
     )
@@ -863,6 +889,7 @@ class Children(ApiModel):
     explainer: str | None = Field(None, description="Name of the explainer InferenceService.")
     graph: str | None = Field(None, description="Name of the InferenceGraph.")
     detector: str | None = Field(None, description="Name of the outlier detector's InferenceService.")
+    drift: str | None = Field(None, description="Name of the drift monitor's InferenceService (spec.detector.drift).")
 
 
 class DetectorStatus(ApiModel):

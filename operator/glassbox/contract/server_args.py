@@ -201,3 +201,8 @@ class DetectorServerArgs(ServerArgs):
     detector_workers: int = Field(
         DETECTOR_WORKERS, ge=1, description="requests judged at once, on threads (the rest wait their turn)"
     )
+    drift_only: bool = Field(
+        False,
+        description="serve only the drift monitor (the fit's drift settings), not outlier verdicts: its own "
+        "InferenceService of one replica, since a window of recent inputs is one window",
+    )

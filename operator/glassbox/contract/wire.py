@@ -20,6 +20,10 @@ UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 # `flagged`) and what it fitted (the operator shows it in the status).
 DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
 DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
+# The detector's drift monitor: KServe's request logger posts each prediction request here as a CloudEvent,
+# and the latest window's report is read here.
+DRIFT_EVENTS_PATH = "/glassbox/v1/models/{model}/drift/events"
+DRIFT_PATH = "/glassbox/v1/models/{model}/drift"
 # The explainer's records of its explanations: a page of an audit query here, one record below it by id.
 RECORDS_PATH = "/glassbox/v1/models/{model}/records"
 # The explainer's explanation jobs (asked with "async": true): one job's state, and its answer when done.

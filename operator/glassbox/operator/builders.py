@@ -31,6 +31,7 @@ from glassbox.contract.server_args import DetectorServerArgs, ExplainerServerArg
 from glassbox.contract.wire import (
     DETECTOR_FIT_ENV,
     DETECTOR_GATE_PATH,
+    DRIFT_EVENTS_PATH,
     EXPLAINER_SPEC_ENV,
     FLAGGED_FIELD,
     MODEL_DIR,
@@ -153,6 +154,11 @@ def graph_name(parent_name: str) -> str:
 def detector_name(parent_name: str) -> str:
     """The detector's InferenceService, and the model name it serves."""
     return f"{parent_name}-detector"
+
+
+def drift_name(parent_name: str) -> str:
+    """The drift monitor's InferenceService, and the model name it serves."""
+    return f"{parent_name}-drift"
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -341,9 +347,20 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
                 # KServe's batcher agent has no "run when free" mode: 1 ms is its closest.
                 "maxLatency": max(1, predictor.batching.max_latency_ms),
             }
+    if spec.detector is not None and spec.detector.drift is not None:
+        # KServe's request logger copies every prediction request to the detector's drift monitor.
+        component["logger"] = {"mode": "request", "url": drift_events_url(parent)}
     return _with_identity(
         parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external
     )
+
+
+def drift_events_url(parent: Parent) -> str:
+    """Where KServe's logger posts requests for the drift monitor: its predictor Service, which KServe names
+    `<name>-predictor` in Serverless and RawDeployment modes alike (pkg/constants/constants.go,
+    PredictorServiceName), so the URL is known before KServe reports the monitor's address."""
+    monitor = drift_name(parent.name)
+    return f"http://{monitor}-predictor.{parent.namespace}.svc.cluster.local" + DRIFT_EVENTS_PATH.format(model=monitor)
 
 
 def predictor_target_of_own(
@@ -517,7 +534,8 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
     args = DetectorServerArgs.of(
         model_name=name, max_body_bytes=detector.max_body_bytes, detector_workers=detector.capacity.workers
     ).to_args()
-    fit = detector.fit_settings(spec.explainer.reference_data)
+    # Drift is the drift monitor's (build_drift_isvc): a drift edit leaves the detector's pods alone.
+    fit = detector.fit_settings(spec.explainer.reference_data).model_copy(update={"drift": None})
     env = [
         {"name": PROTOCOL_ENV, "value": "v2"},
         {"name": DETECTOR_FIT_ENV, "value": fit.model_dump_json(by_alias=True, exclude_none=True)},
@@ -533,6 +551,35 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
     }
     return _with_identity(
         parent, "detector", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external
+    )
+
+
+def build_drift_isvc(parent: Parent, spec: ExplainedModelSpec, config: OperatorConfig) -> dict[str, Any] | None:
+    """The drift monitor (spec.detector.drift): the detector's server in the explainer's image, serving only the
+    drift routes, as exactly one replica, because a window of recent inputs is one window: replicas would each
+    see a share of the traffic and report on it apart. Its CPU and memory are the detector's."""
+    detector = spec.detector
+    if detector is None or detector.drift is None:
+        return None
+    name = drift_name(parent.name)
+    args = DetectorServerArgs.of(model_name=name, drift_only=True, detector_workers=1).to_args()
+    fit = detector.fit_settings(spec.explainer.reference_data)
+    env: list[dict[str, Any]] = [
+        {"name": PROTOCOL_ENV, "value": "v2"},
+        {"name": DETECTOR_FIT_ENV, "value": fit.model_dump_json(by_alias=True, exclude_none=True)},
+    ]
+    container = {
+        **_glassbox_container(config.explainer_image, args, env, build_resources(detector.resources, 0)),
+        "command": DETECTOR_COMMAND,
+    }
+    component: dict[str, Any] = {
+        "minReplicas": 1,
+        "maxReplicas": 1,
+        **_placement(detector.node_selector, detector.tolerations, detector.service_account_name),
+        "containers": [container],
+    }
+    return _with_identity(
+        parent, "drift", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external
     )
 
 
@@ -738,9 +785,10 @@ class DesiredChildren:
     explainer: dict[str, Any] | None
     graph: dict[str, Any] | None
     detector: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
-        return [body for body in (self.predictor, self.explainer, self.detector, self.graph) if body is not None]
+        return [body for body in (self.predictor, self.explainer, self.detector, self.drift, self.graph) if body is not None]
 
 
 def build_children(
@@ -764,4 +812,5 @@ def build_children(
         explainer=explainer,
         graph=graph,
         detector=build_detector_isvc(parent, spec, config),
+        drift=build_drift_isvc(parent, spec, config),
     )

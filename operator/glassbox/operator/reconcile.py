@@ -27,10 +27,12 @@ from glassbox.operator.builders import (
     Parent,
     build_detector_isvc,
     build_disruption_budgets,
+    build_drift_isvc,
     build_explainer_isvc,
     build_inference_graph,
     build_predictor_isvc,
     detector_name,
+    drift_name,
     explainer_generation,
     explainer_name,
     graph_name,
@@ -259,6 +261,8 @@ class Reconciler:
         explainer = self._converge_explainer(parent, spec, predictor, target)
         detector_body = build_detector_isvc(parent, spec, self.config)
         detector = self._converge(parent, detector_body) if detector_body is not None else None
+        drift_body = build_drift_isvc(parent, spec, self.config)
+        drift = self._converge(parent, drift_body) if drift_body is not None else None
         detector_fitted = self._detector_fitted(parent, detector, previous_status) if detector is not None else None
         graph = self._converge_graph(parent, spec, target, explainer, detector) if spec.graph.enabled else None
         budgets = tuple(self._converge(parent, body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
@@ -272,6 +276,7 @@ class Reconciler:
             predictor_target=target,
             budgets=budgets,
             detector=detector,
+            drift=drift,
             detector_fitted=detector_fitted,
         )
 
@@ -452,6 +457,8 @@ class Reconciler:
             wanted.add(("InferenceGraph", graph_name(parent.name)))
         if spec.detector is not None:
             wanted.add(("InferenceService", detector_name(parent.name)))
+            if spec.detector.drift is not None:
+                wanted.add(("InferenceService", drift_name(parent.name)))
         return wanted
 
     def _prune(self, parent: Parent, wanted: set[tuple[str, str]]) -> None:

@@ -11,8 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glassbox.contract.api import Autoscaling, ExplainedModelSpec, ExplainerSpec, ScaleMetric
-from glassbox.contract.wire import RECORDS_PATH
-from glassbox.operator.builders import DEPLOYMENT_MODE_ANNOTATION, detector_name, explainer_name, graph_name, predictor_name
+from glassbox.contract.wire import DRIFT_PATH, RECORDS_PATH
+from glassbox.operator.builders import (
+    DEPLOYMENT_MODE_ANNOTATION,
+    detector_name,
+    drift_name,
+    explainer_name,
+    graph_name,
+    predictor_name,
+)
 from glassbox.operator.capacity import metric_of
 from glassbox.operator.kserve_addressing import PredictTarget, explain_path
 from glassbox.operator.validation import SpecProblem
@@ -71,6 +78,8 @@ class Observation:
     # The outlier detector, when the spec has one, and what it fitted once it is ready.
     detector: ChildReport | None = None
     detector_fitted: dict[str, Any] | None = None
+    # The drift monitor, when spec.detector.drift asks for one.
+    drift: ChildReport | None = None
 
 
 def records_summary(explainer: ExplainerSpec) -> str:
@@ -204,6 +213,11 @@ def desired_conditions(observation: Observation) -> dict[str, ConditionState]:
         states[DETECTOR_READY] = ConditionState("True", "NoDetector", "the spec has no detector")
     else:
         states[DETECTOR_READY] = child_state(observation.detector, "detector")
+        if observation.drift is not None and states[DETECTOR_READY].status == "True":
+            # The drift monitor is the detector's too (spec.detector.drift): ready when both are.
+            drift = child_state(observation.drift, "drift monitor")
+            if drift.status != "True":
+                states[DETECTOR_READY] = ConditionState(drift.status, drift.reason, f"the drift monitor: {drift.message}")
     if not observation.graph_enabled:
         states[GRAPH_READY] = ConditionState("True", "GraphDisabled", "spec.graph.enabled is false: no InferenceGraph")
     else:
@@ -273,6 +287,7 @@ def compute_status(
             "explainer": explainer_name(parent_name),
             "graph": graph_name(parent_name) if observation.graph_enabled else None,
             "detector": detector_name(parent_name) if spec.detector is not None else None,
+            "drift": drift_name(parent_name) if spec.detector is not None and spec.detector.drift is not None else None,
         }
         status["methods"] = ",".join(method.effective_name for method in spec.explainer.methods)
         status["records"] = records_summary(spec.explainer)
@@ -282,12 +297,14 @@ def compute_status(
         predictor_url = _url_of(observation.predictor)
         explainer_url = _url_of(observation.explainer)
         detector_url = _url_of(observation.detector)
+        drift_url = _url_of(observation.drift)
         # status.url is where users call from outside; the path is KServe's for the model and protocol.
         status["urls"] = {
             "predict": predictor_url + target.path if predictor_url and target else None,
             "explain": explainer_url + explain_path(target.model_name) if explainer_url and target else None,
             "graph": _url_of(observation.graph),
             "detect": detector_url + f"/v1/models/{detector_name(parent_name)}:predict" if detector_url else None,
+            "drift": drift_url + DRIFT_PATH.format(model=drift_name(parent_name)) if drift_url else None,
             "records": explainer_url + RECORDS_PATH.format(model=target.model_name)
             if explainer_url and target and spec.explainer.keeps_records
             else None,

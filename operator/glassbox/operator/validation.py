@@ -397,6 +397,19 @@ def _detector_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
                 "raise maxRows or calibrationFraction, or the falsePositiveRate",
             )
         )
+    if detector.drift is not None:
+        if reference is not None and reference.text_column:
+            problems.append(
+                SpecProblem("spec.detector.drift", "drift is tested on tabular inputs; this detector's reference data is text")
+            )
+        if detector.drift.min_rows > detector.drift.window_rows:
+            problems.append(
+                SpecProblem(
+                    "spec.detector.drift.minRows",
+                    f"{detector.drift.min_rows} is more than the window holds (windowRows {detector.drift.window_rows}); "
+                    "a window would never be tested",
+                )
+            )
     problems.extend(_autoscaling_problems("spec.detector.autoscaling", detector.autoscaling, detector.capacity))
     problems.extend(_resource_problems("spec.detector.resources", detector.resources))
     return problems

@@ -12,6 +12,9 @@ the reference data it was fitted on (see outliers for the method and its thresho
       -> the request narrowed to its outliers, with "flagged": [their indices in the request];
          {"flagged": [], "summary": "..."} when there are none
     GET /glassbox/v1/models/NAME/fitted -> {"threshold", "falsePositiveRate", "heldOutRows"} (for the status)
+    With --drift_only (spec.detector.drift, its own InferenceService NAME-drift), instead:
+    POST /glassbox/v1/models/NAME/drift/events   a prediction request as KServe's request logger sends it (a CloudEvent)
+    GET /glassbox/v1/models/NAME/drift -> the latest window's report: drifted, pValue, features most drifted first
 
 `reference_quantile` is the fraction of held-out reference rows that score below the input.
 """
@@ -42,6 +45,8 @@ from glassbox.contract.wire import (
     DETECTOR_FIT_ENV,
     DETECTOR_FITTED_PATH,
     DETECTOR_GATE_PATH,
+    DRIFT_EVENTS_PATH,
+    DRIFT_PATH,
     FITTED_FALSE_POSITIVE_RATE,
     FITTED_HELD_OUT_ROWS,
     FITTED_THRESHOLD,
@@ -49,7 +54,9 @@ from glassbox.contract.wire import (
 )
 from glassbox.explainers.data.reference_data import load_reference, load_reference_texts
 from glassbox.explainers.detector import metrics
+from glassbox.explainers.detector.drift_monitor import DriftMonitor
 from glassbox.explainers.detector.errors import DetectorFitError
+from glassbox.explainers.detector.logged_requests import read_logged_request
 from glassbox.explainers.detector.outliers import NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
 from glassbox.explainers.serving.errors import InputError, http_error
 from glassbox.explainers.serving.model_server import read_command_line, serve, server_parser, settings_from_json
@@ -65,11 +72,20 @@ REQUEST_LIMITS = Limits(max_instances=10_000, max_elements=16_000_000)
 
 
 class OutlierDetector(kserve.Model):  # type: ignore[misc]
-    def __init__(self, name: str, fit: DetectorFit, data_dir: Path | None = None, workers: int = DEFAULTS.detector_workers):
+    def __init__(
+        self,
+        name: str,
+        fit: DetectorFit,
+        data_dir: Path | None = None,
+        workers: int = DEFAULTS.detector_workers,
+        drift_only: bool = False,
+    ):
         super().__init__(name)
         self.fit = fit
         self.data_dir = data_dir
+        self.drift_only = drift_only
         self.detector: NearestNeighborsDetector | None = None
+        self.drift: DriftMonitor | None = None
         # Requests judged at once (spec.detector.capacity.workers); the others wait their turn on the loop.
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
 
@@ -78,7 +94,9 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
         return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
 
     def load(self) -> bool:
-        if self.detector is None:
+        if self.drift_only:
+            self._load_drift()
+        elif self.detector is None:
             if self.fit.reference_data is None:
                 raise DetectorFitError("the detector has no reference data: set spec.detector.referenceData")
             started = time.monotonic()
@@ -117,6 +135,20 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
         self.ready = True
         return True
 
+    def _load_drift(self) -> None:
+        """The drift monitor alone (spec.detector.drift): the reference table, no outlier fit."""
+        if self.drift is not None:
+            return
+        if self.fit.drift is None:
+            raise DetectorFitError("--drift_only needs the fit's drift settings (spec.detector.drift)")
+        if self.fit.reference_data is None or self.fit.reference_data.text_column:
+            raise DetectorFitError("drift is tested on tabular reference data; remove spec.detector.drift for text")
+        table = load_reference(self.fit.reference_data, self.data_dir)
+        if table.features.ndim != 2:
+            raise DetectorFitError("drift is tested on tabular inputs; remove spec.detector.drift for images")
+        self.drift = DriftMonitor(self.name, self.fit.drift, table, seed=self.fit.seed)
+        log.info("drift monitor ready: %d reference rows, %d features", len(table.features), table.features.shape[1])
+
     def judge(self, request: DecodedRequest) -> Verdicts:
         """The verdicts for a decoded request, counted on /metrics; InputError for instances the detector cannot score."""
         assert self.detector is not None, "load() first"
@@ -135,6 +167,13 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
+        if self.drift_only:
+            raise http_error(
+                404,
+                f"{self.name} monitors drift only: KServe's request logger posts to "
+                f"{DRIFT_EVENTS_PATH.format(model=self.name)}, and GET {DRIFT_PATH.format(model=self.name)} reads the "
+                "latest window; outlier verdicts come from the detector",
+            )
         assert self.detector is not None, "load() first"
         try:
             if isinstance(payload, dict) and is_v2_body(payload):
@@ -254,6 +293,29 @@ def gate_route(model: OutlierDetector) -> Any:
     return flagged
 
 
+def drift_routes(model: OutlierDetector, monitor: DriftMonitor) -> tuple[Any, Any]:
+    """POST: a CloudEvent from KServe's request logger (answered at once: the logger's queue is the predictor's);
+    GET: the latest window's report."""
+
+    async def events(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            rows = read_logged_request(request.headers, body, model.name, REQUEST_LIMITS)
+            if rows is None:
+                metrics.DRIFT_EVENTS_IGNORED.labels(model.name).inc()
+                return JSONResponse(content={"accepted": 0})
+            monitor.observe(rows)
+        except InputError as error:
+            metrics.DRIFT_EVENTS_REFUSED.labels(model.name).inc()
+            return JSONResponse(status_code=error.status, content={"error": str(error)})
+        return JSONResponse(content={"accepted": len(rows)})
+
+    async def report() -> JSONResponse:
+        return JSONResponse(content=monitor.report_json())
+
+    return events, report
+
+
 def fitted_route(model: OutlierDetector) -> Any:
     async def fitted() -> JSONResponse:
         """What the detector fitted: the operator shows it in the ExplainedModel's status."""
@@ -280,16 +342,22 @@ def main() -> None:
     if not fit_json:
         raise SystemExit(f"nothing to fit: set ${DETECTOR_FIT_ENV} or --detector_fit to a DetectorFit (JSON)")
     fit = settings_from_json(DetectorFit, fit_json, DETECTOR_FIT_ENV)
-    model = OutlierDetector(args.model_name, fit, args.data_dir, workers=args.detector_workers)
+    model = OutlierDetector(args.model_name, fit, args.data_dir, workers=args.detector_workers, drift_only=args.drift_only)
     try:
         model.load()
     except DetectorFitError as error:
         raise SystemExit(f"the detector cannot start: {error}") from None
     app = kserve.model_server.app
-    app.add_api_route(DETECTOR_GATE_PATH.format(model=model.name), gate_route(model), methods=["POST"], include_in_schema=False)
-    app.add_api_route(
-        DETECTOR_FITTED_PATH.format(model=model.name), fitted_route(model), methods=["GET"], include_in_schema=False
-    )
+    if model.drift is None:
+        gate = DETECTOR_GATE_PATH.format(model=model.name)
+        app.add_api_route(gate, gate_route(model), methods=["POST"], include_in_schema=False)
+        app.add_api_route(
+            DETECTOR_FITTED_PATH.format(model=model.name), fitted_route(model), methods=["GET"], include_in_schema=False
+        )
+    else:
+        events, report = drift_routes(model, model.drift)
+        app.add_api_route(DRIFT_EVENTS_PATH.format(model=model.name), events, methods=["POST"], include_in_schema=False)
+        app.add_api_route(DRIFT_PATH.format(model=model.name), report, methods=["GET"], include_in_schema=False)
     serve(
         model,
         kserve_flags,

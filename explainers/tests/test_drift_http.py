@@ -1,0 +1,154 @@
+"""The drift monitor over real HTTP, fed the bytes KServe's request logger sends: a CloudEvent in
+binary mode whose body is the prediction request (kserve pkg/logger/worker.go `sendHttpCloudEvent`,
+pkg/logger/handler.go `ServeHTTP`). Windows like the reference data are not drifted; a shifted feature
+makes the window drift, named first; responses and bodiless requests are not inputs; what is not a
+logged request is refused, naming why."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from glassbox.contract.wire import DRIFT_EVENTS_PATH, DRIFT_PATH
+from glassbox.local import LocalDeployment
+from glassbox_testing.dataplane import manifest, pretty
+
+NAMES = ["income", "debt", "age", "score"]
+MONITOR = "credit-drift"
+
+
+def rows_like_reference(count: int, rng: np.random.Generator, shift_age: float = 0.0) -> np.ndarray:
+    income = rng.standard_normal(count)
+    debt = 0.8 * income + 0.6 * rng.standard_normal(count)
+    age = 40 + 10 * rng.standard_normal(count) + shift_age
+    score = rng.uniform(300, 850, size=count)
+    return np.column_stack([income, debt, age, score])
+
+
+@pytest.fixture(scope="module")
+def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeployment]:
+    folder = tmp_path_factory.mktemp("drift")
+    pd.DataFrame(rows_like_reference(2000, np.random.default_rng(0)), columns=NAMES).to_csv(folder / "book.csv", index=False)
+    path = manifest(
+        "credit",
+        {
+            "predictor": {"inferenceServiceName": "credit"},
+            "explainer": {"referenceData": {"uri": "book.csv"}, "methods": [{"type": "KernelShap"}]},
+            "detector": {
+                "drift": {"falseAlarmRate": 0.01, "windowRows": 200, "minRows": 100, "testEveryRows": 100},
+            },
+            "graph": {"enabled": False},
+        },
+        folder,
+    )
+    deployment = LocalDeployment(path, log_dir=folder / "logs", keep_records=False)
+    try:
+        deployment.start_drift()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def logged(body: bytes, content_type: str = "application/json", kind: str = "request") -> dict[str, str]:
+    """The headers KServe's logger sends with a logged request (CloudEvents HTTP binary mode)."""
+    return {
+        "Ce-Id": str(uuid.uuid4()),
+        "Ce-Source": "http://localhost:9081/",
+        "Ce-Specversion": "1.0",
+        "Ce-Time": "2026-12-04T04:30:00.123456789Z",
+        "Ce-Type": f"org.kubeflow.serving.inference.{kind}",
+        "Ce-Inferenceservicename": "credit",
+        "Ce-Namespace": "ml",
+        "Ce-Component": "predictor",
+        "Ce-Endpoint": "default",
+        "Ce-Metadata": "{}",
+        "Content-Type": content_type,
+        "Content-Length": str(len(body)),
+    }
+
+
+def post_event(deployment: LocalDeployment, body: bytes, **kwargs: Any) -> httpx.Response:
+    url = f"{deployment.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}"
+    return httpx.post(url, content=body, headers=logged(body, **kwargs), timeout=30)
+
+
+def feed(deployment: LocalDeployment, rows: np.ndarray, batch: int = 10) -> None:
+    """The rows as v1 prediction requests of `batch` rows each, logged one by one."""
+    for start in range(0, len(rows), batch):
+        answer = post_event(deployment, json.dumps({"instances": rows[start : start + batch].tolist()}).encode())
+        assert answer.status_code == 200 and answer.json()["accepted"] == len(rows[start : start + batch]), pretty(answer)
+
+
+def report_of(deployment: LocalDeployment, inputs: int) -> dict[str, Any]:
+    """The report of the window once the first `inputs` logged inputs were tested (the test runs in the background)."""
+    deadline = time.monotonic() + 60
+    while True:
+        report: dict[str, Any] = httpx.get(f"{deployment.drift_base}{DRIFT_PATH.format(model=MONITOR)}").json()
+        if report.get("testedInputs") == inputs:
+            return report
+        assert time.monotonic() < deadline, report
+        time.sleep(0.1)
+
+
+def test_logged_requests_like_the_reference_do_not_drift_and_a_shifted_feature_does(monitor: LocalDeployment) -> None:
+    waiting = httpx.get(f"{monitor.drift_base}{DRIFT_PATH.format(model=MONITOR)}").json()
+    assert waiting["drifted"] is None and "minRows" in waiting["message"]
+    rng = np.random.default_rng(1)
+    feed(monitor, rows_like_reference(200, rng))
+    calm = report_of(monitor, 200)
+    assert calm["drifted"] is False and calm["falseAlarmRate"] == 0.01 and calm["windowRows"] == 200, calm
+    assert [f["name"] for f in calm["features"]] != [] and calm["driftedFeatures"] == []
+    feed(monitor, rows_like_reference(200, rng, shift_age=5.0))  # half a standard deviation older
+    drifted = report_of(monitor, 400)
+    assert drifted["drifted"] is True and drifted["features"][0]["name"] == "age", drifted
+    assert drifted["driftedFeatures"] == ["age"] and drifted["pValue"] <= 0.01
+    scraped = httpx.get(f"{monitor.drift_base}/metrics").text
+    assert f'glassbox_detector_drifted{{model="{MONITOR}"}} 1.0' in scraped
+    assert f'glassbox_detector_drift_feature_distance{{feature="age",model="{MONITOR}"}}' in scraped
+
+
+def test_v2_requests_json_or_binary_are_inputs_and_responses_are_not(monitor: LocalDeployment) -> None:
+    rows = rows_like_reference(3, np.random.default_rng(2))
+    tensor = {"name": "input-0", "shape": [3, 4], "datatype": "FP64"}
+    as_json = json.dumps({"inputs": [{**tensor, "data": rows.reshape(-1).tolist()}]}).encode()
+    assert post_event(monitor, as_json).json() == {"accepted": 3}
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": rows.size * 8}}]}).encode()
+    binary = post_event(monitor, header + rows.astype("<f8").tobytes(), content_type="application/octet-stream")
+    assert binary.status_code == 200 and binary.json() == {"accepted": 3}, pretty(binary)
+    response = json.dumps({"predictions": [[0.1, 0.9]] * 3}).encode()
+    assert post_event(monitor, response, kind="response").json() == {"accepted": 0}
+    assert post_event(monitor, b"").json() == {"accepted": 0}, "a logged GET of the model's metadata has no body"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "words"),
+    [
+        (b'{"instances": [[1, 2, 3, 4]]}', {"Content-Type": "application/json"}, "not a CloudEvent"),
+        (b'{"instances": [[1, 2, 3]]}', None, "3 features"),
+        (
+            b"\x00\x01 not json",
+            logged(b"\x00\x01 not json", content_type="application/octet-stream"),
+            "neither JSON nor a v2 JSON header",
+        ),
+        (b'{"instances": ["a fine loan"]}', None, "text"),
+    ],
+)
+def test_what_is_not_a_logged_request_is_refused_naming_why(
+    monitor: LocalDeployment, body: bytes, headers: dict[str, str] | None, words: str
+) -> None:
+    url = f"{monitor.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}"
+    answer = httpx.post(url, content=body, headers=headers if headers is not None else logged(body), timeout=30)
+    assert answer.status_code == 400 and words in answer.json()["error"], pretty(answer)
+
+
+def test_the_drift_monitor_gives_no_verdicts_and_says_where_to_look(monitor: LocalDeployment) -> None:
+    answer = httpx.post(f"{monitor.drift_base}/v1/models/{MONITOR}:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    assert answer.status_code == 404 and "monitors drift only" in answer.json()["error"], pretty(answer)
