@@ -667,7 +667,9 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         set_ready(cluster, KSERVE, namespace, "tumour-triage-drift", deployment.drift_base)
         body = wait_for(
             "DetectorReady with the drift monitor",
-            lambda: (b := get(cluster, XM, namespace, "tumour-triage")) and condition(b, "DetectorReady")["status"] == "True" and b,
+            lambda: (
+                (b := get(cluster, XM, namespace, "tumour-triage")) and condition(b, "DetectorReady")["status"] == "True" and b
+            ),
         )
         drift_url = body["status"]["urls"]["drift"]
         assert drift_url == f"{deployment.drift_base}/glassbox/v1/models/tumour-triage-drift/drift"

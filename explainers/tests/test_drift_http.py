@@ -6,6 +6,7 @@ logged request is refused, naming why."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -110,6 +111,10 @@ def test_logged_requests_like_the_reference_do_not_drift_and_a_shifted_feature_d
     drifted = report_of(monitor, 400)
     assert drifted["drifted"] is True and drifted["features"][0]["name"] == "age", drifted
     assert drifted["driftedFeatures"] == ["age"] and drifted["pValue"] <= 0.01
+    pictured = httpx.get(f"{monitor.drift_base}{DRIFT_PATH.format(model=MONITOR)}", params={"picture": "true"}).json()
+    assert base64.b64decode(pictured["picture"]["base64"]).startswith(b"\x89PNG"), "reference against recent, as a PNG"
+    refused = httpx.get(f"{monitor.drift_base}{DRIFT_PATH.format(model=MONITOR)}", params={"picture": "yes"})
+    assert refused.status_code == 400 and "true or false" in refused.json()["error"]
     scraped = httpx.get(f"{monitor.drift_base}/metrics").text
     assert f'glassbox_detector_drifted{{model="{MONITOR}"}} 1.0' in scraped
     assert f'glassbox_detector_drift_feature_distance{{feature="age",model="{MONITOR}"}}' in scraped

@@ -160,3 +160,41 @@ def score_against_reference(reference_scores: np.ndarray, threshold: float, scor
     axes.set_title(title, fontsize=11)
     axes.legend(fontsize=8, loc="center right")
     return _png(figure)
+
+
+def reference_against_recent(
+    features: list[tuple[str, str, float, np.ndarray, np.ndarray]], title: str, columns: int = 3
+) -> bytes:
+    """Drift as a person checks it: for each feature (name, kind, distance, reference values, recent values),
+    most drifted first, the reference distribution against the recent window's (densities for numbers, shares
+    for categories), titled with its distance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = max(1, -(-len(features) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.5 * rows + 0.5), dpi=110, squeeze=False)
+    for axes in grid.ravel()[len(features) :]:
+        axes.set_visible(False)
+    for axes, (name, kind, distance, reference, recent) in zip(grid.ravel(), features, strict=False):
+        if kind == "categorical":
+            categories = np.union1d(reference, recent)
+            shares = [(values[:, None] == categories).mean(axis=0) for values in (reference, recent)]
+            positions = np.arange(len(categories))
+            axes.bar(positions - 0.2, shares[0], width=0.4, color="#999999", label="reference")
+            axes.bar(positions + 0.2, shares[1], width=0.4, color=POSITIVE, label="recent")
+            axes.set_xticks(positions, [f"{c:g}" for c in categories], fontsize=8)
+            measure = "total variation"
+        else:
+            low, high = np.percentile(np.concatenate([reference, recent]), [0.5, 99.5])
+            bins = np.linspace(low, high if high > low else low + 1, 30)
+            axes.hist(reference, bins=bins, density=True, color="#999999", label="reference")
+            axes.hist(recent, bins=bins, density=True, histtype="step", linewidth=2, color=POSITIVE, label="recent")
+            measure = "KS"
+        axes.set_title(f"{name}: {measure} {distance:.2f}", fontsize=10)
+        axes.tick_params(labelsize=8)
+        axes.set_yticks([])
+    grid.ravel()[0].legend(fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    return _png(figure)

@@ -9,6 +9,7 @@ its own, one at a time; the latest report is what is read.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ class DriftMonitor:
         )
         self.window = RecentWindow(spec.window_rows, spec.window_seconds)
         self.latest: DriftReport | None = None
+        self.latest_window: np.ndarray | None = None  # the rows the latest report tested (for its picture)
         self.tested_at: float | None = None
         self._lock = threading.Lock()
         self._since_test = 0
@@ -88,6 +90,7 @@ class DriftMonitor:
                 ", ".join(f.name for f in report.features[:3]),
             )
         self.latest, self.tested_at, self.tested_inputs = report, time.time() if now is None else now, seen
+        self.latest_window = rows
         metrics.DRIFT_P_VALUE.labels(self.model).set(report.p_value)
         metrics.DRIFTED.labels(self.model).set(1.0 if report.drifted else 0.0)
         for feature in report.features:
@@ -143,6 +146,26 @@ class DriftMonitor:
                 for f in report.features
             ],
         }
+
+    def picture(self, top: int = 6) -> str | None:
+        """A base64 PNG of the latest report: the `top` most drifted features, reference against recent."""
+        from glassbox.explainers.data.pictures import reference_against_recent
+
+        report, window = self.latest, self.latest_window
+        if report is None or window is None:
+            return None
+        index = {name: i for i, name in enumerate(self.test.names)}
+        shown = [
+            (f.name, f.kind, f.distance, self.test.reference[:, index[f.name]], window[:, index[f.name]])
+            for f in report.features[:top]
+        ]
+        verdict = "drifted" if report.drifted else "no drift"
+        title = (
+            f"{verdict}: p = {report.p_value:.3g} over the last {report.window_rows} inputs "
+            f"(false-alarm rate {report.false_alarm_rate:g}); most drifted first\n"
+            f"the rows as a whole (correlations included): p = {report.mmd_p_value:.3g}"
+        )
+        return base64.b64encode(reference_against_recent(shown, title)).decode()
 
     def stop(self) -> None:
         self._tester.shutdown(wait=False, cancel_futures=True)

@@ -310,8 +310,16 @@ def drift_routes(model: OutlierDetector, monitor: DriftMonitor) -> tuple[Any, An
             return JSONResponse(status_code=error.status, content={"error": str(error)})
         return JSONResponse(content={"accepted": len(rows)})
 
-    async def report() -> JSONResponse:
-        return JSONResponse(content=monitor.report_json())
+    async def report(request: Request) -> JSONResponse:
+        answer = monitor.report_json()
+        asked = request.query_params.get("picture", "false").lower()
+        if asked not in ("true", "false"):
+            return JSONResponse(status_code=400, content={"error": f"picture must be true or false, got {asked!r}"})
+        if asked == "true":
+            png = await asyncio.get_running_loop().run_in_executor(None, monitor.picture)
+            if png is not None:
+                answer["picture"] = {"content_type": "image/png", "base64": png}
+        return JSONResponse(content=answer)
 
     return events, report
 
