@@ -664,7 +664,19 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         deployment.start_drift()
         assert deployment.drift_base is not None
         wait_for("the drift monitor InferenceService", lambda: get(cluster, KSERVE, namespace, "tumour-triage-drift"))
-        set_ready(cluster, KSERVE, namespace, "tumour-triage-drift", deployment.drift_base)
+        cluster.objects.patch_namespaced_custom_object_status(
+            *KSERVE[:2],
+            namespace,
+            KSERVE[2],
+            "tumour-triage-drift",
+            {
+                "status": {
+                    "url": deployment.drift_base,
+                    "address": {"url": deployment.drift_base},
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                }
+            },
+        )
         body = wait_for(
             "DetectorReady with the drift monitor",
             lambda: (
@@ -674,6 +686,29 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         drift_url = body["status"]["urls"]["drift"]
         assert drift_url == f"{deployment.drift_base}/glassbox/v1/models/tumour-triage-drift/drift"
         assert httpx.get(drift_url).json()["drifted"] is None, "no request logged yet"
+        # KServe's logger copies the predictor's requests to the monitor; these drifted (f0 half its range higher).
+        from glassbox_testing.kserve_logger import log_rows
+
+        shifted = np.random.default_rng(1).uniform(size=(200, 5))
+        shifted[:, 0] += 0.5
+        assert log_rows(deployment.drift_base + "/glassbox/v1/models/tumour-triage-drift/drift/events", shifted) == 200
+        wait_for("the window tested", lambda: httpx.get(drift_url).json().get("testedInputs") == 200)
+        # The periodic check reads it within two minutes; any change to the monitor's object reconciles sooner.
+        cluster.objects.patch_namespaced_custom_object(
+            *KSERVE[:2], namespace, KSERVE[2], "tumour-triage-drift", {"metadata": {"labels": {"touched": "1"}}}
+        )
+        body = wait_for(
+            "status.drift",
+            lambda: (b := get(cluster, XM, namespace, "tumour-triage")) and (b["status"].get("drift") or {}).get("drifted") and b,
+        )
+        assert body["status"]["drift"]["driftedFeatures"][0] == "f0" and body["status"]["drift"]["windowRows"] == 200
+
+        def drift_events() -> list[Any]:
+            events = cluster.core.list_namespaced_event(namespace, field_selector="involvedObject.name=tumour-triage").items
+            return [e for e in events if e.reason == "DriftBegan"]
+
+        began = wait_for("a DriftBegan event", drift_events)
+        assert began[0].type == "Warning" and "f0" in began[0].message
     finally:
         deployment.stop()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from glassbox.contract.wire import DRIFT_EVENTS_PATH, DRIFT_PATH
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import manifest, pretty
+from glassbox_testing.kserve_logger import log_request, log_rows, logger_headers
 
 NAMES = ["income", "debt", "age", "score"]
 MONITOR = "credit-drift"
@@ -58,34 +58,13 @@ def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploymen
         deployment.stop()
 
 
-def logged(body: bytes, content_type: str = "application/json", kind: str = "request") -> dict[str, str]:
-    """The headers KServe's logger sends with a logged request (CloudEvents HTTP binary mode)."""
-    return {
-        "Ce-Id": str(uuid.uuid4()),
-        "Ce-Source": "http://localhost:9081/",
-        "Ce-Specversion": "1.0",
-        "Ce-Time": "2026-12-04T04:30:00.123456789Z",
-        "Ce-Type": f"org.kubeflow.serving.inference.{kind}",
-        "Ce-Inferenceservicename": "credit",
-        "Ce-Namespace": "ml",
-        "Ce-Component": "predictor",
-        "Ce-Endpoint": "default",
-        "Ce-Metadata": "{}",
-        "Content-Type": content_type,
-        "Content-Length": str(len(body)),
-    }
+def post_event(deployment: LocalDeployment, body: bytes, **kwargs: str) -> httpx.Response:
+    return log_request(f"{deployment.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}", body, **kwargs)
 
 
-def post_event(deployment: LocalDeployment, body: bytes, **kwargs: Any) -> httpx.Response:
-    url = f"{deployment.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}"
-    return httpx.post(url, content=body, headers=logged(body, **kwargs), timeout=30)
-
-
-def feed(deployment: LocalDeployment, rows: np.ndarray, batch: int = 10) -> None:
-    """The rows as v1 prediction requests of `batch` rows each, logged one by one."""
-    for start in range(0, len(rows), batch):
-        answer = post_event(deployment, json.dumps({"instances": rows[start : start + batch].tolist()}).encode())
-        assert answer.status_code == 200 and answer.json()["accepted"] == len(rows[start : start + batch]), pretty(answer)
+def feed(deployment: LocalDeployment, rows: np.ndarray) -> None:
+    """The rows as v1 prediction requests of 10 rows each, logged one by one."""
+    assert log_rows(f"{deployment.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}", rows) == len(rows)
 
 
 def report_of(deployment: LocalDeployment, inputs: int) -> dict[str, Any]:
@@ -140,7 +119,7 @@ def test_v2_requests_json_or_binary_are_inputs_and_responses_are_not(monitor: Lo
         (b'{"instances": [[1, 2, 3]]}', None, "3 features"),
         (
             b"\x00\x01 not json",
-            logged(b"\x00\x01 not json", content_type="application/octet-stream"),
+            logger_headers(b"\x00\x01 not json", content_type="application/octet-stream"),
             "neither JSON nor a v2 JSON header",
         ),
         (b'{"instances": ["a fine loan"]}', None, "text"),
@@ -150,7 +129,7 @@ def test_what_is_not_a_logged_request_is_refused_naming_why(
     monitor: LocalDeployment, body: bytes, headers: dict[str, str] | None, words: str
 ) -> None:
     url = f"{monitor.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}"
-    answer = httpx.post(url, content=body, headers=headers if headers is not None else logged(body), timeout=30)
+    answer = httpx.post(url, content=body, headers=headers if headers is not None else logger_headers(body), timeout=30)
     assert answer.status_code == 400 and words in answer.json()["error"], pretty(answer)
 
 

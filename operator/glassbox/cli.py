@@ -70,7 +70,7 @@ def _operator(args: argparse.Namespace) -> int:
         if elector is None:
             return 0  # stopped while standing by
 
-    reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning)
+    reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning, handlers.post_normal)
     resync = PeriodicResync(
         api.list_explained_models, reconciler.reconcile, args.namespace, reconcile_named=reconciler.reconcile_named
     )

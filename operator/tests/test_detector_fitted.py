@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from glassbox.operator.detector_fitted import read_detector_fitted
+from glassbox.operator.detector_fitted import read_detector_fitted, read_drift_report
 
 ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/glassbox/v1/models/good/fitted": (
@@ -22,6 +22,22 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/glassbox/v1/models/partial/fitted": (200, {}, json.dumps({"threshold": 1.5}).encode()),
     "/glassbox/v1/models/starting/fitted": (503, {}, b'{"error": "not fitted yet"}'),
     "/glassbox/v1/models/moved/fitted": (302, {"Location": "http://169.254.169.254/latest/meta-data"}, b""),
+    "/glassbox/v1/models/m-drift/drift": (
+        200,
+        {},
+        json.dumps(
+            {
+                "drifted": True,
+                "pValue": 0.001,
+                "falseAlarmRate": 0.01,
+                "windowRows": 500,
+                "testedAt": "2026-12-04T04:30:00.000Z",
+                "driftedFeatures": ["f1", "f2", "f3", "f4", "f5", "f6"],
+                "features": [{"name": "f1"}],
+            }
+        ).encode(),
+    ),
+    "/glassbox/v1/models/young-drift/drift": (200, {}, json.dumps({"drifted": None, "windowRows": 3}).encode()),
 }
 
 
@@ -57,3 +73,16 @@ def test_anything_else_leaves_the_threshold_out_and_a_redirect_is_never_followed
 
 def test_an_unreachable_detector_leaves_it_out() -> None:
     assert read_detector_fitted("http://127.0.0.1:9", "good") is None
+
+
+def test_the_drift_monitors_latest_verdict_is_read_compactly_and_nothing_before_a_window_is_tested(server: str) -> None:
+    assert read_drift_report(server, "m-drift") == {
+        "drifted": True,
+        "pValue": 0.001,
+        "falseAlarmRate": 0.01,
+        "windowRows": 500,
+        "driftedFeatures": ["f1", "f2", "f3", "f4", "f5"],
+        "testedAt": "2026-12-04T04:30:00.000Z",
+    }
+    assert read_drift_report(server, "young-drift") is None
+    assert read_drift_report(server, "absent") is None

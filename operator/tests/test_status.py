@@ -10,6 +10,7 @@ from glassbox.operator.status import (
     ChildReport,
     Observation,
     compute_status,
+    drift_changes,
     status_changed,
     status_patch,
 )
@@ -231,3 +232,15 @@ def test_the_detector_is_ready_once_its_drift_monitor_is_too() -> None:
     assert conditions(done)["DetectorReady"]["status"] == "True" and conditions(done)["Ready"]["status"] == "True"
     assert done["urls"]["drift"] == "http://m/glassbox/v1/models/tumour-triage-drift/drift"
     assert done["children"]["drift"] == "tumour-triage-drift"
+
+
+def test_one_event_when_drift_begins_and_one_when_it_ends() -> None:
+    drifted = {"drifted": True, "pValue": 0.001, "falseAlarmRate": 0.01, "windowRows": 500, "driftedFeatures": ["age"]}
+    calm = {**drifted, "drifted": False, "pValue": 0.4, "driftedFeatures": []}
+    began = drift_changes({"drift": calm}, {"drift": drifted})
+    assert [(kind, reason) for kind, reason, _ in began] == [("Warning", "DriftBegan")] and "age" in began[0][2]
+    assert drift_changes({"drift": drifted}, {"drift": {**drifted, "pValue": 0.002}}) == [], "still drifted: no new Event"
+    assert [reason for _, reason, _ in drift_changes({"drift": drifted}, {"drift": calm})] == ["DriftEnded"]
+    assert drift_changes({}, {"drift": calm}) == [] and drift_changes({}, {}) == []
+    correlations = drift_changes({}, {"drift": {**drifted, "driftedFeatures": []}})
+    assert "correlations" in correlations[0][2], "drift no single feature shows is named as such"

@@ -901,6 +901,17 @@ class DetectorStatus(ApiModel):
     spec_hash: str = Field(description="The detector InferenceService's spec hash this was read from.")
 
 
+class DriftStatus(ApiModel):
+    """The drift monitor's latest window, as the operator last read it."""
+
+    drifted: bool = Field(description="Whether the latest window drifted from the reference data.")
+    p_value: float = Field(description="The window's combined p-value: drifted at or below falseAlarmRate.")
+    false_alarm_rate: float = Field(description="The stated false-alarm rate per window.")
+    window_rows: int = Field(description="Inputs in the window tested.")
+    drifted_features: list[str] = Field(description="The features whose own test rejects, most drifted first (at most 5).")
+    tested_at: str = Field(description="When the window was tested (RFC 3339).")
+
+
 class ExplainedModelStatus(ApiModel):
     observed_generation: int | None = Field(None, description="The generation of the spec this status describes.")
     conditions: list[Condition] = Field(
@@ -912,3 +923,4 @@ class ExplainedModelStatus(ApiModel):
     methods: str | None = Field(None, description="The methods served, comma-separated (a printer column).")
     detector: DetectorStatus | None = Field(None, description="The detector's fitted threshold, once it is ready.")
     records: str | None = Field(None, description="Where the explainer keeps its explanation records, or why it keeps none.")
+    drift: DriftStatus | None = Field(None, description="The drift monitor's latest window (spec.detector.drift), once tested.")

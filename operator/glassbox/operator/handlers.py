@@ -83,6 +83,12 @@ def post_warning(body: dict[str, Any], reason: str, message: str) -> None:
         kopf.warn(cast(kopf.Body, body), reason=reason, message=message)
 
 
+def post_normal(body: dict[str, Any], reason: str, message: str) -> None:
+    """An Event that needs no action (drift ended)."""
+    if _warnings.allow(str((body.get("metadata") or {}).get("uid")), reason):
+        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+
+
 class _TransientFailuresAreWarnings(logging.Filter):
     """kopf logs a handler's TemporaryError, and each retried API request of its own, at ERROR; an expected,
     retried failure is a warning. What is not retried stays an error."""

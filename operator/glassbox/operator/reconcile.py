@@ -40,7 +40,7 @@ from glassbox.operator.builders import (
     predictor_name,
     predictor_target_of_own,
 )
-from glassbox.operator.detector_fitted import read_detector_fitted
+from glassbox.operator.detector_fitted import read_detector_fitted, read_drift_report
 from glassbox.operator.kserve_addressing import PredictTarget, address_url, predict_target, runtime_name
 from glassbox.operator.kube import KubeApi, KubeError, Rejected, ResourceTypeMissing
 from glassbox.operator.status import (
@@ -48,6 +48,7 @@ from glassbox.operator.status import (
     ChildReport,
     Observation,
     compute_status,
+    drift_changes,
     kserve_readiness,
     status_changed,
     status_patch,
@@ -172,11 +173,14 @@ class Reconciler:
         config: OperatorConfig,
         now: Callable[[], str],
         emit_warning: EventSink,
+        emit_normal: EventSink | None = None,
     ):
         self.api = api
         self.config = config
         self.now = now
         self.emit_warning = emit_warning
+        # Events that need no action (drift ended); none are posted without a sink.
+        self.emit_normal = emit_normal
         self._pdb_api_version: str | None = None
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -263,6 +267,7 @@ class Reconciler:
         detector = self._converge(parent, detector_body) if detector_body is not None else None
         drift_body = build_drift_isvc(parent, spec, self.config)
         drift = self._converge(parent, drift_body) if drift_body is not None else None
+        drift_report = self._drift_report(parent, drift) if drift is not None else None
         detector_fitted = self._detector_fitted(parent, detector, previous_status) if detector is not None else None
         graph = self._converge_graph(parent, spec, target, explainer, detector) if spec.graph.enabled else None
         budgets = tuple(self._converge(parent, body) for body in build_disruption_budgets(parent, spec, self.pdb_api_version()))
@@ -277,6 +282,7 @@ class Reconciler:
             budgets=budgets,
             detector=detector,
             drift=drift,
+            drift_report=drift_report,
             detector_fitted=detector_fitted,
         )
 
@@ -396,6 +402,13 @@ class Reconciler:
         fitted = read_detector_fitted(base, detector_name(parent.name)) if base else None
         return {**fitted, "specHash": spec_hash} if fitted is not None else None
 
+    def _drift_report(self, parent: Parent, drift: ChildReport) -> dict[str, Any] | None:
+        """The ready drift monitor's latest report, read each reconcile (the periodic check follows it)."""
+        base = address_url(drift.live)
+        if drift.live is None or base is None or kserve_readiness(drift).status != "True":
+            return None
+        return read_drift_report(base, drift_name(parent.name))
+
     def pdb_api_version(self) -> str:
         """policy/v1 where served (Kubernetes 1.21+), else policy/v1beta1; asked once."""
         if self._pdb_api_version is None:
@@ -478,6 +491,10 @@ class Reconciler:
         return status
 
     def _warn_if_new(self, body: dict[str, Any], previous: dict[str, Any], status: dict[str, Any]) -> None:
-        """One Event per distinct problem a user must act on, not one per reconcile."""
+        """One Event per distinct problem a user must act on, not one per reconcile; one when drift begins or ends."""
         for reason, message in warnings_to_post(previous, status):
             self.emit_warning(body, reason, message)
+        for kind, reason, message in drift_changes(previous, status):
+            sink = self.emit_warning if kind == "Warning" else self.emit_normal
+            if sink is not None:
+                sink(body, reason, message)

@@ -78,8 +78,9 @@ class Observation:
     # The outlier detector, when the spec has one, and what it fitted once it is ready.
     detector: ChildReport | None = None
     detector_fitted: dict[str, Any] | None = None
-    # The drift monitor, when spec.detector.drift asks for one.
+    # The drift monitor, when spec.detector.drift asks for one, and its latest report as read now (None: not read).
     drift: ChildReport | None = None
+    drift_report: dict[str, Any] | None = None
 
 
 def records_summary(explainer: ExplainerSpec) -> str:
@@ -293,6 +294,11 @@ def compute_status(
         status["records"] = records_summary(spec.explainer)
         if observation.detector_fitted is not None:
             status["detector"] = observation.detector_fitted
+        if spec.detector is not None and spec.detector.drift is not None:
+            # A report not read this time (the monitor restarting, unreachable) leaves the last one shown.
+            drift = observation.drift_report or previous_status.get("drift")
+            if drift:
+                status["drift"] = drift
         target = observation.predictor_target
         predictor_url = _url_of(observation.predictor)
         explainer_url = _url_of(observation.explainer)
@@ -321,6 +327,25 @@ def compute_status(
     status["urls"] = {k: v for k, v in status["urls"].items() if v}
     status["children"] = {k: v for k, v in status["children"].items() if v}
     return status
+
+
+def drift_changes(previous: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Event to post when drift began or ended since the previous status."""
+    before, now = (previous.get("drift") or {}).get("drifted"), (status.get("drift") or {}).get("drifted")
+    if now is None or bool(before) == now:
+        return []
+    drift = status["drift"]
+    if now:
+        named = ", ".join(drift["driftedFeatures"]) or "the rows as a whole (correlations)"
+        return [
+            (
+                "Warning",
+                "DriftBegan",
+                f"the last {drift['windowRows']} inputs drifted from the reference data (p = {drift['pValue']:.3g}, "
+                f"false-alarm rate {drift['falseAlarmRate']:g}); most drifted: {named}",
+            )
+        ]
+    return [("Normal", "DriftEnded", f"the last {drift['windowRows']} inputs look like the reference data again")]
 
 
 def status_changed(previous: dict[str, Any] | None, new: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -129,7 +130,9 @@ class DriftMonitor:
             "pValue": report.p_value,
             "falseAlarmRate": report.false_alarm_rate,
             "windowRows": report.window_rows,
-            "testedAt": self.tested_at,
+            "testedAt": None
+            if self.tested_at is None
+            else datetime.fromtimestamp(self.tested_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "inputs": self.inputs,
             "testedInputs": self.tested_inputs,
             "driftedFeatures": report.drifted_features,
