@@ -10,14 +10,17 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from glassbox.contract.wire import DRIFT_EVENTS_PATH, DRIFT_PATH
+from glassbox.explainers.serving.payloads import v2_request
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import manifest, pretty
 from glassbox_testing.kserve_logger import log_request, log_rows, logger_headers
@@ -136,3 +139,50 @@ def test_what_is_not_a_logged_request_is_refused_naming_why(
 def test_the_drift_monitor_gives_no_verdicts_and_says_where_to_look(monitor: LocalDeployment) -> None:
     answer = httpx.post(f"{monitor.drift_base}/v1/models/{MONITOR}:predict", json={"instances": [[1, 2, 3, 4]]}, timeout=30)
     assert answer.status_code == 404 and "monitors drift only" in answer.json()["error"], pretty(answer)
+
+
+def test_in_local_mode_the_predictor_copies_its_requests_to_the_monitor_as_kserves_logger_would(
+    tabular_folder: Path, tmp_path: Path
+) -> None:
+    """No KServe runs here: Glassbox's predictor posts each prediction request (v1 JSON, v2 binary) to the drift
+    monitor in the logger's own form, so `glassbox up` watches drift as the cluster does."""
+    spec = yaml.safe_load((tabular_folder / "synthetic.yaml").read_text())["spec"]
+    spec["detector"]["drift"] = {"windowRows": 200, "minRows": 100, "testEveryRows": 100}
+    for name in ("model", "train.csv"):
+        (tmp_path / name).symlink_to(tabular_folder / name)
+    deployment = LocalDeployment(manifest("synthetic", spec, tmp_path), log_dir=tmp_path / "logs", keep_records=False)
+    try:
+        deployment.start_detector()
+        deployment.start_drift()
+        deployment.start_predictor()
+        predict = deployment.urls()["predict"]  # v2
+        predict_v1 = f"{deployment.predictor_base}/v1/models/synthetic:predict"
+        report_url = deployment.urls()["drift"]
+        rng = np.random.default_rng(3)
+        for _ in range(10):
+            rows = rng.uniform(size=(10, 5))
+            content, headers = v2_request(rows, binary=True)
+            assert httpx.post(predict, content=content, headers=headers, timeout=30).status_code == 200
+        for _ in range(10):
+            rows = rng.uniform(size=(10, 5))
+            assert httpx.post(predict_v1, json={"instances": rows.tolist()}, timeout=30).status_code == 200
+        calm = wait_for_report(report_url, 200)
+        assert calm["drifted"] is False, calm
+        for _ in range(20):
+            rows = rng.uniform(size=(10, 5))
+            rows[:, 1] = rng.uniform(0.5, 1.0, size=10)  # f1 only in the upper half of its range
+            assert httpx.post(predict_v1, json={"instances": rows.tolist()}, timeout=30).status_code == 200
+        drifted = wait_for_report(report_url, 400)
+        assert drifted["drifted"] is True and drifted["driftedFeatures"][0] == "f1", drifted
+    finally:
+        deployment.stop()
+
+
+def wait_for_report(url: str, inputs: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        report: dict[str, Any] = httpx.get(url).json()
+        if report.get("testedInputs") == inputs:
+            return report
+        assert time.monotonic() < deadline, report
+        time.sleep(0.1)

@@ -187,6 +187,8 @@ class LocalDeployment:
         args = _replace_arg(container["args"], "--model_dir", str(model_path))
         self.predictor_grpc_port = free_port()
         args += [f"--http_port={port}", f"--grpc_port={self.predictor_grpc_port}"]
+        if self.drift_base is not None:  # KServe's logger would copy the requests to the drift monitor
+            args.append(f"--request_logger_url={self.drift_base}{DRIFT_EVENTS_PATH.format(model=drift_name(self.name))}")
         env = {e["name"]: e["value"] for e in container["env"] if e["name"] != STORAGE_URI_ENV}
         return [sys.executable, "-m", "glassbox.explainers.predictor", *args], env
 
@@ -308,7 +310,7 @@ class LocalDeployment:
             if self.spec.detector is not None:
                 self.start_detector()
                 if self.spec.detector.drift is not None:
-                    self.start_drift()
+                    self.start_drift()  # before the predictor, which copies its requests to it
             self.start_explainer(self.start_predictor())
         except BaseException:
             self.stop()
@@ -334,10 +336,9 @@ class LocalDeployment:
 
     def urls(self) -> dict[str, str]:
         target = self.predictor_target(self.predictor_base)
-        urls = {
-            "predict": target.predict_url(),
-            "explain": self.explainer_base + explain_path(self.model_name),
-        }
+        urls = {"predict": target.predict_url()}
+        if any(p.name == "explainer" for p in self.processes):
+            urls["explain"] = self.explainer_base + explain_path(self.model_name)
         if self.detector_base is not None:
             urls["detect"] = f"{self.detector_base}/v1/models/{detector_name(self.name)}:predict"
         if self.drift_base is not None:

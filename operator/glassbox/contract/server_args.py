@@ -116,6 +116,11 @@ class PredictorServerArgs(ServerArgs):
     # An explainer's call gives up at 30 s by default: the predictor's answer comes first.
     request_timeout_seconds: float = Field(60.0, gt=0, description="longest a request waits for its answer (then 504)")
     cpu_threads: int = Field(1, ge=0, description="threads per forward pass on the CPU (0: torch's default, every core)")
+    request_logger_url: str | None = Field(
+        None,
+        description="post a copy of each prediction request here, as KServe's request logger does (local mode: in a "
+        "cluster, KServe's logger does it)",
+    )
 
 
 class ExplainerServerArgs(ServerArgs):

@@ -157,4 +157,5 @@ def main() -> None:
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=args.request_timeout_seconds,
         binary_infer_route=True,
+        request_logger_url=args.request_logger_url,
     )

@@ -39,6 +39,7 @@ from glassbox.contract.server_args import ServerArgs
 from glassbox.explainers.serving.binary_infer_route import BinaryInferRoute
 from glassbox.explainers.serving.readiness import ReadinessGate, readiness_paths
 from glassbox.explainers.serving.request_guard import ASGIApp, RequestGuard
+from glassbox.explainers.serving.request_logger import RequestLogger
 from glassbox.explainers.serving.server_logging import configure_logging
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def serve(
     binary_infer_route: bool = False,
     not_ready: Callable[[], str | None] | None = None,
     middleware: Callable[[ASGIApp], ASGIApp] | None = None,
+    request_logger_url: str | None = None,
 ) -> None:
     """Serve `model` on the ports and with the request logging KServe's own flags (`kserve_flags`) say."""
     log_each_request = bool(kserve_flags.enable_latency_logging)
@@ -133,6 +135,8 @@ def serve(
         app = middleware(app)
     if binary_infer_route:
         app = BinaryInferRoute(app, server.dataplane)
+    if request_logger_url:  # what KServe's logger does in a cluster, where none runs (local mode)
+        app = RequestLogger(app, request_logger_url, model.name)
     if not_ready is not None:
         app = ReadinessGate(app, readiness_paths(model.name), not_ready)
     # kserve hands uvicorn this name (an import string, or the app itself) when it starts.
