@@ -113,6 +113,11 @@ def test_v2_requests_json_or_binary_are_inputs_and_responses_are_not(monitor: Lo
     response = json.dumps({"predictions": [[0.1, 0.9]] * 3}).encode()
     assert post_event(monitor, response, kind="response").json() == {"accepted": 0}
     assert post_event(monitor, b"").json() == {"accepted": 0}, "a logged GET of the model's metadata has no body"
+    # The explainer's perturbed inputs, named by the header the logger passes on (logger.metadataHeaders).
+    tagged = {"Ce-Metadata": json.dumps({"Glassbox-Caller": ["explainer"]})}
+    url = f"{monitor.drift_base}{DRIFT_EVENTS_PATH.format(model=MONITOR)}"
+    answer = httpx.post(url, content=as_json, headers={**logger_headers(as_json), **tagged}, timeout=30)
+    assert answer.json() == {"accepted": 0}, "the explainer's calls are not users' traffic"
 
 
 @pytest.mark.parametrize(
@@ -159,6 +164,9 @@ def test_in_local_mode_the_predictor_copies_its_requests_to_the_monitor_as_kserv
         predict_v1 = f"{deployment.predictor_base}/v1/models/synthetic:predict"
         report_url = deployment.urls()["drift"]
         rng = np.random.default_rng(3)
+        # The explainer's calls say who they are (the header KServe's logger passes on): not in the window.
+        tagged = {"instances": (rng.uniform(size=(10, 5)) * 9).tolist()}
+        assert httpx.post(predict_v1, json=tagged, headers={"Glassbox-Caller": "explainer"}, timeout=30).status_code == 200
         for _ in range(10):
             rows = rng.uniform(size=(10, 5))
             content, headers = v2_request(rows, binary=True)
@@ -167,7 +175,7 @@ def test_in_local_mode_the_predictor_copies_its_requests_to_the_monitor_as_kserv
             rows = rng.uniform(size=(10, 5))
             assert httpx.post(predict_v1, json={"instances": rows.tolist()}, timeout=30).status_code == 200
         calm = wait_for_report(report_url, 200)
-        assert calm["drifted"] is False, calm
+        assert calm["drifted"] is False and calm["inputs"] == 200, calm
         for _ in range(20):
             rows = rng.uniform(size=(10, 5))
             rows[:, 1] = rng.uniform(0.5, 1.0, size=10)  # f1 only in the upper half of its range

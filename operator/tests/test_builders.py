@@ -635,6 +635,7 @@ def test_drift_runs_in_one_replica_fed_by_kserves_request_logger_and_its_edits_l
     assert logger == {
         "mode": "request",
         "url": "http://tumour-triage-drift-predictor.ml.svc.cluster.local/glassbox/v1/models/tumour-triage-drift/drift/events",
+        "metadataHeaders": ["Glassbox-Caller"],
     }
     detector_fit = {
         e["name"]: e["value"] for e in children["tumour-triage-detector"]["spec"]["predictor"]["containers"][0]["env"]

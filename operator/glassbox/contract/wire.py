@@ -24,6 +24,11 @@ DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
 # and the latest window's report is read here.
 DRIFT_EVENTS_PATH = "/glassbox/v1/models/{model}/drift/events"
 DRIFT_PATH = "/glassbox/v1/models/{model}/drift"
+# The header the explainer sends with its calls to the predictor (perturbed inputs, not users' traffic), and
+# that KServe's request logger passes on (logger.metadataHeaders, in the event's `ce-metadata`), so the drift
+# monitor leaves them out of its window. In Go's canonical form, which the logger matches exactly.
+CALLER_HEADER = "Glassbox-Caller"
+EXPLAINER_CALLER = "explainer"
 # The explainer's records of its explanations: a page of an audit query here, one record below it by id.
 RECORDS_PATH = "/glassbox/v1/models/{model}/records"
 # The explainer's explanation jobs (asked with "async": true): one job's state, and its answer when done.

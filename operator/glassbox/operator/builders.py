@@ -29,6 +29,7 @@ from glassbox.contract.api import (
 )
 from glassbox.contract.server_args import DetectorServerArgs, ExplainerServerArgs, PredictorServerArgs
 from glassbox.contract.wire import (
+    CALLER_HEADER,
     DETECTOR_FIT_ENV,
     DETECTOR_GATE_PATH,
     DRIFT_EVENTS_PATH,
@@ -349,7 +350,8 @@ def build_predictor_isvc(parent: Parent, spec: ExplainedModelSpec, config: Opera
             }
     if spec.detector is not None and spec.detector.drift is not None:
         # KServe's request logger copies every prediction request to the detector's drift monitor.
-        component["logger"] = {"mode": "request", "url": drift_events_url(parent)}
+        # The explainer's perturbed inputs say so in a header the logger passes on: the monitor leaves them out.
+        component["logger"] = {"mode": "request", "url": drift_events_url(parent), "metadataHeaders": [CALLER_HEADER]}
     return _with_identity(
         parent, "predictor", ISVC_API_VERSION, "InferenceService", name, {"predictor": component}, not spec.is_external
     )

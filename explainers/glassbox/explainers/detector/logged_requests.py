@@ -11,7 +11,8 @@ mode `all` or `response`, are `...inference.response`), `ce-id` (the request's `
 A request's body is what the predictor was sent: a v1 or v2 JSON body, or a v2 body with binary tensors
 (the logger drops the `Inference-Header-Content-Length` header, so the JSON header's end is found by
 reading it). An event that carries no input (a response, a GET of the model's metadata with no body) is
-not an input; one that is not a CloudEvent, or whose request cannot be read, is refused, naming why.
+not an input, nor is the explainer's own call with perturbed inputs (its CALLER_HEADER, which the logger
+passes on in `ce-metadata` when the InferenceService's logger lists it in `metadataHeaders`); one that is not a CloudEvent, or whose request cannot be read, is refused, naming why.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest
 
+from glassbox.contract.wire import CALLER_HEADER, EXPLAINER_CALLER
 from glassbox.explainers.serving.errors import InputError
 from glassbox.explainers.serving.payloads import Limits, decode_request, is_v2_body, v2_request_from_json
 
@@ -49,7 +51,7 @@ def read_logged_request(headers: Mapping[str, str], body: bytes, model_name: str
             f"CloudEvents spec version {version!r}; this reads {SPEC_VERSION} (binary mode, as KServe's logger sends)"
         )
     kind = _header(headers, "ce-type")
-    if kind == RESPONSE_EVENT or not body.strip():
+    if kind == RESPONSE_EVENT or not body.strip() or _from_the_explainer(_header(headers, "ce-metadata")):
         return None
     if kind != REQUEST_EVENT:
         raise InputError(f"ce-type {kind!r} is not a logged prediction request ({REQUEST_EVENT})")
@@ -59,6 +61,21 @@ def read_logged_request(headers: Mapping[str, str], body: bytes, model_name: str
         raise InputError("drift is tested on tabular inputs; this request holds text")
     rows = np.asarray(instances, dtype=np.float64)
     return rows.reshape(len(rows), -1)
+
+
+def _from_the_explainer(metadata: str | None) -> bool:
+    """Whether the logged request was the explainer's (perturbed inputs): the logger passes the request's
+    CALLER_HEADER on in `ce-metadata`, a JSON map of header names to their values."""
+    if not metadata:
+        return False
+    try:
+        headers = json.loads(metadata)
+    except ValueError:
+        return False
+    if not isinstance(headers, dict):
+        return False
+    values = next((v for k, v in headers.items() if str(k).lower() == CALLER_HEADER.lower()), None)
+    return isinstance(values, list) and EXPLAINER_CALLER in values
 
 
 def _request_of(body: bytes, model_name: str) -> dict[str, Any] | InferRequest:

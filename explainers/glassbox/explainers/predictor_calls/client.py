@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from glassbox.contract.server_args import MAX_REQUEST_ROWS
+from glassbox.contract.wire import CALLER_HEADER, EXPLAINER_CALLER
 from glassbox.explainers.predictor_calls.errors import PastDeadline, PredictorError
 from glassbox.explainers.predictor_calls.http_connections import ConnectionPool
 from glassbox.explainers.serving.payloads import INFERENCE_HEADER, predictions_from_response, v1_request, v2_request
@@ -174,9 +175,9 @@ class PredictorClient:
         return np.concatenate(list(self._parts.map(lambda part: self._predict_part(part, deadline), parts)), axis=0)
 
     def _encode(self, instances: np.ndarray | list[str]) -> tuple[bytes, dict[str, str]]:
-        if self.settings.protocol == "v2":
-            return v2_request(instances, self.binary)
-        return v1_request(instances)
+        """The call's body and headers: these are the explainer's perturbed inputs, not users' traffic (CALLER_HEADER)."""
+        content, headers = v2_request(instances, self.binary) if self.settings.protocol == "v2" else v1_request(instances)
+        return content, {**headers, CALLER_HEADER: EXPLAINER_CALLER}
 
     def _timed_out(self, started: float, deadline: float | None) -> Exception:
         """A call that got no whole answer in time: the explanation's deadline, or the predictor's own timeout."""

@@ -12,6 +12,7 @@ monitor must not slow predictions.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from glassbox.contract.wire import CALLER_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ class RequestLogger:
             "ce-endpoint": "default",
             "content-type": headers.get("content-type", "application/json"),
         }
+        # As KServe's logger with `metadataHeaders: [CALLER_HEADER]` (the operator sets it): the caller passed on.
+        caller = headers.get(CALLER_HEADER.lower())
+        if caller is not None:
+            event["ce-metadata"] = json.dumps({CALLER_HEADER: [caller]})
         try:
             self._queue.put_nowait((body, event))
         except queue.Full:
