@@ -5,35 +5,20 @@ category twice as frequent."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy import stats
 
 from glassbox.explainers.detector.drift import DriftTest, RecentWindow, benjamini_hochberg
+from glassbox_testing.drift_data import CATEGORICAL, NAMES, REGION_DOUBLED, credit_book
 
-NAMES = ["income", "debt", "age", "score", "tenure", "balance", "region", "product"]
-CATEGORICAL = frozenset({6, 7})
 RATE = 0.05
 
 
-def draw(
-    rows: int,
-    rng: np.random.Generator,
-    shift: float = 0.0,
-    correlation: float = 0.8,
-    region_probabilities: tuple[float, ...] = (0.5, 0.3, 0.2),
-) -> np.ndarray:
-    """Mixed data like a credit book: two correlated features, a heavy-tailed one in the thousands, bounded and
-    normal ones, and two categories."""
-    income, noise = rng.standard_normal(rows), rng.standard_normal(rows)
-    debt = correlation * income + np.sqrt(1 - correlation**2) * noise
-    age = 20 + 50 * rng.uniform(size=rows)
-    score = rng.standard_normal(rows)
-    tenure = rng.standard_normal(rows) + shift
-    balance = 1000 * rng.lognormal(0.0, 0.7, size=rows)
-    region = rng.choice(3, size=rows, p=region_probabilities)
-    product = rng.choice(4, size=rows, p=[0.4, 0.3, 0.2, 0.1])
-    return np.column_stack([income, debt, age, score, tenure, balance, region, product])
+def draw(rows: int, rng: np.random.Generator, **change: Any) -> np.ndarray:
+    return credit_book(rows, rng, **change)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +60,7 @@ def test_a_correlation_that_changed_while_every_feature_kept_its_range_is_found(
 
 def test_a_category_twice_as_frequent_is_found_and_named(drift: DriftTest) -> None:
     rng = np.random.default_rng(4)
-    detected = found(drift, [draw(200, rng, region_probabilities=(0.35, 0.25, 0.4)) for _ in range(20)])
+    detected = found(drift, [draw(200, rng, region_probabilities=REGION_DOUBLED) for _ in range(20)])
     assert len(detected) >= 18 and all(names[0] == "region" for names in detected), detected
 
 

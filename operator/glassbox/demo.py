@@ -24,6 +24,7 @@ from glassbox.contract.api import (
     AnchorTabularParameters,
     CounterfactualParameters,
     DetectorSpec,
+    DriftSpec,
     DynamicBatching,
     ExplainedModelSpec,
     ExplainerSpec,
@@ -58,9 +59,8 @@ METHODS = [
 ]
 
 
-def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
-    """The model, data and manifest; returns the manifest and a few held-out rows."""
-    import pandas as pd
+def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The demo's data: training and held-out patients (a fixed split), and the measurements' names."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
 
@@ -69,6 +69,14 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
     X_train, X_test, y_train, y_test = train_test_split(
         data.data, data.target, test_size=0.2, random_state=0, stratify=data.target
     )
+    return X_train, X_test, y_train, y_test, names
+
+
+def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
+    """The model, data and manifest; returns the manifest and a few held-out rows."""
+    import pandas as pd
+
+    X_train, X_test, y_train, y_test, names = _split()
     tabular_classifier(X_train, y_train, out / "model")
     frame = pd.DataFrame(X_train, columns=names)
     frame["malignant_or_benign"] = y_train
@@ -85,8 +93,11 @@ def prepare(out: Path) -> tuple[Path, np.ndarray, list[str]]:
             methods=METHODS,
             timeout_seconds=120,
         ),
-        # Fitted on the explainer's reference data: at most 1% of patients like those are flagged.
-        detector=DetectorSpec(false_positive_rate=0.01),
+        # Fitted on the explainer's reference data: at most 1% of patients like those are flagged. Drift: the
+        # predictor's last 100 patients against the reference data, a window like it called drifted 1 time in 100.
+        detector=DetectorSpec(
+            false_positive_rate=0.01, drift=DriftSpec(false_alarm_rate=0.01, window_rows=100, min_rows=100, test_every_rows=100)
+        ),
         graph=GraphSpec(routes=list(Route)),
     )
     manifest = explained_model("breast-cancer", spec)
@@ -112,7 +123,8 @@ def run_demo(out: Path) -> int:
     )
     manifest, rows, names = prepare(out)
     print(
-        f"2. glassbox up {manifest}: the predictor, the explainer (fitting 5 methods) and the outlier detector start on loopback"
+        f"2. glassbox up {manifest}: the predictor, the explainer (fitting 5 methods), the outlier detector and the "
+        "drift monitor start on loopback"
     )
     records = out / "records.sqlite"  # a fresh store each run: step 6 shows the first answer served again
     for stale in out.glob("records.sqlite*"):
@@ -145,6 +157,8 @@ def run_demo(out: Path) -> int:
         if _outliers(client, deployment, rows, names, pictures) != 0:
             return 1
         if _records(client, deployment, rows) != 0:
+            return 1
+        if _drift(client, deployment, pictures) != 0:
             return 1
     print(f"\ndone in {time.monotonic() - started:.0f} s; the servers are stopped. To run them yourself: glassbox up {manifest}")
     return 0
@@ -190,6 +204,51 @@ def _outliers(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarra
     print(f"  explained only instance {narrowed['flagged']} (the gate passed on {len(narrowed['instances'])} of 2):")
     _print_explanation("anchors", explained.json(), time.monotonic() - began)
     return 0
+
+
+# A new scanner that reads every texture measurement this much higher: the same patients, drifted inputs.
+TEXTURE_DRIFT = 1.2
+
+
+def _drift(client: httpx.Client, deployment: LocalDeployment, pictures: Path) -> int:
+    """Step 7: the predictor's traffic as a whole. Held-out patients fill a window that looks like the reference
+    data; then the same patients measured by a scanner reading texture 20% higher fill one that drifted."""
+    _, held_out, _, _, names = _split()
+    urls = deployment.urls()
+    texture = [names.index(n) for n in ("mean_texture", "texture_error", "worst_texture")]
+    print("\n7. drift: the predictor's last 100 patients against the reference data (false-alarm rate 1%)")
+    for label, patients in (
+        ("held-out patients as they are", held_out[3:100]),
+        (f"the same patients, texture read {TEXTURE_DRIFT - 1:.0%} higher", held_out[:100] * _scaled(30, texture)),
+    ):
+        tested = client.get(urls["drift"]).raise_for_status().json().get("inputs", 0) + len(patients)
+        for start in range(0, len(patients), 10):  # prediction requests of 10 patients, as any client sends them
+            batch = patients[start : start + 10]
+            body = {
+                "inputs": [
+                    {"name": "input-0", "shape": list(batch.shape), "datatype": "FP64", "data": batch.reshape(-1).tolist()}
+                ]
+            }
+            client.post(urls["predict"], json=body).raise_for_status()
+        deadline = time.monotonic() + 60
+        while (report := client.get(urls["drift"], params={"picture": "true"}).json()).get("testedInputs") != tested:
+            if time.monotonic() > deadline:
+                print(f"  the drift monitor did not test the window: {report}")
+                return 1
+            time.sleep(0.2)
+        moved = ", ".join(f"{f['name']} (KS {f['distance']:.2f})" for f in report["features"][:3])
+        verdict = "DRIFTED" if report["drifted"] else "no drift"
+        print(f"  {label}: {verdict}, p = {report['pValue']:.2g}; most moved: {moved}")
+    png = pictures / "drift.png"
+    png.write_bytes(base64.b64decode(report["picture"]["base64"]))
+    print(f"  picture: {png}")
+    return 0
+
+
+def _scaled(width: int, columns: list[int]) -> np.ndarray:
+    factors = np.ones(width)
+    factors[columns] = TEXTURE_DRIFT
+    return factors
 
 
 def _records(client: httpx.Client, deployment: LocalDeployment, rows: np.ndarray) -> int:
