@@ -658,6 +658,8 @@ def test_the_status_shows_the_threshold_the_ready_detector_fitted(
         shown = body["status"]["detector"]
         assert shown["threshold"] == fitted["threshold"] > 0
         assert shown["falsePositiveRate"] == 0.01 and shown["heldOutRows"] == 120 and len(shown["specHash"]) == 16
+        assert shown["representation"] == fitted["representation"] and shown["representation"] in ("scaled", "whitened")
+        assert shown["realisedFalsePositiveRate"] == fitted["realisedFalsePositiveRate"]
         # The sample watches drift too: the detector is ready once its drift monitor (one replica) is.
         assert "drift monitor" in condition(body, "DetectorReady")["message"]
         assert body["status"]["children"]["drift"] == "tumour-triage-drift"

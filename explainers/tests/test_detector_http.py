@@ -41,6 +41,12 @@ def test_v1_verdicts_match_the_detector_fitted_in_process_on_the_same_data(tabul
     in_process = fit_nearest_neighbors(X, false_positive_rate=0.01)
     assert verdicts[0]["threshold"] == pytest.approx(in_process.threshold, rel=1e-12)
     np.testing.assert_allclose([v["score"] for v in verdicts], in_process.scores(np.array([ORDINARY, UNUSUAL])), rtol=1e-12)
+    # What the operator shows in the status: the threshold, the representation chosen, where the realised rate lies.
+    fitted = httpx.get(f"{tabular[0].detector_base}/glassbox/v1/models/{DETECTOR}/fitted").json()
+    assert fitted["threshold"] == pytest.approx(in_process.threshold, rel=1e-12)
+    assert fitted["representation"] == in_process.representation.name
+    realised = fitted["realisedFalsePositiveRate"]
+    assert realised["low"] < 0.01 < realised["high"] < 0.1 and realised["confidence"] == 0.95
 
 
 async def test_kserves_rest_client_gets_v2_verdicts(tabular: Tabular) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def server_logs(output: str) -> str:
+    """The ends of the servers' logs, from the folder `glassbox up` named: what a failure needs to be read."""
+    match = re.search(r"\(logs in (\S+)\)", output)
+    if match is None:
+        return ""
+    return "".join(
+        f"\n--- {log.name}\n" + log.read_text(errors="replace")[-2000:] for log in sorted(Path(match[1]).glob("*.log"))
+    )
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_text(tmp_path_factory.mktemp("up"))
@@ -64,7 +75,7 @@ def test_glassbox_up_stops_both_servers_on_a_signal(manifest: Path, stop: signal
     servers = children_of(up.pid)
     up.send_signal(stop)
     rest, _ = up.communicate(timeout=60)
-    assert up.returncode == 0, "".join(output) + rest
+    assert up.returncode == 0, "".join(output) + rest + server_logs("".join(output))
     assert "stopped both servers" in rest
     assert "killed it" not in rest  # each server stopped on its own, on SIGTERM
     for pid in servers:

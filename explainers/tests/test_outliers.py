@@ -3,13 +3,22 @@ on clean held-out rows is the one the user stated."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 
 from glassbox.explainers.detector.errors import DetectorFitError
-from glassbox.explainers.detector.outliers import conformal_threshold, fit_nearest_neighbors
+from glassbox.explainers.detector.outliers import (
+    Representation,
+    conformal_threshold,
+    fit_nearest_neighbors,
+    realised_rate_interval,
+)
+from glassbox_testing import outlier_data
 
 
 def plant_outliers(clean: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -148,3 +157,62 @@ def test_the_score_picture_turns_logarithmic_when_an_input_is_far_past_the_thres
     assert (counts > 0).sum() >= 5, counts
     png = score_against_reference(reference, threshold, far, "far")
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000
+
+
+def outlier_aucs(
+    score: Callable[[np.ndarray], np.ndarray], clean: np.ndarray, unusual: dict[str, np.ndarray]
+) -> dict[str, float]:
+    ordinary = score(clean)
+    truth = np.r_[np.zeros(len(clean)), np.ones(len(clean))]
+    return {kind: float(roc_auc_score(truth, np.r_[ordinary, score(rows)])) for kind, rows in unusual.items()}
+
+
+@pytest.mark.parametrize("data_seed", [0, 1])
+def test_rows_that_break_strong_correlations_are_found_as_surely_as_rows_with_a_feature_out_of_place(data_seed: int) -> None:
+    reference = outlier_data.correlated_rows(3000, seed=1, data_seed=data_seed)
+    clean = outlier_data.correlated_rows(1000, seed=2, data_seed=data_seed)
+    rng = np.random.default_rng(3)
+    unusual = {
+        "shifted": outlier_data.shifted(clean, reference, rng),
+        "out of range": outlier_data.out_of_range(clean, reference, rng),
+        "correlations broken": outlier_data.correlations_broken(len(clean), reference, rng),
+    }
+    detector = fit_nearest_neighbors(reference, false_positive_rate=0.01)
+    assert detector.representation.name == "whitened", detector.selection
+    aucs = outlier_aucs(detector.scores, clean, unusual)
+    assert aucs["correlations broken"] >= 0.95 and aucs["shifted"] >= 0.97 and aucs["out of range"] >= 0.97, aucs
+    # The same neighbours in features scaled one by one: every value in range, the broken rows hide.
+    scaled = Representation.fit(reference)
+    neighbours = scaled.vectors(reference)
+    k_nearest = NearestNeighbors(n_neighbors=10).fit(neighbours)
+    baseline = outlier_aucs(lambda rows: k_nearest.kneighbors(scaled.vectors(rows))[0].mean(axis=1), clean, unusual)
+    assert baseline["correlations broken"] < 0.92, baseline
+    # The choice was made on the reference rows' own corruptions, and said so.
+    assert min(detector.selection["whitened"].values()) > min(detector.selection["scaled"].values())
+
+
+def test_the_choice_keeps_the_per_feature_cases_on_the_demos_data() -> None:
+    reference, clean = split(DATASETS["breast-cancer"](), 0.7, seed=1)
+    rng = np.random.default_rng(3)
+    unusual = {
+        "shifted": outlier_data.shifted(clean, reference, rng),
+        "out of range": outlier_data.out_of_range(clean, reference, rng),
+    }
+    detector = fit_nearest_neighbors(reference, false_positive_rate=0.01)
+    aucs = outlier_aucs(detector.scores, clean, unusual)
+    assert min(aucs.values()) >= 0.97, (detector.representation.name, aucs)
+
+
+def test_the_realised_rate_interval_holds_the_rate_one_fit_realises_as_often_as_it_says() -> None:
+    # Scores uniform on [0, 1]: a threshold t flags 1 - t of all inputs like the calibration rows, exactly.
+    rng = np.random.default_rng(0)
+    held_out, target = 199, 0.05
+    low, high = realised_rate_interval(held_out, target, 0.95)
+    assert low < target < high
+    realised = np.array([1 - conformal_threshold(rng.uniform(size=held_out), target) for _ in range(4000)])
+    covered = float(np.mean((realised >= low) & (realised <= high)))
+    assert 0.93 <= covered <= 0.97, covered
+    assert realised.mean() <= target and realised.mean() > target - 1 / (held_out + 1)
+    # More held-out rows, a narrower interval.
+    wider, narrower = realised_rate_interval(200, 0.01), realised_rate_interval(5000, 0.01)
+    assert narrower[1] - narrower[0] < (wider[1] - wider[0]) / 3

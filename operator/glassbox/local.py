@@ -388,11 +388,12 @@ def run_up(manifest: Path, predictor_url: str | None, records_path: Path | None 
     # Also SIGINT: a shell that starts a job in the background starts it with SIGINT ignored.
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _interrupt)
-    deployment = LocalDeployment(manifest, predictor_url=predictor_url, records_path=records_path)
-    print(f"starting {deployment.name} (logs in {deployment.log_dir}) ...", flush=True)
-    if deployment.records_path is not None:
-        print(f"explanation records: {deployment.records_path}", flush=True)
+    deployment: LocalDeployment | None = None
     try:
+        deployment = LocalDeployment(manifest, predictor_url=predictor_url, records_path=records_path)
+        print(f"starting {deployment.name} (logs in {deployment.log_dir}) ...", flush=True)
+        if deployment.records_path is not None:
+            print(f"explanation records: {deployment.records_path}", flush=True)
         with deployment:
             urls = deployment.urls()
             print(f"predict: POST {urls['predict']}")
@@ -410,5 +411,16 @@ def run_up(manifest: Path, predictor_url: str | None, records_path: Path | None 
             print(f"the {gone[0].name} exited; its log ends:\n{gone[0].log_tail()}", file=sys.stderr)
             return 1
     except KeyboardInterrupt:
-        print("\nstopped both servers" if deployment.spec.detector is None else "\nstopped the servers", flush=True)
+        _ignore_stop_signals()
+        if deployment is not None:
+            print("\nstopped both servers" if deployment.spec.detector is None else "\nstopped the servers", flush=True)
         return 0
+    finally:
+        _ignore_stop_signals()
+
+
+def _ignore_stop_signals() -> None:
+    """Once every server is stopped, a stop signal has nothing left to stop: ignored, not left to Python, which
+    restores the default action while it exits (where a late Ctrl-C would kill it with -2, its work done)."""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)

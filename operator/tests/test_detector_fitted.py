@@ -18,6 +18,24 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
         {},
         json.dumps({"threshold": 1.5, "falsePositiveRate": 0.01, "heldOutRows": 120}).encode(),
     ),
+    "/glassbox/v1/models/new/fitted": (
+        200,
+        {},
+        json.dumps(
+            {
+                "threshold": 1.5,
+                "falsePositiveRate": 0.01,
+                "heldOutRows": 120,
+                "representation": "whitened",
+                "realisedFalsePositiveRate": {"low": 0.001, "high": 0.04, "confidence": 0.95},
+            }
+        ).encode(),
+    ),
+    "/glassbox/v1/models/bad-interval/fitted": (
+        200,
+        {},
+        json.dumps({"threshold": 1.5, "falsePositiveRate": 0.01, "heldOutRows": 120, "realisedFalsePositiveRate": 0.02}).encode(),
+    ),
     "/glassbox/v1/models/garbage/fitted": (200, {}, b"<html>not json</html>"),
     "/glassbox/v1/models/partial/fitted": (200, {}, json.dumps({"threshold": 1.5}).encode()),
     "/glassbox/v1/models/starting/fitted": (503, {}, b'{"error": "not fitted yet"}'),
@@ -63,10 +81,18 @@ def server() -> Iterator[str]:
 
 
 def test_a_detectors_answer_is_read(server: str) -> None:
+    # A detector as old as the operator's first: no representation, no interval.
     assert read_detector_fitted(server + "/", "good") == {"threshold": 1.5, "falsePositiveRate": 0.01, "heldOutRows": 120}
+    assert read_detector_fitted(server, "new") == {
+        "threshold": 1.5,
+        "falsePositiveRate": 0.01,
+        "heldOutRows": 120,
+        "representation": "whitened",
+        "realisedFalsePositiveRate": {"low": 0.001, "high": 0.04, "confidence": 0.95},
+    }
 
 
-@pytest.mark.parametrize("model", ["garbage", "partial", "starting", "moved", "absent"])
+@pytest.mark.parametrize("model", ["garbage", "partial", "bad-interval", "starting", "moved", "absent"])
 def test_anything_else_leaves_the_threshold_out_and_a_redirect_is_never_followed(server: str, model: str) -> None:
     assert read_detector_fitted(server, model) is None
 

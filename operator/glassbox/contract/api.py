@@ -892,12 +892,30 @@ class Children(ApiModel):
     drift: str | None = Field(None, description="Name of the drift monitor's InferenceService (spec.detector.drift).")
 
 
+class RateInterval(ApiModel):
+    """An interval that holds a rate with a stated probability."""
+
+    low: float = Field(description="The interval's lower end.")
+    high: float = Field(description="The interval's upper end.")
+    confidence: float = Field(description="The probability that the interval holds the rate.")
+
+
 class DetectorStatus(ApiModel):
     """What the detector fitted, as it reports it once ready."""
 
     threshold: float = Field(description="The fitted threshold on the outlier score: inputs scoring above it are flagged.")
     false_positive_rate: float = Field(description="The alarm rate the threshold was set for.")
     held_out_rows: int = Field(description="Reference rows held out to set the threshold.")
+    representation: str | None = Field(
+        None,
+        description="What distances are measured in: scaled or whitened (tabular rows, chosen on the reference data), "
+        "pooled (images) or text.",
+    )
+    realised_false_positive_rate: RateInterval | None = Field(
+        None,
+        description="Where the alarm rate this threshold realises on inputs like the reference data lies: with heldOutRows "
+        "rows it varies around falsePositiveRate by chance, and this interval holds it with the stated confidence.",
+    )
     spec_hash: str = Field(description="The detector InferenceService's spec hash this was read from.")
 
 

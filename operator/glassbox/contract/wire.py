@@ -45,3 +45,5 @@ FLAGGED_FIELD = "flagged"
 FITTED_THRESHOLD = "threshold"
 FITTED_FALSE_POSITIVE_RATE = "falsePositiveRate"
 FITTED_HELD_OUT_ROWS = "heldOutRows"
+FITTED_REPRESENTATION = "representation"
+FITTED_REALISED_RATE = "realisedFalsePositiveRate"  # {"low", "high", "confidence"}

@@ -20,6 +20,8 @@ from glassbox.contract.wire import (
     DRIFT_PATH,
     FITTED_FALSE_POSITIVE_RATE,
     FITTED_HELD_OUT_ROWS,
+    FITTED_REALISED_RATE,
+    FITTED_REPRESENTATION,
     FITTED_THRESHOLD,
 )
 
@@ -68,15 +70,21 @@ def read_drift_report(base_url: str, model: str) -> dict[str, Any] | None:
 
 
 def read_detector_fitted(base_url: str, model: str) -> dict[str, Any] | None:
-    """{"threshold", "falsePositiveRate", "heldOutRows"} from the detector at `base_url`, or None."""
+    """{"threshold", "falsePositiveRate", "heldOutRows"} from the detector at `base_url`, with "representation" and
+    "realisedFalsePositiveRate" where it reports them (a detector older than the operator may not), or None."""
     url = base_url.rstrip("/") + DETECTOR_FITTED_PATH.format(model=model)
     try:
         body = _get_json(url)
-        fitted = {
+        fitted: dict[str, Any] = {
             FITTED_THRESHOLD: float(body[FITTED_THRESHOLD]),
             FITTED_FALSE_POSITIVE_RATE: float(body[FITTED_FALSE_POSITIVE_RATE]),
             FITTED_HELD_OUT_ROWS: int(body[FITTED_HELD_OUT_ROWS]),
         }
+        if FITTED_REPRESENTATION in body:
+            fitted[FITTED_REPRESENTATION] = str(body[FITTED_REPRESENTATION])[:32]
+        if FITTED_REALISED_RATE in body:
+            rate = body[FITTED_REALISED_RATE]
+            fitted[FITTED_REALISED_RATE] = {key: float(rate[key]) for key in ("low", "high", "confidence")}
     except (OSError, ValueError, KeyError, TypeError) as error:  # urllib's errors are OSErrors
         log.info("could not read what the detector at %s fitted (%s); the status leaves the threshold out for now", url, error)
         return None

@@ -9,26 +9,41 @@ the noise), text as counts of hashed word unigrams and bigrams and character tri
 (the distance is then a monotone function of cosine similarity: wording unlike any reference text, not
 length, makes a text far; no model or vocabulary to ship).
 
+Tabular rows may instead be whitened: scaled, then decorrelated by the reference's covariance, so a row
+whose every feature lies within its usual range but whose features contradict each other (a correlation
+broken) lies far from every reference row, which feature-by-feature scaling cannot see when the features
+are strongly correlated. Which of the two is used is decided on the reference data itself: probe rows
+held out of the searched rows are corrupted in three known ways (one feature moved, one past its range,
+correlations broken) and the representation whose worst ROC AUC over the three is higher wins (scaled on
+a tie). Only searched rows take part, never the calibration rows.
+
 The threshold is split-conformal: the reference rows are split (seeded) into rows the neighbours are
-searched among and held-out calibration rows; the threshold is the ceil((n+1)(1-a))-th smallest of the n
-calibration scores, so an input drawn like the reference data is flagged with probability at most `a`
-and more than `a - 1/(n+1)`. A user states the alarm rate, never a raw score. Deterministic: the same
-data and seed give the same threshold and the same verdicts.
+searched among and held-out calibration rows; the threshold is the r-th smallest of the n calibration
+scores, r = ceil((n+1)(1-a)), so an input drawn like the reference data is flagged with probability at
+most `a` and more than `a - 1/(n+1)`, averaged over the draw of the calibration rows. For this one fit,
+the rate it will realise is itself random, distributed Beta(n+1-r, r): `realised_rate_interval` gives
+its central interval, which a user compares with the rate they see. A user states the alarm rate, never
+a raw score. Deterministic: the same data and seed give the same threshold and the same verdicts.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from glassbox.explainers.data.nearest_neighbours import nearest_distances
 from glassbox.explainers.detector.errors import DetectorFitError
 
 # Images are pooled to at most this many cells per side before the distance is taken.
 IMAGE_GRID = 8
+# Whitening floors each direction's variance at this fraction of the largest.
+WHITENING_FLOOR = 1e-6
+# Reference rows (of those searched) that choose between the scaled and whitened representations.
+SELECTION_PROBES = 300
 # Text is hashed into this many buckets of words and word pairs, and as many of character trigrams.
 TEXT_BUCKETS = 2**12
 Inputs = np.ndarray | list[str]
@@ -77,6 +92,21 @@ class Representation:
     instance_shape: tuple[int, ...]  # what each numeric instance must look like (empty for text)
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
+    # Tabular rows may also be whitened (scaled, then decorrelated by the reference covariance): a row whose
+    # features each lie in range but break the reference's correlations is then far from every reference row.
+    whitening: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return "whitened" if self.whitening is not None else {"tabular": "scaled", "image": "pooled"}.get(self.kind, self.kind)
+
+    def whitened(self, reference: np.ndarray) -> Representation:
+        """This representation, decorrelated by the covariance of `reference` as it represents it (directions
+        the reference hardly varies in are floored, not blown up)."""
+        vectors = self.vectors(reference)
+        values, axes = np.linalg.eigh(np.atleast_2d(np.cov(vectors, rowvar=False)))
+        floor = max(float(values.max()) * WHITENING_FLOOR, 1e-12)
+        return replace(self, whitening=axes / np.sqrt(np.maximum(values, floor)))
 
     @staticmethod
     def fit(reference: Inputs) -> Representation:
@@ -113,7 +143,7 @@ class Representation:
         assert self.center is not None and self.scale is not None
         vectors = _pool_images(inputs) if self.kind == "image" else inputs.astype(np.float64)
         scaled: np.ndarray = (vectors - self.center) / self.scale
-        return scaled
+        return scaled if self.whitening is None else scaled @ self.whitening
 
 
 def conformal_threshold(calibration_scores: np.ndarray, false_positive_rate: float) -> float:
@@ -130,6 +160,15 @@ def conformal_threshold(calibration_scores: np.ndarray, false_positive_rate: flo
     return float(np.sort(calibration_scores)[rank - 1])
 
 
+def realised_rate_interval(held_out_rows: int, false_positive_rate: float, confidence: float = 0.95) -> tuple[float, float]:
+    """The central `confidence` interval of the false-positive rate a conformal threshold set on `held_out_rows`
+    scores will realise on inputs drawn like them: that rate is Beta(n+1-r, r), r = ceil((n+1)(1-a))."""
+    rank = math.ceil((held_out_rows + 1) * (1 - false_positive_rate))
+    tail = (1 - confidence) / 2
+    low, high = stats.beta.ppf([tail, 1 - tail], held_out_rows + 1 - rank, rank)
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class NearestNeighborsDetector:
     """The fitted detector: the reference rows searched, the representation, and the threshold."""
@@ -140,6 +179,9 @@ class NearestNeighborsDetector:
     threshold: float
     false_positive_rate: float
     calibration_scores: np.ndarray  # sorted: the distribution a score is placed in
+    # How each candidate representation separated probe rows from their corruptions (ROC AUC by kind), when
+    # one was chosen: the chosen one's worst case is the highest.
+    selection: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def scores(self, inputs: Inputs) -> np.ndarray:
         """The mean distance of each input to its k nearest reference rows."""
@@ -157,6 +199,57 @@ class NearestNeighborsDetector:
 
 def _mean_knn_distance(vectors: Any, neighbours: Any, k: int) -> np.ndarray:
     return np.asarray(nearest_distances(vectors, neighbours, k).mean(axis=1))
+
+
+def corruptions(probes: np.ndarray, donors: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Probe rows made unusual in the ways a detector must see: one feature moved three of its (robust) standard
+    deviations; one feature past the reference's largest value; and correlations broken, every value in range
+    (each feature, with probability one half, taken from another reference row)."""
+    count, width = probes.shape
+    rows = np.arange(count)
+    shifted = probes.copy()
+    moved = rng.integers(0, width, count)
+    shifted[rows, moved] += rng.choice([-3.0, 3.0], count) * scale[moved]
+    beyond = probes.copy()
+    moved = rng.integers(0, width, count)
+    beyond[rows, moved] = donors.max(axis=0)[moved] + scale[moved]
+    broken = probes.copy()
+    taken = rng.random((count, width)) < 0.5
+    donated = donors[rng.integers(0, len(donors), (count, width)), np.arange(width)]
+    broken[taken] = donated[taken]
+    return {"shifted": shifted, "outOfRange": beyond, "correlationBroken": broken}
+
+
+def _auc(ordinary: np.ndarray, unusual: np.ndarray) -> float:
+    """The chance that an unusual row scores above an ordinary one (ties count half): ROC AUC."""
+    ranks = stats.rankdata(np.concatenate([ordinary, unusual]))
+    unusual_ranks = ranks[len(ordinary) :].sum() - len(unusual) * (len(unusual) + 1) / 2
+    return float(unusual_ranks / (len(ordinary) * len(unusual)))
+
+
+def choose_representation(rows: np.ndarray, k: int, seed: int) -> tuple[Representation, dict[str, dict[str, float]]]:
+    """Scaled or whitened, for tabular rows: whichever separates held-out reference rows from their corruptions
+    best in its worst case (scaled on a tie). Chosen among the searched rows only, so the calibration rows stay
+    untouched and the threshold's guarantee holds."""
+    scaled = Representation.fit(rows)
+    probes_count = min(SELECTION_PROBES, len(rows) // 4)
+    if scaled.kind != "tabular" or rows.shape[1] < 2 or probes_count < 20 or len(rows) - probes_count <= k:
+        return scaled, {}
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(rows))
+    probes, rest = rows[order[:probes_count]], rows[order[probes_count:]]
+    base = Representation.fit(rest)
+    assert base.scale is not None
+    unusual = corruptions(probes, rest, base.scale, rng)
+    selection: dict[str, dict[str, float]] = {}
+    for candidate in (base, base.whitened(rest)):
+        neighbours = candidate.vectors(rest)
+        ordinary = _mean_knn_distance(candidate.vectors(probes), neighbours, k)
+        selection[candidate.name] = {
+            kind: _auc(ordinary, _mean_knn_distance(candidate.vectors(bad), neighbours, k)) for kind, bad in unusual.items()
+        }
+    best = max(selection, key=lambda name: (min(selection[name].values()), name == "scaled"))
+    return (scaled.whitened(rows) if best == "whitened" else scaled), selection
 
 
 def fit_nearest_neighbors(
@@ -186,8 +279,12 @@ def fit_nearest_neighbors(
     def rows(index: np.ndarray) -> Inputs:
         return [reference[i] for i in index] if isinstance(reference, list) else reference[index]
 
-    representation = Representation.fit(rows(search_index))
-    neighbours = representation.vectors(rows(search_index))
+    searched_rows = rows(search_index)
+    if isinstance(searched_rows, np.ndarray) and searched_rows.ndim == 2:
+        representation, selection = choose_representation(searched_rows, k, seed)
+    else:
+        representation, selection = Representation.fit(searched_rows), {}
+    neighbours = representation.vectors(searched_rows)
     calibration_scores = np.sort(_mean_knn_distance(representation.vectors(rows(calibration_index)), neighbours, k))
     threshold = conformal_threshold(calibration_scores, false_positive_rate)
-    return NearestNeighborsDetector(representation, neighbours, k, threshold, false_positive_rate, calibration_scores)
+    return NearestNeighborsDetector(representation, neighbours, k, threshold, false_positive_rate, calibration_scores, selection)

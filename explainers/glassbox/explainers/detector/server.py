@@ -49,6 +49,8 @@ from glassbox.contract.wire import (
     DRIFT_PATH,
     FITTED_FALSE_POSITIVE_RATE,
     FITTED_HELD_OUT_ROWS,
+    FITTED_REALISED_RATE,
+    FITTED_REPRESENTATION,
     FITTED_THRESHOLD,
     FLAGGED_FIELD,
 )
@@ -57,12 +59,19 @@ from glassbox.explainers.detector import metrics
 from glassbox.explainers.detector.drift_monitor import DriftMonitor
 from glassbox.explainers.detector.errors import DetectorFitError
 from glassbox.explainers.detector.logged_requests import read_logged_request
-from glassbox.explainers.detector.outliers import NearestNeighborsDetector, Verdicts, fit_nearest_neighbors
+from glassbox.explainers.detector.outliers import (
+    NearestNeighborsDetector,
+    Verdicts,
+    fit_nearest_neighbors,
+    realised_rate_interval,
+)
 from glassbox.explainers.serving.errors import InputError, http_error
 from glassbox.explainers.serving.model_server import read_command_line, serve, server_parser, settings_from_json
 from glassbox.explainers.serving.payloads import DecodedRequest, Limits, decode_request, is_v2_body, v2_request_from_json
 
 log = logging.getLogger(__name__)
+# The realised false-positive rate's interval in /fitted (and so in the status) holds it with this probability.
+REALISED_RATE_CONFIDENCE = 0.95
 # The defaults of the server's flags, for a detector built without a command line (in tests).
 DEFAULTS = DetectorServerArgs(model_name="defaults")
 Answer = TypeVar("Answer")
@@ -115,9 +124,10 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             )
             held_out = len(self.detector.calibration_scores)
             log.info(
-                "fitted the detector on %d reference rows in %.1f s: threshold %.4g for a false-positive rate of %g (%d held out)",
+                "fitted the detector on %d reference rows in %.1f s (%s): threshold %.4g for a false-positive rate of %g (%d held out)",
                 len(rows),
                 time.monotonic() - started,
+                self.detector.representation.name,
                 self.detector.threshold,
                 self.fit.false_positive_rate,
                 held_out,
@@ -329,11 +339,15 @@ def fitted_route(model: OutlierDetector) -> Any:
         """What the detector fitted: the operator shows it in the ExplainedModel's status."""
         if model.detector is None:
             return JSONResponse(status_code=503, content={"error": "the detector has not been fitted yet"})
+        held_out = len(model.detector.calibration_scores)
+        low, high = realised_rate_interval(held_out, model.detector.false_positive_rate, REALISED_RATE_CONFIDENCE)
         return JSONResponse(
             content={
                 FITTED_THRESHOLD: model.detector.threshold,
                 FITTED_FALSE_POSITIVE_RATE: model.detector.false_positive_rate,
-                FITTED_HELD_OUT_ROWS: len(model.detector.calibration_scores),
+                FITTED_HELD_OUT_ROWS: held_out,
+                FITTED_REPRESENTATION: model.detector.representation.name,
+                FITTED_REALISED_RATE: {"low": low, "high": high, "confidence": REALISED_RATE_CONFIDENCE},
             }
         )
 
