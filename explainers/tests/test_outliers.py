@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
 
 from glassbox.explainers.detector.errors import DetectorFitError
 from glassbox.explainers.detector.outliers import (
-    Representation,
     conformal_threshold,
     fit_nearest_neighbors,
     realised_rate_interval,
@@ -182,10 +180,7 @@ def test_rows_that_break_strong_correlations_are_found_as_surely_as_rows_with_a_
     aucs = outlier_aucs(detector.scores, clean, unusual)
     assert aucs["correlations broken"] >= 0.95 and aucs["shifted"] >= 0.97 and aucs["out of range"] >= 0.97, aucs
     # The same neighbours in features scaled one by one: every value in range, the broken rows hide.
-    scaled = Representation.fit(reference)
-    neighbours = scaled.vectors(reference)
-    k_nearest = NearestNeighbors(n_neighbors=10).fit(neighbours)
-    baseline = outlier_aucs(lambda rows: k_nearest.kneighbors(scaled.vectors(rows))[0].mean(axis=1), clean, unusual)
+    baseline = outlier_aucs(fit_nearest_neighbors(reference, representation="scaled").scores, clean, unusual)
     assert baseline["correlations broken"] < 0.92, baseline
     # The choice was made on the reference rows' own corruptions, and said so.
     assert min(detector.selection["whitened"].values()) > min(detector.selection["scaled"].values())

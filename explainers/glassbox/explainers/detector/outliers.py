@@ -259,8 +259,11 @@ def fit_nearest_neighbors(
     k: int = 10,
     calibration_fraction: float = 0.3,
     seed: int = 0,
+    representation: str = "auto",
 ) -> NearestNeighborsDetector:
-    """Split the reference rows (seeded), search among one part, calibrate the threshold on the other."""
+    """Split the reference rows (seeded), search among one part, calibrate the threshold on the other.
+    `representation` "auto" chooses between scaled and whitened for tabular rows; "scaled" keeps the former
+    (what the bench compares against)."""
     if not 0 < false_positive_rate < 1:
         raise DetectorFitError(f"falsePositiveRate {false_positive_rate:g} must lie strictly between 0 and 1")
     if not 0 < calibration_fraction < 1:
@@ -280,7 +283,9 @@ def fit_nearest_neighbors(
         return [reference[i] for i in index] if isinstance(reference, list) else reference[index]
 
     searched_rows = rows(search_index)
-    if isinstance(searched_rows, np.ndarray) and searched_rows.ndim == 2:
+    if representation not in ("auto", "scaled"):
+        raise DetectorFitError(f"representation {representation!r}: auto or scaled")
+    if representation == "auto" and isinstance(searched_rows, np.ndarray) and searched_rows.ndim == 2:
         representation, selection = choose_representation(searched_rows, k, seed)
     else:
         representation, selection = Representation.fit(searched_rows), {}
