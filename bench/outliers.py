@@ -101,7 +101,9 @@ def render(results: dict[str, Any]) -> str:
     ]
     for name, row in results["rows"].items():
         cells = [f"{row['chosen']['auc'][kind]:.3f} / {row['scaled']['auc'][kind]:.3f}" for kind in KINDS]
-        lines.append(f"| {name} | {row['chosen']['representation']} | " + " | ".join(cells) + f" | {row['chosen']['fitSeconds']:.2f} |")
+        lines.append(
+            f"| {name} | {row['chosen']['representation']} | " + " | ".join(cells) + f" | {row['chosen']['fitSeconds']:.2f} |"
+        )
     lines += [
         "",
         "The false-positive rate realised on the clean held-out rows, with its exact 95% interval, against the interval "
