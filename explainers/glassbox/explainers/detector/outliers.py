@@ -286,10 +286,10 @@ def fit_nearest_neighbors(
     if representation not in ("auto", "scaled"):
         raise DetectorFitError(f"representation {representation!r}: auto or scaled")
     if representation == "auto" and isinstance(searched_rows, np.ndarray) and searched_rows.ndim == 2:
-        representation, selection = choose_representation(searched_rows, k, seed)
+        chosen, selection = choose_representation(searched_rows, k, seed)
     else:
-        representation, selection = Representation.fit(searched_rows), {}
-    neighbours = representation.vectors(searched_rows)
-    calibration_scores = np.sort(_mean_knn_distance(representation.vectors(rows(calibration_index)), neighbours, k))
+        chosen, selection = Representation.fit(searched_rows), {}
+    neighbours = chosen.vectors(searched_rows)
+    calibration_scores = np.sort(_mean_knn_distance(chosen.vectors(rows(calibration_index)), neighbours, k))
     threshold = conformal_threshold(calibration_scores, false_positive_rate)
-    return NearestNeighborsDetector(representation, neighbours, k, threshold, false_positive_rate, calibration_scores, selection)
+    return NearestNeighborsDetector(chosen, neighbours, k, threshold, false_positive_rate, calibration_scores, selection)
