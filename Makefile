@@ -124,10 +124,11 @@ scale: $(STAMP) ## explainer replicas behind a stand-in for Knative (activator, 
 reliability: $(STAMP) ## the data plane under hostile input, overload, a dripping predictor and SIGTERM, against the targets; writes bench/results/reliability.*
 	$(PY) bench/reliability.py $(RELIABILITY_ARGS)
 
-bench: $(STAMP) cluster-tools ## the benchmark: in-process alibi vs Glassbox over HTTP vs MLServer, the generated family (speed, counterfactuals), explanation records, drift and outliers on ground truth, and the control plane; writes bench/results/
+bench: $(STAMP) cluster-tools ## the benchmark: in-process alibi vs Glassbox over HTTP vs MLServer, the generated family (speed, counterfactuals), explanation records, drift and outliers on ground truth, counterfactual sparsity, and the control plane; writes bench/results/
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/family.py $(filter --quick,$(BENCH_ARGS))
 	$(PY) bench/records.py $(filter --quick,$(BENCH_ARGS))
 	$(PY) bench/drift.py $(filter --quick,$(BENCH_ARGS))
 	$(PY) bench/outliers.py $(filter --quick,$(BENCH_ARGS))
+	$(PY) bench/counterfactuals.py $(filter --quick,$(BENCH_ARGS))
 	$(PY) bench/control_plane.py

@@ -82,9 +82,13 @@ def test_into_distribution_brings_a_far_counterfactual_nearer_the_class() -> Non
     X, neighbourhoods = reference()
     x = np.array([0.5, 0.9, 0.5, 3.0])  # x3 far outside the reference data's [0, 1]
     before = neighbourhoods.distance_ratio(x, 1)[0]
-    moved = into_distribution(x, Goal(1), EVERY_FEATURE, Scorer(predict), neighbourhoods)
+    moved = into_distribution(x, Goal(1), EVERY_FEATURE, Scorer(predict), neighbourhoods, steps=6)
     assert before > 1 >= neighbourhoods.distance_ratio(moved, 1)[0]
     assert predict(moved[None])[0].argmax() == 1
+    # The stated trade-off: no steps, the sparsest answer as it was; one step, at most one more feature.
+    assert np.array_equal(into_distribution(x, Goal(1), EVERY_FEATURE, Scorer(predict), neighbourhoods, steps=0), x)
+    one = into_distribution(x, Goal(1), EVERY_FEATURE, Scorer(predict), neighbourhoods, steps=1)
+    assert (one != x).sum() == 1 and neighbourhoods.distance_ratio(one, 1)[0] < before
 
 
 def test_leaving_a_class_is_reached_where_the_target_is_tied_with_another() -> None:
@@ -97,6 +101,6 @@ def test_leaving_a_class_is_reached_where_the_target_is_tied_with_another() -> N
     X, _ = reference()
     neighbourhoods = ClassNeighbourhoods(X, np.where(predict(X).argmax(axis=1) == 1, 1, 0), X.std(axis=0))
     x = np.array([0.1, 0.1, 0.5, 0.5])
-    assert search(x, Goal(1), EVERY_FEATURE, Scorer(tied), neighbourhoods, 10, 4) is None
-    left = search(x, Goal(1, leave=0), EVERY_FEATURE, Scorer(tied), neighbourhoods, 10, 4)
+    assert search(x, Goal(1), EVERY_FEATURE, Scorer(tied), neighbourhoods, 10, 4, 6) is None
+    left = search(x, Goal(1, leave=0), EVERY_FEATURE, Scorer(tied), neighbourhoods, 10, 4, 6)
     assert left is not None and tied(left[None])[0].argmax() != 0

@@ -415,6 +415,14 @@ class CounterfactualParameters(ApiModel):
         ge=1,
         description="Features the sparse search changes before it starts from the target class's nearest reference row instead.",
     )
+    distribution_steps: int = Field(
+        6,
+        ge=0,
+        le=50,
+        description="Sparsity against plausibility: features the answer may change beyond those the class needs, one at a "
+        "time, to bring it into the target class's data distribution. 0 gives the fewest changes, possibly where the "
+        "class has no data.",
+    )
     train_steps: int = Field(2000, ge=1, description="cfrl only: training steps of the counterfactual generator at load time.")
     latent_dim: int = Field(8, ge=1, description="cfrl only: size of the autoencoder's latent space.")
     coeff_sparsity: float = Field(0.5, ge=0, description="cfrl only: weight of the sparsity loss.")

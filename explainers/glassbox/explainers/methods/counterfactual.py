@@ -225,6 +225,7 @@ class CounterfactualMethod(ExplanationMethod[CounterfactualParameters]):
                 self.neighbourhoods,
                 self.params.candidate_rows,
                 self.params.max_changed_features,
+                self.params.distribution_steps,
                 start=start if goal is goals[0] else None,
             )
             if counterfactual is not None:

@@ -11,7 +11,9 @@ call over many candidate rows, so an explanation costs a few calls, not one per 
 3. shrink: each remaining change moves back towards the instance as far as the class allows.
 4. into the distribution: while the counterfactual lies farther from the target class's reference rows
    than 95% of that class's rows lie from their nearest neighbour, one more feature takes the value of
-   the nearest such row, if the class stays.
+   the nearest such row, if the class stays; at most `distribution_steps` times. This is the trade-off
+   between sparsity and plausibility: 0 answers the fewest changes the class needs, which may lie
+   where the class has no data; each step may change one more feature to bring it nearer.
 
 A class "wins" only by more than MIN_MARGIN: a float32 forward pass scores a row differently, by up to
 about 1e-6, in batches of different sizes, and an answer must not hang on which batch scored it.
@@ -32,7 +34,6 @@ TYPICAL_QUANTILE = 0.95
 # Reference rows per class the typical distance and the neighbours come from (a seeded sample beyond).
 MAX_ROWS_PER_CLASS = 2000
 SHRINK_FRACTIONS = (0.0, 0.25, 0.5, 0.75)
-INTO_DISTRIBUTION_STEPS = 6
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -197,12 +198,18 @@ def shrink(x: np.ndarray, counterfactual: np.ndarray, goal: Goal, features: Feat
 
 
 def into_distribution(
-    counterfactual: np.ndarray, goal: Goal, features: Features, scorer: Scorer, neighbourhoods: ClassNeighbourhoods
+    counterfactual: np.ndarray,
+    goal: Goal,
+    features: Features,
+    scorer: Scorer,
+    neighbourhoods: ClassNeighbourhoods,
+    steps: int,
 ) -> np.ndarray:
     """Step 4: while the counterfactual lies outside the target class's distribution, give one more feature
-    the value of the nearest reference row of that class, the one that brings it closest, if the class stays."""
+    the value of the nearest reference row of that class, the one that brings it closest, if the class stays;
+    at most `steps` times."""
     ratio = float(neighbourhoods.distance_ratio(counterfactual, goal.target)[0])
-    for _ in range(INTO_DISTRIBUTION_STEPS):
+    for _ in range(steps):
         if ratio <= 1.0:
             break
         nearest = neighbourhoods.nearest(counterfactual, goal.target, 1)[0]
@@ -228,6 +235,7 @@ def search(
     neighbourhoods: ClassNeighbourhoods,
     candidate_rows: int,
     max_changes: int,
+    distribution_steps: int,
     start: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """A counterfactual of x for the goal (steps 1 to 4), or None where none was found. `start` (CFRL's
@@ -242,5 +250,5 @@ def search(
         reverted = revert(x, candidate, goal, scorer)
         if reverted is not None:
             shrunk = shrink(x, reverted, goal, features, scorer)
-            return into_distribution(shrunk, goal, features, scorer, neighbourhoods)
+            return into_distribution(shrunk, goal, features, scorer, neighbourhoods, distribution_steps)
     return None
