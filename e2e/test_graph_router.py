@@ -531,3 +531,57 @@ def test_a_slow_explainer_costs_neither_the_prediction_nor_the_verdict(outlier_g
 def test_a_route_the_outlier_graph_does_not_offer_is_named(outlier_graph: dict[str, Any]) -> None:
     result = outlier_graph["unknown-route"]
     assert result["status"] == 400 and "predictAndExplainIfOutlier" in result["body"]["error"], result["text"]
+
+
+# --------------------------------------------------------------------------- drift of an existing service
+
+
+@pytest.fixture(scope="module")
+def existing_drift_graph(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """existing-inferenceservice with spec.detector.drift: Glassbox never modifies the service, so no KServe
+    logger is on it; the graph's predict route passes each request by the detector, which forwards it to
+    the drift monitor. Then the monitor dies, and predictions through the graph go on."""
+    folder = tmp_path_factory.mktemp("graph-existing-drift")
+    tabular_folder(folder)
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["spec"]["explainer"]["methods"] = [{"type": "AnchorTabular"}]
+        manifest["spec"]["detector"] = {"drift": {"windowRows": 20, "minRows": 20, "testEveryRows": 20}}
+
+    manifest = runnable("existing-inferenceservice", folder, edit)
+    existing = serving_manifest(folder, "loan-approval-sklearn", "v1", "KernelShap")
+    rows = [[0.9, 0.2, 0.5, 0.5, 0.5], [0.1, 0.8, 0.5, 0.5, 0.5], [0.6, 0.4, 0.2, 0.7, 0.3], [0.3, 0.3, 0.9, 0.1, 0.6]]
+    requests = [
+        {"id": f"predict-{i}", "body": {"instances": [rows[(i + j) % 4] for j in range(5)], "route": "predict"}} for i in range(4)
+    ]
+    requests.append({"id": "after-the-monitor-died", "body": {"instances": [ROW], "route": "predict"}, "stop_drift": True})
+    results = run_plan(
+        folder,
+        {
+            "manifest": str(manifest),
+            "existing_manifest": str(existing),
+            "existing_answers_both_protocols": True,
+            "drift_inputs": 20,
+            "requests": requests,
+        },
+    )
+    return {**by_id(results), "drift": results["drift"], "graph": results["graph"]}
+
+
+def test_an_existing_services_requests_reach_the_drift_monitor_through_the_graph(existing_drift_graph: dict[str, Any]) -> None:
+    for i in range(4):
+        answer = existing_drift_graph[f"predict-{i}"]
+        assert answer["status"] == 200, answer["text"]
+        # The prediction as the service answers it, nothing wrapped around it: five rows of two class scores.
+        predictions = answer["body"]["predictions"]
+        assert len(predictions) == 5 and all(len(p) == 2 and abs(sum(p) - 1) < 1e-4 for p in predictions), answer["text"]
+    report = existing_drift_graph["drift"]
+    assert report["testedInputs"] == 20 and report["windowRows"] == 20, report
+    steps = existing_drift_graph["graph"]["nodes"]["predict"]["steps"]
+    assert [s["name"] for s in steps] == ["drift", "prediction"] and steps[0]["dependency"] == "Soft"
+
+
+def test_a_dead_drift_monitor_costs_no_prediction_through_the_graph(existing_drift_graph: dict[str, Any]) -> None:
+    answer = existing_drift_graph["after-the-monitor-died"]
+    assert answer["status"] == 200, answer["text"]
+    prediction_shape(answer["body"], "v1")

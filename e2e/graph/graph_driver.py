@@ -9,8 +9,9 @@ steps pointing at these servers where KServe's controller would point them
 (`status.address.url` plus KServe's paths: see glassbox.operator.kserve_addressing).
 When a request asks for a fault (`proxy_mode`: a slow predictor), a fault
 proxy sits between the explainer and the predictor. With `records`, the explainer keeps records (and
-takes jobs); a request with `follow_job` has its job read back from the explainer. RESULTS holds each
-request's status, body and time.
+takes jobs); a request with `follow_job` has its job read back from the explainer. A request with `stop_drift`
+first reads the drift monitor's report (once it has tested `drift_inputs` inputs) and then kills the monitor.
+RESULTS holds each request's status, body and time.
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def _sent(request: dict[str, Any], explainer_base: str) -> dict[str, Any]:
     return result
 
 
+def drift_report(deployment: LocalDeployment, inputs: int, seconds: float = 60) -> dict[str, Any]:
+    """The drift monitor's report once it has tested `inputs` inputs (or what it says after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        report: dict[str, Any] = httpx.get(deployment.urls()["drift"], timeout=10).json()
+        if report.get("testedInputs") == inputs or time.monotonic() > deadline:
+            return report
+        time.sleep(0.2)
+
+
 def main(plan_path: Path, results_path: Path) -> int:
     plan = json.loads(plan_path.read_text())
     logs = Path(plan["logs"])
@@ -116,6 +127,8 @@ def main(plan_path: Path, results_path: Path) -> int:
         )
         started.append(deployment)
         if deployment.spec.detector is not None:
+            if deployment.spec.detector.drift is not None:
+                deployment.start_drift()  # the detector forwards the graph's requests to it
             deployment.start_detector()
         predictor_host = deployment.start_predictor()
         if any("proxy_mode" in request for request in plan["requests"]):
@@ -133,6 +146,9 @@ def main(plan_path: Path, results_path: Path) -> int:
             )
         wait_for_router(router, router_log)
         for request in plan["requests"]:
+            if request.get("stop_drift"):  # the monitor's one replica gone: the graph must not notice
+                results["drift"] = drift_report(deployment, int(plan["drift_inputs"]))
+                next(p for p in deployment.processes if p.name == "drift").process.kill()
             results["requests"].append(send(request, proxy, deployment.explainer_base))
     except Exception as error:  # reported to the test, which names it
         results["error"] = f"{type(error).__name__}: {error}"

@@ -194,3 +194,41 @@ def wait_for_report(url: str, inputs: int) -> dict[str, Any]:
             return report
         assert time.monotonic() < deadline, report
         time.sleep(0.1)
+
+
+def test_for_an_existing_service_the_detector_forwards_what_the_graph_passes_by_and_never_waits_for_the_monitor(
+    tmp_path: Path,
+) -> None:
+    """An existing InferenceService carries no logger of Glassbox's: the graph's predict route passes each request
+    by the detector's observe path, which answers at once and forwards a copy to the monitor as KServe's logger
+    would. With the monitor gone, the detector still answers: the graph's predictions never wait on it."""
+    rng = np.random.default_rng(5)
+    pd.DataFrame(rows_like_reference(2000, np.random.default_rng(0)), columns=NAMES).to_csv(tmp_path / "book.csv", index=False)
+    path = manifest(
+        "credit",
+        {
+            "predictor": {"inferenceServiceName": "credit"},
+            "explainer": {"referenceData": {"uri": "book.csv"}, "methods": [{"type": "KernelShap"}]},
+            "detector": {"drift": {"windowRows": 200, "minRows": 100, "testEveryRows": 100}},
+            "graph": {"routes": ["predict", "explain"]},
+        },
+        tmp_path,
+    )
+    deployment = LocalDeployment(path, log_dir=tmp_path / "logs", keep_records=False)
+    try:
+        deployment.start_drift()
+        deployment.start_detector()
+        observe = f"{deployment.detector_base}/glassbox/v1/models/credit-detector/observe"
+        for _ in range(10):  # the graph's bodies are JSON: v1 and v2
+            rows = rows_like_reference(10, rng)
+            assert httpx.post(observe, json={"instances": rows.tolist(), "route": "predict"}, timeout=30).json() == {}
+            content, headers = v2_request(rows_like_reference(10, rng), binary=False)
+            assert httpx.post(observe, content=content, headers=headers, timeout=30).status_code == 200
+        report = wait_for_report(f"{deployment.drift_base}{DRIFT_PATH.format(model=MONITOR)}", 200)
+        assert report["drifted"] is False and report["inputs"] == 200, report
+        next(p for p in deployment.processes if p.name == "drift").process.kill()
+        began = time.monotonic()
+        answer = httpx.post(observe, json={"instances": rows_like_reference(10, rng).tolist()}, timeout=30)
+        assert answer.status_code == 200 and time.monotonic() - began < 5, pretty(answer)
+    finally:
+        deployment.stop()

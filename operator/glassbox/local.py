@@ -236,6 +236,12 @@ class LocalDeployment:
             raise LocalModeError("the spec has no detector")
         container = _container(detector)
         args = [*container["args"], f"--http_port={port}", f"--grpc_port={free_port()}", f"--data_dir={self.base}"]
+        if any(a.startswith("--drift_events_url=") for a in args):  # the graph's requests, for the monitor here
+            if self.drift_base is None:
+                raise LocalModeError("start the drift monitor before the detector: the detector forwards to it")
+            args = _replace_arg(
+                args, "--drift_events_url", self.drift_base + DRIFT_EVENTS_PATH.format(model=drift_name(self.name))
+            )
         env = {e["name"]: e["value"] for e in container["env"]}
         return [sys.executable, "-m", "glassbox.explainers.detector", *args], env
 
@@ -308,9 +314,9 @@ class LocalDeployment:
     def start(self) -> None:
         try:
             if self.spec.detector is not None:
-                self.start_detector()
                 if self.spec.detector.drift is not None:
-                    self.start_drift()  # before the predictor, which copies its requests to it
+                    self.start_drift()  # before the predictor and the detector, which copy requests to it
+                self.start_detector()
             self.start_explainer(self.start_predictor())
         except BaseException:
             self.stop()

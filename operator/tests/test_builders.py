@@ -650,3 +650,36 @@ def test_drift_runs_in_one_replica_fed_by_kserves_request_logger_and_its_edits_l
     names = {c["metadata"]["name"] for c in children_of(edited)}
     assert "tumour-triage-drift" not in names
     assert "logger" not in next(c for c in children_of(edited) if c["metadata"]["name"] == "tumour-triage")["spec"]["predictor"]
+
+
+def test_an_existing_services_drift_is_fed_by_the_graph_through_the_detector_never_by_modifying_it() -> None:
+    existing = load_sample("existing-inferenceservice")
+    existing["spec"]["detector"] = {"drift": {"windowRows": 200}}
+    children = {c["metadata"]["name"]: c for c in children_of(existing)}
+    assert "loan-approval-sklearn" not in children, "the existing service is never written"
+    detector_args = children["loan-approval-detector"]["spec"]["predictor"]["containers"][0]["args"]
+    events = "http://loan-approval-drift-predictor.ml.svc.cluster.local/glassbox/v1/models/loan-approval-drift/drift/events"
+    assert f"--drift_events_url={events}" in detector_args
+    assert "--observed_inference_service=loan-approval-sklearn" in detector_args
+    nodes = children["loan-approval-graph"]["spec"]["nodes"]
+    assert nodes["predict"] == {
+        "routerType": "Sequence",
+        "steps": [
+            {
+                "name": "drift",
+                "serviceUrl": "http://loan-approval-detector.ml.svc.cluster.local/glassbox/v1/models/loan-approval-detector/observe",
+                "dependency": "Soft",
+            },
+            {"name": "prediction", "nodeName": "predict-to-model", "dependency": "Hard"},
+        ],
+    }
+    # The prediction itself is the Switch on the body's shape the predict node is without drift.
+    without = {c["metadata"]["name"]: c for c in children_of(load_sample("existing-inferenceservice"))}
+    assert nodes["predict-to-model"] == without["loan-approval-graph"]["spec"]["nodes"]["predict"]
+    assert "detect" not in nodes, "the detector is called to observe, not offered as a route"
+    # No graph, or none of its routes predicts: nothing feeds the monitor, and the detector forwards nothing.
+    for graph in ({"enabled": False}, {"routes": ["explain"]}):
+        edited = copy.deepcopy(existing)
+        edited["spec"]["graph"] = graph
+        detector = next(c for c in children_of(edited) if c["metadata"]["name"] == "loan-approval-detector")
+        assert not any(a.startswith("--drift_events_url") for a in detector["spec"]["predictor"]["containers"][0]["args"])

@@ -211,3 +211,11 @@ class DetectorServerArgs(ServerArgs):
         description="serve only the drift monitor (the fit's drift settings), not outlier verdicts: its own "
         "InferenceService of one replica, since a window of recent inputs is one window",
     )
+    drift_events_url: str | None = Field(
+        None,
+        description="forward each request POSTed to the observe path here, as KServe's request logger would (the "
+        "graph's predict route for an existing InferenceService, which carries no logger of Glassbox's)",
+    )
+    observed_inference_service: str | None = Field(
+        None, description="the InferenceService the observed requests are for (the events' ce-inferenceservicename)"
+    )

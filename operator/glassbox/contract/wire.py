@@ -20,6 +20,10 @@ UNKNOWN_ROUTE_PATH = "/glassbox/v1/unknown-route"
 # `flagged`) and what it fitted (the operator shows it in the status).
 DETECTOR_GATE_PATH = "/glassbox/v1/models/{model}/flagged"
 DETECTOR_FITTED_PATH = "/glassbox/v1/models/{model}/fitted"
+# Where the graph's predict route passes each request by the detector on its way to an existing InferenceService
+# (one Glassbox does not write, so KServe's logger is not on it): the detector answers at once and forwards a
+# copy to the drift monitor as KServe's logger would.
+DETECTOR_OBSERVE_PATH = "/glassbox/v1/models/{model}/observe"
 # The detector's drift monitor: KServe's request logger posts each prediction request here as a CloudEvent,
 # and the latest window's report is read here.
 DRIFT_EVENTS_PATH = "/glassbox/v1/models/{model}/drift/events"

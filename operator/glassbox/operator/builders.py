@@ -32,6 +32,7 @@ from glassbox.contract.wire import (
     CALLER_HEADER,
     DETECTOR_FIT_ENV,
     DETECTOR_GATE_PATH,
+    DETECTOR_OBSERVE_PATH,
     DRIFT_EVENTS_PATH,
     EXPLAINER_SPEC_ENV,
     FLAGGED_FIELD,
@@ -533,10 +534,16 @@ def build_detector_isvc(parent: Parent, spec: ExplainedModelSpec, config: Operat
         return None
     name = detector_name(parent.name)
     scaling = scaling_of(detector.autoscaling, detector.capacity, detector.resources, parent.raw_deployment)
+    forwards = drift_fed_by_graph(spec)
     args = DetectorServerArgs.of(
-        model_name=name, max_body_bytes=detector.max_body_bytes, detector_workers=detector.capacity.workers
+        model_name=name,
+        max_body_bytes=detector.max_body_bytes,
+        detector_workers=detector.capacity.workers,
+        drift_events_url=drift_events_url(parent) if forwards else None,
+        observed_inference_service=predictor_name(parent.name, spec) if forwards else None,
     ).to_args()
-    # Drift is the drift monitor's (build_drift_isvc): a drift edit leaves the detector's pods alone.
+    # Drift is the drift monitor's (build_drift_isvc): a drift edit leaves the detector's pods alone (but for
+    # where it forwards the graph's requests, for an existing InferenceService).
     fit = detector.fit_settings(spec.explainer.reference_data).model_copy(update={"drift": None})
     env = [
         {"name": PROTOCOL_ENV, "value": "v2"},
@@ -623,8 +630,22 @@ def _predict_node(target: PredictTarget, server: str = "predictor") -> dict[str,
     return {"routerType": "Switch", "steps": steps}
 
 
+def drift_fed_by_graph(spec: ExplainedModelSpec) -> bool:
+    """Whether the graph feeds the drift monitor: for an existing InferenceService, which Glassbox never
+    modifies and so cannot give KServe's request logger, the graph's prediction routes pass each request by
+    the detector, which forwards it to the monitor. (A predictor Glassbox deploys carries the logger.)"""
+    predicts = {Route.predict, Route.predict_and_explain, Route.predict_and_explain_if_outlier}
+    return (
+        spec.detector is not None
+        and spec.detector.drift is not None
+        and not spec.predictor.deploys_model
+        and spec.graph.enabled
+        and bool(predicts & set(spec.graph.routes))
+    )
+
+
 def graph_needs_detector(spec: ExplainedModelSpec) -> bool:
-    return spec.graph.enabled and any(route in DETECTOR_ROUTES for route in spec.graph.routes)
+    return spec.graph.enabled and (any(route in DETECTOR_ROUTES for route in spec.graph.routes) or drift_fed_by_graph(spec))
 
 
 def build_inference_graph(
@@ -644,7 +665,12 @@ def build_inference_graph(
     routes = list(dict.fromkeys(spec.graph.routes))
     explain_url = explainer_base_url + explain_path(target.model_name)
     nodes: dict[str, Any] = {}
-    if {Route.predict, Route.predict_and_explain, Route.predict_and_explain_if_outlier} & set(routes):
+    if drift_fed_by_graph(spec):
+        assert detector_base_url is not None
+        nodes.update(
+            _observed_predict_nodes(target, detector_base_url + DETECTOR_OBSERVE_PATH.format(model=detector_name(parent.name)))
+        )
+    elif {Route.predict, Route.predict_and_explain, Route.predict_and_explain_if_outlier} & set(routes):
         nodes["predict"] = _predict_node(target)
     if Route.explain in routes:
         nodes["explain"] = {
@@ -661,7 +687,7 @@ def build_inference_graph(
                 {"name": "explanation", "serviceUrl": explain_url, "dependency": "Soft"},
             ],
         }
-    if detector_base_url is not None and graph_needs_detector(spec):
+    if detector_base_url is not None and any(route in DETECTOR_ROUTES for route in routes):
         detector = detector_target(detector_base_url, parent.name)
         # The detector answers v1 and v2 bodies, like Glassbox's predictor: the same Switch on the body's shape.
         nodes["detect"] = _predict_node(detector, "detector")
@@ -685,6 +711,27 @@ def build_inference_graph(
     return _with_identity(
         parent, "graph", GRAPH_API_VERSION, "InferenceGraph", graph_name(parent.name), graph_spec, not spec.is_external
     )
+
+
+def _observed_predict_nodes(target: PredictTarget, observe_url: str) -> dict[str, Any]:
+    """`predict`, for an existing InferenceService whose requests the drift monitor must see: a Sequence that
+    passes the request by the detector's observe path (it answers at once and forwards a copy to the monitor),
+    then predicts. The second step gets the request, not the first's answer (the router's default without
+    `data: $response`), and the Sequence answers with the last step's response: the prediction, unchanged.
+    The first step is Soft: an error status from it does not stop the Sequence. A connection the router cannot
+    make at all fails the request whatever the dependency (cmd/router/main.go, routeStep: `executeStep`'s
+    error returns 500), which is why the step is the detector, scaled like any component, and not the
+    monitor's single replica."""
+    return {
+        "predict": {
+            "routerType": "Sequence",
+            "steps": [
+                {"name": "drift", "serviceUrl": observe_url, "dependency": "Soft"},
+                {"name": "prediction", "nodeName": "predict-to-model", "dependency": "Hard"},
+            ],
+        },
+        "predict-to-model": _predict_node(target),
+    }
 
 
 def _outlier_nodes(detector_base_url: str, detector: str, explain_url: str) -> dict[str, Any]:

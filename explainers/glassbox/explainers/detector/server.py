@@ -11,7 +11,10 @@ the reference data it was fitted on (see outliers for the method and its thresho
     POST /glassbox/v1/models/NAME/flagged   (the graph's gate before the explainer)
       -> the request narrowed to its outliers, with "flagged": [their indices in the request];
          {"flagged": [], "summary": "..."} when there are none
-    GET /glassbox/v1/models/NAME/fitted -> {"threshold", "falsePositiveRate", "heldOutRows"} (for the status)
+    GET /glassbox/v1/models/NAME/fitted -> {"threshold", "falsePositiveRate", "heldOutRows", "representation",
+        "realisedFalsePositiveRate"} (for the status)
+    POST /glassbox/v1/models/NAME/observe   (with --drift_events_url: the graph's predict route for an existing
+        InferenceService) -> 200 {} at once; a copy goes to the drift monitor as KServe's request logger sends it
     With --drift_only (spec.detector.drift, its own InferenceService NAME-drift), instead:
     POST /glassbox/v1/models/NAME/drift/events   a prediction request as KServe's request logger sends it (a CloudEvent)
     GET /glassbox/v1/models/NAME/drift -> the latest window's report: drifted, pValue, features most drifted first
@@ -45,6 +48,7 @@ from glassbox.contract.wire import (
     DETECTOR_FIT_ENV,
     DETECTOR_FITTED_PATH,
     DETECTOR_GATE_PATH,
+    DETECTOR_OBSERVE_PATH,
     DRIFT_EVENTS_PATH,
     DRIFT_PATH,
     FITTED_FALSE_POSITIVE_RATE,
@@ -68,6 +72,7 @@ from glassbox.explainers.detector.outliers import (
 from glassbox.explainers.serving.errors import InputError, http_error
 from glassbox.explainers.serving.model_server import read_command_line, serve, server_parser, settings_from_json
 from glassbox.explainers.serving.payloads import DecodedRequest, Limits, decode_request, is_v2_body, v2_request_from_json
+from glassbox.explainers.serving.request_logger import RequestLogger
 
 log = logging.getLogger(__name__)
 # The realised false-positive rate's interval in /fitted (and so in the status) holds it with this probability.
@@ -354,6 +359,13 @@ def fitted_route(model: OutlierDetector) -> Any:
     return fitted
 
 
+async def observe_route(request: Request) -> JSONResponse:
+    """The graph passes a prediction request by here: read (so the request logger around the app copies it to
+    the drift monitor, from its own thread and queue) and answered at once, whatever it holds."""
+    await request.body()
+    return JSONResponse(content={})
+
+
 def build_parser() -> argparse.ArgumentParser:
     return server_parser(DetectorServerArgs, __doc__, log_each_request=False)
 
@@ -380,9 +392,19 @@ def main() -> None:
         events, report = drift_routes(model, model.drift)
         app.add_api_route(DRIFT_EVENTS_PATH.format(model=model.name), events, methods=["POST"], include_in_schema=False)
         app.add_api_route(DRIFT_PATH.format(model=model.name), report, methods=["GET"], include_in_schema=False)
+    middleware = None
+    if args.drift_events_url and model.drift is None:
+        observe = DETECTOR_OBSERVE_PATH.format(model=model.name)
+        app.add_api_route(observe, observe_route, methods=["POST"], include_in_schema=False)
+        url, observed = args.drift_events_url, args.observed_inference_service or model.name
+
+        def middleware(inner: Any) -> Any:
+            return RequestLogger(inner, url, observed, copied=lambda path: path == observe)
+
     serve(
         model,
         kserve_flags,
         max_body_bytes=args.max_body_bytes,
         longest_request_seconds=30.0,
+        middleware=middleware,
     )

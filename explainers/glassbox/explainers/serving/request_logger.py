@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,10 +37,19 @@ def _is_prediction(path: str) -> bool:
 
 
 class RequestLogger:
-    """ASGI: copies each POSTed prediction request (v1 `:predict`, v2 `/infer`) to `url` as KServe's logger would."""
+    """ASGI: copies each POSTed prediction request (v1 `:predict`, v2 `/infer`; or each POST to a path `copied`
+    accepts) to `url` as KServe's logger would."""
 
-    def __init__(self, app: Any, url: str, inference_service: str, namespace: str = "local"):
+    def __init__(
+        self,
+        app: Any,
+        url: str,
+        inference_service: str,
+        namespace: str = "local",
+        copied: Callable[[str], bool] = _is_prediction,
+    ):
         self.app = app
+        self.copied = copied
         self.url = url
         self.inference_service = inference_service
         self.namespace = namespace
@@ -50,7 +60,7 @@ class RequestLogger:
         self._sender.start()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _is_prediction(scope["path"]):
+        if scope["type"] != "http" or scope["method"] != "POST" or not self.copied(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
