@@ -23,6 +23,7 @@ from glassbox.contract.wire import DRIFT_EVENTS_PATH, DRIFT_PATH
 from glassbox.explainers.serving.payloads import v2_request
 from glassbox.local import LocalDeployment
 from glassbox_testing.dataplane import manifest, pretty
+from glassbox_testing.drift_data import reviews
 from glassbox_testing.kserve_logger import log_request, log_rows, logger_headers
 
 NAMES = ["income", "debt", "age", "score"]
@@ -230,5 +231,51 @@ def test_for_an_existing_service_the_detector_forwards_what_the_graph_passes_by_
         began = time.monotonic()
         answer = httpx.post(observe, json={"instances": rows_like_reference(10, rng).tolist()}, timeout=30)
         assert answer.status_code == 200 and time.monotonic() - began < 5, pretty(answer)
+    finally:
+        deployment.stop()
+
+
+def test_text_drift_is_read_from_kserves_logger_and_named_by_the_reference_words(tmp_path: Path) -> None:
+    """A text model's monitor: logged reviews (v1 strings and v2 BYTES) fill the window; reviews that began to
+    talk about deliveries drift, and the report names the directions of the reference texts that moved."""
+    rng = np.random.default_rng(7)
+    pd.DataFrame({"review": reviews(1500, np.random.default_rng(0))}).to_csv(tmp_path / "reviews.csv", index=False)
+    path = manifest(
+        "films",
+        {
+            "predictor": {"inferenceServiceName": "films"},
+            "explainer": {"methods": [{"type": "AnchorText"}]},
+            "detector": {
+                "referenceData": {"uri": "reviews.csv", "textColumn": "review"},
+                "drift": {"windowRows": 200, "minRows": 200, "testEveryRows": 200},
+            },
+            "graph": {"enabled": False},
+        },
+        tmp_path,
+    )
+    deployment = LocalDeployment(path, log_dir=tmp_path / "logs", keep_records=False)
+    try:
+        deployment.start_drift()
+        events = f"{deployment.drift_base}{DRIFT_EVENTS_PATH.format(model='films-drift')}"
+
+        def log_reviews(texts: list[str]) -> None:
+            for start in range(0, len(texts), 20):
+                batch = texts[start : start + 20]
+                v1 = json.dumps({"instances": batch}).encode()
+                v2 = json.dumps({"inputs": [{"name": "input-0", "shape": [len(batch)], "datatype": "BYTES", "data": batch}]})
+                body = v1 if start % 40 == 0 else v2.encode()
+                assert log_request(events, body).json() == {"accepted": len(batch)}
+
+        def tested(inputs: int) -> dict[str, Any]:
+            return wait_for_report(f"{deployment.drift_base}{DRIFT_PATH.format(model='films-drift')}", inputs)
+
+        log_reviews(reviews(200, rng))
+        calm = tested(200)
+        assert calm["drifted"] is False and all(f["name"].startswith("text direction") for f in calm["features"]), calm
+        log_reviews(reviews(200, rng, shipping=0.3))
+        drifted = tested(400)
+        assert drifted["drifted"] is True and drifted["driftedFeatures"], drifted
+        numbers = log_request(events, json.dumps({"instances": [[1.0, 2.0]]}).encode())
+        assert numbers.status_code == 400 and "holds numbers" in numbers.json()["error"], pretty(numbers)
     finally:
         deployment.stop()

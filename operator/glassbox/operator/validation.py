@@ -398,10 +398,6 @@ def _detector_problems(spec: ExplainedModelSpec) -> list[SpecProblem]:
             )
         )
     if detector.drift is not None:
-        if reference is not None and reference.text_column:
-            problems.append(
-                SpecProblem("spec.detector.drift", "drift is tested on tabular inputs; this detector's reference data is text")
-            )
         if detector.drift.min_rows > detector.drift.window_rows:
             problems.append(
                 SpecProblem(

@@ -129,12 +129,19 @@ class DriftTest:
         self.seed = seed
         numeric = [i for i in range(self.features) if i not in self.categorical]
         self._numeric = numeric
-        self._center = reference[:, numeric].mean(axis=0)
-        self._whiten = _whitening(reference[:, numeric] - self._center)
-        self._categories = {i: np.unique(reference[:, i]) for i in sorted(self.categorical)}
         rng = np.random.default_rng(seed)
         rows = min(mmd_reference_rows, len(reference))
-        self._mmd_reference = self._embed(reference[rng.choice(len(reference), size=rows, replace=False)])
+        sample = rng.choice(len(reference), size=rows, replace=False)
+        # The whitening is fitted on the reference rows the kernel does not compare against, where there are
+        # enough: fitted on the compared rows themselves, it would make them look narrower than any new rows
+        # along its weakest directions (noticeably so with many features, as an image's cells), and every
+        # window would drift.
+        rest = np.setdiff1d(np.arange(len(reference)), sample)
+        fitted_on = reference[rest] if len(rest) >= max(2 * len(numeric), 50) else reference
+        self._center = fitted_on[:, numeric].mean(axis=0)
+        self._whiten = _whitening(fitted_on[:, numeric] - self._center)
+        self._categories = {i: np.unique(reference[:, i]) for i in sorted(self.categorical)}
+        self._mmd_reference = self._embed(reference[sample])
         distances = _squared_distances(self._mmd_reference, self._mmd_reference)
         median = float(np.median(distances[np.triu_indices(rows, k=1)]))
         self._gamma = 1.0 / max(median, 1e-12)

@@ -20,26 +20,20 @@ from typing import Any
 import numpy as np
 
 from glassbox.contract.api import DriftSpec
-from glassbox.explainers.data.reference_data import ReferenceTable
 from glassbox.explainers.detector import metrics
 from glassbox.explainers.detector.drift import DriftReport, DriftTest, RecentWindow
-from glassbox.explainers.serving.errors import InputError
+from glassbox.explainers.detector.drift_inputs import DriftInputs
+from glassbox.explainers.detector.outliers import Inputs
 
 log = logging.getLogger(__name__)
 
 
 class DriftMonitor:
-    def __init__(self, model: str, spec: DriftSpec, reference: ReferenceTable, seed: int = 0):
+    def __init__(self, model: str, spec: DriftSpec, inputs: DriftInputs, seed: int = 0):
         self.model = model
         self.spec = spec
-        self.features = reference.features.shape[1]
-        self.test = DriftTest(
-            reference.features,
-            reference.feature_names,
-            frozenset(reference.categorical_names),
-            spec.false_alarm_rate,
-            seed=seed,
-        )
+        self.inputs_seen_as = inputs
+        self.test = DriftTest(inputs.reference, inputs.names, inputs.categorical, spec.false_alarm_rate, seed=seed)
         self.window = RecentWindow(spec.window_rows, spec.window_seconds)
         self.latest: DriftReport | None = None
         self.latest_window: np.ndarray | None = None  # the rows the latest report tested (for its picture)
@@ -53,10 +47,10 @@ class DriftMonitor:
         self._tester = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift")
         metrics.DRIFT_FALSE_ALARM_RATE.labels(model).set(spec.false_alarm_rate)
 
-    def observe(self, rows: np.ndarray, now: float | None = None) -> None:
-        """Add logged inputs to the window; start a test in the background when one is due."""
-        if rows.shape[1] != self.features:
-            raise InputError(f"the logged request's rows have {rows.shape[1]} features; the reference data has {self.features}")
+    def observe(self, instances: Inputs, now: float | None = None) -> int:
+        """Add logged inputs to the window (as the tests see them); start a test in the background when one is
+        due. How many were added; InputError when they are not the kind of input the reference data is."""
+        rows = self.inputs_seen_as.vectors(instances)
         with self._lock:
             self.window.add(rows, now)
             self.inputs += len(rows)
@@ -68,6 +62,7 @@ class DriftMonitor:
         metrics.DRIFT_INPUTS.labels(self.model).inc(len(rows))
         if due:
             self._tester.submit(self._test_in_background, now)
+        return len(rows)
 
     def test_now(self, now: float | None = None) -> DriftReport | None:
         """Test the window as it is (None while it holds fewer than minRows inputs); the report becomes the latest."""

@@ -38,8 +38,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((value for key, value in headers.items() if key.lower() == name), None)
 
 
-def read_logged_request(headers: Mapping[str, str], body: bytes, model_name: str, limits: Limits) -> np.ndarray | None:
-    """The input rows of a logged prediction request; None for an event that carries no input."""
+def read_logged_request(
+    headers: Mapping[str, str], body: bytes, model_name: str, limits: Limits
+) -> np.ndarray | list[str] | None:
+    """The instances of a logged prediction request (numbers, or texts), as the predictor decoded them; None for an
+    event that carries no input."""
     version = _header(headers, "ce-specversion")
     if version is None:
         raise InputError(
@@ -56,11 +59,8 @@ def read_logged_request(headers: Mapping[str, str], body: bytes, model_name: str
     if kind != REQUEST_EVENT:
         raise InputError(f"ce-type {kind!r} is not a logged prediction request ({REQUEST_EVENT})")
     payload = _request_of(body, model_name)
-    instances = decode_request(payload, limits).instances
-    if isinstance(instances, list):
-        raise InputError("drift is tested on tabular inputs; this request holds text")
-    rows = np.asarray(instances, dtype=np.float64)
-    return rows.reshape(len(rows), -1)
+    instances: np.ndarray | list[str] = decode_request(payload, limits).instances
+    return instances
 
 
 def _from_the_explainer(metadata: str | None) -> bool:

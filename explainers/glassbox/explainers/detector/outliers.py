@@ -56,7 +56,7 @@ class Verdicts:
     threshold: float
 
 
-def _pool_images(rows: np.ndarray) -> np.ndarray:
+def pool_images(rows: np.ndarray) -> np.ndarray:
     """(n, H, W[, C]) to (n, cells): the mean of each block of an at most IMAGE_GRID x IMAGE_GRID grid, per channel."""
     images = rows if rows.ndim == 4 else rows[..., np.newaxis]
     n, height, width, channels = images.shape
@@ -71,7 +71,7 @@ def _pool_images(rows: np.ndarray) -> np.ndarray:
     return flat
 
 
-def _hash_texts(texts: list[str]) -> Any:
+def hash_texts(texts: list[str]) -> Any:
     """A sparse (n, 2 x TEXT_BUCKETS) matrix: a text's n-gram profile, L2-normalised (sparse: 10,000 texts dense would take 650 MB)."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import HashingVectorizer
@@ -118,7 +118,7 @@ class Representation:
                 f"reference data of shape {list(reference.shape)}: the detector takes rows of features (2 dimensions) "
                 "or images (height, width and optionally channels)"
             )
-        vectors = _pool_images(reference) if kind == "image" else reference.astype(np.float64)
+        vectors = pool_images(reference) if kind == "image" else reference.astype(np.float64)
         center = np.median(vectors, axis=0)
         low, high = np.percentile(vectors, [25, 75], axis=0)
         scale = (high - low) / 1.349  # the standard deviation of a normal distribution with this IQR
@@ -131,7 +131,7 @@ class Representation:
         if self.kind == "text":
             if not isinstance(inputs, list):
                 raise ValueError("this detector was fitted on text: send strings")
-            return _hash_texts(inputs)
+            return hash_texts(inputs)
         if isinstance(inputs, list):
             raise ValueError(
                 f"this detector was fitted on numeric instances of shape {list(self.instance_shape)}: send numbers, not text"
@@ -141,7 +141,7 @@ class Representation:
                 f"instances of shape {list(inputs.shape[1:])}: this detector was fitted on instances of shape {list(self.instance_shape)}"
             )
         assert self.center is not None and self.scale is not None
-        vectors = _pool_images(inputs) if self.kind == "image" else inputs.astype(np.float64)
+        vectors = pool_images(inputs) if self.kind == "image" else inputs.astype(np.float64)
         scaled: np.ndarray = (vectors - self.center) / self.scale
         return scaled if self.whitening is None else scaled @ self.whitening
 

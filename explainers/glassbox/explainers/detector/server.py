@@ -60,6 +60,7 @@ from glassbox.contract.wire import (
 )
 from glassbox.explainers.data.reference_data import load_reference, load_reference_texts
 from glassbox.explainers.detector import metrics
+from glassbox.explainers.detector.drift_inputs import DriftInputs
 from glassbox.explainers.detector.drift_monitor import DriftMonitor
 from glassbox.explainers.detector.errors import DetectorFitError
 from glassbox.explainers.detector.logged_requests import read_logged_request
@@ -156,13 +157,20 @@ class OutlierDetector(kserve.Model):  # type: ignore[misc]
             return
         if self.fit.drift is None:
             raise DetectorFitError("--drift_only needs the fit's drift settings (spec.detector.drift)")
-        if self.fit.reference_data is None or self.fit.reference_data.text_column:
-            raise DetectorFitError("drift is tested on tabular reference data; remove spec.detector.drift for text")
-        table = load_reference(self.fit.reference_data, self.data_dir)
-        if table.features.ndim != 2:
-            raise DetectorFitError("drift is tested on tabular inputs; remove spec.detector.drift for images")
-        self.drift = DriftMonitor(self.name, self.fit.drift, table, seed=self.fit.seed)
-        log.info("drift monitor ready: %d reference rows, %d features", len(table.features), table.features.shape[1])
+        reference = self.fit.reference_data
+        if reference is None:
+            raise DetectorFitError("the drift monitor has no reference data: set spec.detector.referenceData")
+        if reference.text_column:
+            inputs = DriftInputs.of_texts(load_reference_texts(reference, self.data_dir), seed=self.fit.seed)
+        else:
+            inputs = DriftInputs.of_table(load_reference(reference, self.data_dir))
+        self.drift = DriftMonitor(self.name, self.fit.drift, inputs, seed=self.fit.seed)
+        log.info(
+            "drift monitor ready: %d reference %s inputs, tested as %d features",
+            len(inputs.reference),
+            inputs.kind,
+            inputs.reference.shape[1],
+        )
 
     def judge(self, request: DecodedRequest) -> Verdicts:
         """The verdicts for a decoded request, counted on /metrics; InputError for instances the detector cannot score."""
@@ -315,15 +323,15 @@ def drift_routes(model: OutlierDetector, monitor: DriftMonitor) -> tuple[Any, An
     async def events(request: Request) -> JSONResponse:
         body = await request.body()
         try:
-            rows = read_logged_request(request.headers, body, model.name, REQUEST_LIMITS)
-            if rows is None:
+            instances = read_logged_request(request.headers, body, model.name, REQUEST_LIMITS)
+            if instances is None:
                 metrics.DRIFT_EVENTS_IGNORED.labels(model.name).inc()
                 return JSONResponse(content={"accepted": 0})
-            monitor.observe(rows)
+            accepted = monitor.observe(instances)
         except InputError as error:
             metrics.DRIFT_EVENTS_REFUSED.labels(model.name).inc()
             return JSONResponse(status_code=error.status, content={"error": str(error)})
-        return JSONResponse(content={"accepted": len(rows)})
+        return JSONResponse(content={"accepted": accepted})
 
     async def report(request: Request) -> JSONResponse:
         answer = monitor.report_json()
