@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,8 @@ class ChildWatch:
         self.seen: dict[tuple[str, str, str], float] = {}
         self.modified: dict[tuple[str, str, str], float] = {}
         self.reported: set[tuple[str, str]] = set()
+        # Called (namespace, name) once an InferenceService's address is reported: the floor's next step.
+        self.on_reported: Callable[[str, str], None] | None = None
         self._changed = threading.Condition()
         self._reporters = concurrent.futures.ThreadPoolExecutor(8)
         self._stop = threading.Event()
@@ -117,11 +120,8 @@ class ChildWatch:
         with self._changed:
             self.reported.add((namespace, name))
             self._changed.notify_all()
-
-    def wait_reported(self, namespace: str, name: str, timeout: float = 120) -> None:
-        with self._changed:
-            if not self._changed.wait_for(lambda: (namespace, name) in self.reported, timeout):
-                raise TimeoutError(f"no address reported for {namespace}/{name} in {timeout} s")
+        if self.on_reported is not None:
+            self.on_reported(namespace, name)
 
     def last_child(self, namespace: str, name: str) -> float | None:
         """When the last of an ExplainedModel's three children was first seen, or None before all three were."""
@@ -189,30 +189,76 @@ def operator_run(objects: Any, children: ChildWatch, namespace: str, count: int)
 
 
 def floor_run(objects: Any, children: ChildWatch, namespace: str, count: int, status: dict[str, Any]) -> dict[str, Any]:
-    """What the operator writes for `count` objects, by a client that does nothing else."""
+    """What the operator writes for `count` objects, by a client that does nothing else, pipelined as the operator
+    is: every create and predictor apply at once, each explainer's apply as soon as its predictor's address is
+    reported, each graph's and the status patch as soon as the explainer's is (no thread waits for a report)."""
     names = [f"model-{i:04d}" for i in range(count)]
     spec, operator = spec_of(), OperatorConfig()
     created: dict[str, float] = {}
+    parents: dict[str, Parent] = {}
+    explainers = {explainer_name(n): n for n in names}
+    failures: list[BaseException] = []
+    pool = concurrent.futures.ThreadPoolExecutor(CLIENT_THREADS)
 
-    def one(name: str) -> None:
+    def target_of(name: str) -> Any:
+        reported = {"metadata": {"name": name}, "status": {"address": {"url": address(namespace, name)}}}
+        return predictor_target_of_own(parents[name], spec, reported)
+
+    def first(name: str) -> None:
         created[name] = time.perf_counter()
         body = objects.create_namespaced_custom_object(*XM[:2], namespace, XM[2], explained_model(name, spec))
-        parent = Parent(name=name, namespace=namespace, uid=body["metadata"]["uid"], generation=1)
-        apply(objects, build_predictor_isvc(parent, spec, operator))
-        children.wait_reported(namespace, predictor_name(name, spec))
-        reported = {"metadata": {"name": name}, "status": {"address": {"url": address(namespace, name)}}}
-        target = predictor_target_of_own(parent, spec, reported)
-        assert target is not None
-        apply(objects, build_explainer_isvc(parent, spec, target, operator, 1))
-        children.wait_reported(namespace, explainer_name(name))
-        apply(objects, build_inference_graph(parent, spec, target, address(namespace, explainer_name(name))))
+        parents[name] = Parent(name=name, namespace=namespace, uid=body["metadata"]["uid"], generation=1)
+        apply(objects, build_predictor_isvc(parents[name], spec, operator))
+
+    def after_predictor(name: str) -> None:
+        apply(objects, build_explainer_isvc(parents[name], spec, target_of(name), operator, 1))
+
+    def after_explainer(name: str) -> None:
+        explainer = address(namespace, explainer_name(name))
+        apply(objects, build_inference_graph(parents[name], spec, target_of(name), explainer))
         objects.patch_namespaced_custom_object_status(*XM[:2], namespace, XM[2], name, {"status": status})
 
+    def step(work: Callable[[str], None], name: str) -> None:
+        try:
+            work(name)
+        except BaseException as error:  # noqa: BLE001  (reported below)
+            failures.append(error)
+
+    def reported(report_namespace: str, isvc: str) -> None:
+        if report_namespace != namespace:
+            return
+        if isvc in parents and predictor_name(isvc, spec) == isvc:
+            pool.submit(step, after_predictor, isvc)
+        elif isvc in explainers:
+            pool.submit(step, after_explainer, explainers[isvc])
+
+    children.on_reported = reported
     began = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        list(pool.map(one, names))
-    complete = wait_for(lambda: all(children.last_child(namespace, n) is not None for n in names), 60)
+    for name in names:
+        pool.submit(step, first, name)
+    complete = wait_for(lambda: all(children.last_child(namespace, n) is not None for n in names), 60 + count)
+    children.on_reported = None
+    pool.shutdown(wait=True)
+    if failures:
+        raise RuntimeError(f"the floor's client failed {len(failures)} times; the first: {failures[0]!r}")
     return timings(children, namespace, names, created, began, complete)
+
+
+def settle(api: client.ApiClient, quiet_seconds: float = 3.0, longest: float = 300.0) -> None:
+    """Wait until the API server has served no request of the kinds counted for `quiet_seconds` (the operator's
+    last status patches done), so that one run's requests are not counted in the next."""
+    deadline = time.monotonic() + longest
+    last, since = request_counts(api), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = request_counts(api)
+        changed = {k: v for k, v in now.items() if not k.startswith("WATCH")} != {
+            k: v for k, v in last.items() if not k.startswith("WATCH")
+        }
+        if changed:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return
 
 
 def apply(objects: Any, body: dict[str, Any] | None) -> None:
@@ -309,7 +355,7 @@ def main() -> int:
             print(f"{count} objects: the operator", flush=True)
             before = request_counts(api)
             operated_run = operator_run(objects, children, f"operator-{count}", count)
-            time.sleep(2)  # the last status patches
+            settle(api)
             operator_requests = per_object(before, request_counts(api), count)
             if status is None:  # the floor writes one status of the operator's own shape
                 written = objects.get_namespaced_custom_object(*XM[:2], f"operator-{count}", XM[2], "model-0000")
@@ -317,6 +363,7 @@ def main() -> int:
             print(f"{count} objects: the floor", flush=True)
             before = request_counts(api)
             floor = floor_run(objects, children, f"floor-{count}", count, status)
+            settle(api)
             floor_requests = per_object(before, request_counts(api), count)
             rows.append(
                 {

@@ -117,11 +117,17 @@ def podman_command(
     mounts: Sequence[tuple[Path, str]] = (),
 ) -> list[str]:
     """`podman run` for a Kubernetes container spec: its command, args, env and securityContext, the root
-    filesystem read-only with a tmpfs /tmp, host network (the test's namespace), read-only bind mounts."""
+    filesystem read-only with a tmpfs /tmp, host network (the test's namespace), read-only bind mounts, and
+    each of the spec's volumeMounts a writable tmpfs, as the emptyDir (or volume claim) a pod mounts there."""
     context = spec.get("securityContext") or {}
     flags = [*LIMITS, *TMPFS, "--read-only", "--network", "host", *security_flags(context)]
     for source, target in mounts:
         flags += ["--volume", f"{source}:{target}:ro,Z"]
+    taken = {"/tmp", *(target for _, target in mounts)}  # mounted already, above
+    for volume in spec.get("volumeMounts") or []:
+        if volume["mountPath"] not in taken:
+            taken.add(volume["mountPath"])
+            flags += ["--tmpfs", f"{volume['mountPath']}:rw,size=256m,mode=1777"]
     values = {e["name"]: e["value"] for e in spec.get("env") or [] if "value" in e}
     for key, value in {**values, **(env or {})}.items():
         flags += ["--env", f"{key}={value}"]
