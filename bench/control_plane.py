@@ -14,7 +14,8 @@ For each count N, in namespaces of their own:
 Both wait for the addresses KServe would report: the benchmark plays KServe's part, reporting each new
 InferenceService's address on its status as soon as it appears. The report gives the operator's median and
 99th percentile as ratios to the floor's, and the time per object (from the first create to the last child,
-over N) as N grows. Then: a spec change to 50 objects at once (seconds to the changed child); the operator's
+over N) as N grows; and, where py-spy is installed, where the operator's time goes at the second count (its
+threads' samples by what they were doing). Then: a spec change to 50 objects at once (seconds to the changed child); the operator's
 peak resident memory; and, the operator restarted with every object in place, the seconds until one newly
 created ExplainedModel has its children. The operator acts in its namespaces only, so it never sees the
 floor's objects. Where the API server's own work goes, per object: the requests it served, by verb and
@@ -28,7 +29,9 @@ import concurrent.futures
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -91,6 +94,7 @@ class ChildWatch:
         self.seen: dict[tuple[str, str, str], float] = {}
         self.modified: dict[tuple[str, str, str], float] = {}
         self.reported: set[tuple[str, str]] = set()
+        self._reporting: set[tuple[str, str, str]] = set()
         # Called (namespace, name) once an InferenceService's address is reported: the floor's next step.
         self.on_reported: Callable[[str, str], None] | None = None
         self._changed = threading.Condition()
@@ -109,7 +113,9 @@ class ChildWatch:
                 now = time.perf_counter()
                 if event["type"] == "ADDED":
                     self.seen.setdefault(key, now)
-                    if plural == "inferenceservices" and not (event["object"].get("status") or {}).get("address"):
+                    # Once per object: the watch lists again every few seconds, with reports still in flight.
+                    if plural == "inferenceservices" and key not in self._reporting:
+                        self._reporting.add(key)
                         self._reporters.submit(self._report_address, meta["namespace"], meta["name"])
                 elif event["type"] == "MODIFIED":
                     self.modified[key] = now
@@ -178,6 +184,41 @@ def create_all(objects: client.CustomObjectsApi, namespace: str, names: list[str
     with concurrent.futures.ThreadPoolExecutor(CLIENT_THREADS) as pool:
         list(pool.map(create, names))
     return created
+
+
+def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the operator for `seconds` (where py-spy is installed: `pip install py-spy`), or None."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("no py-spy: the profile is left out (pip install py-spy)", flush=True)
+        return None
+    command = [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw", "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def where_the_time_goes(raw: Path) -> dict[str, float]:
+    """Shares of the operator's samples (all threads, waiting included), by what each thread was doing: an API
+    call of the reconciler's (by kind), the reconciler's own work, or kopf's (its event processing, its idle loop)."""
+    shares: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, count = line.rsplit(" ", 1)
+        frames = [frame.split(" (", 1)[0] for frame in stack.split(";")]
+        call = next((f for f in frames if f.startswith("KubeApi.")), None)
+        if call is not None:
+            category = f"waiting on the API server: {call.removeprefix('KubeApi.')}"
+        elif any("reconcile" in f.lower() for f in frames):
+            category = "the reconciler's own work (builders, validation, status)"
+        elif frames[-1] == "EpollSelector.select":
+            category = "idle (kopf's event loop waiting)"
+        elif any("kopf" in f for f in stack.split(";")):
+            category = "kopf's event processing (decoding, diff base, handlers' context)"
+        else:
+            category = "other"
+        shares[category] += int(count)
+    total = sum(shares.values()) or 1
+    return {category: round(value / total, 3) for category, value in shares.most_common()}
 
 
 def operator_run(objects: Any, children: ChildWatch, namespace: str, count: int) -> dict[str, Any]:
@@ -327,6 +368,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", default="50,200,1000", help="object counts, comma-separated")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--profile-seconds", type=int, default=20, help="py-spy's sampling of the operator's second run")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     out = Path(args.out)
@@ -351,10 +393,17 @@ def main() -> int:
 
         rows: list[dict[str, Any]] = []
         status: dict[str, Any] | None = None
+        profiled, profile = counts[min(1, len(counts) - 1)], {}
         for count in counts:
             print(f"{count} objects: the operator", flush=True)
             before = request_counts(api)
+            profiling = None
+            if count == profiled:
+                profiling = start_profile(running.process.pid, args.profile_seconds, out / "work" / "operator-profile.txt")
             operated_run = operator_run(objects, children, f"operator-{count}", count)
+            if profiling is not None:
+                profiling.wait()
+                profile = where_the_time_goes(out / "work" / "operator-profile.txt")
             settle(api)
             operator_requests = per_object(before, request_counts(api), count)
             if status is None:  # the floor writes one status of the operator's own shape
@@ -397,6 +446,7 @@ def main() -> int:
             "operator_peak_rss_mb": memory,
             "restart_new_object_s": restart_s,
             "restart_objects": sum(counts),
+            "profile": {"objects": profiled, "seconds": args.profile_seconds, "shares": profile},
         }
     finally:
         if running is not None:
@@ -439,6 +489,19 @@ def render(results: dict[str, Any]) -> str:
         + ("not written in 300 s" if restart is None else f"{restart:.2f} s")
         + " | < 2 s |",
         "",
+    ]
+    profile = results.get("profile") or {}
+    if profile.get("shares"):
+        lines += [
+            f"Where the operator's time goes, {profile['objects']} objects: py-spy's samples of every thread over the first "
+            f"{profile['seconds']} s, by what each was doing:",
+            "",
+            "| doing | share of samples |",
+            "| --- | ---: |",
+            *[f"| {category} | {share:.0%} |" for category, share in profile["shares"].items()],
+            "",
+        ]
+    lines += [
         "Requests the API server served per object (its `apiserver_request_total`), the operator against the floor. "
         "Kubernetes 1.20 counts a GET of one custom object as LIST (checked: ten GETs of one ExplainedModel count as ten "
         "LISTs), so LIST here is mostly the operator's reads of single objects:",
