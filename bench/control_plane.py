@@ -352,11 +352,11 @@ def converge_after_change(objects: Any, children: ChildWatch, namespace: str, sa
 
 
 def restart_run(
-    objects: Any, children: ChildWatch, info: Any, namespaces: list[str], namespace: str, log: Path, running: Any
+    objects: Any, children: ChildWatch, info: Any, flags: list[str], namespace: str, log: Path, running: Any
 ) -> tuple[float | None, Any]:
     """Stop the operator, start it again over every object in place, create one more: seconds to its children."""
     stop_operator(running)
-    running = start_operator(info.kubeconfig, log, [f"--namespace={n}" for n in namespaces])
+    running = start_operator(info.kubeconfig, log, flags)
     name = "model-after-restart"
     created = create_all(objects, namespace, [name], spec_of())[name]
     wait_for(lambda: children.last_child(namespace, name) is not None, 300)
@@ -369,6 +369,7 @@ def main() -> int:
     parser.add_argument("--counts", default="50,200,1000", help="object counts, comma-separated")
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--profile-seconds", type=int, default=20, help="py-spy's sampling of the operator's second run")
+    parser.add_argument("--operator-args", default="", help="more flags for `glassbox operator` (e.g. --read-children-from-api)")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     out = Path(args.out)
@@ -387,7 +388,8 @@ def main() -> int:
         for namespace in operated + [f"floor-{c}" for c in counts]:
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         log = out / "work" / "operator.log"
-        running = start_operator(info.kubeconfig, log, [f"--namespace={n}" for n in operated])
+        flags = [f"--namespace={n}" for n in operated] + args.operator_args.split()
+        running = start_operator(info.kubeconfig, log, flags)
         children = ChildWatch(api)
         time.sleep(1)
 
@@ -431,11 +433,12 @@ def main() -> int:
         converge = converge_after_change(objects, children, middle, [f"model-{i:04d}" for i in range(min(50, counts[0]))])
         memory = peak_rss_mb(running.process.pid)
         print("restart", flush=True)
-        restart_s, running = restart_run(objects, children, info, operated, operated[-1], log, running)
+        restart_s, running = restart_run(objects, children, info, flags, operated[-1], log, running)
         children.stop()
         results = {
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "operator_args": args.operator_args,
             "rows": rows,
             "converge_after_change_s": {
                 "median": statistics.median(converge),
@@ -466,7 +469,8 @@ def render(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}; Kubernetes 1.20.2 API server, etcd, the operator and the benchmark on the same "
         "cores; the benchmark reports each InferenceService's address as KServe would, as soon as it appears. Seconds from "
         "each ExplainedModel's create call to its last child, all created at once; the floor makes the same writes with "
-        "nothing else (no reads, no framework). Command: `python bench/control_plane.py` (part of `make bench`).",
+        "nothing else (no reads, no framework). Command: `python bench/control_plane.py` (part of `make bench`)"
+        + (f" with `--operator-args='{results['operator_args']}'`." if results.get("operator_args") else "."),
         "",
         "| objects | operator median | operator p99 | floor median | floor p99 | median ratio | p99 ratio | ms per object, operator / floor |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -51,6 +51,7 @@ def _operator(args: argparse.Namespace) -> int:
 
     from glassbox.operator import handlers  # noqa: F401  (registers the handlers)
     from glassbox.operator.builders import OperatorConfig
+    from glassbox.operator.child_cache import ChildCache
     from glassbox.operator.kube import KubeApi, load_api_client
     from glassbox.operator.reconcile import Reconciler
     from glassbox.operator.resync import PeriodicResync
@@ -70,7 +71,8 @@ def _operator(args: argparse.Namespace) -> int:
         if elector is None:
             return 0  # stopped while standing by
 
-    reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning, handlers.post_normal)
+    children = None if args.read_children_from_api else ChildCache()
+    reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning, handlers.post_normal, cache=children)
     resync = PeriodicResync(
         api.list_explained_models, reconciler.reconcile, args.namespace, reconcile_named=reconciler.reconcile_named
     )
@@ -80,7 +82,7 @@ def _operator(args: argparse.Namespace) -> int:
             namespaces=args.namespace or (),
             standalone=True,
             liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
-            memo=kopf.Memo(reconciler=reconciler, resync=resync),
+            memo=kopf.Memo(reconciler=reconciler, resync=resync, children=children),
         )
     finally:
         stop.set()
@@ -196,6 +198,12 @@ def _add_operator_command(commands: Any) -> None:
         default=os.environ.get("GLASSBOX_ALLOW_SERVICE_ACCOUNT_NAMES", "").lower() in ("1", "true", "yes"),
         help="let ExplainedModels choose their pods' ServiceAccount (spec.*.serviceAccountName); by default they run as "
         "their namespace's default ServiceAccount (env GLASSBOX_ALLOW_SERVICE_ACCOUNT_NAMES)",
+    )
+    operator.add_argument(
+        "--read-children-from-api",
+        action="store_true",
+        help="read each child from the API server at every reconcile, as before the watches' cache (a diagnostic, and "
+        "what bench/control_plane.py compares the cache against)",
     )
     operator.add_argument("--verbose", action="store_true", help="log every API call kopf makes")
     operator.set_defaults(run=_operator)

@@ -169,3 +169,10 @@ def test_the_periodic_check_retries_a_failed_reconcile_during_its_first_delay() 
         assert passes == []  # retried on its own, with no pass over every object
     finally:
         resync.stop()
+
+
+def test_the_watches_cache_is_on_unless_the_operator_is_told_to_read_every_child() -> None:
+    from glassbox.cli import build_parser
+
+    assert build_parser().parse_args(["operator"]).read_children_from_api is False
+    assert build_parser().parse_args(["operator", "--read-children-from-api"]).read_children_from_api is True

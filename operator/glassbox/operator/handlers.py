@@ -21,6 +21,7 @@ import kopf
 from glassbox.contract.api import GROUP, PLURAL, VERSION
 from glassbox.operator.backoff import API_RETRY_FIRST_SECONDS, API_RETRY_MAX_SECONDS, retry_delay
 from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
+from glassbox.operator.child_cache import ChildCache
 from glassbox.operator.kube import KubeError
 from glassbox.operator.reconcile import Outcome, Reconciler
 from glassbox.operator.resync import PeriodicResync
@@ -219,6 +220,9 @@ def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str]
 @kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
 def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Our children, and InferenceServices that ExplainedModels name as existing."""
+    cache: ChildCache | None = memo.get("children")
+    if cache is not None:  # every event, kopf's listing and our own applies included: the reconciler reads from it
+        cache.observe(event.get("type"), dict(body))
     if event.get("type") is None:
         # kopf lists again whenever a watch restarts (at start, every server timeout, after an outage): changes
         # made while it was down arrive only in that listing, and a deletion not at all. One pass over every

@@ -40,6 +40,7 @@ from glassbox.operator.builders import (
     predictor_name,
     predictor_target_of_own,
 )
+from glassbox.operator.child_cache import ChildCache
 from glassbox.operator.detector_fitted import read_detector_fitted, read_drift_report
 from glassbox.operator.kserve_addressing import PredictTarget, address_url, predict_target, runtime_name
 from glassbox.operator.kube import KubeApi, KubeError, Rejected, ResourceTypeMissing
@@ -98,6 +99,12 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
         and is_subset(desired["metadata"]["labels"], live_meta.get("labels"))
         and is_subset(desired["metadata"]["ownerReferences"], live_meta.get("ownerReferences"))
     )
+
+
+def with_revision(body: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """`body` to be applied only onto `live` as it was seen: its resourceVersion, a precondition server-side apply
+    honours (409 when the object changed since, or was replaced by another of the same name)."""
+    return {**body, "metadata": {**body["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}}
 
 
 def ownership_conflict(live: dict[str, Any] | None, parent: Parent) -> tuple[str, str] | None:
@@ -174,8 +181,11 @@ class Reconciler:
         now: Callable[[], str],
         emit_warning: EventSink,
         emit_normal: EventSink | None = None,
+        cache: ChildCache | None = None,
     ):
         self.api = api
+        # What the watches last said of the children (InferenceServices and InferenceGraphs); none: every read asks.
+        self.cache = cache
         self.config = config
         self.now = now
         self.emit_warning = emit_warning
@@ -286,23 +296,52 @@ class Reconciler:
             detector_fitted=detector_fitted,
         )
 
+    def _live(self, api_version: str, kind: str, namespace: str, name: str, cached_only_if_present: bool) -> tuple[Any, bool]:
+        """(the live child or None, whether it came from the cache). A child the watches hold is taken from the
+        cache; one they do not know is read. With `cached_only_if_present`, one they know as absent is read too
+        (something may be written to its name next, and an object someone else made may sit there)."""
+        if self.cache is not None:
+            known, cached = self.cache.get(api_version, kind, namespace, name)
+            if known and (cached is not None or not cached_only_if_present):
+                return cached, True
+        return self.api.get(api_version, kind, namespace, name), False
+
     def _converge(
         self, parent: Parent, body: dict[str, Any], rebuilt: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None
     ) -> ChildReport:
-        """Apply `body` where the live child differs; `rebuilt(live)`, when given, is the body once the live child is read."""
+        """Apply `body` where the live child differs; `rebuilt(live)`, when given, is the body once the live child is read.
+        The live child comes from the watches' cache where they hold it, and is then applied only if it has not changed
+        since (its resourceVersion); where it has, or the cache does not hold it, it is read, as the name may be taken by
+        an object that is not ours (even right after a create)."""
         kind, name = body["kind"], body["metadata"]["name"]
+        desired = body
         try:
-            # Read even right after a create: the name may be taken by an object that is not ours.
-            live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
-            conflict = ownership_conflict(live, parent)
-            if conflict is not None:
-                return ChildReport(kind=kind, name=name, failure=conflict)
-            if rebuilt is not None:
-                body = rebuilt(live)
-            if needs_apply(body, live):
+            for may_use_cache in (True, False):
+                if may_use_cache:
+                    live, cached = self._live(body["apiVersion"], kind, parent.namespace, name, cached_only_if_present=True)
+                else:
+                    live, cached = self.api.get(body["apiVersion"], kind, parent.namespace, name), False
+                conflict = ownership_conflict(live, parent)
+                if conflict is not None:
+                    return ChildReport(kind=kind, name=name, failure=conflict)
+                body = rebuilt(live) if rebuilt is not None else desired
+                if not needs_apply(body, live):
+                    return ChildReport(kind=kind, name=name, live=live)
                 log.info("applying %s %s/%s", kind, parent.namespace, name)
-                live = self.api.apply(body)
-            return ChildReport(kind=kind, name=name, live=live)
+                if not cached:
+                    live = self.api.apply(body)
+                else:
+                    try:
+                        live = self.api.apply(with_revision(body, live))
+                    except ResourceTypeMissing:
+                        raise
+                    except KubeError as error:  # changed since the watches saw it (409), or gone: read it, decide again
+                        log.info("%s %s/%s changed since it was seen (%s); reading it", kind, parent.namespace, name, error)
+                        continue
+                if self.cache is not None:
+                    self.cache.written(live)
+                return ChildReport(kind=kind, name=name, live=live)
+            raise AssertionError("the second pass reads and returns")  # pragma: no cover
         except ResourceTypeMissing:
             raise
         except Rejected as rejected:
@@ -311,9 +350,10 @@ class Reconciler:
             return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
 
     def _waiting(self, parent: Parent, api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
-        """A child that cannot be built yet: it is left as it is, and its status says what it waits for."""
+        """A child that cannot be built yet: it is left as it is, and its status says what it waits for (nothing is
+        written, so the watches' word that it is absent will do)."""
         try:
-            live = self.api.get(api_version, kind, parent.namespace, name)
+            live, _ = self._live(api_version, kind, parent.namespace, name, cached_only_if_present=False)
         except ResourceTypeMissing:
             raise
         except KubeError as error:
@@ -419,7 +459,7 @@ class Reconciler:
         """The InferenceService the spec names, never written: how KServe's graph would call it."""
         existing = predictor_name(parent.name, spec)
         try:
-            live = self.api.get(ISVC_API_VERSION, "InferenceService", parent.namespace, existing)
+            live, _ = self._live(ISVC_API_VERSION, "InferenceService", parent.namespace, existing, cached_only_if_present=False)
             if live is None:
                 return ChildReport(
                     kind="InferenceService",

@@ -1,0 +1,113 @@
+"""The reconciler reading children from the watches' cache, on the real API server: a cache that has fallen behind
+costs a read, never an overwrite. No operator process runs here: the test holds the Reconciler and its cache, and
+plays the watch that would have told the cache of each change (by leaving it untold)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from glassbox.operator.builders import OperatorConfig
+from glassbox.operator.child_cache import ChildCache
+from glassbox.operator.kube import KubeApi
+from glassbox.operator.reconcile import Reconciler
+from glassbox_testing.cluster import KSERVE, XM, Cluster, wait_for
+from glassbox_testing.cluster import get_object as get
+from glassbox_testing.samples import load_sample
+
+NAME = "credit-risk"
+
+
+def reconciler(cluster: Cluster) -> tuple[Reconciler, ChildCache]:
+    cache = ChildCache()
+    events: list[tuple[str, str]] = []
+    held = Reconciler(
+        KubeApi(cluster.api),
+        OperatorConfig(),
+        lambda: "2026-01-01T00:00:00Z",
+        lambda _body, reason, message: events.append((reason, message)),
+        cache=cache,
+    )
+    return held, cache
+
+
+def explained_model(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    manifest = load_sample("tabular-pytorch-gpu")
+    manifest["metadata"] = {"name": NAME, "namespace": namespace}
+    cluster.objects.create_namespaced_custom_object(*XM[:2], namespace, XM[2], manifest)
+    body = get(cluster, XM, namespace, NAME)
+    assert body is not None
+    return body
+
+
+def change_spec(cluster: Cluster, namespace: str, max_replicas: int) -> dict[str, Any]:
+    patch = {"spec": {"predictor": {"autoscaling": {"maxReplicas": max_replicas}}}}
+    cluster.objects.patch_namespaced_custom_object(*XM[:2], namespace, XM[2], NAME, patch)
+    body = get(cluster, XM, namespace, NAME)
+    assert body is not None
+    return body
+
+
+def test_a_child_changed_since_the_cache_saw_it_is_read_and_then_applied(
+    cluster: Cluster, installed_chart: None, namespace: str
+) -> None:
+    held, cache = reconciler(cluster)
+    held.reconcile(explained_model(cluster, namespace))
+    known, cached = cache.get("serving.kserve.io/v1beta1", "InferenceService", namespace, NAME)
+    assert known and cached is not None, "the operator's own apply is in the cache"
+    # KServe writes the predictor's status; no watch tells the cache, which now holds an older version.
+    status = {"status": {"url": "http://x", "address": {"url": f"http://{NAME}.{namespace}.svc.cluster.local"}}}
+    cluster.objects.patch_namespaced_custom_object_status(*KSERVE[:2], namespace, KSERVE[2], NAME, status)
+    live = get(cluster, KSERVE, namespace, NAME)
+    assert live is not None and live["metadata"]["resourceVersion"] != cached["metadata"]["resourceVersion"]
+    outcome = held.reconcile(change_spec(cluster, namespace, 7))
+    assert not outcome.problems
+    applied = get(cluster, KSERVE, namespace, NAME)
+    assert applied is not None and applied["spec"]["predictor"]["maxReplicas"] == 7, "applied after the 409 and a read"
+    assert applied["status"]["address"]["url"].startswith("http://"), "KServe's status kept"
+
+
+def test_a_name_taken_behind_the_caches_back_is_never_overwritten(
+    cluster: Cluster, installed_chart: None, namespace: str
+) -> None:
+    held, cache = reconciler(cluster)
+    held.reconcile(explained_model(cluster, namespace))
+    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", namespace, NAME)[1] is not None
+    # The predictor is deleted and someone else's InferenceService takes its name; the cache still holds ours.
+    cluster.objects.delete_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], NAME)
+    wait_for("the predictor gone", lambda: get(cluster, KSERVE, namespace, NAME) is None)
+    theirs = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": {"team": "someone-else"}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://theirs"}}},
+    }
+    cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], theirs)
+    before = get(cluster, KSERVE, namespace, NAME)
+    assert before is not None
+    time.sleep(1)
+    held.reconcile(change_spec(cluster, namespace, 5))
+    after = get(cluster, KSERVE, namespace, NAME)
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "their object was written"
+    assert not after["metadata"].get("ownerReferences") and after["spec"]["predictor"]["model"]["storageUri"] == "gs://theirs"
+    status = (get(cluster, XM, namespace, NAME) or {}).get("status") or {}
+    predictor = next(c for c in status.get("conditions", []) if c["type"] == "PredictorReady")
+    assert predictor["reason"] == "NameConflict" and "never writes an object it did not create" in predictor["message"]
+
+
+def test_the_cache_keeps_the_newest_copy_and_knows_a_deletion() -> None:
+    cache = ChildCache()
+    body = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "20", "managedFields": [{"manager": "x"}]},
+    }
+    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (False, None)
+    cache.written(body)
+    older = {**body, "metadata": {**body["metadata"], "resourceVersion": "19"}}
+    cache.observe("MODIFIED", older)  # a watch event behind the operator's own write
+    known, held = cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a")
+    assert known and held is not None and held["metadata"]["resourceVersion"] == "20" and "managedFields" not in held["metadata"]
+    cache.observe("DELETED", body)
+    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (True, None)

@@ -1,0 +1,86 @@
+"""What the operator's watches last said of each InferenceService and InferenceGraph it sees, so that a
+reconcile reads a child from memory instead of asking the API server again.
+
+It is kept by every watch event kopf delivers for those kinds (the operator's own applies included, which the
+handlers otherwise skip) and by the operator's own writes (the server's answer to an apply). A child is known
+once an event or a write has said what it is, present or deleted.
+
+The cache is never trusted to write blind. A child it holds is applied with the cached resourceVersion, so the
+API server refuses the apply (409) if the child changed since, and the reconciler reads it then, as it always
+did. A child it does not hold, or holds as deleted, is read before anything is written to its name, since an
+object someone else made may sit there. So a stale cache costs a read, never an overwrite.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+
+
+def _key(body: dict[str, Any]) -> Key | None:
+    meta = body.get("metadata") or {}
+    api_version, kind, namespace, name = body.get("apiVersion"), body.get("kind"), meta.get("namespace"), meta.get("name")
+    if not (api_version and kind and namespace and name):
+        return None
+    return str(api_version), str(kind), str(namespace), str(name)
+
+
+def _revision(body: dict[str, Any] | None) -> int | None:
+    """The resourceVersion as a number, where it is one (etcd's revisions are): which of two copies is newer."""
+    if body is None:
+        return None
+    value = (body.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without its managedFields, which the reconciler never reads (they are most of a child's size)."""
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    return {**body, "metadata": meta}
+
+
+class ChildCache:
+    def __init__(self) -> None:
+        self._children: dict[Key, dict[str, Any] | None] = {}
+        self._guard = threading.Lock()
+
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event (kopf's listing included, whose type is None)."""
+        key = _key(body)
+        if key is None:
+            return
+        if event_type == "DELETED":
+            with self._guard:
+                self._children[key] = None
+            return
+        self._keep(key, _slim(body))
+
+    def written(self, body: dict[str, Any]) -> None:
+        """The API server's answer to the operator's own write."""
+        key = _key(body)
+        if key is not None:
+            self._keep(key, _slim(body))
+
+    def _keep(self, key: Key, body: dict[str, Any]) -> None:
+        with self._guard:
+            held = self._children.get(key)
+            new, old = _revision(body), _revision(held)
+            if held is not None and new is not None and old is not None and new < old:
+                return  # an event older than what the operator already wrote or saw
+            self._children[key] = body
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(known, body): whether an event or a write has said what this child is, and what it said (None: deleted)."""
+        with self._guard:
+            key = (api_version, kind, namespace, name)
+            return key in self._children, self._children.get(key)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._children)
