@@ -80,3 +80,22 @@ def test_glassbox_up_stops_both_servers_on_a_signal(manifest: Path, stop: signal
     assert "killed it" not in rest  # each server stopped on its own, on SIGTERM
     for pid in servers:
         assert not alive(pid), f"server {pid} outlived `glassbox up` after {stop.name}"
+
+
+def test_a_stop_signal_handled_inside_code_run_by_exec_still_ends_the_process_cleanly(tmp_path: Path) -> None:
+    """The cause of a rare exit -2 after "stopped both servers": CPython remembers a KeyboardInterrupt that passed
+    through exec() of a string (dataclasses and named tuples define methods that way, in modules imported while the
+    servers start) and ends a `python -m` process by SIGINT even though the exception was caught. `glassbox up`'s
+    handlers raise StopSignal instead; here the signal lands inside exec'd code, deterministically."""
+    (tmp_path / "stopped_in_exec.py").write_text(
+        "import os, signal, sys\n"
+        "from glassbox.local import StopSignal, install_stop_handlers\n"
+        "install_stop_handlers()\n"
+        "try:\n"
+        "    exec('import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10**6): pass')\n"
+        "except StopSignal:\n"
+        "    print('stopped', flush=True)\n"
+        "sys.exit(0)\n"
+    )
+    run = subprocess.run([sys.executable, "-m", "stopped_in_exec"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stdout.strip()) == (0, "stopped"), run.stdout + run.stderr

@@ -85,6 +85,15 @@ def _replace_arg(args: list[str], flag: str, value: str) -> list[str]:
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+class StopSignal(BaseException):
+    """A stop signal `glassbox up` received, raised from its handler to unwind the start or the wait. Not a
+    KeyboardInterrupt: CPython remembers a KeyboardInterrupt that passes through code run by exec() or eval() of a
+    string (dataclasses and named tuples define their methods that way, in modules imported while starting) and,
+    even once it is caught and handled, ends the process by SIGINT as it exits (exit status -2, no traceback)."""
+
+
 # Stop signals `glassbox up` received inside a deferred block, and how deep in such blocks it is.
 _deferred_signals: list[int] = []
 _deferring = 0
@@ -104,14 +113,14 @@ def _stop_signals_deferred() -> Iterator[None]:
     if not _deferring and _deferred_signals:
         signum = _deferred_signals[0]
         _deferred_signals.clear()
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        raise StopSignal(signal.Signals(signum).name)
 
 
 def _interrupt(signum: int, _: object) -> None:
     if _deferring:
         _deferred_signals.append(signum)
         return
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    raise StopSignal(signal.Signals(signum).name)
 
 
 @dataclass
@@ -391,9 +400,7 @@ class LocalDeployment:
 def run_up(manifest: Path, predictor_url: str | None, records_path: Path | None = None) -> int:
     """`glassbox up`: start, print the URLs, wait for Ctrl-C (or SIGTERM, as `timeout`, systemd and CI send);
     either stops every server, also while they are starting."""
-    # Also SIGINT: a shell that starts a job in the background starts it with SIGINT ignored.
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, _interrupt)
+    install_stop_handlers()
     deployment: LocalDeployment | None = None
     try:
         deployment = LocalDeployment(manifest, predictor_url=predictor_url, records_path=records_path)
@@ -416,13 +423,20 @@ def run_up(manifest: Path, predictor_url: str | None, records_path: Path | None 
             gone = [p for p in deployment.processes if p.process.poll() is not None]
             print(f"the {gone[0].name} exited; its log ends:\n{gone[0].log_tail()}", file=sys.stderr)
             return 1
-    except KeyboardInterrupt:
+    except StopSignal:
         _ignore_stop_signals()
         if deployment is not None:
             print("\nstopped both servers" if deployment.spec.detector is None else "\nstopped the servers", flush=True)
         return 0
     finally:
         _ignore_stop_signals()
+
+
+def install_stop_handlers() -> None:
+    """A stop signal raises StopSignal where `glassbox up` is (or once it leaves a deferred block). Also SIGINT: a
+    shell that starts a job in the background starts it with SIGINT ignored."""
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _interrupt)
 
 
 def _ignore_stop_signals() -> None:
