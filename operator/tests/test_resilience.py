@@ -176,17 +176,3 @@ def test_the_watches_cache_is_on_unless_the_operator_is_told_to_read_every_child
 
     assert build_parser().parse_args(["operator"]).read_children_from_api is False
     assert build_parser().parse_args(["operator", "--read-children-from-api"]).read_children_from_api is True
-
-
-def test_what_kopf_resumes_is_reconciled_by_the_periodic_checks_thread_one_by_one_and_only_once() -> None:
-    """Not by kopf's workers, which stay free for objects created meanwhile."""
-    now = [5.0]
-    reconciled: list[tuple[str, str]] = []
-    resync = PeriodicResync(
-        lambda ns: [], lambda body: None, [], clock=lambda: now[0], reconcile_named=lambda ns, n: reconciled.append((ns, n))
-    )
-    for name in ("a", "b", "a"):
-        resync.reconcile_soon("ml", name)
-    assert resync._wake.is_set()
-    assert resync.run_due_retries() == 2 and reconciled == [("ml", "a"), ("ml", "b")]
-    assert resync._next_retry() is None and resync.run_due_retries() == 0

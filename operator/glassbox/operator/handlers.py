@@ -159,24 +159,12 @@ def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    """Create and spec changes alike: the reconcile is level-based (kopf also calls create for an object whose
-    kopf annotations were wiped by `kubectl replace`)."""
+    """Create, resume and spec changes alike: the reconcile is level-based (kopf also calls create for an
+    object whose kopf annotations were wiped by `kubectl replace`)."""
     _reconcile_for_kopf(body, memo, retry=retry)
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-def resume_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    """At start-up, an object unchanged since it was last handled: reconciled by the periodic check's thread,
-    one by one, so kopf's workers stay free for objects created or changed now (with a thousand resumed, a new
-    one otherwise waited behind all of them). Without the periodic check, reconciled here."""
-    resync: PeriodicResync | None = memo.get("resync")
-    meta = body.get("metadata") or {}
-    if resync is None:
-        _reconcile_for_kopf(body, memo, retry=retry)
-        return
-    resync.reconcile_soon(str(meta.get("namespace")), str(meta.get("name")))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

@@ -7,10 +7,7 @@ and then deleting one (or its namespace) hangs while the operator is stopped.
 
 The same thread tries again, with backoff, the reconciles that an event asked
 for and an API error stopped (`retry_soon`): waiting for the next pass would
-leave such an ExplainedModel up to two minutes behind what KServe reported. And
-it reconciles, one by one, what kopf resumes at start-up (`reconcile_soon`), so
-that kopf's workers are free for what is created or changed meanwhile: with a
-thousand objects resumed, a new one waited behind all of them.
+leave such an ExplainedModel up to two minutes behind what KServe reported.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from glassbox.operator.kube import KubeError
 log = logging.getLogger(__name__)
 
 RESYNC_INTERVAL_SECONDS = 120.0
-# The first pass waits this long after start: what kopf resumes at start-up is handed to this thread one by one.
+# The first pass waits this long after start: kopf's resume handlers cover start-up.
 FIRST_PASS_DELAY_SECONDS = 60.0
 # A pass that has not finished in this many intervals means the loop is stuck (liveness fails).
 STUCK_AFTER_INTERVALS = 3
@@ -74,17 +71,10 @@ class PeriodicResync:
     def nudge(self) -> None:
         """Run a pass now rather than at the next interval: a watch has listed again (after a reconnection),
         and what changed while it was down came as a listing, not as events. Ignored during the first
-        delay after start, which the resumed objects (reconcile_soon) cover."""
+        delay after start, which kopf's resume handlers cover."""
         if self._clock() - self._started >= self._first_delay:
             self._pass_wanted = True
             self._wake.set()
-
-    def reconcile_soon(self, namespace: str, name: str) -> None:
-        """Reconcile this ExplainedModel on this thread, as soon as it gets to it: what kopf resumes at start-up
-        comes here, so kopf's workers stay free for objects created or changed meanwhile."""
-        with self._retries_lock:
-            self._retries.setdefault((namespace, name), (0, self._clock()))
-        self._wake.set()
 
     def retry_soon(self, namespace: str, name: str, retry_after: float | None = None) -> float:
         """A reconcile that an event asked for failed with an API error: this ExplainedModel is reconciled
