@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from drift import interval  # the exact (Clopper-Pearson) 95% interval, as bench/drift.py gives it
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.metrics import roc_auc_score
 
@@ -32,13 +32,6 @@ from glassbox_testing import outlier_data
 HERE = Path(__file__).resolve().parent
 RATE = 0.01
 KINDS = ("shifted", "out of range", "correlations broken")
-
-
-def interval(hits: int, trials: int) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) 95% interval of a rate seen as `hits` of `trials`."""
-    low = float(stats.beta.ppf(0.025, hits, trials - hits + 1)) if hits else 0.0
-    high = float(stats.beta.ppf(0.975, hits + 1, trials - hits)) if hits < trials else 1.0
-    return low, high
 
 
 def data_sets(quick: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -94,20 +94,3 @@ def test_a_name_taken_behind_the_caches_back_is_never_overwritten(
     status = (get(cluster, XM, namespace, NAME) or {}).get("status") or {}
     predictor = next(c for c in status.get("conditions", []) if c["type"] == "PredictorReady")
     assert predictor["reason"] == "NameConflict" and "never writes an object it did not create" in predictor["message"]
-
-
-def test_the_cache_keeps_the_newest_copy_and_knows_a_deletion() -> None:
-    cache = ChildCache()
-    body = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "20", "managedFields": [{"manager": "x"}]},
-    }
-    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (False, None)
-    cache.written(body)
-    older = {**body, "metadata": {**body["metadata"], "resourceVersion": "19"}}
-    cache.observe("MODIFIED", older)  # a watch event behind the operator's own write
-    known, held = cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a")
-    assert known and held is not None and held["metadata"]["resourceVersion"] == "20" and "managedFields" not in held["metadata"]
-    cache.observe("DELETED", body)
-    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (True, None)

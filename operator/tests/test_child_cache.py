@@ -1,0 +1,23 @@
+"""The watches' cache of children, on its own: the newest copy kept, a deletion known, managedFields dropped.
+(The reconciler reading from it is tested on the real API server in e2e/test_child_cache.py.)"""
+
+from __future__ import annotations
+
+from glassbox.operator.child_cache import ChildCache
+
+
+def test_the_cache_keeps_the_newest_copy_and_knows_a_deletion() -> None:
+    cache = ChildCache()
+    body = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "20", "managedFields": [{"manager": "x"}]},
+    }
+    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (False, None)
+    cache.written(body)
+    older = {**body, "metadata": {**body["metadata"], "resourceVersion": "19"}}
+    cache.observe("MODIFIED", older)  # a watch event behind the operator's own write
+    known, held = cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a")
+    assert known and held is not None and held["metadata"]["resourceVersion"] == "20" and "managedFields" not in held["metadata"]
+    cache.observe("DELETED", body)
+    assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (True, None)
