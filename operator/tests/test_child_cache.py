@@ -1,5 +1,5 @@
 """The watches' cache of children, on its own: the newest copy kept, a deletion known, managedFields dropped.
-(The reconciler reading from it is tested on the real API server in e2e/test_child_cache.py.)"""
+(The reconciler reading from it is tested on the real API server in e2e/test_reconcile_from_child_cache.py.)"""
 
 from __future__ import annotations
 
