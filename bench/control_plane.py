@@ -105,20 +105,38 @@ class ChildWatch:
             thread.start()
 
     def _run(self, group: str, version: str, plural: str) -> None:
+        """One watch, resumed from the last resourceVersion it saw each time its short server timeout ends it
+        (so that `stop` is noticed): a new listing of every object each time would load the API server and
+        this process with thousands of objects every few seconds, and miss no less."""
         stream = watch.Watch()
+        resource_version: str | None = None
         while not self._stop.is_set():
-            for event in stream.stream(self.objects.list_cluster_custom_object, group, version, plural, timeout_seconds=5):
-                meta = event["object"]["metadata"]
-                key = (plural, meta["namespace"], meta["name"])
-                now = time.perf_counter()
-                if event["type"] == "ADDED":
-                    self.seen.setdefault(key, now)
-                    # Once per object: the watch lists again every few seconds, with reports still in flight.
-                    if plural == "inferenceservices" and key not in self._reporting:
-                        self._reporting.add(key)
-                        self._reporters.submit(self._report_address, meta["namespace"], meta["name"])
-                elif event["type"] == "MODIFIED":
-                    self.modified[key] = now
+            resume = {"resource_version": resource_version} if resource_version else {}
+            try:
+                for event in stream.stream(
+                    self.objects.list_cluster_custom_object, group, version, plural, timeout_seconds=5, **resume
+                ):
+                    self._saw(plural, event)
+                resource_version = stream.resource_version
+            except client.ApiException as error:  # 410: too old to resume; watch again from a fresh listing
+                if error.status != 410:
+                    raise
+                resource_version = None
+
+    def _saw(self, plural: str, event: dict[str, Any]) -> None:
+        if event["type"] not in ("ADDED", "MODIFIED"):
+            return
+        meta = event["object"]["metadata"]
+        key = (plural, meta["namespace"], meta["name"])
+        now = time.perf_counter()
+        if event["type"] == "ADDED":
+            self.seen.setdefault(key, now)
+            # Once per object: a listing after a watch too old to resume sends every object again.
+            if plural == "inferenceservices" and key not in self._reporting:
+                self._reporting.add(key)
+                self._reporters.submit(self._report_address, meta["namespace"], meta["name"])
+        else:
+            self.modified[key] = now
 
     def _report_address(self, namespace: str, name: str) -> None:
         status = {"status": {"url": address(namespace, name), "address": {"url": address(namespace, name)}}}

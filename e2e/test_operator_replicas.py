@@ -38,7 +38,8 @@ def _manifest(name: str) -> str:
 
 
 def _handled(log: Path) -> bool:
-    return bool(re.search(r"(Creation|Resuming|Updating) is processed", log.read_text()))
+    """Whether the operator reconciled any ExplainedModel (its workers log each reconcile they finish)."""
+    return "reconciled ExplainedModel" in log.read_text()
 
 
 @pytest.fixture
@@ -98,19 +99,17 @@ def test_namespaced_installs_side_by_side_one_active_replica_each(
 
         # Each process watches its own namespace only, so any object handled in its log is one of that namespace.
         # (A cluster-wide operator of other tests may apply the children first: handling, not applying, is what shows who acts.)
-        # A process whose watch began after the object was applied handles it as resumed, not created (b1 starts last).
-        def handled(process: RunningOperator) -> bool:
-            text = process.log.read_text()
-            return "Creation is processed" in text or "Resuming is processed: 1 succeeded" in text
+        def handled(process: RunningOperator, namespace: str) -> bool:
+            return f"reconciled ExplainedModel {namespace}/m" in process.log.read_text()
 
-        wait_for("a1 to handle the new object", lambda: handled(first))
-        wait_for("b1 to handle the new object", lambda: handled(other))
+        wait_for("a1 to handle the new object", lambda: handled(first, team_a))
+        wait_for("b1 to handle the new object", lambda: handled(other, team_b))
         assert not _handled(second.log), "a standby acted"
 
         # The active replica stops (a rollout, a drained node): it gives the Lease up and the standby acts.
         stop_operator(first)
         wait_for("a2 to take over", lambda: "this replica is the active operator" in second.log.read_text())
-        wait_for("a2 to resume the object", lambda: "Resuming is processed" in second.log.read_text())
+        wait_for("a2 to check the object", lambda: handled(second, team_a))
 
         for process in running:
             text = process.log.read_text()

@@ -51,10 +51,11 @@ def _operator(args: argparse.Namespace) -> int:
 
     from glassbox.operator import handlers  # noqa: F401  (registers the handlers)
     from glassbox.operator.builders import OperatorConfig
-    from glassbox.operator.child_cache import ChildCache
     from glassbox.operator.kube import KubeApi, load_api_client
     from glassbox.operator.reconcile import Reconciler
     from glassbox.operator.resync import PeriodicResync
+    from glassbox.operator.watch_cache import WatchCache
+    from glassbox.operator.workqueue import Workers, WorkQueue
 
     kopf.configure(verbose=args.verbose)
     config = OperatorConfig(
@@ -71,18 +72,27 @@ def _operator(args: argparse.Namespace) -> int:
         if elector is None:
             return 0  # stopped while standing by
 
-    children = None if args.read_children_from_api else ChildCache()
-    reconciler = Reconciler(api, config, handlers.utc_now, handlers.post_warning, handlers.post_normal, cache=children)
-    resync = PeriodicResync(
-        api.list_explained_models, reconciler.reconcile, args.namespace, reconcile_named=reconciler.reconcile_named
-    )
+    children = None if args.read_children_from_api else WatchCache()
+    parents = WatchCache()
+    events = handlers.EventPoster(api)
+    reconciler = Reconciler(api, config, handlers.utc_now, events.warning, events.normal, cache=children, parents=parents)
+    queue = WorkQueue()
+    workers = Workers(queue, handlers.reconcile_queued(reconciler), count=args.workers)
+
+    def check(body: dict[str, Any]) -> None:  # the periodic check: the listed copy kept, the name in the backlog
+        parents.observe(None, body)
+        queue.add((body["metadata"]["namespace"], body["metadata"]["name"]), urgent=False)
+
+    resync = PeriodicResync(api.list_explained_models, check, args.namespace)
     try:
         kopf.run(
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             standalone=True,
             liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
-            memo=kopf.Memo(reconciler=reconciler, resync=resync, children=children),
+            memo=kopf.Memo(
+                reconciler=reconciler, resync=resync, children=children, parents=parents, queue=queue, workers=workers
+            ),
         )
     finally:
         stop.set()
@@ -204,6 +214,12 @@ def _add_operator_command(commands: Any) -> None:
         action="store_true",
         help="read each child from the API server at every reconcile, as before the watches' cache (a diagnostic, and "
         "what bench/control_plane.py compares the cache against)",
+    )
+    operator.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="threads that reconcile ExplainedModels from the work queue, each one object at a time (default 16)",
     )
     operator.add_argument("--verbose", action="store_true", help="log every API call kopf makes")
     operator.set_defaults(run=_operator)

@@ -8,7 +8,14 @@ from typing import Any
 from glassbox.contract.api import ExplainedModelSpec, Protocol
 from glassbox.operator.builders import OperatorConfig, Parent, build_explainer_isvc
 from glassbox.operator.kserve_addressing import PredictTarget
-from glassbox.operator.reconcile import is_subset, needs_apply, ownership_conflict, spec_changed_since_status, warnings_to_post
+from glassbox.operator.reconcile import (
+    is_subset,
+    needs_apply,
+    ownership_conflict,
+    reconcile_lane,
+    spec_changed_since_status,
+    warnings_to_post,
+)
 from glassbox_testing.samples import load_sample
 
 
@@ -115,3 +122,24 @@ def test_only_a_spec_changed_since_the_last_status_can_leave_children_to_prune()
     assert not spec_changed_since_status({}, 1)  # new: no children yet
     assert not spec_changed_since_status({"observedGeneration": 3}, 3)
     assert spec_changed_since_status({"observedGeneration": 3}, 4)
+
+
+def _em(generation: int, observed: int | None, **metadata: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"metadata": {"name": "a", "namespace": "ml", "generation": generation, **metadata}}
+    if observed is not None:
+        body["status"] = {"observedGeneration": observed}
+    return body
+
+
+def test_an_explained_models_event_queues_it_now_only_when_someone_waits_for_the_reconcile() -> None:
+    assert reconcile_lane("ADDED", None, _em(1, None)) == "now"  # created
+    assert reconcile_lane("MODIFIED", _em(1, 1), _em(2, 1)) == "now"  # spec changed
+    assert reconcile_lane(None, None, _em(3, 2)) == "now"  # changed while the operator was stopped
+    assert reconcile_lane(None, None, _em(1, None)) == "now"  # created while it was stopped
+    assert reconcile_lane(None, None, _em(2, 2)) == "backlog"  # a restart's listing: reconciled before, checked later
+    assert reconcile_lane("MODIFIED", _em(2, 1), _em(2, 2)) is None  # the operator's own status write
+    relabelled = _em(2, 2, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"})
+    assert reconcile_lane("MODIFIED", _em(2, 2), relabelled) == "now"  # metadata the children are built from
+    assert reconcile_lane("MODIFIED", None, _em(2, 2)) is None  # nothing to compare with: the periodic check covers it
+    assert reconcile_lane("MODIFIED", _em(2, 1), _em(2, 1, deletionTimestamp="2026-12-07T00:00:00Z")) is None
+    assert reconcile_lane("DELETED", _em(2, 2), _em(2, 2)) is None

@@ -58,22 +58,20 @@ def _xm(name: str, deleting: bool = False) -> dict[str, Any]:
     return {"metadata": meta}
 
 
-def test_the_periodic_check_reconciles_each_object_and_survives_api_failures() -> None:
+def test_the_periodic_check_hands_on_each_object_and_survives_api_failures() -> None:
     seen: list[str] = []
-
-    def reconcile(body: dict[str, Any]) -> None:
-        seen.append(body["metadata"]["name"])
-        if body["metadata"]["name"] == "b":
-            raise Transient("could not apply InferenceService 'b-explainer': 503")
-
-    resync = PeriodicResync(lambda ns: [_xm("a"), _xm("b"), _xm("gone", deleting=True), _xm("c")], reconcile, ["ml"])
-    assert resync.run_pass() == 2
+    resync = PeriodicResync(
+        lambda ns: [_xm("a"), _xm("b"), _xm("gone", deleting=True), _xm("c")],
+        lambda body: seen.append(body["metadata"]["name"]),
+        ["ml"],
+    )
+    assert resync.run_pass() == 3
     assert seen == ["a", "b", "c"]
 
     def failing_list(_: Any) -> list[dict[str, Any]]:
         raise Transient("could not list ExplainedModel: connection refused")
 
-    assert PeriodicResync(failing_list, reconcile, []).run_pass() == 0
+    assert PeriodicResync(failing_list, lambda body: None, []).run_pass() == 0
 
 
 @pytest.mark.parametrize("elapsed,stuck", [(0, False), (60 + 3 * 120, False), (60 + 3 * 120 + 1, True)])
@@ -92,7 +90,7 @@ def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
     resync = PeriodicResync(
         lambda ns: passes.append(now[0]) or [], lambda body: None, [], interval=3600, first_delay=0.2, clock=lambda: now[0]
     )
-    resync.nudge()  # during start-up: resume handlers cover it
+    resync.nudge()  # during start-up: kopf's first listing covers it
     assert not resync._wake.is_set()
     resync.start()
     now[0] = 0.3  # past the first delay, on the check's clock
@@ -109,64 +107,6 @@ def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
         resync.nudge()
         wait_for_passes(2)
         assert len(passes) == 2
-    finally:
-        resync.stop()
-
-
-def test_a_reconcile_an_event_asked_for_is_retried_with_backoff_until_it_succeeds() -> None:
-    """Not left for the next pass, up to two minutes later."""
-    now = [0.0]
-    attempts: list[tuple[str, str, float]] = []
-
-    def reconcile_named(namespace: str, name: str) -> None:
-        attempts.append((namespace, name, now[0]))
-        if len(attempts) < 3:
-            raise Transient("could not apply InferenceService 'a-explainer': 503")
-
-    resync = PeriodicResync(lambda ns: [], lambda body: None, [], clock=lambda: now[0], reconcile_named=reconcile_named)
-    first = resync.retry_soon("ml", "a")
-    assert 0.5 <= first <= 1.0  # 1 s, drawn between half and all of it
-    assert resync.run_due_retries() == 0 and attempts == []  # not due yet
-    now[0] = first
-    assert resync.run_due_retries() == 0 and len(attempts) == 1  # failed again: owed another, later
-    second = resync._retries[("ml", "a")][1] - now[0]
-    assert 1.0 <= second <= 2.0
-    now[0] += second
-    assert resync.run_due_retries() == 0 and len(attempts) == 2
-    now[0] += 4.0
-    assert resync.run_due_retries() == 1 and len(attempts) == 3
-    assert resync._next_retry() is None  # nothing owed after a success
-    assert resync.retry_soon("ml", "b", retry_after=17) >= 17  # the API server's Retry-After first
-    resync.succeeded("ml", "b")  # reconciled by a later event or a pass: nothing owed
-    assert resync._next_retry() is None
-
-
-def test_the_periodic_check_retries_a_failed_reconcile_during_its_first_delay() -> None:
-    attempts: list[float] = []
-
-    def reconcile_named(namespace: str, name: str) -> None:
-        attempts.append(time.monotonic())
-        if len(attempts) < 3:
-            raise Transient("could not get ExplainedModel 'a': connection refused")
-
-    passes: list[int] = []
-    resync = PeriodicResync(
-        lambda ns: passes.append(1) or [],
-        lambda body: None,
-        [],
-        interval=3600,
-        first_delay=3600,
-        reconcile_named=reconcile_named,
-        retry_first=0.02,
-    )
-    resync.start()
-    try:
-        resync.retry_soon("ml", "a")
-        deadline = time.monotonic() + 10
-        while resync._next_retry() is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(attempts) == 3 and resync._next_retry() is None
-        assert passes == []  # retried on its own, with no pass over every object
     finally:
         resync.stop()
 

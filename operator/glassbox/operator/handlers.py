@@ -1,9 +1,12 @@
-"""The kopf handlers. Each one is thin: it hands the object to the Reconciler
-and turns the outcome into kopf's terms (retry later, or wait for a new spec).
+"""The kopf handlers. kopf watches; the handlers only keep what the watches say (the watch caches) and put the
+ExplainedModels that need a reconcile in the work queue, whose threads reconcile them (workqueue.py). Every
+handler is a coroutine run on kopf's event loop and returns in microseconds: none waits in kopf's thread pool
+behind another, and none asks kopf to write anything (no progress or diff-base annotations: whether a spec
+was reconciled is its generation against the status's observedGeneration).
 
-The Reconciler and the periodic check live in kopf's operator-wide `memo`, set by
-`glassbox operator`. No handler here needs a finalizer, so an ExplainedModel (and
-its namespace) can be deleted while the operator is stopped.
+The Reconciler, the caches, the queue and its workers, and the periodic check live in kopf's operator-wide
+`memo`, set by `glassbox operator`. No handler here needs a finalizer, so an ExplainedModel (and its
+namespace) can be deleted while the operator is stopped.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
-from glassbox.contract.api import GROUP, PLURAL, VERSION
+from glassbox.contract.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from glassbox.operator.backoff import API_RETRY_FIRST_SECONDS, API_RETRY_MAX_SECONDS, retry_delay
 from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
-from glassbox.operator.child_cache import ChildCache
-from glassbox.operator.kube import KubeError
-from glassbox.operator.reconcile import Outcome, Reconciler
+from glassbox.operator.kube import KubeApi
+from glassbox.operator.reconcile import Reconciler, reconcile_lane
 from glassbox.operator.resync import PeriodicResync
-from glassbox.operator.status import describe_problems
+from glassbox.operator.watch_cache import WatchCache
+from glassbox.operator.workqueue import Key, Result, Workers, WorkQueue
 
 # The same Warning Event for the same object at most this often.
 WARNING_EVENT_INTERVAL_SECONDS = 600.0
@@ -72,22 +75,41 @@ class WarningLimiter:
             return True
 
 
-_warnings = WarningLimiter()
-
-
 def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def post_warning(body: dict[str, Any], reason: str, message: str) -> None:
-    if _warnings.allow(str((body.get("metadata") or {}).get("uid")), reason):
-        kopf.warn(cast(kopf.Body, body), reason=reason, message=message)
+class EventPoster:
+    """The reconciler's Events, posted from its worker threads: the same (object, reason) at most once per
+    interval (WarningLimiter), so a reconcile repeated by every event never floods `kubectl describe`."""
+
+    def __init__(self, api: KubeApi, limiter: WarningLimiter | None = None):
+        self._api = api
+        self._limiter = limiter or WarningLimiter()
+
+    def _post(self, body: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        if self._limiter.allow(str((body.get("metadata") or {}).get("uid")), reason):
+            self._api.post_event(body, event_type, reason, message)
+
+    def warning(self, body: dict[str, Any], reason: str, message: str) -> None:
+        self._post(body, "Warning", reason, message)
+
+    def normal(self, body: dict[str, Any], reason: str, message: str) -> None:
+        """An Event that needs no action (drift ended)."""
+        self._post(body, "Normal", reason, message)
 
 
-def post_normal(body: dict[str, Any], reason: str, message: str) -> None:
-    """An Event that needs no action (drift ended)."""
-    if _warnings.allow(str((body.get("metadata") or {}).get("uid")), reason):
-        kopf.info(cast(kopf.Body, body), reason=reason, message=message)
+class _QuietEventHandlers(logging.Filter):
+    """kopf logs each handler's success at INFO: for the event handlers, a line per watch event of every object
+    (thousands at start-up), saying nothing the workers' own line ("reconciled ExplainedModel ...") does not."""
+
+    QUIET = tuple(
+        f"Handler '{name}' succeeded."
+        for name in ("explained_model_event", "kserve_object_changed", "explained_models_by_existing_predictor")
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.getMessage() in self.QUIET)
 
 
 class _TransientFailuresAreWarnings(logging.Filter):
@@ -105,23 +127,27 @@ def _reconciler(memo: kopf.Memo) -> Reconciler:
     return memo["reconciler"]  # type: ignore[no-any-return]
 
 
-def _raise_for(outcome: Outcome, retry: int) -> None:
-    if outcome.problems:
-        raise kopf.PermanentError(f"invalid spec, waiting for it to change: {describe_problems(outcome.problems)}")
-    if outcome.retry_reason:
-        raise kopf.TemporaryError(outcome.retry_reason, delay=retry_delay(retry))
+def reconcile_queued(reconciler: Reconciler) -> Callable[[Key], Result]:
+    """The workers' reconcile of one name: an invalid spec waits for a new one (its status says why); KServe
+    missing or a child's write that failed is tried again later; API errors raise, and are tried again too."""
+
+    def run(key: Key) -> Result:
+        outcome = reconciler.reconcile_named(*key)
+        if outcome is None or outcome.problems or not outcome.retry_reason:
+            return Result()
+        return Result(retry=True, reason=outcome.retry_reason)
+
+    return run
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Progress and the last-handled spec live in annotations under our own
-    # prefix, so nothing of kopf's leaks into the status API.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # kopf stores no progress and no diff base: every handler is an event handler (older versions of Glassbox
+    # left kopf's annotations under glassbox.dev/ on objects; nothing reads them now).
     # No handler needs it; kopf only uses this name to remove the finalizer older versions added.
     settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
     settings.peering.standalone = True
-    # Warnings reach objects as Events only through post_warning (rate-limited), not from kopf's log lines.
+    # Warnings reach objects as Events only through EventPoster (rate-limited), not from kopf's log lines.
     settings.posting.enabled = False
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = API_REQUEST_TIMEOUT_SECONDS
@@ -130,51 +156,55 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 2  # only the start-up and clean-up handlers run in kopf's thread pool
     for handler in logging.getLogger().handlers:  # kopf's own log lines come from many loggers, all to the root's handler
         handler.addFilter(_TransientFailuresAreWarnings())
+        handler.addFilter(_QuietEventHandlers())
 
 
 @kopf.on.startup()
-def start_periodic_check(memo: kopf.Memo, **_: Any) -> None:
-    """Starts the one thread that rechecks every ExplainedModel (with kopf's context, so it can post Events)."""
+def start_reconciling(memo: kopf.Memo, **_: Any) -> None:
+    """Starts the workers and the periodic check's thread, with kopf's context (so that they can post Events)."""
+    workers: Workers | None = memo.get("workers")
+    if workers is not None:
+        contextvars.copy_context().run(workers.start)
     resync: PeriodicResync | None = memo.get("resync")
     if resync is not None:
         contextvars.copy_context().run(resync.start)
 
 
 @kopf.on.cleanup()
-def stop_periodic_check(memo: kopf.Memo, **_: Any) -> None:
+def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
     resync: PeriodicResync | None = memo.get("resync")
     if resync is not None:
         resync.stop()
+    workers: Workers | None = memo.get("workers")
+    if workers is not None:
+        workers.stop()
 
 
-def _reconcile_for_kopf(body: kopf.Body, memo: kopf.Memo, retry: int) -> None:
-    try:
-        outcome = _reconciler(memo).reconcile(dict(body))
-    except KubeError as error:
-        raise kopf.TemporaryError(str(error), delay=retry_delay(retry, error.retry_after)) from error
-    _raise_for(outcome, retry)
-
-
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_explained_model(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    """Create, resume and spec changes alike: the reconcile is level-based (kopf also calls create for an
-    object whose kopf annotations were wiped by `kubectl replace`)."""
-    _reconcile_for_kopf(body, memo, retry=retry)
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def forget_explained_model(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Children are garbage-collected through owner references; only the lock is ours to drop."""
-    _reconciler(memo).forget(namespace or "", name)
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def explained_model_event(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Every event of every ExplainedModel, kopf's listings included (type None): kept, and queued as
+    `reconcile_lane` decides. A deleted one is forgotten; its children go with it (owner references)."""
+    meta = body.get("metadata") or {}
+    key = (str(meta.get("namespace")), str(meta.get("name")))
+    parents: WatchCache = memo["parents"]
+    queue: WorkQueue = memo["queue"]
+    event_type = event.get("type")
+    _known, before = parents.get(API_VERSION, KIND, *key)
+    parents.observe(event_type, dict(body))
+    if event_type == "DELETED":
+        queue.forget(key)
+        _reconciler(memo).forget(*key)
+        return
+    lane = reconcile_lane(event_type, before, dict(body))
+    if lane is not None:
+        queue.add(key, urgent=lane == "now")
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def explained_models_by_existing_predictor(
+async def explained_models_by_existing_predictor(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str | None, str], str] | None:
     """(namespace, InferenceService name) -> the ExplainedModels that explain that existing InferenceService."""
@@ -198,29 +228,11 @@ def _parents_of(body: kopf.Body, index: kopf.Index[tuple[str | None, str], str])
     return owners + [name for name in index.get(key, []) if name not in owners]
 
 
-def _reconcile_parents(body: kopf.Body, event: kopf.RawEvent, parents: list[str], memo: kopf.Memo, logger: kopf.Logger) -> None:
-    """A child or an explained InferenceService changed (KServe reported status) or vanished: reconcile its parents."""
-    namespace = str((body.get("metadata") or {}).get("namespace"))
-    resync: PeriodicResync | None = memo.get("resync")
-    for parent in parents:
-        try:
-            _reconciler(memo).reconcile_named(namespace, parent)
-        except KubeError as error:
-            if resync is None:
-                logger.warning("reconcile of ExplainedModel %s failed: %s", parent, error)
-                continue
-            delay = resync.retry_soon(namespace, parent, error.retry_after)
-            logger.warning("reconcile of ExplainedModel %s failed, retrying in %.0f s: %s", parent, delay, error)
-        else:
-            if resync is not None:
-                resync.succeeded(namespace, parent)
-
-
 @kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices")
 @kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
-def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
-    """Our children, and InferenceServices that ExplainedModels name as existing."""
-    cache: ChildCache | None = memo.get("children")
+async def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Our children, and InferenceServices that ExplainedModels name as existing: kept, and their parents queued."""
+    cache: WatchCache | None = memo.get("children")
     if cache is not None:  # every event, kopf's listing and our own applies included: the reconciler reads from it
         cache.observe(event.get("type"), dict(body))
     if event.get("type") is None:
@@ -236,15 +248,21 @@ def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo
         # KServe's reports and an existing InferenceService appearing still pass.
         return
     index: kopf.Index[tuple[str | None, str], str] = kwargs["explained_models_by_existing_predictor"]
-    parents = _parents_of(body, index)
-    if parents:
-        _reconcile_parents(body, event, parents, memo, logger)
+    queue: WorkQueue = memo["queue"]
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    for parent in _parents_of(body, index):
+        queue.add((namespace, parent))
 
 
 @kopf.on.probe(id="periodicCheck", errors=kopf.ErrorsMode.PERMANENT)
 async def periodic_check_alive(memo: kopf.Memo, **_: Any) -> int:
-    """Answered on kopf's event loop, so a stuck loop fails the probe by not answering; a periodic check
-    that has stopped making progress fails it with a 500. The value is how many passes it has made."""
+    """Answered on kopf's event loop, so a stuck loop fails the probe by not answering; workers that finish no
+    reconcile while names wait, or a periodic check that has stopped making progress, fail it with a 500. The
+    value is how many passes the periodic check has made."""
+    workers: Workers | None = memo.get("workers")
+    stuck = workers.stuck_for() if workers is not None else None
+    if stuck is not None:
+        raise kopf.PermanentError(f"no reconcile has finished for {stuck:.0f} s while ExplainedModels wait for one")
     resync: PeriodicResync | None = memo.get("resync")
     if resync is None:
         return 0

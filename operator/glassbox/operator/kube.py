@@ -9,7 +9,9 @@ object, with the server's own words.
 from __future__ import annotations
 
 import builtins
+import datetime
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -18,7 +20,11 @@ from kubernetes.client.exceptions import ApiException
 
 from glassbox.contract.api import GROUP, PLURAL, VERSION
 
+log = logging.getLogger(__name__)
+
 FIELD_MANAGER = "glassbox-operator"
+# Kubernetes refuses an Event whose message is longer than this; a longer one is cut in the middle.
+EVENT_MESSAGE_LIMIT = 1024
 # (connect, read) seconds for every call: a hung API server fails the call instead of a worker thread.
 REQUEST_TIMEOUT = (10.0, 30.0)
 
@@ -98,6 +104,42 @@ class KubeApi:
     def __init__(self, api_client: client.ApiClient):
         self._objects = client.CustomObjectsApi(api_client)
         self._apis = client.ApisApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    def post_event(self, body: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `body` (what `kubectl describe` shows), from any thread. An Event that cannot be
+        posted is logged, never raised: it must not fail the reconcile that had something to say."""
+        meta = body.get("metadata") or {}
+        if len(message) > EVENT_MESSAGE_LIMIT:
+            half = EVENT_MESSAGE_LIMIT // 2 - 3
+            message = f"{message[:half]} … {message[-half:]}"
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(str(meta.get("namespace")), cast(Any, event), _request_timeout=REQUEST_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 - an Event is best effort
+            log.warning(
+                "could not post the %s Event %s on %s %s: %s", event_type, reason, body.get("kind"), meta.get("name"), error
+            )
 
     def first_served(self, api_versions: Sequence[str]) -> str | None:
         """The first of these group/versions the API server serves (discovery), or None."""
@@ -194,8 +236,9 @@ class KubeApi:
         scopes: Sequence[str | None] = namespaces or [None]
         return [body for namespace in scopes for body in self.list(f"{GROUP}/{VERSION}", "ExplainedModel", namespace)]
 
-    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with the operator's field manager; the server's copy comes back."""
+    def apply(self, body: dict[str, Any], force: bool = True) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager; the server's copy comes back. With `force`, fields
+        another manager set are taken over; without, such a field set to another value is a conflict (409)."""
         api_version, kind = body["apiVersion"], body["kind"]
         group, version = _split(api_version)
         meta = body["metadata"]
@@ -208,7 +251,7 @@ class KubeApi:
                 meta["name"],
                 body,
                 field_manager=FIELD_MANAGER,
-                force=True,
+                force=force,
                 _content_type="application/apply-patch+yaml",
                 # The client deserializes only a 200; an apply that creates the object answers 201.
                 _preload_content=False,
@@ -281,10 +324,10 @@ class KubeApi:
         except Exception as error:
             raise Transient(f"could not delete {kind} '{name}': {error}") from error
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patch the ExplainedModel's status subresource."""
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch the ExplainedModel's status subresource; the object as written, None if it is gone."""
         try:
-            self._objects.patch_namespaced_custom_object_status(
+            written = self._objects.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
@@ -296,7 +339,8 @@ class KubeApi:
             )
         except ApiException as error:
             if error.status == 404:
-                return  # deleted meanwhile
+                return None  # deleted meanwhile
             raise self._fail(error, "update the status of", f"{GROUP}/{VERSION}", "ExplainedModel", name) from error
         except Exception as error:
             raise Transient(f"could not update the status of ExplainedModel '{name}': {error}") from error
+        return written if isinstance(written, dict) else None

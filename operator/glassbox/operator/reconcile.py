@@ -40,10 +40,9 @@ from glassbox.operator.builders import (
     predictor_name,
     predictor_target_of_own,
 )
-from glassbox.operator.child_cache import ChildCache
 from glassbox.operator.detector_fitted import read_detector_fitted, read_drift_report
 from glassbox.operator.kserve_addressing import PredictTarget, address_url, predict_target, runtime_name
-from glassbox.operator.kube import KubeApi, KubeError, Rejected, ResourceTypeMissing
+from glassbox.operator.kube import FIELD_MANAGER, KubeApi, KubeError, Rejected, ResourceTypeMissing
 from glassbox.operator.status import (
     SPEC_VALID,
     ChildReport,
@@ -55,6 +54,7 @@ from glassbox.operator.status import (
     status_patch,
 )
 from glassbox.operator.validation import SpecProblem, find_spec_problems, policy_problems
+from glassbox.operator.watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,30 @@ def spec_changed_since_status(previous_status: dict[str, Any], generation: int |
     return observed is not None and observed != generation
 
 
+def reconcile_lane(event_type: str | None, before: dict[str, Any] | None, body: dict[str, Any]) -> str | None:
+    """Which lane of the work queue an ExplainedModel's watch event puts it in: "now", "backlog", or None (no
+    reconcile). `before` is the copy the watches held until this event, None if they held none.
+
+    Its generation against the status's observedGeneration says whether the operator has reconciled this spec:
+    a new object (no status yet) or a changed spec goes "now". An object a listing finds (event type None: the
+    operator's start-up, a watch that restarted) already reconciled at its generation is checked from the
+    "backlog", behind anything someone is waiting for. A change of labels or annotations (the deployment-mode
+    annotation among them) goes "now"; the operator's own status writes ask for nothing."""
+    meta = body.get("metadata") or {}
+    if event_type == "DELETED" or meta.get("deletionTimestamp"):
+        return None
+    if event_type == "ADDED" or (body.get("status") or {}).get("observedGeneration") != meta.get("generation"):
+        return "now"
+    if event_type is None:
+        return "backlog"
+    before_meta = (before or {}).get("metadata") or {}
+    if before is not None and (
+        before_meta.get("annotations") != meta.get("annotations") or before_meta.get("labels") != meta.get("labels")
+    ):
+        return "now"
+    return None
+
+
 def _needs_action(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """condition type -> (reason, message), for the conditions that only a person can resolve."""
     return {
@@ -181,11 +205,14 @@ class Reconciler:
         now: Callable[[], str],
         emit_warning: EventSink,
         emit_normal: EventSink | None = None,
-        cache: ChildCache | None = None,
+        cache: WatchCache | None = None,
+        parents: WatchCache | None = None,
     ):
         self.api = api
         # What the watches last said of the children (InferenceServices and InferenceGraphs); none: every read asks.
         self.cache = cache
+        # What they last said of the ExplainedModels (and the answers to the status patches); none: each is read.
+        self.parents = parents
         self.config = config
         self.now = now
         self.emit_warning = emit_warning
@@ -204,8 +231,10 @@ class Reconciler:
             self._locks.pop((namespace, name), None)
 
     def reconcile_named(self, namespace: str, name: str) -> Outcome | None:
-        """Reconcile the ExplainedModel with this name, if it still exists."""
-        body = self.api.get(API_VERSION, KIND, namespace, name)
+        """Reconcile the ExplainedModel with this name, if it still exists: as the watches last saw it, or as read."""
+        known, body = self.parents.get(API_VERSION, KIND, namespace, name) if self.parents is not None else (False, None)
+        if not known:
+            body = self.api.get(API_VERSION, KIND, namespace, name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
         return self.reconcile(body)
@@ -310,17 +339,19 @@ class Reconciler:
         self, parent: Parent, body: dict[str, Any], rebuilt: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None
     ) -> ChildReport:
         """Apply `body` where the live child differs; `rebuilt(live)`, when given, is the body once the live child is read.
-        The live child comes from the watches' cache where they hold it, and is then applied only if it has not changed
-        since (its resourceVersion); where it has, or the cache does not hold it, it is read, as the name may be taken by
-        an object that is not ours (even right after a create)."""
+        The live child comes from the watches' cache where they hold it, else it is read (the name may be taken by
+        an object that is not ours, even right after a create). What is written is written onto the child as it was
+        judged: an existing one with its resourceVersion as a precondition, an absent one without taking over any
+        field another manager set meanwhile. Where that is refused (the child changed, or someone else's object took
+        the name since), it is read and judged again, once."""
         kind, name = body["kind"], body["metadata"]["name"]
         desired = body
         try:
-            for may_use_cache in (True, False):
-                if may_use_cache:
-                    live, cached = self._live(body["apiVersion"], kind, parent.namespace, name, cached_only_if_present=True)
+            for first_pass in (True, False):
+                if first_pass:
+                    live, _ = self._live(body["apiVersion"], kind, parent.namespace, name, cached_only_if_present=True)
                 else:
-                    live, cached = self.api.get(body["apiVersion"], kind, parent.namespace, name), False
+                    live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
                 conflict = ownership_conflict(live, parent)
                 if conflict is not None:
                     return ChildReport(kind=kind, name=name, failure=conflict)
@@ -328,26 +359,60 @@ class Reconciler:
                 if not needs_apply(body, live):
                     return ChildReport(kind=kind, name=name, live=live)
                 log.info("applying %s %s/%s", kind, parent.namespace, name)
-                if not cached:
-                    live = self.api.apply(body)
-                else:
-                    try:
+                try:
+                    if live is None:
+                        live = self._create(body)
+                        if live is None:  # someone else's object took the name meanwhile: it is read and reported
+                            continue
+                    else:
                         live = self.api.apply(with_revision(body, live))
-                    except ResourceTypeMissing:
+                except (ResourceTypeMissing, Rejected):
+                    raise
+                except KubeError as error:
+                    if not first_pass:
                         raise
-                    except KubeError as error:  # changed since the watches saw it (409), or gone: read it, decide again
-                        log.info("%s %s/%s changed since it was seen (%s); reading it", kind, parent.namespace, name, error)
-                        continue
+                    log.info("%s %s/%s changed since it was seen (%s); reading it", kind, parent.namespace, name, error)
+                    continue
                 if self.cache is not None:
                     self.cache.written(live)
                 return ChildReport(kind=kind, name=name, live=live)
-            raise AssertionError("the second pass reads and returns")  # pragma: no cover
+            raise AssertionError("the second pass returns or raises")  # pragma: no cover
         except ResourceTypeMissing:
             raise
         except Rejected as rejected:
             return ChildReport(kind=kind, name=name, failure=("Rejected", str(rejected)))
         except KubeError as error:
             return ChildReport(kind=kind, name=name, failure=("ApiError", str(error)))
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply of a child read as absent; None if someone else's object took its name since the read.
+
+        Server-side apply has no create-only form (a resourceVersion or uid precondition refuses a create too), and a
+        plain create would leave its fields owned by an `Update` entry that later applies could never remove. So the
+        apply does not force: a field of theirs set to another value is a conflict (409, raised). Where theirs has
+        no field in common with ours, the apply merges, and the answer shows another manager: the operator's
+        fields are withdrawn again at once (an apply of nothing by the same manager removes what only it set)."""
+        written = self.api.apply(body, force=False)
+        others = {entry.get("manager") for entry in (written.get("metadata") or {}).get("managedFields") or []} - {FIELD_MANAGER}
+        if not others:
+            return written
+        meta = body["metadata"]
+        log.warning(
+            "%s %s/%s was created by %s just before the operator's create; withdrawing",
+            body["kind"],
+            meta["namespace"],
+            meta["name"],
+            sorted(map(str, others)),
+        )
+        self.api.apply(
+            {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            },
+            force=False,
+        )
+        return None
 
     def _waiting(self, parent: Parent, api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
         """A child that cannot be built yet: it is left as it is, and its status says what it waits for (nothing is
@@ -527,7 +592,9 @@ class Reconciler:
     def _write_status(self, parent: Parent, previous: dict[str, Any], observation: Observation) -> dict[str, Any]:
         status = compute_status(observation, previous, parent.name, self.now())
         if status_changed(previous, status):
-            self.api.patch_status(parent.namespace, parent.name, status_patch(previous, status))
+            written = self.api.patch_status(parent.namespace, parent.name, status_patch(previous, status))
+            if written is not None and self.parents is not None:
+                self.parents.written(written)  # the next reconcile starts from this status, not the one before
         return status
 
     def _warn_if_new(self, body: dict[str, Any], previous: dict[str, Any], status: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """The reconciler reading children from the watches' cache, on the real API server: a cache that has fallen behind
-costs a read, never an overwrite. No operator process runs here: the test holds the Reconciler and its cache, and
-plays the watch that would have told the cache of each change (by leaving it untold)."""
+costs a read, never an overwrite. The test holds the Reconciler and its cache, and
+plays the watch that would have told the cache of each change (by leaving it untold). (An operator other tests
+started may be running, cluster-wide: what is asserted holds with two reconcilers at once.)"""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 from typing import Any
 
 from glassbox.operator.builders import OperatorConfig
-from glassbox.operator.child_cache import ChildCache
 from glassbox.operator.kube import KubeApi
 from glassbox.operator.reconcile import Reconciler
+from glassbox.operator.watch_cache import WatchCache
 from glassbox_testing.cluster import KSERVE, XM, Cluster, wait_for
 from glassbox_testing.cluster import get_object as get
 from glassbox_testing.samples import load_sample
@@ -18,8 +19,8 @@ from glassbox_testing.samples import load_sample
 NAME = "credit-risk"
 
 
-def reconciler(cluster: Cluster) -> tuple[Reconciler, ChildCache]:
-    cache = ChildCache()
+def reconciler(cluster: Cluster) -> tuple[Reconciler, WatchCache]:
+    cache = WatchCache()
     events: list[tuple[str, str]] = []
     held = Reconciler(
         KubeApi(cluster.api),
@@ -94,3 +95,53 @@ def test_a_name_taken_behind_the_caches_back_is_never_overwritten(
     status = (get(cluster, XM, namespace, NAME) or {}).get("status") or {}
     predictor = next(c for c in status.get("conditions", []) if c["type"] == "PredictorReady")
     assert predictor["reason"] == "NameConflict" and "never writes an object it did not create" in predictor["message"]
+
+
+class SomeoneCreatesFirst(KubeApi):
+    """The real API, where someone else creates `theirs` just before the operator's first write to that name:
+    the moment between the operator reading the name as free and its create."""
+
+    def __init__(self, cluster: Cluster, theirs: dict[str, Any]):
+        super().__init__(cluster.api)
+        self.cluster = cluster
+        self.theirs: dict[str, Any] | None = theirs
+
+    def apply(self, body: dict[str, Any], force: bool = True) -> dict[str, Any]:
+        theirs = self.theirs
+        if theirs is not None and body["metadata"]["name"] == theirs["metadata"]["name"]:
+            self.theirs = None
+            self.cluster.objects.create_namespaced_custom_object(*KSERVE[:2], theirs["metadata"]["namespace"], KSERVE[2], theirs)
+        return super().apply(body, force)
+
+
+def test_a_name_taken_between_the_read_and_the_create_is_never_overwritten(
+    cluster: Cluster, installed_chart: None, namespace: str
+) -> None:
+    """The spec names a ServiceAccount, which only this test's reconciler allows: an operator that other tests
+    left running refuses the spec and writes no child, so the race below is this reconciler's alone."""
+    theirs = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": {"team": "someone-else"}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://theirs"}}},
+    }
+    events: list[tuple[str, str]] = []
+    held = Reconciler(
+        SomeoneCreatesFirst(cluster, theirs),
+        OperatorConfig(allow_service_account_names=True),
+        lambda: "2026-01-01T00:00:00Z",
+        lambda _body, reason, message: events.append((reason, message)),
+        cache=WatchCache(),
+    )
+    manifest = load_sample("tabular-pytorch-gpu")
+    manifest["metadata"] = {"name": NAME, "namespace": namespace}
+    manifest["spec"]["predictor"]["serviceAccountName"] = "model-reader"
+    cluster.objects.create_namespaced_custom_object(*XM[:2], namespace, XM[2], manifest)
+    body = get(cluster, XM, namespace, NAME)
+    assert body is not None
+    held.reconcile(body)
+    after = get(cluster, KSERVE, namespace, NAME)
+    assert after is not None and after["spec"]["predictor"]["model"]["storageUri"] == "gs://theirs", "their object was written"
+    assert not after["metadata"].get("ownerReferences")
+    assert "glassbox-operator" not in {entry["manager"] for entry in after["metadata"].get("managedFields") or []}
+    assert [reason for reason, _ in events] == ["NameConflict"]

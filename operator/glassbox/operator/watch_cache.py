@@ -1,11 +1,13 @@
-"""What the operator's watches last said of each InferenceService and InferenceGraph it sees, so that a
-reconcile reads a child from memory instead of asking the API server again.
+"""What the operator's watches last said of each object they see, so that a reconcile reads it from memory
+instead of asking the API server again: the children (InferenceServices and InferenceGraphs), and the
+ExplainedModels themselves (the work queue hands a reconcile a name; the body comes from here).
 
-It is kept by every watch event kopf delivers for those kinds (the operator's own applies included, which the
-handlers otherwise skip) and by the operator's own writes (the server's answer to an apply). A child is known
-once an event or a write has said what it is, present or deleted.
+It is kept by every watch event kopf delivers for those kinds (the operator's own writes included, which the
+handlers otherwise skip) and by the operator's own writes (the server's answer to an apply or a status patch).
+An object is known once an event or a write has said what it is, present or deleted; of two copies, the newer
+resourceVersion is kept.
 
-The cache is never trusted to write blind. A child it holds is applied with the cached resourceVersion, so the
+A child is never written blind from it. A child it holds is applied with the cached resourceVersion, so the
 API server refuses the apply (409) if the child changed since, and the reconciler reads it then, as it always
 did. A child it does not hold, or holds as deleted, is read before anything is written to its name, since an
 object someone else made may sit there. So a stale cache costs a read, never an overwrite.
@@ -39,15 +41,17 @@ def _revision(body: dict[str, Any] | None) -> int | None:
 
 
 def _slim(body: dict[str, Any]) -> dict[str, Any]:
-    """The body without its managedFields, which the reconciler never reads (they are most of a child's size)."""
+    """The body without its managedFields, which the reconciler never reads (they are most of an object's size)."""
     meta = dict(body.get("metadata") or {})
     meta.pop("managedFields", None)
     return {**body, "metadata": meta}
 
 
-class ChildCache:
+class WatchCache:
+    """Objects by (apiVersion, kind, namespace, name), each the newest copy an event or a write gave."""
+
     def __init__(self) -> None:
-        self._children: dict[Key, dict[str, Any] | None] = {}
+        self._objects: dict[Key, dict[str, Any] | None] = {}
         self._guard = threading.Lock()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
@@ -57,7 +61,7 @@ class ChildCache:
             return
         if event_type == "DELETED":
             with self._guard:
-                self._children[key] = None
+                self._objects[key] = None
             return
         self._keep(key, _slim(body))
 
@@ -69,18 +73,18 @@ class ChildCache:
 
     def _keep(self, key: Key, body: dict[str, Any]) -> None:
         with self._guard:
-            held = self._children.get(key)
+            held = self._objects.get(key)
             new, old = _revision(body), _revision(held)
             if held is not None and new is not None and old is not None and new < old:
                 return  # an event older than what the operator already wrote or saw
-            self._children[key] = body
+            self._objects[key] = body
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> tuple[bool, dict[str, Any] | None]:
-        """(known, body): whether an event or a write has said what this child is, and what it said (None: deleted)."""
+        """(known, body): whether an event or a write has said what this object is, and what it said (None: deleted)."""
         with self._guard:
             key = (api_version, kind, namespace, name)
-            return key in self._children, self._children.get(key)
+            return key in self._objects, self._objects.get(key)
 
     def __len__(self) -> int:
         with self._guard:
-            return len(self._children)
+            return len(self._objects)

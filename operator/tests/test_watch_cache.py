@@ -1,13 +1,13 @@
 """The watches' cache of children, on its own: the newest copy kept, a deletion known, managedFields dropped.
-(The reconciler reading from it is tested on the real API server in e2e/test_reconcile_from_child_cache.py.)"""
+(The reconciler reading from it is tested on the real API server in e2e/test_reconcile_from_watch_cache.py.)"""
 
 from __future__ import annotations
 
-from glassbox.operator.child_cache import ChildCache
+from glassbox.operator.watch_cache import WatchCache
 
 
 def test_the_cache_keeps_the_newest_copy_and_knows_a_deletion() -> None:
-    cache = ChildCache()
+    cache = WatchCache()
     body = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
