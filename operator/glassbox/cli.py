@@ -91,7 +91,13 @@ def _operator(args: argparse.Namespace) -> int:
             standalone=True,
             liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
             memo=kopf.Memo(
-                reconciler=reconciler, resync=resync, children=children, parents=parents, queue=queue, workers=workers
+                reconciler=reconciler,
+                resync=resync,
+                children=children,
+                parents=parents,
+                queue=queue,
+                workers=workers,
+                existing=handlers.ExistingPredictors(),
             ),
         )
     finally:

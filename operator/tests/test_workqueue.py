@@ -122,3 +122,16 @@ def test_workers_that_finish_nothing_while_names_wait_are_reported_stuck() -> No
     started = time.monotonic()
     assert queue.get(timeout=0) == ("ml", "a") and time.monotonic() - started < 1
     assert workers.stuck_for(limit=600) is None  # taken: nothing waits any more
+
+
+def test_the_backlog_gets_only_its_share_of_the_workers() -> None:
+    queue = WorkQueue(backlog_workers=2)
+    for number in range(5):
+        queue.add(("ml", f"old-{number}"), urgent=False)
+    first, second = queue.get(timeout=0), queue.get(timeout=0)
+    assert first is not None and second is not None
+    assert queue.get(timeout=0) is None  # two workers on the backlog already: a third waits
+    queue.add(("ml", "new"))
+    assert queue.get(timeout=0) == ("ml", "new")  # what someone waits for is never held back
+    queue.done(first)
+    assert queue.get(timeout=0) == ("ml", "old-2")
