@@ -1,6 +1,7 @@
 """The control plane against the fastest the API server allows, in one run on the local Kubernetes API server.
 
     python bench/control_plane.py [--counts 50,200,1000] [--out bench/results]
+    python bench/control_plane.py --restart-only 1000    (the restart alone, twice; prints its figures)
 
 For each count N, in namespaces of their own:
 
@@ -370,16 +371,61 @@ def converge_after_change(objects: Any, children: ChildWatch, namespace: str, sa
 
 
 def restart_run(
-    objects: Any, children: ChildWatch, info: Any, flags: list[str], namespace: str, log: Path, running: Any
+    objects: Any,
+    children: ChildWatch,
+    info: Any,
+    flags: list[str],
+    namespace: str,
+    log: Path,
+    running: Any,
+    name: str = "model-after-restart",
 ) -> tuple[float | None, Any]:
     """Stop the operator, start it again over every object in place, create one more: seconds to its children."""
     stop_operator(running)
     running = start_operator(info.kubeconfig, log, flags)
-    name = "model-after-restart"
     created = create_all(objects, namespace, [name], spec_of())[name]
     wait_for(lambda: children.last_child(namespace, name) is not None, 300)
     last = children.last_child(namespace, name)
     return (None if last is None else last - created), running
+
+
+def restart_only(count: int, out: Path, operator_args: list[str], restarts: int = 2) -> int:
+    """`--restart-only N`: N ExplainedModels made by the operator alone (no floor), then `restarts` times: the
+    operator restarted and one more object created, the seconds to its children printed. What a change to the
+    start-up is measured with, in a third of the full run's time."""
+    cluster = localcluster.LocalCluster(out / "work" / "cluster")
+    info = cluster.up()
+    running = None
+    try:
+        localcluster.kubectl(["apply", "-f", str(REPO / "crds")], kubeconfig=info.kubeconfig)
+        localcluster.wait_established(["explainedmodels.glassbox.dev"], info.kubeconfig)
+        api = config.new_client_from_config(config_file=str(info.kubeconfig))
+        api.configuration.connection_pool_maxsize = CLIENT_THREADS + 8
+        core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        namespace = "restart"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        flags = [f"--namespace={namespace}", *operator_args]
+        log = out / "work" / "operator.log"
+        running = start_operator(info.kubeconfig, log, flags)
+        children = ChildWatch(api)
+        time.sleep(1)
+        made = operator_run(objects, children, namespace, count)
+        print(f"{count} objects: median {made['median']:.2f} s, p99 {made['p99']:.2f} s", flush=True)
+        settle(api)
+        for attempt in range(1, restarts + 1):
+            seconds, running = restart_run(
+                objects, children, info, flags, namespace, log, running, name=f"model-after-restart-{attempt}"
+            )
+            shown = "not written in 300 s" if seconds is None else f"{seconds:.2f} s"
+            print(f"restart {attempt} with {count + attempt - 1} in place: a new one's children after {shown}", flush=True)
+            settle(api)
+        print(f"operator peak resident memory: {peak_rss_mb(running.process.pid):.0f} MB", flush=True)
+        children.stop()
+    finally:
+        if running is not None:
+            stop_operator(running)
+        cluster.down(quiet=True)
+    return 0
 
 
 def main() -> int:
@@ -388,10 +434,15 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--profile-seconds", type=int, default=20, help="py-spy's sampling of the operator's second run")
     parser.add_argument("--operator-args", default="", help="more flags for `glassbox operator` (e.g. --read-children-from-api)")
+    parser.add_argument(
+        "--restart-only", type=int, metavar="N", help="only the restart: N objects by the operator alone, two restarts"
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.restart_only:
+        return restart_only(args.restart_only, out, args.operator_args.split())
 
     cluster = localcluster.LocalCluster(out / "work" / "cluster")
     info = cluster.up()

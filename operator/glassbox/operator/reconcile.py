@@ -1,4 +1,4 @@
-"""One level-based reconcile for create, update, resume, the periodic check and child events.
+"""One level-based reconcile for a new or changed ExplainedModel, the operator's start-up, the periodic check and child events.
 
 It reads the ExplainedModel, builds the desired children with the pure
 builders, applies those that differ from the live ones, deletes children it no
