@@ -1,7 +1,8 @@
 """The reconciler reading children from the watches' cache, on the real API server: a cache that has fallen behind
-costs a read, never an overwrite. The test holds the Reconciler and its cache, and
-plays the watch that would have told the cache of each change (by leaving it untold). (An operator other tests
-started may be running, cluster-wide: what is asserted holds with two reconcilers at once.)"""
+costs a read, never an overwrite. The test holds the Reconciler and its cache, and plays the watch that would have
+told the cache of each change (by leaving it untold). Each spec names a ServiceAccount, which only this test's
+reconciler allows: an operator that other tests left running (cluster-wide) refuses the spec and writes no child,
+so what is measured is this reconciler's alone."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from glassbox_testing.samples import load_sample
 NAME = "credit-risk"
 
 
-def reconciler(cluster: Cluster) -> tuple[Reconciler, WatchCache]:
+def reconciler(cluster: Cluster, events: list[tuple[str, str]] | None = None) -> tuple[Reconciler, WatchCache]:
+    """The Reconciler; the Events it posts are appended to `events` ((reason, message)), the status being shared
+    with whatever other operator is running."""
     cache = WatchCache()
-    events: list[tuple[str, str]] = []
+    events = [] if events is None else events
     held = Reconciler(
         KubeApi(cluster.api),
-        OperatorConfig(),
+        OperatorConfig(allow_service_account_names=True),
         lambda: "2026-01-01T00:00:00Z",
         lambda _body, reason, message: events.append((reason, message)),
         cache=cache,
@@ -35,6 +38,7 @@ def reconciler(cluster: Cluster) -> tuple[Reconciler, WatchCache]:
 def explained_model(cluster: Cluster, namespace: str) -> dict[str, Any]:
     manifest = load_sample("tabular-pytorch-gpu")
     manifest["metadata"] = {"name": NAME, "namespace": namespace}
+    manifest["spec"]["predictor"]["serviceAccountName"] = "model-reader"  # refused by any other operator running
     cluster.objects.create_namespaced_custom_object(*XM[:2], namespace, XM[2], manifest)
     body = get(cluster, XM, namespace, NAME)
     assert body is not None
@@ -71,7 +75,8 @@ def test_a_child_changed_since_the_cache_saw_it_is_read_and_then_applied(
 def test_a_name_taken_behind_the_caches_back_is_never_overwritten(
     cluster: Cluster, installed_chart: None, namespace: str
 ) -> None:
-    held, cache = reconciler(cluster)
+    events: list[tuple[str, str]] = []
+    held, cache = reconciler(cluster, events)
     held.reconcile(explained_model(cluster, namespace))
     assert cache.get("serving.kserve.io/v1beta1", "InferenceService", namespace, NAME)[1] is not None
     # The predictor is deleted and someone else's InferenceService takes its name; the cache still holds ours.
@@ -92,9 +97,8 @@ def test_a_name_taken_behind_the_caches_back_is_never_overwritten(
     assert after is not None
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "their object was written"
     assert not after["metadata"].get("ownerReferences") and after["spec"]["predictor"]["model"]["storageUri"] == "gs://theirs"
-    status = (get(cluster, XM, namespace, NAME) or {}).get("status") or {}
-    predictor = next(c for c in status.get("conditions", []) if c["type"] == "PredictorReady")
-    assert predictor["reason"] == "NameConflict" and "never writes an object it did not create" in predictor["message"]
+    conflicts = [message for reason, message in events if reason == "NameConflict"]
+    assert len(conflicts) == 1 and "never writes an object it did not create" in conflicts[0]
 
 
 class SomeoneCreatesFirst(KubeApi):
@@ -117,8 +121,6 @@ class SomeoneCreatesFirst(KubeApi):
 def test_a_name_taken_between_the_read_and_the_create_is_never_overwritten(
     cluster: Cluster, installed_chart: None, namespace: str
 ) -> None:
-    """The spec names a ServiceAccount, which only this test's reconciler allows: an operator that other tests
-    left running refuses the spec and writes no child, so the race below is this reconciler's alone."""
     theirs = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -133,13 +135,7 @@ def test_a_name_taken_between_the_read_and_the_create_is_never_overwritten(
         lambda _body, reason, message: events.append((reason, message)),
         cache=WatchCache(),
     )
-    manifest = load_sample("tabular-pytorch-gpu")
-    manifest["metadata"] = {"name": NAME, "namespace": namespace}
-    manifest["spec"]["predictor"]["serviceAccountName"] = "model-reader"
-    cluster.objects.create_namespaced_custom_object(*XM[:2], namespace, XM[2], manifest)
-    body = get(cluster, XM, namespace, NAME)
-    assert body is not None
-    held.reconcile(body)
+    held.reconcile(explained_model(cluster, namespace))
     after = get(cluster, KSERVE, namespace, NAME)
     assert after is not None and after["spec"]["predictor"]["model"]["storageUri"] == "gs://theirs", "their object was written"
     assert not after["metadata"].get("ownerReferences")

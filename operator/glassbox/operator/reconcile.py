@@ -415,10 +415,15 @@ class Reconciler:
         return None
 
     def _waiting(self, parent: Parent, api_version: str, kind: str, name: str, reason: str, message: str) -> ChildReport:
-        """A child that cannot be built yet: it is left as it is, and its status says what it waits for (nothing is
-        written, so the watches' word that it is absent will do)."""
+        """A child that cannot be built yet: it is left as it is, and its status says what it waits for. Nothing is
+        written, so what the watches say of its name will do, and a name they do not know counts as free: an
+        object someone else made there is reported once the watches show it, or when the name is read before
+        the child is created, whichever comes first (without the watches' cache, the name is read each time)."""
         try:
-            live, _ = self._live(api_version, kind, parent.namespace, name, cached_only_if_present=False)
+            if self.cache is not None:
+                live = self.cache.get(api_version, kind, parent.namespace, name)[1]
+            else:
+                live = self.api.get(api_version, kind, parent.namespace, name)
         except ResourceTypeMissing:
             raise
         except KubeError as error:
