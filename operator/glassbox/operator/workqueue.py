@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # namespace, name
 WORKERS = 16
 # At most this many reconciles from the backlog at once: the other workers, and kopf's event loop (which shares the
-# interpreter with them), stay free for what someone waits for. Measured after a restart with 1,000 objects in place:
-# with every worker on the backlog, the event loop took 3 s longer to hand a new object to the queue.
+# interpreter with them), stay free for what someone waits for. Measured after a restart with 1,000 objects in place,
+# a new object's children: 4.2 s with all 16 workers on the backlog, 3.5 s with 4 (bench/README.md).
 BACKLOG_WORKERS = 2
 # Workers that finish no reconcile for this long while names wait are stuck (the liveness probe fails): every
 # API call of a reconcile has its own timeout, so even a reconcile of a dozen slow calls ends well before.
