@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -389,42 +390,51 @@ def restart_run(
     return (None if last is None else last - created), running
 
 
-def restart_only(count: int, out: Path, operator_args: list[str], restarts: int = 2) -> int:
-    """`--restart-only N`: N ExplainedModels made by the operator alone (no floor), then `restarts` times: the
-    operator restarted and one more object created, the seconds to its children printed. What a change to the
-    start-up is measured with, in a third of the full run's time."""
+@contextlib.contextmanager
+def local_api_server(out: Path) -> Iterator[tuple[Any, client.ApiClient, client.CoreV1Api, client.CustomObjectsApi]]:
+    """The local API server with Glassbox's CRD established, and a client sized for the benchmark's threads:
+    (the cluster's connection info, the client, its core API, its custom-objects API). Stopped on leaving."""
     cluster = localcluster.LocalCluster(out / "work" / "cluster")
     info = cluster.up()
-    running = None
     try:
         localcluster.kubectl(["apply", "-f", str(REPO / "crds")], kubeconfig=info.kubeconfig)
         localcluster.wait_established(["explainedmodels.glassbox.dev"], info.kubeconfig)
         api = config.new_client_from_config(config_file=str(info.kubeconfig))
         api.configuration.connection_pool_maxsize = CLIENT_THREADS + 8
-        core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        namespace = "restart"
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        flags = [f"--namespace={namespace}", *operator_args]
-        log = out / "work" / "operator.log"
-        running = start_operator(info.kubeconfig, log, flags)
-        children = ChildWatch(api)
-        time.sleep(1)
-        made = operator_run(objects, children, namespace, count)
-        print(f"{count} objects: median {made['median']:.2f} s, p99 {made['p99']:.2f} s", flush=True)
-        settle(api)
-        for attempt in range(1, restarts + 1):
-            seconds, running = restart_run(
-                objects, children, info, flags, namespace, log, running, name=f"model-after-restart-{attempt}"
-            )
-            shown = "not written in 300 s" if seconds is None else f"{seconds:.2f} s"
-            print(f"restart {attempt} with {count + attempt - 1} in place: a new one's children after {shown}", flush=True)
-            settle(api)
-        print(f"operator peak resident memory: {peak_rss_mb(running.process.pid):.0f} MB", flush=True)
-        children.stop()
+        yield info, api, client.CoreV1Api(api), client.CustomObjectsApi(api)
     finally:
-        if running is not None:
-            stop_operator(running)
         cluster.down(quiet=True)
+
+
+def restart_only(count: int, out: Path, operator_args: list[str], restarts: int = 2) -> int:
+    """`--restart-only N`: N ExplainedModels made by the operator alone (no floor), then `restarts` times: the
+    operator restarted and one more object created, the seconds to its children printed. What a change to the
+    start-up is measured with, in a third of the full run's time."""
+    running = None
+    with local_api_server(out) as (info, api, core, objects):
+        try:
+            namespace = "restart"
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+            flags = [f"--namespace={namespace}", *operator_args]
+            log = out / "work" / "operator.log"
+            running = start_operator(info.kubeconfig, log, flags)
+            children = ChildWatch(api)
+            time.sleep(1)
+            made = operator_run(objects, children, namespace, count)
+            print(f"{count} objects: median {made['median']:.2f} s, p99 {made['p99']:.2f} s", flush=True)
+            settle(api)
+            for attempt in range(1, restarts + 1):
+                seconds, running = restart_run(
+                    objects, children, info, flags, namespace, log, running, name=f"model-after-restart-{attempt}"
+                )
+                shown = "not written in 300 s" if seconds is None else f"{seconds:.2f} s"
+                print(f"restart {attempt} with {count + attempt - 1} in place: a new one's children after {shown}", flush=True)
+                settle(api)
+            print(f"operator peak resident memory: {peak_rss_mb(running.process.pid):.0f} MB", flush=True)
+            children.stop()
+        finally:
+            if running is not None:
+                stop_operator(running)
     return 0
 
 
@@ -444,86 +454,79 @@ def main() -> int:
     if args.restart_only:
         return restart_only(args.restart_only, out, args.operator_args.split())
 
-    cluster = localcluster.LocalCluster(out / "work" / "cluster")
-    info = cluster.up()
     running = None
-    try:
-        localcluster.kubectl(["apply", "-f", str(REPO / "crds")], kubeconfig=info.kubeconfig)
-        localcluster.wait_established(["explainedmodels.glassbox.dev"], info.kubeconfig)
-        api = config.new_client_from_config(config_file=str(info.kubeconfig))
-        api.configuration.connection_pool_maxsize = CLIENT_THREADS + 8
-        core, objects = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        operated = [f"operator-{c}" for c in counts]
-        for namespace in operated + [f"floor-{c}" for c in counts]:
-            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        log = out / "work" / "operator.log"
-        flags = [f"--namespace={n}" for n in operated] + args.operator_args.split()
-        running = start_operator(info.kubeconfig, log, flags)
-        children = ChildWatch(api)
-        time.sleep(1)
+    with local_api_server(out) as (info, api, core, objects):
+        try:
+            operated = [f"operator-{c}" for c in counts]
+            for namespace in operated + [f"floor-{c}" for c in counts]:
+                core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+            log = out / "work" / "operator.log"
+            flags = [f"--namespace={n}" for n in operated] + args.operator_args.split()
+            running = start_operator(info.kubeconfig, log, flags)
+            children = ChildWatch(api)
+            time.sleep(1)
 
-        rows: list[dict[str, Any]] = []
-        status: dict[str, Any] | None = None
-        profiled, profile = counts[min(1, len(counts) - 1)], {}
-        for count in counts:
-            print(f"{count} objects: the operator", flush=True)
-            before = request_counts(api)
-            profiling = None
-            if count == profiled:
-                profiling = start_profile(running.process.pid, args.profile_seconds, out / "work" / "operator-profile.txt")
-            operated_run = operator_run(objects, children, f"operator-{count}", count)
-            if profiling is not None:
-                profiling.wait()
-                profile = where_the_time_goes(out / "work" / "operator-profile.txt")
-            settle(api)
-            operator_requests = per_object(before, request_counts(api), count)
-            if status is None:  # the floor writes one status of the operator's own shape
-                written = objects.get_namespaced_custom_object(*XM[:2], f"operator-{count}", XM[2], "model-0000")
-                status = {k: v for k, v in (written.get("status") or {}).items() if k != "observedGeneration"}
-            print(f"{count} objects: the floor", flush=True)
-            before = request_counts(api)
-            floor = floor_run(objects, children, f"floor-{count}", count, status)
-            settle(api)
-            floor_requests = per_object(before, request_counts(api), count)
-            rows.append(
-                {
-                    "objects": count,
-                    "operator": operated_run,
-                    "floor": floor,
-                    "ratio_median": operated_run["median"] / floor["median"],
-                    "ratio_p99": operated_run["p99"] / floor["p99"],
-                    "operator_requests_per_object": operator_requests,
-                    "floor_requests_per_object": floor_requests,
-                }
-            )
-            print(json.dumps(rows[-1], indent=1), flush=True)
+            rows: list[dict[str, Any]] = []
+            status: dict[str, Any] | None = None
+            profiled, profile = counts[min(1, len(counts) - 1)], {}
+            for count in counts:
+                print(f"{count} objects: the operator", flush=True)
+                before = request_counts(api)
+                profiling = None
+                if count == profiled:
+                    profiling = start_profile(running.process.pid, args.profile_seconds, out / "work" / "operator-profile.txt")
+                operated_run = operator_run(objects, children, f"operator-{count}", count)
+                if profiling is not None:
+                    profiling.wait()
+                    profile = where_the_time_goes(out / "work" / "operator-profile.txt")
+                settle(api)
+                operator_requests = per_object(before, request_counts(api), count)
+                if status is None:  # the floor writes one status of the operator's own shape
+                    written = objects.get_namespaced_custom_object(*XM[:2], f"operator-{count}", XM[2], "model-0000")
+                    status = {k: v for k, v in (written.get("status") or {}).items() if k != "observedGeneration"}
+                print(f"{count} objects: the floor", flush=True)
+                before = request_counts(api)
+                floor = floor_run(objects, children, f"floor-{count}", count, status)
+                settle(api)
+                floor_requests = per_object(before, request_counts(api), count)
+                rows.append(
+                    {
+                        "objects": count,
+                        "operator": operated_run,
+                        "floor": floor,
+                        "ratio_median": operated_run["median"] / floor["median"],
+                        "ratio_p99": operated_run["p99"] / floor["p99"],
+                        "operator_requests_per_object": operator_requests,
+                        "floor_requests_per_object": floor_requests,
+                    }
+                )
+                print(json.dumps(rows[-1], indent=1), flush=True)
 
-        middle = f"operator-{counts[min(1, len(counts) - 1)]}"
-        converge = converge_after_change(objects, children, middle, [f"model-{i:04d}" for i in range(min(50, counts[0]))])
-        memory = peak_rss_mb(running.process.pid)
-        print("restart", flush=True)
-        restart_s, running = restart_run(objects, children, info, flags, operated[-1], log, running)
-        children.stop()
-        results = {
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "operator_args": args.operator_args,
-            "rows": rows,
-            "converge_after_change_s": {
-                "median": statistics.median(converge),
-                "p99": percentile(converge, 0.99),
-                "changed": len(converge),
-            },
-            "memory_objects": sum(counts),
-            "operator_peak_rss_mb": memory,
-            "restart_new_object_s": restart_s,
-            "restart_objects": sum(counts),
-            "profile": {"objects": profiled, "seconds": args.profile_seconds, "shares": profile},
-        }
-    finally:
-        if running is not None:
-            stop_operator(running)
-        cluster.down(quiet=True)
+            middle = f"operator-{counts[min(1, len(counts) - 1)]}"
+            converge = converge_after_change(objects, children, middle, [f"model-{i:04d}" for i in range(min(50, counts[0]))])
+            memory = peak_rss_mb(running.process.pid)
+            print("restart", flush=True)
+            restart_s, running = restart_run(objects, children, info, flags, operated[-1], log, running)
+            children.stop()
+            results = {
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "operator_args": args.operator_args,
+                "rows": rows,
+                "converge_after_change_s": {
+                    "median": statistics.median(converge),
+                    "p99": percentile(converge, 0.99),
+                    "changed": len(converge),
+                },
+                "memory_objects": sum(counts),
+                "operator_peak_rss_mb": memory,
+                "restart_new_object_s": restart_s,
+                "restart_objects": sum(counts),
+                "profile": {"objects": profiled, "seconds": args.profile_seconds, "shares": profile},
+            }
+        finally:
+            if running is not None:
+                stop_operator(running)
     (out / "control-plane.json").write_text(json.dumps(results, indent=1))
     report = render(results)
     (out / "control-plane.md").write_text(report)

@@ -200,20 +200,21 @@ def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
 async def explained_model_event(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Every event of every ExplainedModel, kopf's listings included (type None): kept, and queued as
     `reconcile_lane` decides. A deleted one is forgotten; its children go with it (owner references)."""
-    meta = body.get("metadata") or {}
+    seen = dict(body)
+    meta = seen.get("metadata") or {}
     key = (str(meta.get("namespace")), str(meta.get("name")))
     parents: WatchCache = memo["parents"]
     queue: WorkQueue = memo["queue"]
     event_type = event.get("type")
     _known, before = parents.get(API_VERSION, KIND, *key)
-    parents.observe(event_type, dict(body))
+    parents.observe(event_type, seen)
     existing: ExistingPredictors = memo["existing"]
-    existing.observe(event_type, dict(body))
+    existing.observe(event_type, seen)
     if event_type == "DELETED":
         queue.forget(key)
         _reconciler(memo).forget(*key)
         return
-    lane = reconcile_lane(event_type, before, dict(body))
+    lane = reconcile_lane(event_type, before, seen)
     if lane is not None:
         queue.add(key, urgent=lane == "now")
 

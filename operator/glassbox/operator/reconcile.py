@@ -325,15 +325,14 @@ class Reconciler:
             detector_fitted=detector_fitted,
         )
 
-    def _live(self, api_version: str, kind: str, namespace: str, name: str, cached_only_if_present: bool) -> tuple[Any, bool]:
-        """(the live child or None, whether it came from the cache). A child the watches hold is taken from the
-        cache; one they do not know is read. With `cached_only_if_present`, one they know as absent is read too
+    def _live(self, api_version: str, kind: str, namespace: str, name: str, cached_only_if_present: bool) -> Any:
+        """The live child or None. A child the watches hold is taken from the cache; one they do not know is read. With `cached_only_if_present`, one they know as absent is read too
         (something may be written to its name next, and an object someone else made may sit there)."""
         if self.cache is not None:
             known, cached = self.cache.get(api_version, kind, namespace, name)
             if known and (cached is not None or not cached_only_if_present):
-                return cached, True
-        return self.api.get(api_version, kind, namespace, name), False
+                return cached
+        return self.api.get(api_version, kind, namespace, name)
 
     def _converge(
         self, parent: Parent, body: dict[str, Any], rebuilt: Callable[[dict[str, Any] | None], dict[str, Any]] | None = None
@@ -349,7 +348,7 @@ class Reconciler:
         try:
             for first_pass in (True, False):
                 if first_pass:
-                    live, _ = self._live(body["apiVersion"], kind, parent.namespace, name, cached_only_if_present=True)
+                    live = self._live(body["apiVersion"], kind, parent.namespace, name, cached_only_if_present=True)
                 else:
                     live = self.api.get(body["apiVersion"], kind, parent.namespace, name)
                 conflict = ownership_conflict(live, parent)
@@ -529,7 +528,7 @@ class Reconciler:
         """The InferenceService the spec names, never written: how KServe's graph would call it."""
         existing = predictor_name(parent.name, spec)
         try:
-            live, _ = self._live(ISVC_API_VERSION, "InferenceService", parent.namespace, existing, cached_only_if_present=False)
+            live = self._live(ISVC_API_VERSION, "InferenceService", parent.namespace, existing, cached_only_if_present=False)
             if live is None:
                 return ChildReport(
                     kind="InferenceService",
