@@ -218,7 +218,7 @@ def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] 
 
 def where_the_time_goes(raw: Path) -> dict[str, float]:
     """Shares of the operator's samples (all threads, waiting included), by what each thread was doing: an API
-    call of the reconciler's (by kind), the reconciler's own work, or kopf's (its event processing, its idle loop)."""
+    call of the reconciler's (by kind), the reconciler's own work, the watches', or kopf's (its idle loop, the rest)."""
     shares: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         if not line.strip():
@@ -230,10 +230,12 @@ def where_the_time_goes(raw: Path) -> dict[str, float]:
             category = f"waiting on the API server: {call.removeprefix('KubeApi.')}"
         elif any("reconcile" in f.lower() for f in frames):
             category = "the reconciler's own work (builders, validation, status)"
+        elif "operator/informer.py" in stack:
+            category = "the operator's watches (listing, decoding, caches, queueing)"
         elif frames[-1] == "EpollSelector.select":
             category = "idle (kopf's event loop waiting)"
         elif any("kopf" in f for f in stack.split(";")):
-            category = "kopf's event processing (decoding, diff base, handlers' context)"
+            category = "kopf (its start-up, event loop and probe)"
         else:
             category = "other"
         shares[category] += int(count)
@@ -380,12 +382,17 @@ def restart_run(
     log: Path,
     running: Any,
     name: str = "model-after-restart",
+    profile: tuple[int, Path] | None = None,
 ) -> tuple[float | None, Any]:
-    """Stop the operator, start it again over every object in place, create one more: seconds to its children."""
+    """Stop the operator, start it again over every object in place, create one more: seconds to its children.
+    With `profile` (seconds, file), py-spy samples the restarted operator from its start."""
     stop_operator(running)
     running = start_operator(info.kubeconfig, log, flags)
+    profiling = start_profile(running.process.pid, profile[0], profile[1]) if profile else None
     created = create_all(objects, namespace, [name], spec_of())[name]
     wait_for(lambda: children.last_child(namespace, name) is not None, 300)
+    if profiling is not None:
+        profiling.wait()
     last = children.last_child(namespace, name)
     return (None if last is None else last - created), running
 
@@ -406,10 +413,11 @@ def local_api_server(out: Path) -> Iterator[tuple[Any, client.ApiClient, client.
         cluster.down(quiet=True)
 
 
-def restart_only(count: int, out: Path, operator_args: list[str], restarts: int = 2) -> int:
+def restart_only(count: int, out: Path, operator_args: list[str], restarts: int = 2, profile_seconds: int = 0) -> int:
     """`--restart-only N`: N ExplainedModels made by the operator alone (no floor), then `restarts` times: the
     operator restarted and one more object created, the seconds to its children printed. What a change to the
-    start-up is measured with, in a third of the full run's time."""
+    start-up is measured with, in a third of the full run's time. With `profile_seconds`, py-spy samples each
+    restarted operator that long; where its time went is printed (the samples are kept in the work folder)."""
     running = None
     with local_api_server(out) as (info, api, core, objects):
         try:
@@ -424,11 +432,22 @@ def restart_only(count: int, out: Path, operator_args: list[str], restarts: int 
             print(f"{count} objects: median {made['median']:.2f} s, p99 {made['p99']:.2f} s", flush=True)
             settle(api)
             for attempt in range(1, restarts + 1):
+                raw = out / "work" / f"restart-{attempt}-profile.txt"
                 seconds, running = restart_run(
-                    objects, children, info, flags, namespace, log, running, name=f"model-after-restart-{attempt}"
+                    objects,
+                    children,
+                    info,
+                    flags,
+                    namespace,
+                    log,
+                    running,
+                    name=f"model-after-restart-{attempt}",
+                    profile=(profile_seconds, raw) if profile_seconds else None,
                 )
                 shown = "not written in 300 s" if seconds is None else f"{seconds:.2f} s"
                 print(f"restart {attempt} with {count + attempt - 1} in place: a new one's children after {shown}", flush=True)
+                if profile_seconds and raw.exists():
+                    print(json.dumps(where_the_time_goes(raw), indent=1), flush=True)
                 settle(api)
             print(f"operator peak resident memory: {peak_rss_mb(running.process.pid):.0f} MB", flush=True)
             children.stop()
@@ -447,12 +466,16 @@ def main() -> int:
     parser.add_argument(
         "--restart-only", type=int, metavar="N", help="only the restart: N objects by the operator alone, two restarts"
     )
+    parser.add_argument(
+        "--profile-restart", action="store_true", help="with --restart-only: py-spy samples each restarted operator"
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.restart_only:
-        return restart_only(args.restart_only, out, args.operator_args.split())
+        profile_seconds = args.profile_seconds if args.profile_restart else 0
+        return restart_only(args.restart_only, out, args.operator_args.split(), profile_seconds=profile_seconds)
 
     running = None
     with local_api_server(out) as (info, api, core, objects):

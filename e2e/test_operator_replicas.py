@@ -113,7 +113,7 @@ def test_namespaced_installs_side_by_side_one_active_replica_each(
 
         for process in running:
             text = process.log.read_text()
-            # A namespaced operator starts without a 403 to retry (kopf lists namespaces with the chart's read access).
+            # A namespaced operator starts without a 403 to retry (it reads no namespaces and no CRDs).
             # (403 not as the milliseconds of a log line's time, 06:45:06,403, which once failed this test.)
             assert not re.search(r"\bERROR\b|Forbidden|(?<![,.\d])403\b", text), f"{process.log}:\n{text[-3000:]}"
     finally:

@@ -49,10 +49,12 @@ def _operator(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from glassbox.operator import handlers  # noqa: F401  (registers the handlers)
+    from glassbox.contract.api import API_VERSION, KIND
+    from glassbox.operator import handlers  # registers kopf's start-up, clean-up and probe
     from glassbox.operator.builders import OperatorConfig
+    from glassbox.operator.informer import Informer, informers_for
     from glassbox.operator.kube import KubeApi, load_api_client
-    from glassbox.operator.reconcile import Reconciler
+    from glassbox.operator.reconcile import CHILD_KINDS, STATUS_HOLD_SECONDS, Reconciler
     from glassbox.operator.resync import PeriodicResync
     from glassbox.operator.watch_cache import WatchCache
     from glassbox.operator.workqueue import Workers, WorkQueue
@@ -72,12 +74,31 @@ def _operator(args: argparse.Namespace) -> int:
         if elector is None:
             return 0  # stopped while standing by
 
-    children = None if args.read_children_from_api else WatchCache()
-    parents = WatchCache()
+    children, parents = WatchCache(), WatchCache()
     events = handlers.EventPoster(api)
-    reconciler = Reconciler(api, config, handlers.utc_now, events.warning, events.normal, cache=children, parents=parents)
-    queue = WorkQueue()
+    reconciler = Reconciler(
+        api,
+        config,
+        handlers.utc_now,
+        events.warning,
+        events.normal,
+        cache=None if args.read_children_from_api else children,
+        parents=parents,
+        status_hold_seconds=STATUS_HOLD_SECONDS,
+    )
+    children_watched: list[Informer] = []
+    queue = WorkQueue(backlog_ready=lambda: all(informer.synced.is_set() for informer in children_watched))
     workers = Workers(queue, handlers.reconcile_queued(reconciler), count=args.workers)
+    existing = handlers.ExistingPredictors()
+    children_watched += informers_for(api, CHILD_KINDS, args.namespace, children, handlers.ChildEvents(queue, existing))
+    parents_watched = informers_for(
+        api,
+        [(API_VERSION, KIND)],
+        args.namespace,
+        parents,
+        handlers.ExplainedModelEvents(queue, existing, reconciler),
+        hand_on_first_listing=True,
+    )
 
     def check(body: dict[str, Any]) -> None:  # the periodic check: the listed copy kept, the name in the backlog
         parents.observe(None, body)
@@ -91,13 +112,12 @@ def _operator(args: argparse.Namespace) -> int:
             standalone=True,
             liveness_endpoint=f"http://{args.health_address}/healthz" if args.health_address else None,
             memo=kopf.Memo(
-                reconciler=reconciler,
                 resync=resync,
-                children=children,
+                informers=parents_watched + children_watched,
                 parents=parents,
                 queue=queue,
                 workers=workers,
-                existing=handlers.ExistingPredictors(),
+                existing=existing,
             ),
         )
     finally:
@@ -218,8 +238,8 @@ def _add_operator_command(commands: Any) -> None:
     operator.add_argument(
         "--read-children-from-api",
         action="store_true",
-        help="read each child from the API server at every reconcile, as before the watches' cache (a diagnostic, and "
-        "what bench/control_plane.py compares the cache against)",
+        help="read each child from the API server at every reconcile, as before the watches' cache (a diagnostic; the "
+        "children are still watched, for their events)",
     )
     operator.add_argument(
         "--workers",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections.abc
 import itertools
-import time
 from typing import Any
 
 import pytest
@@ -82,45 +81,6 @@ def test_a_periodic_check_without_progress_is_reported_stuck(elapsed: float, stu
     assert (resync.stuck_for() is not None) == stuck
     resync.run_pass()  # progress
     assert resync.stuck_for() is None
-
-
-def test_a_nudge_brings_the_next_pass_forward_but_not_during_start_up() -> None:
-    now = [0.0]
-    passes: list[float] = []
-    resync = PeriodicResync(
-        lambda ns: passes.append(now[0]) or [],
-        lambda body: None,
-        [],
-        interval=3600,
-        first_delay=0.2,
-        clock=lambda: now[0],
-        nudge_delay=5,
-    )
-    resync.nudge()  # during start-up: kopf's first listing covers it
-    assert not resync._wake.is_set()
-    resync.start()
-    now[0] = 0.3  # past the first delay, on the check's clock
-
-    def wait_for_passes(count: int) -> None:
-        deadline = time.monotonic() + 10
-        while len(passes) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    try:
-        wait_for_passes(1)
-        assert len(passes) == 1  # the first pass after the first delay; the next would be an hour away
-        now[0] = 1.0
-        for _ in range(200):  # a listing of 200 objects: one nudge each
-            resync.nudge()
-        time.sleep(0.2)
-        assert len(passes) == 1  # not before the nudge delay
-        now[0] = 6.0
-        resync.nudge()
-        wait_for_passes(2)
-        time.sleep(0.2)
-        assert len(passes) == 2  # one pass for all 200 nudges
-    finally:
-        resync.stop()
 
 
 def test_the_watches_cache_is_on_unless_the_operator_is_told_to_read_every_child() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from glassbox.contract.api import ExplainedModelSpec, Protocol
@@ -9,6 +10,7 @@ from glassbox.operator.kserve_addressing import PredictTarget
 from glassbox.operator.status import (
     ChildReport,
     Observation,
+    awaits_an_address,
     compute_status,
     drift_changes,
     status_changed,
@@ -127,6 +129,17 @@ def test_a_child_waiting_for_an_address_says_which(credit_risk: dict[str, Any]) 
     assert (by_type["ExplainerReady"]["status"], by_type["ExplainerReady"]["reason"]) == ("False", "WaitingForPredictorAddress")
     assert by_type["GraphReady"]["reason"] == "WaitingForAddresses"
     assert "waiting for KServe" in by_type["Ready"]["message"]
+    assert awaits_an_address(waiting)  # a status the next report is about to replace
+    failed = dataclasses.replace(
+        waiting, predictor=ChildReport("InferenceService", "credit-risk", None, failure=("NameConflict", "x"))
+    )
+    assert not awaits_an_address(failed)  # someone must act: never held back
+    assert not awaits_an_address(dataclasses.replace(waiting, blocked=("KServeNotInstalled", "x")))
+    assert not awaits_an_address(dataclasses.replace(waiting, problems=[SpecProblem("spec.x", "bad")]))
+    built = dataclasses.replace(waiting, explainer=ChildReport("InferenceService", "credit-risk-explainer", {"status": {}}))
+    assert awaits_an_address(built)  # the graph still waits
+    everything = dataclasses.replace(built, graph=ChildReport("InferenceGraph", "credit-risk-graph", {"status": {}}))
+    assert not awaits_an_address(everything)  # all built: KServe's readiness may take minutes
 
 
 def test_what_kserves_raw_deployment_mode_cannot_do_is_named(credit_risk: dict[str, Any]) -> None:

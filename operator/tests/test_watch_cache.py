@@ -21,3 +21,17 @@ def test_the_cache_keeps_the_newest_copy_and_knows_a_deletion() -> None:
     assert known and held is not None and held["metadata"]["resourceVersion"] == "20" and "managedFields" not in held["metadata"]
     cache.observe("DELETED", body)
     assert cache.get("serving.kserve.io/v1beta1", "InferenceService", "ns", "a") == (True, None)
+
+
+def test_a_deletion_older_than_the_operators_own_write_is_not_kept_and_a_kind_is_complete_once_listed() -> None:
+    cache = WatchCache()
+    old = {"apiVersion": "v", "kind": "K", "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "10"}}
+    recreated = {**old, "metadata": {**old["metadata"], "resourceVersion": "12"}}
+    cache.written(recreated)  # the operator created it again before the watch told of the old one's deletion
+    cache.observe("DELETED", {**old, "metadata": {**old["metadata"], "resourceVersion": "11"}})
+    assert cache.get("v", "K", "ns", "a")[1] == recreated
+    assert cache.present("v", "K", None) == {("v", "K", "ns", "a"): recreated}
+    assert cache.present("v", "K", "other") == {}
+    assert not cache.complete("v", "K", "ns")
+    cache.mark_complete("v", "K", None)  # a cluster-wide listing covers every namespace
+    assert cache.complete("v", "K", "ns") and cache.complete("v", "K", "other") and not cache.complete("v", "L", "ns")

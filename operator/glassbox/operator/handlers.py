@@ -1,12 +1,12 @@
-"""The kopf handlers. kopf watches; the handlers only keep what the watches say (the watch caches) and put the
-ExplainedModels that need a reconcile in the work queue, whose threads reconcile them (workqueue.py). Every
-handler is a coroutine run on kopf's event loop and returns in microseconds: none waits in kopf's thread pool
-behind another, and none asks kopf to write anything (no progress or diff-base annotations: whether a spec
-was reconciled is its generation against the status's observedGeneration).
+"""What the watches hand on, and kopf's part. The operator's informers (informer.py) watch the ExplainedModels and
+their children; what they hand on is kept (the watch caches) and the ExplainedModels that need a reconcile go in
+the work queue, whose threads reconcile them (workqueue.py). kopf runs the start-up and clean-up and answers the
+liveness probe; it watches nothing and writes nothing to the objects (whether a spec was reconciled is its
+generation against the status's observedGeneration).
 
-The Reconciler, the caches, the queue and its workers, and the periodic check live in kopf's operator-wide
-`memo`, set by `glassbox operator`. No handler here needs a finalizer, so an ExplainedModel (and its
-namespace) can be deleted while the operator is stopped.
+The Reconciler, the queue and its workers, the informers and the periodic check live in kopf's operator-wide
+`memo`, set by `glassbox operator`. No ExplainedModel carries a finalizer, so one (and its namespace) can be
+deleted while the operator is stopped.
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ from typing import Any
 
 import kopf
 
-from glassbox.contract.api import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from glassbox.contract.api import GROUP
 from glassbox.operator.backoff import API_RETRY_FIRST_SECONDS, API_RETRY_MAX_SECONDS, retry_delay
-from glassbox.operator.builders import MANAGED_BY, MANAGED_BY_LABEL
 from glassbox.operator.kube import KubeApi
 from glassbox.operator.reconcile import Reconciler, reconcile_lane
 from glassbox.operator.resync import PeriodicResync
-from glassbox.operator.watch_cache import WatchCache
 from glassbox.operator.workqueue import Key, Result, Workers, WorkQueue
 
 # The same Warning Event for the same object at most this often.
 WARNING_EVENT_INTERVAL_SECONDS = 600.0
-# Every API call of kopf's gives up after this long (the watch streams have their own, longer limits).
+# Every API call of kopf's gives up after this long.
 API_REQUEST_TIMEOUT_SECONDS = 30.0
 API_CONNECT_TIMEOUT_SECONDS = 10.0
 
@@ -99,31 +97,6 @@ class EventPoster:
         self._post(body, "Normal", reason, message)
 
 
-class NoDiffBase(kopf.DiffBaseStorage):
-    """kopf builds, for every watch event, a deep copy of the object to diff against the last handled one, which
-    only its change handlers (create, update, resume) read. The operator has none: nothing is built or kept.
-    (Measured: that copy was a third of kopf's event loop while it took in 1,000 objects after a restart.)"""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
-
-
-class _QuietEventHandlers(logging.Filter):
-    """kopf logs each handler's success at INFO: for the event handlers, a line per watch event of every object
-    (thousands at start-up), saying nothing the workers' own line ("reconciled ExplainedModel ...") does not."""
-
-    QUIET = tuple(f"Handler '{name}' succeeded." for name in ("explained_model_event", "kserve_object_changed"))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.INFO and record.getMessage() in self.QUIET)
-
-
 class _TransientFailuresAreWarnings(logging.Filter):
     """kopf logs a handler's TemporaryError, and each retried API request of its own, at ERROR; an expected,
     retried failure is a warning. What is not retried stays an error."""
@@ -135,18 +108,17 @@ class _TransientFailuresAreWarnings(logging.Filter):
         return True
 
 
-def _reconciler(memo: kopf.Memo) -> Reconciler:
-    return memo["reconciler"]  # type: ignore[no-any-return]
-
-
 def reconcile_queued(reconciler: Reconciler) -> Callable[[Key], Result]:
     """The workers' reconcile of one name: an invalid spec waits for a new one (its status says why); KServe
-    missing or a child's write that failed is tried again later; API errors raise, and are tried again too."""
+    missing or a child's write that failed is tried again later; API errors raise, and are tried again too; a
+    status held back is reconciled again when its hold ends."""
 
     def run(key: Key) -> Result:
         outcome = reconciler.reconcile_named(*key)
-        if outcome is None or outcome.problems or not outcome.retry_reason:
+        if outcome is None or outcome.problems:
             return Result()
+        if not outcome.retry_reason:
+            return Result(requeue_after=outcome.requeue_after)
         return Result(retry=True, reason=outcome.retry_reason)
 
     return run
@@ -154,11 +126,9 @@ def reconcile_queued(reconciler: Reconciler) -> Callable[[Key], Result]:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # kopf stores no progress and no diff base: every handler is an event handler (older versions of Glassbox
-    # left kopf's annotations under glassbox.dev/ on objects; nothing reads them now).
-    settings.persistence.diffbase_storage = NoDiffBase()
-    # No handler needs it; kopf only uses this name to remove the finalizer older versions added.
-    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
+    # kopf runs the operator's start-up and clean-up, and answers the liveness probe; it watches nothing (the
+    # operator's informers do, informer.py), so it needs no resource discovery.
+    settings.scanning.disabled = True
     settings.peering.standalone = True
     # Warnings reach objects as Events only through EventPoster (rate-limited), not from kopf's log lines.
     settings.posting.enabled = False
@@ -166,18 +136,17 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = API_REQUEST_TIMEOUT_SECONDS
     settings.networking.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
     settings.networking.error_backoffs = EndlessBackoff()
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = API_CONNECT_TIMEOUT_SECONDS
     settings.execution.max_workers = 2  # only the start-up and clean-up handlers run in kopf's thread pool
     for handler in logging.getLogger().handlers:  # kopf's own log lines come from many loggers, all to the root's handler
         handler.addFilter(_TransientFailuresAreWarnings())
-        handler.addFilter(_QuietEventHandlers())
 
 
 @kopf.on.startup()
 def start_reconciling(memo: kopf.Memo, **_: Any) -> None:
-    """Starts the workers and the periodic check's thread, with kopf's context (so that they can post Events)."""
+    """Starts the watches, the workers and the periodic check's thread, with kopf's context (so that they can post
+    Events)."""
+    for informer in memo.get("informers") or ():
+        informer.start()
     workers: Workers | None = memo.get("workers")
     if workers is not None:
         contextvars.copy_context().run(workers.start)
@@ -194,29 +163,31 @@ def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
     workers: Workers | None = memo.get("workers")
     if workers is not None:
         workers.stop()
+    for informer in memo.get("informers") or ():
+        informer.stop()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def explained_model_event(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Every event of every ExplainedModel, kopf's listings included (type None): kept, and queued as
-    `reconcile_lane` decides. A deleted one is forgotten; its children go with it (owner references)."""
-    seen = dict(body)
-    meta = seen.get("metadata") or {}
-    key = (str(meta.get("namespace")), str(meta.get("name")))
-    parents: WatchCache = memo["parents"]
-    queue: WorkQueue = memo["queue"]
-    event_type = event.get("type")
-    _known, before = parents.get(API_VERSION, KIND, *key)
-    parents.observe(event_type, seen)
-    existing: ExistingPredictors = memo["existing"]
-    existing.observe(event_type, seen)
-    if event_type == "DELETED":
-        queue.forget(key)
-        _reconciler(memo).forget(*key)
-        return
-    lane = reconcile_lane(event_type, before, seen)
-    if lane is not None:
-        queue.add(key, urgent=lane == "now")
+class ExplainedModelEvents:
+    """What the ExplainedModels' watch hands on (informer.py), from its thread, the first listing included (type
+    None): queued as `reconcile_lane` decides. A deleted one is forgotten; its children go with it (owner
+    references). The watch has already put the new copy in the cache of ExplainedModels."""
+
+    def __init__(self, queue: WorkQueue, existing: ExistingPredictors, reconciler: Reconciler):
+        self._queue = queue
+        self._existing = existing
+        self._reconciler = reconciler
+
+    def __call__(self, event_type: str | None, body: dict[str, Any], before: dict[str, Any] | None) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        self._existing.observe(event_type, body)
+        if event_type == "DELETED":
+            self._queue.forget(key)
+            self._reconciler.forget(*key)
+            return
+        lane = reconcile_lane(event_type, before, body)
+        if lane is not None:
+            self._queue.add(key, urgent=lane == "now")
 
 
 class ExistingPredictors:
@@ -249,7 +220,7 @@ class ExistingPredictors:
             return sorted(self._explained_by.get((namespace, inference_service), ()))
 
 
-def _owners_of(body: kopf.Body) -> list[str]:
+def _owners_of(body: dict[str, Any]) -> list[str]:
     """The ExplainedModels that own this object (it is their child)."""
     return [
         ref["name"]
@@ -258,37 +229,25 @@ def _owners_of(body: kopf.Body) -> list[str]:
     ]
 
 
-def _parents_of(body: kopf.Body, explaining: ExistingPredictors) -> list[str]:
-    meta = body.get("metadata") or {}
-    owners = _owners_of(body)
-    return owners + [
-        name for name in explaining.explaining(str(meta.get("namespace")), str(meta.get("name"))) if name not in owners
-    ]
+class ChildEvents:
+    """What the children's watches hand on (informer.py), from their threads: the ExplainedModels an event
+    concerns go in the work queue. Those are the child's owners, and, for an InferenceService, the ExplainedModels
+    that name it as their existing predictor. The operator's own applies (a child of ours with no status yet)
+    ask for nothing; deletions, KServe's reports and an existing InferenceService appearing do."""
 
+    def __init__(self, queue: WorkQueue, existing: ExistingPredictors):
+        self._queue = queue
+        self._existing = existing
 
-@kopf.on.event("serving.kserve.io", "v1beta1", "inferenceservices")
-@kopf.on.event("serving.kserve.io", "v1alpha1", "inferencegraphs", labels={MANAGED_BY_LABEL: MANAGED_BY})
-async def kserve_object_changed(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Our children, and InferenceServices that ExplainedModels name as existing: kept, and their parents queued."""
-    cache: WatchCache | None = memo.get("children")
-    if cache is not None:  # every event, kopf's listing and our own applies included: the reconciler reads from it
-        cache.observe(event.get("type"), dict(body))
-    if event.get("type") is None:
-        # kopf lists again whenever a watch restarts (at start, every server timeout, after an outage): changes
-        # made while it was down arrive only in that listing, and a deletion not at all. One pass over every
-        # ExplainedModel covers them.
-        resync: PeriodicResync | None = memo.get("resync")
-        if resync is not None:
-            resync.nudge()
-        return
-    if event.get("type") in ("ADDED", "MODIFIED") and not body.get("status") and _owners_of(body):
-        # Our own apply to our child (it writes no status): nothing new to mirror. Deletions,
-        # KServe's reports and an existing InferenceService appearing still pass.
-        return
-    queue: WorkQueue = memo["queue"]
-    namespace = str((body.get("metadata") or {}).get("namespace"))
-    for parent in _parents_of(body, memo["existing"]):
-        queue.add((namespace, parent))
+    def __call__(self, event_type: str | None, body: dict[str, Any], _before: dict[str, Any] | None = None) -> None:
+        owners = _owners_of(body)
+        if event_type in ("ADDED", "MODIFIED") and not body.get("status") and owners:
+            return
+        meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        explaining = self._existing.explaining(namespace, str(meta.get("name"))) if body.get("kind") == "InferenceService" else []
+        for parent in owners + [name for name in explaining if name not in owners]:
+            self._queue.add((namespace, parent))
 
 
 @kopf.on.probe(id="periodicCheck", errors=kopf.ErrorsMode.PERMANENT)

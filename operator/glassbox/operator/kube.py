@@ -12,7 +12,7 @@ import builtins
 import datetime
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -27,6 +27,11 @@ FIELD_MANAGER = "glassbox-operator"
 EVENT_MESSAGE_LIMIT = 1024
 # (connect, read) seconds for every call: a hung API server fails the call instead of a worker thread.
 REQUEST_TIMEOUT = (10.0, 30.0)
+# A watch asks the server to end it after this many seconds; the client gives up on a silent one a little later.
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+WATCH_READ_TIMEOUT = (10.0, WATCH_SERVER_TIMEOUT_SECONDS + 30.0)
+# Objects per page of a listing: a listing of thousands is never one answer held whole in memory.
+LIST_PAGE_SIZE = 500
 
 # apiVersion/kind -> plural, for the kinds the operator reads and writes.
 PLURALS = {
@@ -61,6 +66,21 @@ class Rejected(KubeError):
 
 class Transient(KubeError):
     """Worth retrying: conflicts, timeouts, server errors, connection failures."""
+
+
+class Gone(Transient):
+    """410: a watch's resourceVersion, or a listing's continue token, is too old; list again from the start."""
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The lines of a streamed answer (a watch sends one JSON event per line), as they arrive."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        yield from (line for line in whole if line.strip())
+    if pending.strip():
+        yield pending
 
 
 def load_api_client() -> client.ApiClient:
@@ -230,6 +250,70 @@ class KubeApi:
         except Exception as error:
             raise Transient(f"could not list {kind}: {error}") from error
         return list(answer.get("items") or [])  # type: ignore[attr-defined]
+
+    def list_page(
+        self, api_version: str, kind: str, namespace: str | None, continue_token: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str, str | None]:
+        """One page of a listing (in a namespace, or in all): (objects, the listing's resourceVersion, the token
+        of the next page or None). Raises Gone (410) when the token has expired: the listing starts again."""
+        group, version = _split(api_version)
+        plural = PLURALS[(api_version, kind)]
+        paging: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_request_timeout": REQUEST_TIMEOUT}
+        if continue_token:
+            paging["_continue"] = continue_token
+        try:
+            if namespace is None:
+                answer: Any = self._objects.list_cluster_custom_object(group, version, plural, **paging)
+            else:
+                answer = self._objects.list_namespaced_custom_object(group, version, namespace, plural, **paging)
+        except ApiException as error:
+            if error.status == 410:
+                raise Gone(f"the listing of {kind} objects expired: {_server_message(error)}", 410) from error
+            raise self._fail(error, "list", api_version, kind, None) from error
+        except Exception as error:
+            raise Transient(f"could not list {kind}: {error}") from error
+        meta = answer.get("metadata") or {}
+        return list(answer.get("items") or []), str(meta.get("resourceVersion") or ""), meta.get("continue") or None
+
+    def watch(self, api_version: str, kind: str, namespace: str | None, resource_version: str) -> Iterator[dict[str, Any]]:
+        """The watch events of a kind (in a namespace, or in all) after `resource_version`, each decoded as the
+        server sends it ({"type", "object"}), bookmarks included, until the server ends the stream (after
+        WATCH_SERVER_TIMEOUT_SECONDS). Raises Gone (410) when that version is too old to resume from."""
+        group, version = _split(api_version)
+        plural = PLURALS[(api_version, kind)]
+        watching: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": WATCH_SERVER_TIMEOUT_SECONDS,
+            "_preload_content": False,
+            "_request_timeout": WATCH_READ_TIMEOUT,
+        }
+        try:
+            if namespace is None:
+                response: Any = self._objects.list_cluster_custom_object(group, version, plural, **watching)
+            else:
+                response = self._objects.list_namespaced_custom_object(group, version, namespace, plural, **watching)
+        except ApiException as error:
+            if error.status == 410:
+                raise Gone(f"the watch of {kind} objects cannot resume: {_server_message(error)}", 410) from error
+            raise self._fail(error, "watch", api_version, kind, None) from error
+        except Exception as error:
+            raise Transient(f"could not watch {kind}: {error}") from error
+        try:
+            for line in _lines(response):
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    message = f"the watch of {kind} objects ended: {status.get('message') or status}"
+                    raise Gone(message, 410) if status.get("code") == 410 else Transient(message, status.get("code"))
+                yield event
+        except KubeError:
+            raise
+        except Exception as error:  # the connection dropped, or a read timed out
+            raise Transient(f"the watch of {kind} objects broke off: {error}") from error
+        finally:
+            response.release_conn()
 
     def list_explained_models(self, namespaces: Sequence[str]) -> builtins.list[dict[str, Any]]:
         """The ExplainedModels in these namespaces, or in every namespace when none are named."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from glassbox.operator.status import (
     SPEC_VALID,
     ChildReport,
     Observation,
+    awaits_an_address,
     compute_status,
     drift_changes,
     kserve_readiness,
@@ -62,6 +64,10 @@ log = logging.getLogger(__name__)
 NAME_CONFLICT = "NameConflict"
 CHILD_KINDS = ((ISVC_API_VERSION, "InferenceService"), (GRAPH_API_VERSION, "InferenceGraph"))
 RUNTIME_API_VERSION = "serving.kserve.io/v1alpha1"
+# The operator holds back a status that only says a child waits for KServe's report on the one before, this long
+# at most: reports that come within it (as in a cluster where KServe answers at once) make one status write, not
+# one per step. Longer waits (Knative scaling a predictor up) show each step, this much later.
+STATUS_HOLD_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class Outcome:
     problems: list[SpecProblem]
     # Set when the reconcile should be retried later (KServe missing, API errors).
     retry_reason: str | None = None
+    # Set when a status was held back (see `status_hold_seconds`): reconcile again after this many seconds.
+    requeue_after: float | None = None
 
 
 EventSink = Callable[[dict[str, Any], str, str], None]  # (body, reason, message) -> None
@@ -207,8 +215,15 @@ class Reconciler:
         emit_normal: EventSink | None = None,
         cache: WatchCache | None = None,
         parents: WatchCache | None = None,
+        status_hold_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.api = api
+        # A status that only says a child waits for the address KServe reports for the one before is held back up to
+        # this long (0: never), so that the next step's status replaces it unwritten (`awaits_an_address`).
+        self.status_hold_seconds = status_hold_seconds
+        self._clock = clock
+        self._held_since: dict[tuple[str, str], float] = {}
         # What the watches last said of the children (InferenceServices and InferenceGraphs); none: every read asks.
         self.cache = cache
         # What they last said of the ExplainedModels (and the answers to the status patches); none: each is read.
@@ -229,6 +244,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+            self._held_since.pop((namespace, name), None)
 
     def reconcile_named(self, namespace: str, name: str) -> Outcome | None:
         """Reconcile the ExplainedModel with this name, if it still exists: as the watches last saw it, or as read."""
@@ -267,7 +283,7 @@ class Reconciler:
                 problems=problems,
                 graph_enabled=bool(((body.get("spec") or {}).get("graph") or {}).get("enabled", True)),
             )
-            status = self._write_status(parent, previous_status, observation)
+            status, _ = self._write_status(parent, previous_status, observation)
             self._warn_if_new(body, previous_status, status)
             return Outcome(ready=False, problems=problems)
 
@@ -284,7 +300,7 @@ class Reconciler:
             )
             self._write_status(parent, previous_status, observation)
             return Outcome(ready=False, problems=[], retry_reason=str(missing))
-        status = self._write_status(parent, previous_status, observation)
+        status, held_for = self._write_status(parent, previous_status, observation, may_hold=True)
         self._warn_if_new(body, previous_status, status)
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"])
         # Only API failures are worth a retry; a missing existing InferenceService is
@@ -294,7 +310,7 @@ class Reconciler:
             for r in (observation.predictor, observation.explainer, observation.detector, observation.graph, *observation.budgets)
             if r and r.failure and r.failure[0] == "ApiError"
         ]
-        return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None)
+        return Outcome(ready=ready, problems=[], retry_reason="; ".join(failures) or None, requeue_after=held_for)
 
     def _converge_children(
         self, parent: Parent, spec: ExplainedModelSpec, generation: int | None, previous_status: dict[str, Any]
@@ -326,12 +342,16 @@ class Reconciler:
         )
 
     def _live(self, api_version: str, kind: str, namespace: str, name: str, cached_only_if_present: bool) -> Any:
-        """The live child or None. A child the watches hold is taken from the cache; one they do not know is read. With `cached_only_if_present`, one they know as absent is read too
-        (something may be written to its name next, and an object someone else made may sit there)."""
+        """The live child or None. A child the watches hold is taken from the cache. A name they do not hold is
+        taken as free where the cache holds every object of that kind in the namespace (`WatchCache.complete`),
+        else read. With `cached_only_if_present`, a name they hold as deleted is read too unless the cache is
+        complete (something may be written to it next, and an object someone else made may sit there)."""
         if self.cache is not None:
             known, cached = self.cache.get(api_version, kind, namespace, name)
-            if known and (cached is not None or not cached_only_if_present):
+            if cached is not None or self.cache.complete(api_version, kind, namespace):
                 return cached
+            if known and not cached_only_if_present:
+                return None
         return self.api.get(api_version, kind, namespace, name)
 
     def _converge(
@@ -593,13 +613,31 @@ class Reconciler:
                     log.info("deleting %s %s/%s that the spec no longer wants", kind, parent.namespace, meta["name"])
                     self.api.delete(api_version, kind, parent.namespace, meta["name"], meta["uid"])
 
-    def _write_status(self, parent: Parent, previous: dict[str, Any], observation: Observation) -> dict[str, Any]:
+    def _held_for(self, key: tuple[str, str], observation: Observation) -> float | None:
+        """Seconds left to hold a changed status back, or None to write it now. Held while it only says a child waits
+        for KServe's report on the one before, for `status_hold_seconds` from the first such status at most."""
+        if not (self.status_hold_seconds > 0 and awaits_an_address(observation)):
+            return None
+        now = self._clock()
+        left = self._held_since.setdefault(key, now) + self.status_hold_seconds - now
+        return left if left > 0 else None
+
+    def _write_status(
+        self, parent: Parent, previous: dict[str, Any], observation: Observation, may_hold: bool = False
+    ) -> tuple[dict[str, Any], float | None]:
+        """The status this observation gives, written where it changed; with `may_hold`, a status `_held_for` holds
+        back is not written yet: (status, seconds until it should be reconciled again, or None)."""
         status = compute_status(observation, previous, parent.name, self.now())
+        key = (parent.namespace, parent.name)
         if status_changed(previous, status):
+            held_for = self._held_for(key, observation) if may_hold else None
+            if held_for is not None:
+                return status, held_for
             written = self.api.patch_status(parent.namespace, parent.name, status_patch(previous, status))
             if written is not None and self.parents is not None:
                 self.parents.written(written)  # the next reconcile starts from this status, not the one before
-        return status
+        self._held_since.pop(key, None)
+        return status, None
 
     def _warn_if_new(self, body: dict[str, Any], previous: dict[str, Any], status: dict[str, Any]) -> None:
         """One Event per distinct problem a user must act on, not one per reconcile; one when drift begins or ends."""

@@ -23,8 +23,6 @@ RESYNC_INTERVAL_SECONDS = 120.0
 FIRST_PASS_DELAY_SECONDS = 60.0
 # A pass that has not finished in this many intervals means the loop is stuck (liveness fails).
 STUCK_AFTER_INTERVALS = 3
-# A nudge runs a pass this long after it, so that the nudges of one listing (one per object listed) make one pass.
-NUDGE_DELAY_SECONDS = 5.0
 
 
 class PeriodicResync:
@@ -38,13 +36,9 @@ class PeriodicResync:
         interval: float = RESYNC_INTERVAL_SECONDS,
         first_delay: float = FIRST_PASS_DELAY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
-        nudge_delay: float = NUDGE_DELAY_SECONDS,
     ):
         self._list = list_objects
         self._check = check
-        # When the first nudge since the last pass came (None: none has).
-        self._nudged_at: float | None = None
-        self._nudge_delay = nudge_delay
         self._namespaces = tuple(namespaces)
         self._interval = interval
         self._first_delay = first_delay
@@ -60,17 +54,6 @@ class PeriodicResync:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="glassbox-resync", daemon=True)
         self._thread.start()
-
-    def nudge(self) -> None:
-        """Run a pass soon (after the nudge delay) rather than at the next interval: a watch has listed again
-        (after a reconnection), and what changed while it was down came as a listing, not as events. kopf
-        delivers a listing as one event per object, so the nudges within the delay make one pass. Ignored
-        during the first delay after start, which kopf's first listing of the ExplainedModels covers."""
-        now = self._clock()
-        if now - self._started >= self._first_delay:
-            if self._nudged_at is None:
-                self._nudged_at = now
-            self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,12 +88,9 @@ class PeriodicResync:
         next_pass = self._started + self._first_delay
         while not self._stop.is_set():
             self._wake.clear()
-            nudged_at = self._nudged_at
-            due = next_pass if nudged_at is None else min(next_pass, nudged_at + self._nudge_delay)
-            if self._clock() >= due:
-                self._nudged_at = None
+            if self._clock() >= next_pass:
                 self.run_pass()
                 self.passes += 1
                 next_pass = self._clock() + self._interval
                 continue
-            self._wake.wait(max(0.0, due - self._clock()))
+            self._wake.wait(max(0.0, next_pass - self._clock()))

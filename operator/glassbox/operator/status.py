@@ -348,6 +348,23 @@ def drift_changes(previous: dict[str, Any], status: dict[str, Any]) -> list[tupl
     return [("Normal", "DriftEnded", f"the last {drift['windowRows']} inputs look like the reference data again")]
 
 
+def awaits_an_address(observation: Observation) -> bool:
+    """Whether this observation is between two steps that KServe's reports drive: a child waits for the address
+    KServe reports for the one before it, and nothing else needs anyone (no invalid spec, nothing blocked, no
+    child that failed). Such a status is likely replaced within moments, once KServe reports."""
+    reports = [
+        observation.predictor,
+        observation.explainer,
+        observation.detector,
+        observation.drift,
+        observation.graph,
+        *observation.budgets,
+    ]
+    if observation.problems or observation.blocked is not None or any(r is not None and r.failure for r in reports):
+        return False
+    return any(r is not None and r.waiting is not None for r in reports)
+
+
 def status_changed(previous: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """Whether writing `new` would change anything a reader sees."""
     return {k: v for k, v in (previous or {}).items() if k in new} != new

@@ -7,10 +7,14 @@ handlers otherwise skip) and by the operator's own writes (the server's answer t
 An object is known once an event or a write has said what it is, present or deleted; of two copies, the newer
 resourceVersion is kept.
 
+A kind is complete in a namespace once a listing of every object of that kind there (not a label's share) is
+in: from then on, a name it does not hold is a name the watch has not seen taken.
+
 A child is never written blind from it. A child it holds is applied with the cached resourceVersion, so the
 API server refuses the apply (409) if the child changed since, and the reconciler reads it then, as it always
-did. A child it does not hold, or holds as deleted, is read before anything is written to its name, since an
-object someone else made may sit there. So a stale cache costs a read, never an overwrite.
+did. A name it does not hold (or holds as deleted) is read before anything is written to it, unless the kind is
+complete there; either way the create takes over no field another manager set (reconcile.py `_create`). So a
+stale cache costs a read or a refused write, never an overwrite.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
 
 
-def _key(body: dict[str, Any]) -> Key | None:
+def key_of(body: dict[str, Any]) -> Key | None:
     meta = body.get("metadata") or {}
     api_version, kind, namespace, name = body.get("apiVersion"), body.get("kind"), meta.get("namespace"), meta.get("name")
     if not (api_version and kind and namespace and name):
@@ -29,7 +33,7 @@ def _key(body: dict[str, Any]) -> Key | None:
     return str(api_version), str(kind), str(namespace), str(name)
 
 
-def _revision(body: dict[str, Any] | None) -> int | None:
+def revision_of(body: dict[str, Any] | None) -> int | None:
     """The resourceVersion as a number, where it is one (etcd's revisions are): which of two copies is newer."""
     if body is None:
         return None
@@ -52,29 +56,34 @@ class WatchCache:
 
     def __init__(self) -> None:
         self._objects: dict[Key, dict[str, Any] | None] = {}
+        # (apiVersion, kind, namespace or None for all) whose whole listing is in.
+        self._complete: set[tuple[str, str, str | None]] = set()
         self._guard = threading.Lock()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (kopf's listing included, whose type is None)."""
-        key = _key(body)
+        key = key_of(body)
         if key is None:
             return
         if event_type == "DELETED":
             with self._guard:
-                self._objects[key] = None
+                held = self._objects.get(key)
+                new, old = revision_of(body), revision_of(held)
+                if not (held is not None and new is not None and old is not None and new < old):
+                    self._objects[key] = None  # unless what it deletes is older than what the operator wrote since
             return
         self._keep(key, _slim(body))
 
     def written(self, body: dict[str, Any]) -> None:
         """The API server's answer to the operator's own write."""
-        key = _key(body)
+        key = key_of(body)
         if key is not None:
             self._keep(key, _slim(body))
 
     def _keep(self, key: Key, body: dict[str, Any]) -> None:
         with self._guard:
             held = self._objects.get(key)
-            new, old = _revision(body), _revision(held)
+            new, old = revision_of(body), revision_of(held)
             if held is not None and new is not None and old is not None and new < old:
                 return  # an event older than what the operator already wrote or saw
             self._objects[key] = body
@@ -84,6 +93,26 @@ class WatchCache:
         with self._guard:
             key = (api_version, kind, namespace, name)
             return key in self._objects, self._objects.get(key)
+
+    def present(self, api_version: str, kind: str, namespace: str | None) -> dict[Key, dict[str, Any]]:
+        """The objects of a kind held as present, in a namespace or (None) in all."""
+        with self._guard:
+            return {
+                key: body
+                for key, body in self._objects.items()
+                if body is not None and key[:2] == (api_version, kind) and namespace in (None, key[2])
+            }
+
+    def mark_complete(self, api_version: str, kind: str, namespace: str | None) -> None:
+        """A listing of every object of this kind in this namespace (None: in all) is in."""
+        with self._guard:
+            self._complete.add((api_version, kind, namespace))
+
+    def complete(self, api_version: str, kind: str, namespace: str) -> bool:
+        """Whether every object of this kind in this namespace is held (a name not held is not taken, as far
+        as the watch has seen)."""
+        with self._guard:
+            return (api_version, kind, namespace) in self._complete or (api_version, kind, None) in self._complete
 
     def __len__(self) -> int:
         with self._guard:

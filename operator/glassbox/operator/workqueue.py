@@ -36,6 +36,8 @@ WORKERS = 16
 # interpreter with them), stay free for what someone waits for. Measured after a restart with 1,000 objects in place,
 # a new object's children: 4.2 s with all 16 workers on the backlog, 3.5 s with 4 (bench/README.md).
 BACKLOG_WORKERS = 2
+# How often a worker asks again whether the backlog may start (see WorkQueue's `backlog_ready`).
+BACKLOG_READY_POLL_SECONDS = 0.5
 # Workers that finish no reconcile for this long while names wait are stuck (the liveness probe fails): every
 # API call of a reconcile has its own timeout, so even a reconcile of a dozen slow calls ends well before.
 STUCK_AFTER_SECONDS = 600.0
@@ -51,13 +53,23 @@ class Result:
     # installed yet, a child's write refused for a moment) from backoff's defaults, up to five minutes.
     api_error: bool = False
     reason: str = ""
+    # Done, but reconcile again after this many seconds (a status held back), unless an event comes first.
+    requeue_after: float | None = None
 
 
 class WorkQueue:
     """Thread-safe: kopf's event loop adds, the workers take."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, backlog_workers: int = BACKLOG_WORKERS):
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        backlog_workers: int = BACKLOG_WORKERS,
+        backlog_ready: Callable[[], bool] = lambda: True,
+    ):
         self._clock = clock
+        # The backlog waits while this says no (the children's watches not yet listed: its reconciles would read
+        # every child from the API server instead of the cache, at the moment a restart is busiest).
+        self._backlog_ready = backlog_ready
         self._now: OrderedDict[Key, None] = OrderedDict()
         self._backlog: OrderedDict[Key, None] = OrderedDict()
         self._active: set[Key] = set()
@@ -108,6 +120,16 @@ class WorkQueue:
                 self._cond.notify()
             return delay
 
+    def add_after(self, key: Key, delay: float) -> None:
+        """Reconcile this name again in `delay` seconds (sooner if an event asks)."""
+        with self._cond:
+            if key in self._now:
+                return
+            when = self._clock() + delay
+            if self._due.get(key, when) >= when:
+                self._due[key] = when
+            self._cond.notify()
+
     def succeeded(self, key: Key) -> None:
         with self._cond:
             self._failures.pop(key, None)
@@ -141,8 +163,9 @@ class WorkQueue:
         with self._cond:
             while not self._closed:
                 next_due = self._promote_due()
+                backlog_held = bool(self._backlog) and not self._backlog_ready()
                 for lane in (self._now, self._backlog):
-                    if lane is self._backlog and len(self._active_from_backlog) >= self._backlog_workers:
+                    if lane is self._backlog and (backlog_held or len(self._active_from_backlog) >= self._backlog_workers):
                         break
                     if lane:
                         key, _ = lane.popitem(last=False)
@@ -152,7 +175,8 @@ class WorkQueue:
                         if not (self._now or self._backlog):
                             self._waiting_since = None
                         return key
-                waits = [w for w in (next_due, None if deadline is None else deadline - self._clock()) if w is not None]
+                recheck = BACKLOG_READY_POLL_SECONDS if backlog_held else None
+                waits = [w for w in (next_due, recheck, None if deadline is None else deadline - self._clock()) if w is not None]
                 if deadline is not None and deadline - self._clock() <= 0:
                     return None
                 self._cond.wait(min(waits) if waits else None)
@@ -253,4 +277,6 @@ class Workers:
             log.warning("reconcile of ExplainedModel %s/%s will be retried in %.0f s: %s", namespace, name, delay, result.reason)
         else:
             self.queue.succeeded(key)
+            if result.requeue_after is not None:
+                self.queue.add_after(key, result.requeue_after)
             log.info("reconciled ExplainedModel %s/%s", namespace, name)
