@@ -1,1 +1,1 @@
-"""The Glassbox operator: the ExplainedModel API, pure builders of KServe objects, status logic and kopf handlers."""
+"""The Glassbox operator: the ExplainedModel API, pure builders of KServe objects, status logic, the reconciler and its watches."""

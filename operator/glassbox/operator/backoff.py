@@ -9,7 +9,7 @@ from collections.abc import Callable
 # the first delay, capped, each drawn between half and all of it so that many objects do not retry in step.
 FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 300.0
-# kopf's own requests (its watch streams above all), and reconciles that an event asked for and an API
+# The watches, kopf's own requests, and reconciles that an event asked for and an API
 # error stopped, retry from this delay, doubling up to the cap, for as long as it takes.
 API_RETRY_FIRST_SECONDS = 1.0
 API_RETRY_MAX_SECONDS = 30.0

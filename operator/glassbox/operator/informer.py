@@ -129,7 +129,11 @@ class Informer:
         listed: set[Any] = set()
         token: str | None = None
         while True:
-            page, resource_version, token = self._api.list_page(self.api_version, self.kind, self.namespace, token)
+            # The first listing from the API server's watch cache (a restart lists thousands of objects at once);
+            # a relisting, after the watch's version grew too old, consistently (never back in time).
+            page, resource_version, token = self._api.list_page(
+                self.api_version, self.kind, self.namespace, token, from_watch_cache=first
+            )
             for body in page:
                 body.setdefault("apiVersion", self.api_version)
                 body.setdefault("kind", self.kind)
@@ -153,6 +157,8 @@ class Informer:
         self._cache.mark_complete(self.api_version, self.kind, self.namespace)
         self.listings += 1
         self.synced.set()
+        where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
+        log.info("listed %d %s objects in %s; watching", len(listed), self.kind, where)
         return resource_version
 
 

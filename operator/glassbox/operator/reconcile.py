@@ -72,7 +72,7 @@ STATUS_HOLD_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a reconcile concluded, for the handler to turn into kopf's terms."""
+    """What a reconcile concluded, for the work queue to act on (handlers.reconcile_queued)."""
 
     ready: bool
     problems: list[SpecProblem]

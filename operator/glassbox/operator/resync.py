@@ -19,7 +19,7 @@ from glassbox.operator.kube import KubeError
 log = logging.getLogger(__name__)
 
 RESYNC_INTERVAL_SECONDS = 120.0
-# The first pass waits this long after start: kopf's first listing of the ExplainedModels covers start-up.
+# The first pass waits this long after start: the watch's first listing of the ExplainedModels covers start-up.
 FIRST_PASS_DELAY_SECONDS = 60.0
 # A pass that has not finished in this many intervals means the loop is stuck (liveness fails).
 STUCK_AFTER_INTERVALS = 3

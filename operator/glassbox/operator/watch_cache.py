@@ -2,7 +2,7 @@
 instead of asking the API server again: the children (InferenceServices and InferenceGraphs), and the
 ExplainedModels themselves (the work queue hands a reconcile a name; the body comes from here).
 
-It is kept by every watch event kopf delivers for those kinds (the operator's own writes included, which the
+It is kept by every watch event of those kinds (informer.py; the operator's own writes included, which the
 handlers otherwise skip) and by the operator's own writes (the server's answer to an apply or a status patch).
 An object is known once an event or a write has said what it is, present or deleted; of two copies, the newer
 resourceVersion is kept.
@@ -61,7 +61,7 @@ class WatchCache:
         self._guard = threading.Lock()
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
-        """A watch event (kopf's listing included, whose type is None)."""
+        """A watch event (a listing's objects included, whose type is None)."""
         key = key_of(body)
         if key is None:
             return

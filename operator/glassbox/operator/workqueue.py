@@ -8,7 +8,7 @@ children), one reconcile of its newest state answers them all.
 Two lanes. `now`: an object created or changed, a child's report, a retry that is due. `backlog`: objects a
 listing found already reconciled at their generation (the operator's start-up, the periodic check), which
 are checked too, but never ahead of what someone is waiting for, and by a few workers at a time (the others,
-and kopf's event loop, stay free): after a restart with a thousand objects in place, a new one is reconciled
+and the watches, stay free): after a restart with a thousand objects in place, a new one is reconciled
 at once rather than behind the thousand.
 
 A reconcile that fails is tried again after a backoff (exponential with jitter, never sooner than the API
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # namespace, name
 WORKERS = 16
-# At most this many reconciles from the backlog at once: the other workers, and kopf's event loop (which shares the
+# At most this many reconciles from the backlog at once: the other workers, and the watches (which share the
 # interpreter with them), stay free for what someone waits for. Measured after a restart with 1,000 objects in place,
 # a new object's children: 4.2 s with all 16 workers on the backlog, 3.5 s with 4 (bench/README.md).
 BACKLOG_WORKERS = 2
@@ -58,7 +58,7 @@ class Result:
 
 
 class WorkQueue:
-    """Thread-safe: kopf's event loop adds, the workers take."""
+    """Thread-safe: the watches add, the workers take."""
 
     def __init__(
         self,
@@ -195,6 +195,11 @@ class WorkQueue:
                     self._queue(lane, key)
                 self._cond.notify()
 
+    def from_backlog(self, key: Key) -> bool:
+        """Whether this name, being reconciled, was taken from the backlog."""
+        with self._cond:
+            return key in self._active_from_backlog
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -258,12 +263,14 @@ class Workers:
             if key is None:
                 return
             try:
-                self.run_one(key)
+                self.run_one(key, checking=self.queue.from_backlog(key))
             finally:
                 self.queue.done(key)
                 self.last_progress = self._clock()
 
-    def run_one(self, key: Key) -> None:
+    def run_one(self, key: Key, checking: bool = False) -> None:
+        """One reconcile, and what the queue should do after it. `checking`: taken from the backlog, where a
+        thousand reconciles that find nothing to change are logged at DEBUG (what they write is logged anyway)."""
         namespace, name = key
         try:
             result = self._reconcile(key)
@@ -279,4 +286,4 @@ class Workers:
             self.queue.succeeded(key)
             if result.requeue_after is not None:
                 self.queue.add_after(key, result.requeue_after)
-            log.info("reconciled ExplainedModel %s/%s", namespace, name)
+            log.log(logging.DEBUG if checking else logging.INFO, "reconciled ExplainedModel %s/%s", namespace, name)
