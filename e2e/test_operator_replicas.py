@@ -108,6 +108,9 @@ def test_namespaced_installs_side_by_side_one_active_replica_each(
 
         # The active replica stops (a rollout, a drained node): it gives the Lease up and the standby acts.
         stop_operator(first)
+        # Cleanly, before the 20 s after which stop_operator kills it (as the kubelet would): a killed replica
+        # never hands the Lease back, and the standby waits for it to expire.
+        assert first.process.returncode == 0, f"the active replica was killed:\n{first.log.read_text()[-3000:]}"
         wait_for("a2 to take over", lambda: "this replica is the active operator" in second.log.read_text())
         wait_for(
             "a2's watch to list", lambda: f"InferenceService objects in namespace {team_a}; watching" in second.log.read_text()

@@ -298,6 +298,7 @@ def test_a_status_that_only_waits_for_kserves_report_is_held_back_and_then_writt
 ) -> None:
     api = CountingStatusWrites(cluster)
     now = [0.0]
+    behind = [False]
     held = Reconciler(
         api,
         OperatorConfig(allow_service_account_names=True),
@@ -306,12 +307,16 @@ def test_a_status_that_only_waits_for_kserves_report_is_held_back_and_then_writt
         cache=WatchCache(),
         status_hold_seconds=2.0,
         clock=lambda: now[0],
+        behind=lambda: behind[0],
+        status_hold_behind_seconds=10.0,
     )
     outcome = held.reconcile(explained_model(cluster, namespace))  # the predictor created; the explainer waits
     assert outcome.requeue_after == 2.0 and api.status_writes == 0
     now[0] = 1.5  # KServe has not reported yet: still held, for what is left of the hold
     assert held.reconcile(get(cluster, XM, namespace, NAME)).requeue_after == 0.5 and api.status_writes == 0
-    now[0] = 2.0  # the hold is over: the waiting is written, once
+    now[0], behind[0] = 2.0, True  # a burst keeps the workers busy: held longer
+    assert held.reconcile(get(cluster, XM, namespace, NAME)).requeue_after == 8.0 and api.status_writes == 0
+    behind[0] = False  # the burst is done, and the hold with it: the waiting is written, once
     outcome = held.reconcile(get(cluster, XM, namespace, NAME))
     assert outcome.requeue_after is None and api.status_writes == 1
     written = get(cluster, XM, namespace, NAME)

@@ -75,6 +75,8 @@ def _operator(args: argparse.Namespace) -> int:
             return 0  # stopped while standing by
 
     children, parents = WatchCache(), WatchCache()
+    children_watched: list[Informer] = []
+    queue = WorkQueue(backlog_ready=lambda: all(informer.synced.is_set() for informer in children_watched))
     events = handlers.EventPoster(api)
     reconciler = Reconciler(
         api,
@@ -85,9 +87,8 @@ def _operator(args: argparse.Namespace) -> int:
         cache=None if args.read_children_from_api else children,
         parents=parents,
         status_hold_seconds=STATUS_HOLD_SECONDS,
+        behind=queue.behind,
     )
-    children_watched: list[Informer] = []
-    queue = WorkQueue(backlog_ready=lambda: all(informer.synced.is_set() for informer in children_watched))
     workers = Workers(queue, handlers.reconcile_queued(reconciler), count=args.workers)
     existing = handlers.ExistingPredictors()
     children_watched += informers_for(api, CHILD_KINDS, args.namespace, children, handlers.ChildEvents(queue, existing))

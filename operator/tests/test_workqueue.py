@@ -160,3 +160,13 @@ def test_a_name_asked_again_later_waits_for_its_time_unless_an_event_comes_first
     assert drain(queue) == [("ml", "held")]
     clock.now = 5.0
     assert drain(queue) == []
+
+
+def test_the_queue_is_behind_while_names_someone_waits_for_wait_for_a_worker() -> None:
+    queue = WorkQueue()
+    queue.add(("ml", "old"), urgent=False)
+    assert not queue.behind()  # the backlog is not someone waiting
+    queue.add(("ml", "new"))
+    assert queue.behind()
+    assert queue.get(timeout=0) == ("ml", "new")
+    assert not queue.behind()  # taken by a worker

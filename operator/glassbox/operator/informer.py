@@ -67,11 +67,10 @@ class Informer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Asks the thread to end; a watch blocked in a read ends with the process (the thread is a daemon)."""
+    def stop(self) -> None:
+        """Asks the thread to end, without waiting: it ends at its next event, or with the process (it is a
+        daemon), since a watch blocked in a read may wait minutes for one."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         resource_version: str | None = None

@@ -68,6 +68,9 @@ RUNTIME_API_VERSION = "serving.kserve.io/v1alpha1"
 # at most: reports that come within it (as in a cluster where KServe answers at once) make one status write, not
 # one per step. Longer waits (Knative scaling a predictor up) show each step, this much later.
 STATUS_HOLD_SECONDS = 2.0
+# ...and this long while the operator is behind (names wait for a worker): a burst of new objects then spends the
+# API server on the children, and each object's progress reaches its status at most this much later.
+STATUS_HOLD_BEHIND_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -217,11 +220,16 @@ class Reconciler:
         parents: WatchCache | None = None,
         status_hold_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        behind: Callable[[], bool] = lambda: False,
+        status_hold_behind_seconds: float = STATUS_HOLD_BEHIND_SECONDS,
     ):
         self.api = api
         # A status that only says a child waits for the address KServe reports for the one before is held back up to
         # this long (0: never), so that the next step's status replaces it unwritten (`awaits_an_address`).
         self.status_hold_seconds = status_hold_seconds
+        # While `behind()` says other objects wait for a worker, up to this long instead.
+        self._behind = behind
+        self.status_hold_behind_seconds = status_hold_behind_seconds
         self._clock = clock
         self._held_since: dict[tuple[str, str], float] = {}
         # What the watches last said of the children (InferenceServices and InferenceGraphs); none: every read asks.
@@ -615,11 +623,13 @@ class Reconciler:
 
     def _held_for(self, key: tuple[str, str], observation: Observation) -> float | None:
         """Seconds left to hold a changed status back, or None to write it now. Held while it only says a child waits
-        for KServe's report on the one before, for `status_hold_seconds` from the first such status at most."""
+        for KServe's report on the one before, for `status_hold_seconds` from the first such status at most
+        (`status_hold_behind_seconds` while the operator is behind)."""
         if not (self.status_hold_seconds > 0 and awaits_an_address(observation)):
             return None
+        hold = max(self.status_hold_seconds, self.status_hold_behind_seconds) if self._behind() else self.status_hold_seconds
         now = self._clock()
-        left = self._held_since.setdefault(key, now) + self.status_hold_seconds - now
+        left = self._held_since.setdefault(key, now) + hold - now
         return left if left > 0 else None
 
     def _write_status(

@@ -209,6 +209,11 @@ class WorkQueue:
         with self._cond:
             return self._waiting_since
 
+    def behind(self) -> bool:
+        """Whether names someone waits for are waiting for a worker (the workers are all busy)."""
+        with self._cond:
+            return bool(self._now)
+
     def depth(self) -> dict[str, int]:
         with self._cond:
             return {"now": len(self._now), "backlog": len(self._backlog), "retrying": len(self._due), "active": len(self._active)}
