@@ -46,6 +46,16 @@ def explained_model(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return body
 
 
+def someone_elses_inference_service(namespace: str) -> dict[str, Any]:
+    """An InferenceService of the predictor's name that Glassbox did not make."""
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": {"team": "someone-else"}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://theirs"}}},
+    }
+
+
 def change_spec(cluster: Cluster, namespace: str, max_replicas: int) -> dict[str, Any]:
     patch = {"spec": {"predictor": {"autoscaling": {"maxReplicas": max_replicas}}}}
     cluster.objects.patch_namespaced_custom_object(*XM[:2], namespace, XM[2], NAME, patch)
@@ -83,12 +93,7 @@ def test_a_name_taken_behind_the_caches_back_is_never_overwritten(
     # The predictor is deleted and someone else's InferenceService takes its name; the cache still holds ours.
     cluster.objects.delete_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], NAME)
     wait_for("the predictor gone", lambda: get(cluster, KSERVE, namespace, NAME) is None)
-    theirs = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": NAME, "namespace": namespace, "labels": {"team": "someone-else"}},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://theirs"}}},
-    }
+    theirs = someone_elses_inference_service(namespace)
     cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], theirs)
     before = get(cluster, KSERVE, namespace, NAME)
     assert before is not None
@@ -122,12 +127,7 @@ class SomeoneCreatesFirst(KubeApi):
 def test_a_name_taken_between_the_read_and_the_create_is_never_overwritten(
     cluster: Cluster, installed_chart: None, namespace: str
 ) -> None:
-    theirs = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": NAME, "namespace": namespace, "labels": {"team": "someone-else"}},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://theirs"}}},
-    }
+    theirs = someone_elses_inference_service(namespace)
     events: list[tuple[str, str]] = []
     held = Reconciler(
         SomeoneCreatesFirst(cluster, theirs),
@@ -189,12 +189,7 @@ def test_with_every_child_listed_a_name_taken_since_the_listing_is_never_overwri
     api = CountingReads(cluster)
     cache = WatchCache()
     listed_informers(api, namespace, cache)
-    theirs = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {"name": NAME, "namespace": namespace, "labels": {"team": "someone-else"}},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "gs://theirs"}}},
-    }
+    theirs = someone_elses_inference_service(namespace)
     cluster.objects.create_namespaced_custom_object(*KSERVE[:2], namespace, KSERVE[2], theirs)
     events: list[tuple[str, str]] = []
     held = Reconciler(

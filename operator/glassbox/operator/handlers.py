@@ -11,7 +11,6 @@ deleted while the operator is stopped.
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import logging
 import threading
@@ -36,9 +35,9 @@ API_CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 class EndlessBackoff:
-    """kopf's `error_backoffs`: a fresh, never-ending series of delays for every request, as client-go's
-    reflectors retry. kopf's default series gives up after about 54 s, and a watch stream that gives up stops
-    the whole operator: an API server that refuses connections, or answers 403 while its authorizer warms up
+    """kopf's `error_backoffs`: a fresh, never-ending series of delays for every request of kopf's own (its
+    start-up's API discovery), as the operator's watches retry (informer.py). kopf's default series gives up
+    after about 54 s: an API server that refuses connections, or answers 403 while its authorizer warms up
     after a restart, for a minute would otherwise end the process."""
 
     def __init__(self, first: float = API_RETRY_FIRST_SECONDS, cap: float = API_RETRY_MAX_SECONDS):
@@ -143,16 +142,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.startup()
 def start_reconciling(memo: kopf.Memo, **_: Any) -> None:
-    """Starts the watches, the workers and the periodic check's thread, with kopf's context (so that they can post
-    Events)."""
+    """Starts the watches, the workers and the periodic check's thread (Events are posted through the API by
+    EventPoster, so none of them needs kopf's context)."""
     for informer in memo.get("informers") or ():
         informer.start()
     workers: Workers | None = memo.get("workers")
     if workers is not None:
-        contextvars.copy_context().run(workers.start)
+        workers.start()
     resync: PeriodicResync | None = memo.get("resync")
     if resync is not None:
-        contextvars.copy_context().run(resync.start)
+        resync.start()
 
 
 @kopf.on.cleanup()

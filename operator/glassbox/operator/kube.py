@@ -223,33 +223,28 @@ class KubeApi:
         except Exception as error:  # connection refused, timeouts
             raise Transient(f"could not read {kind} '{name}': {error}") from error
 
-    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> builtins.list[dict[str, Any]]:
-        """The objects of a kind in a namespace, or in every namespace when `namespace` is None."""
+    def _list_endpoint(self, api_version: str, kind: str, namespace: str | None, action: str, **params: Any) -> Any:
+        """A call of a kind's list endpoint (in a namespace, or in all) with `params`: a listing, one page of one,
+        or a watch. Raises Gone (410: a resourceVersion or continue token too old), else as `_fail` says."""
         group, version = _split(api_version)
         plural = PLURALS[(api_version, kind)]
         try:
             if namespace is None:
-                answer = self._objects.list_cluster_custom_object(
-                    group,
-                    version,
-                    plural,
-                    label_selector=label_selector,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-            else:
-                answer = self._objects.list_namespaced_custom_object(
-                    group,
-                    version,
-                    namespace,
-                    plural,
-                    label_selector=label_selector,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
+                return self._objects.list_cluster_custom_object(group, version, plural, **params)
+            return self._objects.list_namespaced_custom_object(group, version, namespace, plural, **params)
         except ApiException as error:
-            raise self._fail(error, "list", api_version, kind, None) from error
+            if error.status == 410:
+                raise Gone(f"could not {action} {kind} objects from where it was: {_server_message(error)}", 410) from error
+            raise self._fail(error, action, api_version, kind, None) from error
         except Exception as error:
-            raise Transient(f"could not list {kind}: {error}") from error
-        return list(answer.get("items") or [])  # type: ignore[attr-defined]
+            raise Transient(f"could not {action} {kind}: {error}") from error
+
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str = "") -> builtins.list[dict[str, Any]]:
+        """The objects of a kind in a namespace, or in every namespace when `namespace` is None."""
+        answer = self._list_endpoint(
+            api_version, kind, namespace, "list", label_selector=label_selector, _request_timeout=REQUEST_TIMEOUT
+        )
+        return list(answer.get("items") or [])
 
     def list_page(
         self,
@@ -266,24 +261,12 @@ class KubeApi:
         reflectors list at start): no read of etcd, so far less of the API server's time, at the price of a
         state that may be a moment old (the watch from its resourceVersion brings what is newer). The server
         then sends every object in one answer, whatever the page size."""
-        group, version = _split(api_version)
-        plural = PLURALS[(api_version, kind)]
         paging: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_request_timeout": REQUEST_TIMEOUT}
         if continue_token:
             paging["_continue"] = continue_token
         elif from_watch_cache:
             paging["resource_version"] = "0"
-        try:
-            if namespace is None:
-                answer: Any = self._objects.list_cluster_custom_object(group, version, plural, **paging)
-            else:
-                answer = self._objects.list_namespaced_custom_object(group, version, namespace, plural, **paging)
-        except ApiException as error:
-            if error.status == 410:
-                raise Gone(f"the listing of {kind} objects expired: {_server_message(error)}", 410) from error
-            raise self._fail(error, "list", api_version, kind, None) from error
-        except Exception as error:
-            raise Transient(f"could not list {kind}: {error}") from error
+        answer = self._list_endpoint(api_version, kind, namespace, "list", **paging)
         meta = answer.get("metadata") or {}
         return list(answer.get("items") or []), str(meta.get("resourceVersion") or ""), meta.get("continue") or None
 
@@ -291,8 +274,6 @@ class KubeApi:
         """The watch events of a kind (in a namespace, or in all) after `resource_version`, each decoded as the
         server sends it ({"type", "object"}), bookmarks included, until the server ends the stream (after
         WATCH_SERVER_TIMEOUT_SECONDS). Raises Gone (410) when that version is too old to resume from."""
-        group, version = _split(api_version)
-        plural = PLURALS[(api_version, kind)]
         watching: dict[str, Any] = {
             "watch": True,
             "resource_version": resource_version,
@@ -301,17 +282,7 @@ class KubeApi:
             "_preload_content": False,
             "_request_timeout": WATCH_READ_TIMEOUT,
         }
-        try:
-            if namespace is None:
-                response: Any = self._objects.list_cluster_custom_object(group, version, plural, **watching)
-            else:
-                response = self._objects.list_namespaced_custom_object(group, version, namespace, plural, **watching)
-        except ApiException as error:
-            if error.status == 410:
-                raise Gone(f"the watch of {kind} objects cannot resume: {_server_message(error)}", 410) from error
-            raise self._fail(error, "watch", api_version, kind, None) from error
-        except Exception as error:
-            raise Transient(f"could not watch {kind}: {error}") from error
+        response = self._list_endpoint(api_version, kind, namespace, "watch", **watching)
         try:
             for line in _lines(response):
                 event = json.loads(line)

@@ -44,6 +44,12 @@ def revision_of(body: dict[str, Any] | None) -> int | None:
         return None
 
 
+def _older(body: dict[str, Any], held: dict[str, Any] | None) -> bool:
+    """Whether `body` is an older copy than the one held (by resourceVersion, where both have one)."""
+    new, old = revision_of(body), revision_of(held)
+    return held is not None and new is not None and old is not None and new < old
+
+
 def _slim(body: dict[str, Any]) -> dict[str, Any]:
     """The body without its managedFields, which the reconciler never reads (they are most of an object's size)."""
     meta = dict(body.get("metadata") or {})
@@ -67,9 +73,7 @@ class WatchCache:
             return
         if event_type == "DELETED":
             with self._guard:
-                held = self._objects.get(key)
-                new, old = revision_of(body), revision_of(held)
-                if not (held is not None and new is not None and old is not None and new < old):
+                if not _older(body, self._objects.get(key)):
                     self._objects[key] = None  # unless what it deletes is older than what the operator wrote since
             return
         self._keep(key, _slim(body))
@@ -82,9 +86,7 @@ class WatchCache:
 
     def _keep(self, key: Key, body: dict[str, Any]) -> None:
         with self._guard:
-            held = self._objects.get(key)
-            new, old = revision_of(body), revision_of(held)
-            if held is not None and new is not None and old is not None and new < old:
+            if _older(body, self._objects.get(key)):
                 return  # an event older than what the operator already wrote or saw
             self._objects[key] = body
 

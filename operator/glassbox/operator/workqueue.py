@@ -17,7 +17,6 @@ server's Retry-After), until it succeeds or the object is deleted.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
@@ -248,11 +247,8 @@ class Workers:
         return late if late > 0 else None
 
     def start(self) -> None:
-        """Each thread runs in a copy of the caller's context (kopf's, so that reconciles can post Events)."""
         for number in range(self._count):
-            thread = threading.Thread(
-                target=contextvars.copy_context().run, args=(self._run,), name=f"glassbox-reconcile-{number}", daemon=True
-            )
+            thread = threading.Thread(target=self._run, name=f"glassbox-reconcile-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
